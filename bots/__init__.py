@@ -1,0 +1,1 @@
+"""Channel adapters, the aiohttp server, the CLI and the composition root."""

@@ -1,0 +1,202 @@
+"""The `yimen` command line: run the server, chat in a terminal, train NLU, work cases."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import Coroutine
+from typing import Annotated, Any
+
+import typer
+from aiohttp import web
+from sqlalchemy.engine import make_url
+
+from bots.app import create_app
+from bots.logs import configure
+from bots.runtime import open_services
+from bots.settings import Settings
+from bots.terminal import TerminalChannel, read_lines
+from handlers.notifier import NotificationPump
+from integration.cases import LOCAL_TZ
+from integration.errors import IntegrationError
+from integration.models import CaseStatus
+
+app = typer.Typer(
+    help="Yimen (一门): the messaging front door of a street office.", no_args_is_help=True
+)
+nlu_app = typer.Typer(help="Train and inspect the NLU model.", no_args_is_help=True)
+cases_app = typer.Typer(help="Work cases at the local dispatch desk.", no_args_is_help=True)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(nlu_app, name="nlu")
+app.add_typer(cases_app, name="cases")
+app.add_typer(db_app, name="db")
+
+
+def main() -> None:
+    """Entry point of the `yimen` console script."""
+    app()
+
+
+def _settings(**overrides: Any) -> Settings:
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    configure(settings.log_level)
+    return settings
+
+
+def _run(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        return asyncio.run(coroutine)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def _describe_db(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@app.command()
+def run(
+    host: Annotated[str | None, typer.Option(help="Address to bind (YIMEN_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (YIMEN_PORT).")] = None,
+) -> None:
+    """Start the server: web chat, health check and webhooks."""
+    settings = _settings(host=host, port=port)
+    _run(_serve(settings))
+
+
+async def _serve(settings: Settings) -> None:
+    runner = web.AppRunner(create_app(settings), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    base = f"http://{settings.host}:{settings.port}"
+    print(
+        f"Yimen is serving on {base}\n"
+        f"  web chat   {base}/chat\n"
+        f"  health     {base}/healthz\n"
+        f"  database   {_describe_db(settings.resolved_database_url)}\n"
+        f"  state      {'redis' if settings.redis_url else 'in-process memory (one worker)'}\n"
+        f"  NLU        {settings.nlu_backend}\n"
+        f"  dispatch   {settings.dispatch} desk (yimen cases list / set-status)",
+        flush=True,
+    )
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+@app.command()
+def chat(
+    user: Annotated[str, typer.Option(help="The resident identity to chat as.")] = "resident",
+) -> None:
+    """Chat as a resident in this terminal; also reads piped input, one message per line."""
+    _run(_chat(_settings(), user))
+
+
+async def _chat(settings: Settings, user: str) -> None:
+    terminal = TerminalChannel(user)
+    async with open_services(settings) as services:
+        pipeline = services.pipeline
+        assert pipeline is not None
+        pump = NotificationPump(
+            services.notifications,
+            {terminal.name: terminal},
+            services.catalog,
+            poll_interval=settings.push_poll_interval,
+        )
+        pusher = asyncio.create_task(pump.run(), name="notification-pump")
+        interactive = sys.stdin.isatty()
+        if interactive:
+            print(services.catalog("terminal.banner"), flush=True)
+        lines: asyncio.Queue[str | None] = asyncio.Queue()
+        await read_lines(sys.stdin, lines)
+        try:
+            while (line := await lines.get()) is not None:
+                inbound = terminal.to_inbound(line)
+                if inbound is None:
+                    continue
+                replies = await pipeline.handle(inbound)
+                await terminal.reply(inbound, replies or [])
+        finally:
+            pusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pusher
+        await pump.deliver_due()  # anything that arrived while we were finishing
+
+
+@nlu_app.command("train")
+def nlu_train() -> None:
+    """Train the embedded model from nlu/data and cache it under the data directory."""
+    from nlu.embedded import load_or_train
+    from nlu.training_data import load
+
+    settings = _settings()
+    data = load()
+    started = time.perf_counter()
+    model = load_or_train(settings.model_dir, force=True)
+    elapsed = time.perf_counter() - started
+    path = settings.model_dir / f"embedded-{model.fingerprint}.joblib"
+    print(
+        f"trained on {len(data.examples)} examples, {len(model.intents)} intents "
+        f"in {elapsed:.1f}s -> {path}"
+    )
+
+
+@cases_app.command("list")
+def cases_list(
+    status: Annotated[
+        list[CaseStatus] | None, typer.Option(help="Only cases in this status (repeatable).")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
+) -> None:
+    """One line per case: number, category, status, address, created time."""
+
+    async def go() -> None:
+        async with open_services(_settings(), with_nlu=False) as services:
+            cases = await services.cases.list_cases(status or (), limit)
+        if not cases:
+            print("no cases")
+        for case in cases:
+            created = case.created_at.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M")
+            print(
+                f"{case.number}  {case.category:<12} {case.status.value:<11} "
+                f"{case.address or '-'}  {created}"
+            )
+
+    _run(go())
+
+
+@cases_app.command("set-status")
+def cases_set_status(
+    case: Annotated[str, typer.Argument(help="The case number, e.g. YM2611250001.")],
+    status: Annotated[CaseStatus, typer.Argument(help="The new status.")],
+    note: Annotated[str, typer.Option(help="A note for the resident.")] = "",
+    actor: Annotated[str, typer.Option(help="Who made the change.")] = "staff",
+) -> None:
+    """Move a case along its lifecycle; the resident is notified on their channel."""
+
+    async def go() -> None:
+        async with open_services(_settings(), with_nlu=False) as services:
+            view = await services.cases.change_status(case, status, note, actor)
+        print(f"{view.number} -> {view.status.value}; the resident will be notified")
+
+    try:
+        _run(go())
+    except IntegrationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply database migrations (also done automatically at start)."""
+
+    async def go() -> None:
+        async with open_services(_settings(), with_nlu=False):
+            pass
+
+    _run(go())
+    print("database is up to date")

@@ -1,0 +1,153 @@
+"""The composition root: builds every long-lived object from Settings, and closes them.
+
+Everything else receives what it needs as constructor arguments; only this module
+knows which implementation (SQLite or PostgreSQL, memory or Redis) is in use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bots.settings import Settings
+from handlers.catalog import Catalog
+from handlers.flows.base import Flow
+from handlers.flows.chat import ChatFlow
+from handlers.flows.complaint import ComplaintFlow
+from handlers.flows.status import StatusFlow
+from handlers.pipeline import Limits, Pipeline
+from handlers.router import Router
+from handlers.state import ConversationStore, Gate
+from integration.cases import CaseBook
+from integration.db import create_engine, session_factory, upgrade
+from integration.notifications import NotificationQueue
+from integration.state import (
+    KeyBuilder,
+    MemoryConversationStore,
+    MemoryGate,
+    RedisConversationStore,
+    RedisGate,
+)
+from integration.transcript import Transcript
+from nlu.embedded import EmbeddedInterpreter, load_or_train
+from nlu.entities import EntityExtractor
+from nlu.training_data import load as load_training_data
+from nlu.types import Interpreter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Services:
+    """The objects one Yimen process shares between its channels and workers."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    redis: Redis | None
+    catalog: Catalog
+    cases: CaseBook
+    transcript: Transcript
+    notifications: NotificationQueue
+    pipeline: Pipeline | None  # None when opened without NLU (staff commands)
+
+    async def health(self) -> dict[str, str]:
+        """Reachability of the database and, when configured, Redis."""
+        report: dict[str, str] = {}
+        try:
+            async with self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+            report["database"] = "ok"
+        except Exception as exc:
+            report["database"] = f"error: {type(exc).__name__}"
+        if self.redis is not None:
+            try:
+                await self.redis.ping()
+                report["redis"] = "ok"
+            except Exception as exc:
+                report["redis"] = f"error: {type(exc).__name__}"
+        return report
+
+
+def load_interpreter(settings: Settings) -> Interpreter:
+    """The configured NLU backend, with its model loaded (or trained) once."""
+    model = load_or_train(settings.model_dir)
+    extractor = EntityExtractor.from_training_data(load_training_data())
+    return EmbeddedInterpreter(model, extractor, threshold=settings.nlu_threshold)
+
+
+@asynccontextmanager
+async def open_services(settings: Settings, *, with_nlu: bool = True) -> AsyncIterator[Services]:
+    """Build, migrate and connect everything; close it all on exit."""
+    engine = create_engine(settings.resolved_database_url)
+    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    try:
+        await upgrade(engine)
+        sessions = session_factory(engine)
+        catalog = Catalog.load()
+        cases = CaseBook(sessions)
+        transcript = Transcript(sessions)
+        pipeline = None
+        if with_nlu:
+            # Training or unpickling takes a while: keep it off the event loop.
+            interpreter = await asyncio.to_thread(load_interpreter, settings)
+            pipeline = build_pipeline(settings, redis, interpreter, cases, transcript, catalog)
+        yield Services(
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            redis=redis,
+            catalog=catalog,
+            cases=cases,
+            transcript=transcript,
+            notifications=NotificationQueue(sessions),
+            pipeline=pipeline,
+        )
+    finally:
+        if redis is not None:
+            await redis.aclose()
+        await engine.dispose()
+
+
+def build_pipeline(
+    settings: Settings,
+    redis: Redis | None,
+    interpreter: Interpreter,
+    cases: CaseBook,
+    transcript: Transcript,
+    catalog: Catalog,
+) -> Pipeline:
+    """Wire the pipeline, its flows and its shared state."""
+    gate: Gate
+    store: ConversationStore
+    if redis is not None:
+        gate, store = RedisGate(redis), RedisConversationStore(redis)
+    else:
+        gate, store = MemoryGate(), MemoryConversationStore()
+    flows: dict[str, Flow] = {
+        "complaint": ComplaintFlow(cases, catalog),
+        "status": StatusFlow(cases, catalog),
+        "chat": ChatFlow(catalog),
+    }
+    return Pipeline(
+        gate=gate,
+        store=store,
+        transcript=transcript,
+        interpreter=interpreter,
+        router=Router(flows, catalog),
+        catalog=catalog,
+        keys=KeyBuilder(settings.redis_prefix),
+        limits=Limits(
+            max_text=settings.max_text_length,
+            rate_limit=settings.rate_limit,
+            rate_window=settings.rate_window,
+            state_ttl=settings.state_ttl,
+        ),
+    )

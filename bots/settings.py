@@ -1,0 +1,54 @@
+"""Yimen's settings: the only place that reads the environment.
+
+Every setting comes from a ``YIMEN_*`` environment variable or a ``.env`` file in the
+working directory. With none set, Yimen runs on its embedded defaults: a SQLite file
+under ./var/, in-process state, the embedded NLU and the local dispatch desk.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Typed configuration, read once by the composition root."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="YIMEN_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    data_dir: Path = Path("var")
+    database_url: str = ""  # default: sqlite+aiosqlite:///<data_dir>/yimen.db
+    redis_url: str = ""  # empty: in-process state (one worker only)
+    redis_prefix: str = "yimen"
+    nlu_backend: Literal["embedded"] = "embedded"
+    nlu_threshold: float = Field(0.3, ge=0.0, le=1.0)
+    dispatch: Literal["local"] = "local"
+    max_text_length: int = Field(2000, ge=10)
+    rate_limit: int = Field(30, ge=1)  # messages per user per rate window
+    rate_window: float = Field(60.0, gt=0)
+    state_ttl: float = Field(3 * 86_400.0, gt=0)
+    push_poll_interval: float = Field(1.0, gt=0)
+    max_upload_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+    log_level: str = "INFO"
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in the data directory."""
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'yimen.db'}"
+
+    @property
+    def model_dir(self) -> Path:
+        """Where trained NLU models are cached."""
+        return self.data_dir / "models"
+
+    @property
+    def media_dir(self) -> Path:
+        """Where photos uploaded through the web chat are kept."""
+        return self.data_dir / "media"

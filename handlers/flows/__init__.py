@@ -1,0 +1,1 @@
+"""Conversation flows: one per capability, each plain code over a ConversationState."""

@@ -1,0 +1,101 @@
+"""Delivers queued status pushes to residents on the channel they used.
+
+The queue lives in the relational store (integration.notifications), so a push
+queued by any process (the staff CLI, the console, a platform callback) is delivered
+by whichever running process serves that channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from handlers.catalog import Catalog
+from handlers.messages import Channel, DeliveryError, Outbound
+from integration.notifications import NotificationQueue, PendingPush
+
+log = logging.getLogger(__name__)
+
+LOCAL_TZ = ZoneInfo("Asia/Shanghai")
+
+
+class NotificationPump:
+    """Claims due pushes for the channels this process serves and sends them."""
+
+    def __init__(
+        self,
+        queue: NotificationQueue,
+        channels: Mapping[str, Channel[Any]],
+        catalog: Catalog,
+        *,
+        poll_interval: float = 1.0,
+        max_attempts: int = 10,
+        offline_retry: float = 30.0,
+    ) -> None:
+        self._queue = queue
+        self._channels = channels
+        self._t = catalog
+        self._poll_interval = poll_interval
+        self._max_attempts = max_attempts
+        self._offline_retry = offline_retry
+        self._wakeup = asyncio.Event()
+
+    def render(self, push: PendingPush) -> Outbound:
+        """The resident-facing text of a status change."""
+        text = self._t(
+            "push.status",
+            number=push.case_number,
+            category=self._t(f"category.{push.category}"),
+            status=self._t(f"status.{push.status.value}"),
+            note=push.note,
+            time=push.changed_at.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M"),
+        )
+        return Outbound("\n".join(line for line in text.splitlines() if line.strip()))
+
+    def wake(self) -> None:
+        """Look for due pushes now instead of at the next poll."""
+        self._wakeup.set()
+
+    async def deliver_due(self) -> int:
+        """One pass: send every due push; the number delivered."""
+        delivered = 0
+        while pushes := await self._queue.claim_due(list(self._channels)):
+            for push in pushes:
+                delivered += await self._deliver(push)
+        return delivered
+
+    async def run(self) -> None:
+        """Deliver until cancelled, polling the queue and waking early on ``wake``."""
+        while True:
+            try:
+                await self.deliver_due()
+            except Exception:  # a database hiccup must not stop delivery for good
+                log.exception("notification pass failed")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._poll_interval):
+                    await self._wakeup.wait()
+            self._wakeup.clear()
+
+    async def _deliver(self, push: PendingPush) -> int:
+        channel = self._channels[push.channel]
+        try:
+            await channel.push(push.chat_id, self.render(push))
+        except DeliveryError as exc:
+            if exc.offline:
+                await self._queue.retry_later(
+                    push.id, exc.reason, self._offline_retry, count_attempt=False
+                )
+            elif exc.retryable and push.attempts + 1 < self._max_attempts:
+                delay = min(5.0 * 2**push.attempts, 3600.0)
+                log.warning("push %s failed (%s), retrying in %.0fs", push.id, exc.reason, delay)
+                await self._queue.retry_later(push.id, exc.reason, delay)
+            else:
+                log.error("push %s failed for good: %s", push.id, exc.reason)
+                await self._queue.mark_failed(push.id, exc.reason)
+            return 0
+        await self._queue.mark_sent(push.id)
+        return 1

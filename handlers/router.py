@@ -1,0 +1,69 @@
+"""Routes each turn to a flow: the active one, else the one the intent starts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from handlers.catalog import Catalog
+from handlers.flows.base import CANCEL, Flow, Turn, finish
+from handlers.messages import Outbound
+from handlers.state import ConversationState
+
+REPORT_INTENTS = tuple(
+    f"report_{category}"
+    for category in (
+        "noise",
+        "sanitation",
+        "street_order",
+        "parking",
+        "facility",
+        "greenery",
+        "property",
+        "construction",
+        "safety",
+    )
+)
+
+# Intent -> flow name. Intents not listed go to the chat flow, which answers them.
+ROUTES: Mapping[str, str] = {
+    **dict.fromkeys(REPORT_INTENTS, "complaint"),
+    "report": "complaint",  # the menu's 我要反映, before the resident says what
+    "check_status": "status",
+}
+DEFAULT_FLOW = "chat"
+
+CANCEL_WORDS = frozenset({"取消", "取消反映", "退出", "cancel", "/cancel", "quit"})
+
+# Slash commands (Telegram's, and typed anywhere) and the intents they stand for.
+COMMANDS: Mapping[str, str] = {
+    "/start": "greet",
+    "/help": "help",
+    "/menu": "help",
+    "/status": "check_status",
+}
+
+
+def is_cancel(turn: Turn) -> bool:
+    """Whether the resident asked to leave the current flow."""
+    return turn.payload == CANCEL or turn.text.lower().rstrip("。.!！") in CANCEL_WORDS
+
+
+class Router:
+    """Dispatches turns to flows by conversation state and intent."""
+
+    def __init__(self, flows: Mapping[str, Flow], catalog: Catalog) -> None:
+        self._flows = flows
+        self._t = catalog
+
+    async def route(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        """Handle one turn, updating ``state``; returns the replies."""
+        if is_cancel(turn):
+            if state.idle:
+                return [Outbound(self._t("chat.nothing_to_cancel"))]
+            key = f"{state.flow}.cancelled"
+            finish(state)
+            return [Outbound(self._t(key))]
+        if not state.idle:
+            return await self._flows[state.flow or DEFAULT_FLOW].resume(turn, state)
+        flow = self._flows[ROUTES.get(turn.parse.intent, DEFAULT_FLOW)]
+        return await flow.start(turn, state)

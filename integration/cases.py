@@ -1,0 +1,192 @@
+"""The case book: creating cases, changing their status, and queueing the pushes.
+
+Every status change writes its history entry and the resident's notification in one
+transaction, so a change is never recorded without its push being durably queued.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import selectinload
+
+from integration.errors import CaseNotFound, InvalidTransition
+from integration.lifecycle import OPEN, can_move
+from integration.models import (
+    Case,
+    CaseCounter,
+    CaseEvent,
+    CaseMedia,
+    CaseStatus,
+    Notification,
+    Resident,
+    utcnow,
+)
+from integration.upsert import ensure_resident, insert_for
+
+LOCAL_TZ = ZoneInfo("Asia/Shanghai")
+NUMBER_PREFIX = "YM"
+
+
+@dataclass(frozen=True, slots=True)
+class CaseDraft:
+    """What a flow knows when it asks for a case to be opened."""
+
+    channel: str
+    user_id: str
+    chat_id: str
+    category: str
+    description: str
+    address: str = ""
+    latitude: float | None = None
+    longitude: float | None = None
+    media: tuple[tuple[str, str, str], ...] = ()  # (kind, ref, url)
+
+
+@dataclass(frozen=True, slots=True)
+class CaseView:
+    """A read-only snapshot of a case."""
+
+    number: str
+    category: str
+    status: CaseStatus
+    description: str
+    address: str
+    channel: str
+    chat_id: str
+    created_at: datetime
+    updated_at: datetime
+    media_count: int = 0
+    last_note: str = ""
+
+    @classmethod
+    def of(cls, case: Case) -> CaseView:
+        """Snapshot a loaded case (with its media and events loaded)."""
+        return cls(
+            number=case.number,
+            category=case.category,
+            status=CaseStatus(case.status),
+            description=case.description,
+            address=case.address,
+            channel=case.channel,
+            chat_id=case.chat_id,
+            created_at=case.created_at,
+            updated_at=case.updated_at,
+            media_count=len(case.media),
+            last_note=case.events[-1].note if case.events else "",
+        )
+
+
+def format_number(day: date, sequence: int) -> str:
+    """A short case number: YM, the local date as yymmdd, and the day's sequence."""
+    return f"{NUMBER_PREFIX}{day:%y%m%d}{sequence:04d}"
+
+
+class CaseBook:
+    """Cases in the relational store; the local dispatch desk works on these directly."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def create_case(self, draft: CaseDraft) -> CaseView:
+        """Open a case in ``received`` and give it its number, in one transaction."""
+        now = utcnow()
+        async with self._sessions.begin() as session:
+            resident_id = await ensure_resident(session, draft.channel, draft.user_id)
+            number = format_number(*await _next_sequence(session, now))
+            case = Case(
+                number=number,
+                resident_id=resident_id,
+                channel=draft.channel,
+                chat_id=draft.chat_id,
+                category=draft.category,
+                description=draft.description,
+                address=draft.address,
+                latitude=draft.latitude,
+                longitude=draft.longitude,
+                status=CaseStatus.received.value,
+                created_at=now,
+                updated_at=now,
+                media=[CaseMedia(kind=k, ref=r, url=u) for k, r, u in draft.media],
+                events=[
+                    CaseEvent(status=CaseStatus.received.value, actor="resident", created_at=now)
+                ],
+            )
+            session.add(case)
+            await session.flush()
+            return CaseView.of(case)
+
+    async def change_status(
+        self, number: str, status: CaseStatus, note: str = "", actor: str = "staff"
+    ) -> CaseView:
+        """Move a case to ``status`` and queue the resident's notification, atomically."""
+        now = utcnow()
+        async with self._sessions.begin() as session:
+            case = await session.scalar(
+                _loaded(select(Case).where(Case.number == number.upper())).with_for_update()
+            )
+            if case is None:
+                raise CaseNotFound(number)
+            current = CaseStatus(case.status)
+            if not can_move(current, status):
+                raise InvalidTransition(case.number, current.value, status.value)
+            event = CaseEvent(status=status.value, note=note, actor=actor, created_at=now)
+            case.events.append(event)
+            case.status = status.value
+            case.updated_at = now
+            await session.flush()
+            session.add(Notification(event_id=event.id, channel=case.channel, chat_id=case.chat_id))
+            return CaseView.of(case)
+
+    async def get(self, number: str) -> CaseView:
+        """One case by number (case-insensitive)."""
+        async with self._sessions() as session:
+            case = await session.scalar(_loaded(select(Case).where(Case.number == number.upper())))
+            if case is None:
+                raise CaseNotFound(number)
+            return CaseView.of(case)
+
+    async def list_cases(
+        self, statuses: Sequence[CaseStatus] = (), limit: int = 100
+    ) -> list[CaseView]:
+        """The newest cases first, optionally only those in ``statuses``."""
+        query = _loaded(select(Case)).order_by(Case.id.desc()).limit(limit)
+        if statuses:
+            query = query.where(Case.status.in_([s.value for s in statuses]))
+        async with self._sessions() as session:
+            return [CaseView.of(c) for c in await session.scalars(query)]
+
+    async def open_cases(self, channel: str, user_id: str) -> list[CaseView]:
+        """A resident's cases that are still open, newest first."""
+        query = (
+            _loaded(select(Case))
+            .join(Resident, Resident.id == Case.resident_id)
+            .where(Resident.channel == channel, Resident.external_id == user_id)
+            .where(Case.status.in_([s.value for s in OPEN]))
+            .order_by(Case.id.desc())
+        )
+        async with self._sessions() as session:
+            return [CaseView.of(c) for c in await session.scalars(query)]
+
+
+def _loaded(query):  # type: ignore[no-untyped-def]
+    return query.options(selectinload(Case.media), selectinload(Case.events))
+
+
+async def _next_sequence(session: AsyncSession, now: datetime) -> tuple[date, int]:
+    """Atomically take the next number of the local day (an upsert, safe across workers)."""
+    day = now.astimezone(LOCAL_TZ).date()
+    statement = (
+        insert_for(session, CaseCounter)
+        .values(day=day, last=1)
+        .on_conflict_do_update(
+            index_elements=[CaseCounter.day], set_={"last": CaseCounter.last + 1}
+        )
+        .returning(CaseCounter.last)
+    )
+    return day, int((await session.execute(statement)).scalar_one())

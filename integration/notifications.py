@@ -1,0 +1,127 @@
+"""The durable queue of pushes to residents (case status changes).
+
+Rows are written in the same transaction as the change they report. A deliverer claims
+due rows with a lease (``next_attempt_at`` moved forward), so several workers never
+send one row at once and a worker that dies mid-send only delays the push: delivery is
+at least once, and ``sent`` rows are never sent again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from integration.models import Case, CaseEvent, CaseStatus, Notification, NotificationState, utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class PendingPush:
+    """A claimed notification with everything needed to render and send it."""
+
+    id: int
+    channel: str
+    chat_id: str
+    attempts: int
+    case_number: str
+    category: str
+    status: CaseStatus
+    note: str
+    changed_at: datetime
+
+
+class NotificationQueue:
+    """Claims, completes and reschedules queued pushes."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def claim_due(
+        self, channels: Collection[str], *, limit: int = 50, lease: float = 60.0
+    ) -> list[PendingPush]:
+        """Take up to ``limit`` due pushes for ``channels``, oldest first, leasing them."""
+        now = utcnow()
+        query = (
+            select(Notification, CaseEvent, Case)
+            .join(CaseEvent, CaseEvent.id == Notification.event_id)
+            .join(Case, Case.id == CaseEvent.case_id)
+            .where(
+                Notification.state == NotificationState.pending.value,
+                Notification.channel.in_(list(channels)),
+                Notification.next_attempt_at <= now,
+            )
+            .order_by(Notification.id)
+            .limit(limit)
+            .with_for_update(of=Notification, skip_locked=True)
+        )
+        async with self._sessions.begin() as session:
+            rows = (await session.execute(query)).all()
+            if rows:
+                await session.execute(
+                    update(Notification)
+                    .where(Notification.id.in_([n.id for n, _, _ in rows]))
+                    .values(next_attempt_at=now + timedelta(seconds=lease))
+                )
+        return [
+            PendingPush(
+                id=n.id,
+                channel=n.channel,
+                chat_id=n.chat_id,
+                attempts=n.attempts,
+                case_number=c.number,
+                category=c.category,
+                status=CaseStatus(e.status),
+                note=e.note,
+                changed_at=e.created_at,
+            )
+            for n, e, c in rows
+        ]
+
+    async def mark_sent(self, push_id: int) -> None:
+        """Record a delivered push."""
+        await self._set(
+            push_id, state=NotificationState.sent.value, sent_at=utcnow(), last_error=""
+        )
+
+    async def retry_later(
+        self, push_id: int, error: str, delay: float, *, count_attempt: bool = True
+    ) -> None:
+        """Reschedule a push; an offline recipient does not use up an attempt."""
+        values: dict[str, object] = {
+            "next_attempt_at": utcnow() + timedelta(seconds=delay),
+            "last_error": error[:500],
+        }
+        if count_attempt:
+            values["attempts"] = Notification.attempts + 1
+        await self._set(push_id, **values)
+
+    async def mark_failed(self, push_id: int, error: str) -> None:
+        """Give up on a push; it stays visible to staff with its last error."""
+        await self._set(
+            push_id,
+            state=NotificationState.failed.value,
+            attempts=Notification.attempts + 1,
+            last_error=error[:500],
+        )
+
+    async def release(self, channel: str, chat_id: str) -> None:
+        """Make a chat's pending pushes due now (its recipient just came online)."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(Notification)
+                .where(
+                    Notification.state == NotificationState.pending.value,
+                    Notification.channel == channel,
+                    Notification.chat_id == chat_id,
+                )
+                .values(next_attempt_at=utcnow())
+            )
+
+    async def _set(self, push_id: int, **values: object) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(Notification).where(Notification.id == push_id).values(**values)
+            )

@@ -1,0 +1,169 @@
+"""The transcript: every inbound and outbound message, kept in the relational store.
+
+Inbound messages are unique by (channel, platform message id), so the store itself is
+the last line of defence against a redelivered message being processed twice.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from integration.errors import DuplicateMessage
+from integration.models import Conversation, Direction, Message, utcnow
+from integration.upsert import ensure_conversation, ensure_resident
+
+# How SQLite and PostgreSQL name the violated (channel, external_id) constraint.
+_DUPLICATE_MARKS = ("uq_messages_external", "messages.channel, messages.external_id")
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRecord:
+    """The facts of an inbound message the transcript keeps."""
+
+    channel: str
+    user_id: str
+    chat_id: str
+    message_id: str
+    text: str
+    time: datetime
+    latitude: float | None = None
+    longitude: float | None = None
+    location_label: str = ""
+    media_ref: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredInbound:
+    """Where an inbound message was stored."""
+
+    message_id: int
+    conversation_id: int
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptLine:
+    """One message of a conversation as staff and tests read it back."""
+
+    direction: Direction
+    text: str
+    intent: str | None
+    created_at: datetime
+
+
+class Transcript:
+    """Appends to and reads conversations' transcripts.
+
+    Conversation ids are cached per chat: rows are never deleted, so the cache is safe
+    to share across workers and saves two lookups per message.
+    """
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], cache_size: int = 10_000
+    ) -> None:
+        self._sessions = sessions
+        self._conversations: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._cache_size = cache_size
+
+    async def record_inbound(self, record: InboundRecord) -> StoredInbound:
+        """Store an inbound message, or raise ``DuplicateMessage`` if already stored."""
+        key = (record.channel, record.chat_id)
+        try:
+            async with self._sessions.begin() as session:
+                conversation_id = await self._conversation(session, key, record.user_id)
+                message = Message(
+                    conversation_id=conversation_id,
+                    channel=record.channel,
+                    direction=Direction.inbound.value,
+                    external_id=record.message_id,
+                    text=record.text,
+                    latitude=record.latitude,
+                    longitude=record.longitude,
+                    location_label=record.location_label,
+                    media_ref=record.media_ref,
+                    created_at=record.time,
+                )
+                session.add(message)
+                await session.execute(
+                    update(Conversation)
+                    .where(Conversation.id == conversation_id)
+                    .values(last_inbound_at=record.time)
+                )
+                await session.flush()
+                message_id = message.id
+        except IntegrityError as exc:
+            if any(mark in str(exc.orig) for mark in _DUPLICATE_MARKS):
+                raise DuplicateMessage(f"{record.channel}:{record.message_id}") from exc
+            raise
+        # Cache only committed ids: a rolled-back conversation row must not be remembered.
+        self._remember(key, conversation_id)
+        return StoredInbound(message_id, conversation_id, record.channel)
+
+    async def record_outcome(
+        self,
+        stored: StoredInbound,
+        intent: str | None,
+        confidence: float | None,
+        replies: Sequence[str],
+    ) -> None:
+        """Store what was understood of an inbound message and the replies it got."""
+        now = utcnow()
+        async with self._sessions.begin() as session:
+            if intent is not None:
+                await session.execute(
+                    update(Message)
+                    .where(Message.id == stored.message_id)
+                    .values(intent=intent, confidence=confidence)
+                )
+            if replies:
+                await session.execute(
+                    insert(Message),
+                    [
+                        {
+                            "conversation_id": stored.conversation_id,
+                            "channel": stored.channel,
+                            "direction": Direction.outbound.value,
+                            "text": text,
+                            "created_at": now,
+                        }
+                        for text in replies
+                    ],
+                )
+
+    async def lines(self, channel: str, chat_id: str, limit: int = 200) -> list[TranscriptLine]:
+        """The newest ``limit`` messages of a chat, oldest first."""
+        query = (
+            select(Message)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .where(Conversation.channel == channel, Conversation.chat_id == chat_id)
+            .order_by(Message.id.desc())
+            .limit(limit)
+        )
+        async with self._sessions() as session:
+            rows = list(await session.scalars(query))
+        return [
+            TranscriptLine(Direction(m.direction), m.text, m.intent, m.created_at)
+            for m in reversed(rows)
+        ]
+
+    async def _conversation(self, session: AsyncSession, key: tuple[str, str], user_id: str) -> int:
+        cached = self._conversations.get(key)
+        if cached is not None:
+            self._conversations.move_to_end(key)
+            return cached
+        channel, chat_id = key
+        resident_id = await ensure_resident(session, channel, user_id)
+        return await ensure_conversation(session, resident_id, channel, chat_id)
+
+    def _remember(self, key: tuple[str, str], conversation_id: int) -> None:
+        self._conversations[key] = conversation_id
+        self._conversations.move_to_end(key)
+        if len(self._conversations) > self._cache_size:
+            self._conversations.popitem(last=False)

@@ -1,0 +1,55 @@
+"""The NLU result types and the Interpreter protocol every backend implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+FALLBACK_INTENT = "nlu_fallback"
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """An entity span, shaped like Rasa's: character offsets into the parsed text."""
+
+    entity: str
+    start: int
+    end: int
+    value: str
+    extractor: str
+
+
+@dataclass(frozen=True, slots=True)
+class Parse:
+    """What an interpreter understood of one message."""
+
+    text: str
+    intent: str
+    confidence: float
+    entities: tuple[Entity, ...] = ()
+    ranking: tuple[tuple[str, float], ...] = field(default=())
+
+    def first(self, entity: str) -> Entity | None:
+        """The first entity of the given type, if any."""
+        return next((e for e in self.entities if e.entity == entity), None)
+
+
+class Interpreter(Protocol):
+    """Parses resident text into an intent and entities."""
+
+    async def parse(self, text: str) -> Parse:
+        """Understand one message."""
+        ...
+
+
+class NLUError(Exception):
+    """Root of the NLU package's errors."""
+
+
+class TrainingDataError(NLUError):
+    """The training data could not be read; ``source`` names the file."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
