@@ -8,21 +8,7 @@ from handlers.catalog import Catalog
 from handlers.flows.base import CANCEL, Flow, Turn, finish
 from handlers.messages import Outbound
 from handlers.state import ConversationState
-
-REPORT_INTENTS = tuple(
-    f"report_{category}"
-    for category in (
-        "noise",
-        "sanitation",
-        "street_order",
-        "parking",
-        "facility",
-        "greenery",
-        "property",
-        "construction",
-        "safety",
-    )
-)
+from nlu.contract import REPORT_INTENTS
 
 # Intent -> flow name. Intents not listed go to the chat flow, which answers them.
 ROUTES: Mapping[str, str] = {

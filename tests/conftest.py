@@ -1,0 +1,158 @@
+"""Shared fixtures: real SQLite and PostgreSQL, real Redis, and a trained NLU model.
+
+PostgreSQL and Redis are required: a test that needs them fails, never skips, when
+they are unreachable. Set YIMEN_TEST_POSTGRES_URL / YIMEN_TEST_REDIS_URL to use
+servers other than the local defaults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from handlers.catalog import Catalog
+from handlers.state import ConversationStore, Gate
+from integration.db import create_engine, session_factory, upgrade
+from integration.models import Base
+from integration.state import (
+    KeyBuilder,
+    MemoryConversationStore,
+    MemoryGate,
+    RedisConversationStore,
+    RedisGate,
+)
+from nlu.embedded import EmbeddedInterpreter, EmbeddedModel, load_or_train
+from nlu.entities import EntityExtractor
+from nlu.training_data import load as load_training_data
+
+POSTGRES_URL = os.environ.get(
+    "YIMEN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("YIMEN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _asyncpg_url(url: str) -> str:
+    return url.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+async def _migrate(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test session (SQLAlchemy URL)."""
+    name = f"yimen_test_{uuid.uuid4().hex[:10]}"
+
+    async def admin(statement: str) -> None:
+        connection = await asyncpg.connect(POSTGRES_URL)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    url = _asyncpg_url(POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}")
+    asyncio.run(_migrate(url))
+    yield url
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (cheaper than migrating each time)."""
+    path = tmp_path_factory.mktemp("sqlite") / "template.db"
+    asyncio.run(_migrate(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty database on each backend."""
+    if request.param == "sqlite":
+        path = tmp_path / "yimen.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite+aiosqlite:///{path}"
+    url: str = request.getfixturevalue("postgres_database")
+    return url
+
+
+@pytest.fixture
+async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on an empty database (PostgreSQL tables are truncated after each test)."""
+    engine = create_engine(database_url)
+    try:
+        yield session_factory(engine)
+    finally:
+        if engine.dialect.name == "postgresql":
+            tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+            async with engine.begin() as connection:
+                await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        await engine.dispose()
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[Redis]:
+    """A client of the real Redis server."""
+    client = Redis.from_url(REDIS_URL)
+    await client.ping()
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def keys(redis: Redis) -> AsyncIterator[KeyBuilder]:
+    """A key builder with a prefix of this test's own; its keys are deleted afterwards."""
+    builder = KeyBuilder(f"yimen-test-{uuid.uuid4().hex[:8]}")
+    yield builder
+    async for key in redis.scan_iter(f"{builder.prefix}:*"):
+        await redis.delete(key)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def shared_state(request: pytest.FixtureRequest) -> tuple[Gate, ConversationStore]:
+    """A gate and a conversation store, in process memory and in Redis."""
+    if request.param == "memory":
+        return MemoryGate(), MemoryConversationStore()
+    client: Redis = request.getfixturevalue("redis")
+    return RedisGate(client), RedisConversationStore(client)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory holding the NLU model trained once for the whole session."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def nlu_model(model_dir: Path) -> EmbeddedModel:
+    """The embedded model trained on nlu/data (once per session)."""
+    return load_or_train(model_dir)
+
+
+@pytest.fixture(scope="session")
+def interpreter(nlu_model: EmbeddedModel) -> EmbeddedInterpreter:
+    """The embedded interpreter over the session's model."""
+    return EmbeddedInterpreter(nlu_model, EntityExtractor.from_training_data(load_training_data()))
+
+
+@pytest.fixture(scope="session")
+def catalog() -> Catalog:
+    """The Simplified Chinese message catalogue."""
+    return Catalog.load()

@@ -1,0 +1,134 @@
+"""Training data, normalisation, entities and the embedded classifier."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from nlu.contract import ENTITIES, INTENTS
+from nlu.embedded import EmbeddedInterpreter, EmbeddedModel, fingerprint, load_or_train
+from nlu.entities import EntityExtractor
+from nlu.normalize import has_content, normalize
+from nlu.training_data import DATA_DIR, load, load_file, parse_example
+from nlu.types import FALLBACK_INTENT, TrainingDataError
+
+
+def test_training_data_covers_exactly_the_contract() -> None:
+    data = load()
+    assert sorted(data.intents) == sorted(INTENTS)
+    for intent in INTENTS:
+        examples = [e for e in data.examples if e.intent == intent]
+        assert len(examples) >= 15, intent
+    texts = [e.text for e in data.examples]
+    assert len(texts) == len(set(texts)), "an example is listed twice"
+    used = {entity.entity for e in data.examples for entity in e.entities}
+    assert used <= set(ENTITIES)
+
+
+def test_annotations_become_spans_and_synonyms() -> None:
+    example = parse_example(
+        '我想[明天上午](time)办[社会保障卡]{"entity": "service", "value": "社保卡"}', "x"
+    )
+    assert example.text == "我想明天上午办社会保障卡"
+    time, service = example.entities
+    assert example.text[time.start : time.end] == "明天上午" and time.entity == "time"
+    assert example.text[service.start : service.end] == "社会保障卡"
+    assert service.value == "社保卡"
+
+
+def test_bad_training_file_names_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text("nlu:\n- intent: greet\n  examples: [not, a, block]\n", encoding="utf-8")
+    with pytest.raises(TrainingDataError, match=r"bad\.yml"):
+        load_file(bad)
+
+
+def test_normalize_folds_width_emoji_and_space() -> None:
+    assert normalize("  ＡＢＣ１２３　路灯😀不亮  ") == "abc123 路灯 不亮"
+    assert has_content("路灯") and not has_content("😀👍 ！！")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("交通街道金辉小区3号楼楼下太吵", [("address", "交通街道金辉小区3号楼")]),
+        ("万达广场东门有人摆摊", [("address", "万达广场东门")]),
+        ("伊煤路与天骄路交叉口路灯不亮", [("address", "伊煤路与天骄路交叉口")]),
+        ("楼下烧烤店每天半夜还很吵", []),
+        ("我想明天上午办居住证", [("time", "明天上午"), ("service", "居住证")]),
+        ("下周一下午三点可以吗", [("time", "下周一下午三点")]),
+        ("电话13912345678或0477-8581234", [("phone", "13912345678"), ("phone", "0477-8581234")]),
+    ],
+)
+def test_entities(text: str, expected: list[tuple[str, str]]) -> None:
+    extractor = EntityExtractor.from_training_data(load())
+    found = extractor.extract(text)
+    assert [(e.entity, e.value) for e in found] == expected
+    for entity in found:
+        assert entity.value == text[entity.start : entity.end] or entity.entity == "service"
+
+
+def test_service_synonyms_map_to_canonical_names() -> None:
+    extractor = EntityExtractor.from_training_data(load())
+    data = load()
+    variant, canonical = next(
+        (v, c) for v, c in data.synonyms.items() if c in data.lookups["service"] and v != c
+    )
+    [entity] = [e for e in extractor.extract(f"我要办{variant}") if e.entity == "service"]
+    assert entity.value == canonical
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("楼下烧烤店每天半夜还很吵", "report_noise"),
+        ("小区垃圾好几天没人收了臭死了", "report_sanitation"),
+        ("我们这条街的路灯坏了一个星期了", "report_facility"),
+        ("有人把车停在消防通道上", "report_parking"),
+        ("您好", "greet"),
+        ("我要找人工客服", "human_handoff"),
+        ("我上次反映的问题有结果了吗", "check_status"),
+    ],
+)
+async def test_embedded_model_understands_plain_requests(
+    interpreter: EmbeddedInterpreter, text: str, intent: str
+) -> None:
+    parse = await interpreter.parse(text)
+    assert parse.intent == intent
+    assert parse.ranking[0] == (intent, parse.confidence)
+    assert 0.0 < parse.confidence <= 1.0
+
+
+def test_low_confidence_becomes_fallback(nlu_model: EmbeddedModel) -> None:
+    strict = EmbeddedInterpreter(nlu_model, EntityExtractor(), threshold=0.999)
+    parse = strict.parse_sync("嗯")
+    assert parse.intent == FALLBACK_INTENT
+    assert parse.ranking[0][0] in INTENTS
+
+
+def test_model_is_cached_by_data_fingerprint(nlu_model: EmbeddedModel, model_dir: Path) -> None:
+    path = model_dir / f"embedded-{nlu_model.fingerprint}.joblib"
+    assert path.exists() and nlu_model.fingerprint == fingerprint()
+    before = path.stat().st_mtime_ns
+    again = load_or_train(model_dir)
+    assert path.stat().st_mtime_ns == before  # loaded, not retrained
+    assert again.intents == nlu_model.intents
+
+
+def test_changed_data_gets_a_new_fingerprint(tmp_path: Path) -> None:
+    copy = tmp_path / "data"
+    shutil.copytree(DATA_DIR, copy)
+    assert fingerprint(copy) == fingerprint()
+    with (copy / "conversation.yml").open("a", encoding="utf-8") as f:
+        f.write("\n- intent: greet\n  examples: |\n    - 哈喽哈喽在不在\n")
+    assert fingerprint(copy) != fingerprint()
+
+
+def test_corrupt_cache_is_rebuilt(tmp_path: Path, nlu_model: EmbeddedModel) -> None:
+    path = tmp_path / f"embedded-{nlu_model.fingerprint}.joblib"
+    path.write_bytes(b"not a model")
+    model = load_or_train(tmp_path)
+    assert model.intents == nlu_model.intents
+    assert path.stat().st_size > 1000

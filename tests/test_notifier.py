@@ -1,0 +1,112 @@
+"""Status pushes: queued with the change, delivered once, retried, never lost silently."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from handlers.catalog import Catalog
+from handlers.notifier import NotificationPump
+from integration.cases import CaseBook, CaseDraft
+from integration.models import CaseStatus, Notification
+from integration.notifications import NotificationQueue
+from tests.fakes import CollectingChannel
+
+
+async def open_case(book: CaseBook, chat: str = "r1", channel: str = "collect") -> str:
+    draft = CaseDraft(channel, chat, chat, "noise", "楼下烧烤店每天半夜还很吵", "金辉小区3号楼")
+    return (await book.create_case(draft)).number
+
+
+def pump_for(
+    sessions: async_sessionmaker[AsyncSession], channel: CollectingChannel, catalog: Catalog
+) -> NotificationPump:
+    return NotificationPump(
+        NotificationQueue(sessions), {channel.name: channel}, catalog, poll_interval=0.05
+    )
+
+
+async def states(sessions: async_sessionmaker[AsyncSession]) -> list[tuple[str, int]]:
+    async with sessions() as session:
+        rows = await session.execute(
+            select(Notification.state, Notification.attempts).order_by(Notification.id)
+        )
+        return [(s, a) for s, a in rows]
+
+
+async def test_each_change_is_pushed_once_in_chinese(
+    sessions: async_sessionmaker[AsyncSession], catalog: Catalog
+) -> None:
+    book, channel = CaseBook(sessions), CollectingChannel()
+    number = await open_case(book)
+    await book.change_status(number, CaseStatus.in_progress, "已派城管中队")
+    await book.change_status(number, CaseStatus.resolved, "已劝导商户夜间停业")
+    pump = pump_for(sessions, channel, catalog)
+    assert await pump.deliver_due() == 2
+    assert await pump.deliver_due() == 0  # sent pushes are never sent again
+    [(chat, first), (_, second)] = channel.pushes
+    assert chat == "r1"
+    assert number in first.text and "正在处理" in first.text and "已派城管中队" in first.text
+    assert "噪音扰民" in first.text
+    assert "已办结" in second.text and "已劝导商户夜间停业" in second.text
+    assert await states(sessions) == [("sent", 0), ("sent", 0)]
+
+
+async def test_pushes_only_go_to_channels_this_process_serves(
+    sessions: async_sessionmaker[AsyncSession], catalog: Catalog
+) -> None:
+    book, channel = CaseBook(sessions), CollectingChannel()
+    number = await open_case(book, channel="telegram")
+    await book.change_status(number, CaseStatus.accepted)
+    assert await pump_for(sessions, channel, catalog).deliver_due() == 0
+    assert await states(sessions) == [("pending", 0)]
+
+
+async def test_offline_recipient_keeps_the_push_without_using_attempts(
+    sessions: async_sessionmaker[AsyncSession], catalog: Catalog
+) -> None:
+    book, channel = CaseBook(sessions), CollectingChannel(offline={"r1"})
+    number = await open_case(book)
+    await book.change_status(number, CaseStatus.accepted)
+    pump = pump_for(sessions, channel, catalog)
+    assert await pump.deliver_due() == 0
+    assert await states(sessions) == [("pending", 0)]
+    channel.offline.clear()
+    await NotificationQueue(sessions).release("collect", "r1")  # the visitor came back
+    assert await pump.deliver_due() == 1
+    assert len(channel.pushes) == 1
+
+
+async def test_failed_push_is_retried_later_then_given_up_visibly(
+    sessions: async_sessionmaker[AsyncSession], catalog: Catalog
+) -> None:
+    book = CaseBook(sessions)
+    number = await open_case(book)
+    await book.change_status(number, CaseStatus.accepted)
+    flaky = CollectingChannel(failures=1)
+    assert await pump_for(sessions, flaky, catalog).deliver_due() == 0
+    assert await states(sessions) == [("pending", 1)]
+
+    await book.change_status(number, CaseStatus.dispatched)
+    broken = CollectingChannel(failures=5, permanent=True)
+    await NotificationQueue(sessions).release("collect", "r1")
+    await pump_for(sessions, broken, catalog).deliver_due()
+    assert await states(sessions) == [("failed", 2), ("failed", 1)]
+
+
+async def test_running_pump_delivers_changes_from_elsewhere(
+    sessions: async_sessionmaker[AsyncSession], catalog: Catalog
+) -> None:
+    book, channel = CaseBook(sessions), CollectingChannel()
+    number = await open_case(book)
+    task = asyncio.create_task(pump_for(sessions, channel, catalog).run())
+    try:
+        await book.change_status(number, CaseStatus.accepted, "已受理")
+        async with asyncio.timeout(10):
+            while not channel.pushes:
+                await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+    assert number in channel.pushes[0][1].text

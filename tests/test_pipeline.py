@@ -1,0 +1,304 @@
+"""The pipeline over real stores: SQLite and PostgreSQL, memory and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import replace
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from handlers.catalog import Catalog
+from handlers.flows.base import Flow
+from handlers.flows.chat import ChatFlow
+from handlers.flows.complaint import ComplaintFlow
+from handlers.flows.status import StatusFlow
+from handlers.messages import Inbound, Outbound
+from handlers.pipeline import Limits, Pipeline
+from handlers.router import Router
+from handlers.state import ConversationStore, Gate
+from integration.cases import CaseBook, CaseDraft, CaseView
+from integration.models import Case, Message
+from integration.state import KeyBuilder, MemoryGate
+from integration.transcript import InboundRecord, StoredInbound, Transcript
+from nlu.embedded import EmbeddedInterpreter
+from nlu.types import Interpreter, Parse
+
+_ids = itertools.count()
+
+
+def message(
+    text: str, *, chat: str = "r1", message_id: str | None = None, payload: str = ""
+) -> Inbound:
+    return Inbound("webchat", chat, chat, message_id or f"m{next(_ids)}", text, payload=payload)
+
+
+def build(
+    shared_state: tuple[Gate, ConversationStore],
+    sessions: async_sessionmaker[AsyncSession],
+    interpreter: Interpreter,
+    catalog: Catalog,
+    keys: KeyBuilder,
+    *,
+    limits: Limits | None = None,
+    desk: object | None = None,
+    transcript: Transcript | None = None,
+) -> Pipeline:
+    gate, store = shared_state
+    cases = desk or CaseBook(sessions)
+    flows: dict[str, Flow] = {
+        "complaint": ComplaintFlow(cases, catalog),  # type: ignore[arg-type]
+        "status": StatusFlow(cases, catalog),  # type: ignore[arg-type]
+        "chat": ChatFlow(catalog),
+    }
+    return Pipeline(
+        gate=gate,
+        store=store,
+        transcript=transcript or Transcript(sessions),
+        interpreter=interpreter,
+        router=Router(flows, catalog),
+        catalog=catalog,
+        keys=keys,
+        limits=limits,
+    )
+
+
+@pytest.fixture
+def pipeline(shared_state, sessions, interpreter, catalog, keys) -> Pipeline:  # type: ignore[no-untyped-def]
+    return build(shared_state, sessions, interpreter, catalog, keys)
+
+
+async def count(sessions: async_sessionmaker[AsyncSession], model: type) -> int:
+    async with sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+async def texts(pipeline: Pipeline, inbound: Inbound) -> list[str]:
+    replies = await pipeline.handle(inbound)
+    assert replies is not None
+    return [r.text for r in replies]
+
+
+async def test_acceptance_dialogue_opens_one_case(
+    pipeline: Pipeline, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    [where] = await texts(pipeline, message("楼下烧烤店每天半夜还很吵"))
+    assert "具体位置" in where
+    [photo] = await texts(pipeline, message("金辉小区3号楼"))
+    assert "金辉小区3号楼" in photo and "跳过" in photo
+    [confirm] = await texts(pipeline, message("1"))  # the first button, typed as its number
+    assert "请确认" in confirm and "噪音扰民" in confirm
+    [done] = await texts(pipeline, message("提交"))  # a button typed as its label
+    [case] = await CaseBook(sessions).list_cases()
+    assert case.number in done
+    assert (case.category, case.address) == ("noise", "金辉小区3号楼")
+    assert case.description == "楼下烧烤店每天半夜还很吵"
+
+
+async def test_redelivered_message_is_processed_once(
+    pipeline: Pipeline, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await texts(pipeline, message("垃圾桶满了没人清"))
+    await texts(pipeline, message("金辉小区3号楼"))
+    await texts(pipeline, message("跳过"))
+    submit = message("提交", message_id="submit-1")
+    first, second = await asyncio.gather(pipeline.handle(submit), pipeline.handle(submit))
+    assert [first is None, second is None].count(True) == 1
+    assert await pipeline.handle(submit) is None  # a later redelivery too
+    assert await count(sessions, Case) == 1
+    async with sessions() as session:
+        stored = await session.scalar(
+            select(func.count()).select_from(Message).where(Message.external_id == "submit-1")
+        )
+    assert stored == 1
+
+
+async def test_dedupe_survives_losing_shared_state(
+    shared_state,
+    sessions,
+    interpreter,
+    catalog,
+    keys,  # type: ignore[no-untyped-def]
+) -> None:
+    pipeline = build(shared_state, sessions, interpreter, catalog, keys)
+    inbound = message("你好", message_id="hello-1")
+    assert await pipeline.handle(inbound) is not None
+    # A restarted single worker (fresh memory) still refuses the redelivery: the
+    # transcript's unique (channel, message id) is the last line of defence.
+    restarted = build((MemoryGate(), shared_state[1]), sessions, interpreter, catalog, keys)
+    assert await restarted.handle(inbound) is None
+    assert await count(sessions, Message) == 2  # the message and its one reply
+
+
+async def test_messages_of_one_conversation_never_interleave(
+    shared_state,
+    sessions,
+    interpreter,
+    catalog,
+    keys,  # type: ignore[no-untyped-def]
+) -> None:
+    log: list[str] = []
+
+    class SlowInterpreter:
+        async def parse(self, text: str) -> Parse:
+            log.append(f"start {text}")
+            await asyncio.sleep(0.05)
+            log.append(f"end {text}")
+            return await interpreter.parse(text)
+
+    pipeline = build(shared_state, sessions, SlowInterpreter(), catalog, keys)
+    await asyncio.gather(*(pipeline.handle(message(f"你好{i}")) for i in range(4)))
+    assert len(log) == 8
+    for start, end in zip(log[::2], log[1::2], strict=True):
+        assert start.replace("start", "end") == end
+
+
+async def test_other_conversations_are_not_blocked(
+    shared_state,
+    sessions,
+    interpreter,
+    catalog,
+    keys,  # type: ignore[no-untyped-def]
+) -> None:
+    running = 0
+    peak = 0
+
+    class SlowInterpreter:
+        async def parse(self, text: str) -> Parse:
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            await asyncio.sleep(0.05)
+            running -= 1
+            return await interpreter.parse(text)
+
+    pipeline = build(shared_state, sessions, SlowInterpreter(), catalog, keys)
+    await asyncio.gather(*(pipeline.handle(message("你好", chat=f"c{i}")) for i in range(3)))
+    assert peak > 1
+
+
+async def test_rate_limit_refuses_politely_and_stores_nothing(
+    shared_state,
+    sessions,
+    interpreter,
+    catalog,
+    keys,  # type: ignore[no-untyped-def]
+) -> None:
+    limits = Limits(rate_limit=3, rate_window=60)
+    pipeline = build(shared_state, sessions, interpreter, catalog, keys, limits=limits)
+    for _ in range(3):
+        assert catalog("chat.rate_limited") not in await texts(pipeline, message("你好"))
+    assert await texts(pipeline, message("你好")) == [catalog("chat.rate_limited")]
+    assert await texts(pipeline, message("你好", chat="someone-else")) != [
+        catalog("chat.rate_limited")
+    ]
+    async with sessions() as session:
+        inbound = await session.scalar(
+            select(func.count()).select_from(Message).where(Message.direction == "in")
+        )
+    assert inbound == 4
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "values"),
+    [
+        ("", "chat.empty", {}),
+        ("   ", "chat.empty", {}),
+        ("好" * 10_000, "chat.too_long", {"limit": 2000}),
+        ("😀😀👍", "chat.emoji_only", {}),
+        ("/foo bar", "chat.unknown_command", {"command": "/foo"}),
+    ],
+)
+async def test_bad_input_gets_a_clear_answer_and_is_kept(
+    pipeline: Pipeline,
+    sessions: async_sessionmaker[AsyncSession],
+    catalog: Catalog,
+    text: str,
+    key: str,
+    values: dict[str, object],
+) -> None:
+    assert await texts(pipeline, message(text)) == [catalog(key, **values)]
+    async with sessions() as session:
+        kept = await session.scalar(select(Message.text).where(Message.direction == "in"))
+    assert kept == text
+
+
+async def test_known_commands_map_to_intents(pipeline: Pipeline, catalog: Catalog) -> None:
+    assert await texts(pipeline, message("/start")) == [catalog("chat.greet")]
+    assert await texts(pipeline, message("/help@yimen_bot")) == [catalog("chat.help")]
+    assert await texts(pipeline, message("/status")) == [catalog("status_query.none")]
+    assert await texts(pipeline, message("/cancel")) == [catalog("chat.nothing_to_cancel")]
+
+
+async def test_conversation_survives_a_worker_restart(
+    shared_state,
+    sessions,
+    interpreter,
+    catalog,
+    keys,  # type: ignore[no-untyped-def]
+) -> None:
+    first = build(shared_state, sessions, interpreter, catalog, keys)
+    await texts(first, message("小区门口有流动摊贩"))
+    # A new process with fresh objects over the same shared store picks up the flow.
+    second = build(shared_state, sessions, interpreter, catalog, keys)
+    [reply] = await texts(second, message("万达广场东门"))
+    assert "万达广场东门" in reply and "跳过" in reply
+
+
+async def test_a_failing_flow_apologises_and_keeps_the_message(
+    shared_state,
+    sessions,
+    interpreter,
+    catalog,
+    keys,  # type: ignore[no-untyped-def]
+) -> None:
+    class BrokenDesk(CaseBook):
+        async def create_case(self, draft: CaseDraft) -> CaseView:
+            raise ConnectionError("desk unreachable")
+
+    pipeline = build(shared_state, sessions, interpreter, catalog, keys, desk=BrokenDesk(sessions))
+    for text in ("电梯又坏了", "金辉小区3号楼", "跳过"):
+        await texts(pipeline, message(text))
+    assert await texts(pipeline, message("提交")) == [catalog("chat.busy")]
+    # The confirmation step is still there, so submitting again works once the desk is back.
+    working = build(shared_state, sessions, interpreter, catalog, keys)
+    [done] = await texts(working, message("提交"))
+    assert "工单号" in done
+    async with sessions() as session:
+        kept = list(await session.scalars(select(Message.text).where(Message.direction == "in")))
+    assert kept.count("提交") == 2
+
+
+async def test_failure_before_storing_lets_the_redelivery_in(
+    shared_state,
+    sessions,
+    interpreter,
+    catalog,
+    keys,  # type: ignore[no-untyped-def]
+) -> None:
+    class FlakyTranscript(Transcript):
+        failures = 1
+
+        async def record_inbound(self, record: InboundRecord) -> StoredInbound:
+            if self.failures:
+                self.failures -= 1
+                raise ConnectionError("database went away")
+            return await super().record_inbound(record)
+
+    pipeline = build(
+        shared_state, sessions, interpreter, catalog, keys, transcript=FlakyTranscript(sessions)
+    )
+    inbound = message("你好", message_id="flaky-1")
+    with pytest.raises(ConnectionError):
+        await pipeline.handle(inbound)
+    assert await texts(pipeline, replace(inbound)) == [catalog("chat.greet")]
+
+
+async def test_pipeline_answers_with_the_embedded_model(
+    pipeline: Pipeline, catalog: Catalog, interpreter: EmbeddedInterpreter
+) -> None:
+    replies = await pipeline.handle(message("你好"))
+    assert replies == [Outbound(catalog("chat.greet"), replies[0].buttons)]
+    assert [b.payload for b in replies[0].buttons][:2] == ["intent:report", "intent:check_status"]
