@@ -190,6 +190,36 @@ def cases_set_status(
         raise typer.Exit(1) from None
 
 
+@app.command("bench")
+def bench_command(
+    conversations: Annotated[int, typer.Option(min=1, help="Simulated residents.")] = 300,
+    concurrency: Annotated[int, typer.Option(min=1, help="Residents talking at once.")] = 50,
+    scratch: Annotated[
+        bool, typer.Option(help="Use a throwaway SQLite file unless YIMEN_DATABASE_URL is set.")
+    ] = True,
+) -> None:
+    """Measure pipeline throughput and latency with scripted resident conversations."""
+    import tempfile
+
+    from bots.bench import SCRIPT, bench
+
+    settings = _settings(log_level="WARNING")
+    with tempfile.TemporaryDirectory() as tmp:
+        if scratch and not settings.database_url:
+            settings = settings.model_copy(
+                update={"database_url": f"sqlite+aiosqlite:///{tmp}/bench.db"}
+            )
+        result = _run(bench(settings, conversations, concurrency))
+    print(
+        f"pipeline: {result.messages} messages ({conversations} conversations x {len(SCRIPT)}, "
+        f"{concurrency} at once)\n"
+        f"  database {_describe_db(settings.resolved_database_url)}; "
+        f"state {'redis' if settings.redis_url else 'memory'}; NLU {settings.nlu_backend}\n"
+        f"  {result.rate:,.0f} messages/s; latency p50 {result.p50_ms:.1f} ms, "
+        f"p99 {result.p99_ms:.1f} ms, max {result.max_ms:.1f} ms"
+    )
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply database migrations (also done automatically at start)."""

@@ -24,17 +24,11 @@ from handlers.flows.complaint import ComplaintFlow
 from handlers.flows.status import StatusFlow
 from handlers.pipeline import Limits, Pipeline
 from handlers.router import Router
-from handlers.state import ConversationStore, Gate
+from handlers.state import ConversationStore
 from integration.cases import CaseBook
 from integration.db import create_engine, session_factory, upgrade
 from integration.notifications import NotificationQueue
-from integration.state import (
-    KeyBuilder,
-    MemoryConversationStore,
-    MemoryGate,
-    RedisConversationStore,
-    RedisGate,
-)
+from integration.state import KeyBuilder, MemoryConversationStore, RedisConversationStore, Timing
 from integration.transcript import Transcript
 from nlu.embedded import EmbeddedInterpreter, load_or_train
 from nlu.entities import EntityExtractor
@@ -125,29 +119,23 @@ def build_pipeline(
     catalog: Catalog,
 ) -> Pipeline:
     """Wire the pipeline, its flows and its shared state."""
-    gate: Gate
-    store: ConversationStore
-    if redis is not None:
-        gate, store = RedisGate(redis), RedisConversationStore(redis)
-    else:
-        gate, store = MemoryGate(), MemoryConversationStore()
+    timing = Timing(rate_window=settings.rate_window, state_ttl=settings.state_ttl)
+    store: ConversationStore = (
+        RedisConversationStore(redis, timing)
+        if redis is not None
+        else MemoryConversationStore(timing)
+    )
     flows: dict[str, Flow] = {
         "complaint": ComplaintFlow(cases, catalog),
         "status": StatusFlow(cases, catalog),
         "chat": ChatFlow(catalog),
     }
     return Pipeline(
-        gate=gate,
         store=store,
         transcript=transcript,
         interpreter=interpreter,
         router=Router(flows, catalog),
         catalog=catalog,
         keys=KeyBuilder(settings.redis_prefix),
-        limits=Limits(
-            max_text=settings.max_text_length,
-            rate_limit=settings.rate_limit,
-            rate_window=settings.rate_window,
-            state_ttl=settings.state_ttl,
-        ),
+        limits=Limits(max_text=settings.max_text_length, rate_limit=settings.rate_limit),
     )

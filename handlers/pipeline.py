@@ -9,15 +9,18 @@ crash between two messages.
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from handlers.catalog import Catalog
 from handlers.flows.base import Turn
 from handlers.messages import Inbound, Outbound
 from handlers.router import COMMANDS, Router, is_cancel
-from handlers.state import ConversationState, ConversationStore, Gate
+from handlers.state import ConversationState, ConversationStore
 from integration.errors import DuplicateMessage
 from integration.state.keys import KeyBuilder
+from integration.state.types import Admission, Ticket
 from integration.transcript import InboundRecord, Transcript
 from nlu.normalize import has_content
 from nlu.types import FALLBACK_INTENT, Interpreter, Parse
@@ -32,12 +35,7 @@ class Limits:
     """The pipeline's tunables; the composition root fills them from settings."""
 
     max_text: int = 2000  # characters; longer messages are refused politely
-    rate_limit: int = 30  # messages per user per window
-    rate_window: float = 60.0
-    dedupe_ttl: float = 86_400.0  # how long a processed message id is remembered
-    processing_ttl: float = 60.0  # how long an unfinished claim blocks a redelivery
-    lock_timeout: float = 10.0
-    state_ttl: float = 3 * 86_400.0
+    rate_limit: int = 30  # messages per user per rate window (the store's Timing)
 
 
 class Pipeline:
@@ -46,7 +44,6 @@ class Pipeline:
     def __init__(
         self,
         *,
-        gate: Gate,
         store: ConversationStore,
         transcript: Transcript,
         interpreter: Interpreter,
@@ -55,7 +52,6 @@ class Pipeline:
         keys: KeyBuilder,
         limits: Limits | None = None,
     ) -> None:
-        self._gate = gate
         self._store = store
         self._transcript = transcript
         self._interpreter = interpreter
@@ -66,49 +62,67 @@ class Pipeline:
 
     async def handle(self, inbound: Inbound) -> list[Outbound] | None:
         """Process one message; None when it is a duplicate that was already handled."""
-        mark = self._keys.build("dedupe", inbound.channel, inbound.message_id)
-        if not await self._gate.claim(mark, self._limits.processing_ttl):
+        ticket = self._ticket(inbound)
+        try:
+            admission = await self._store.enter(ticket)
+        except BaseException:
+            await self._store.abort(ticket)
+            raise
+        if admission is None:
             log.info("duplicate %s message %s dropped", inbound.channel, inbound.message_id)
             return None
         try:
-            lock = self._keys.build("lock", inbound.channel, inbound.chat_id)
-            async with self._gate.lock(lock, self._limits.lock_timeout):
-                replies = await self._admitted(inbound)
+            replies, state, changed = await self._admitted(inbound, admission)
         except BaseException:
             # Not stored, so let the platform's redelivery (or the resident's retry) in.
-            await self._gate.forget(mark)
+            await self._store.abort(ticket)
             raise
-        await self._gate.settle(mark, self._limits.dedupe_ttl)
+        await self._store.leave(ticket, state, changed=changed)
         return replies
 
-    async def _admitted(self, inbound: Inbound) -> list[Outbound] | None:
-        rate = self._keys.build("rate", inbound.channel, inbound.user_id)
-        if await self._gate.hit(rate, self._limits.rate_window) > self._limits.rate_limit:
-            return [Outbound(self._t("chat.rate_limited"))]
+    def _ticket(self, inbound: Inbound) -> Ticket:
+        channel, build = inbound.channel, self._keys.build
+        return Ticket(
+            mark=build("dedupe", channel, inbound.message_id),
+            lock=build("lock", channel, inbound.chat_id),
+            rate=build("rate", channel, inbound.user_id),
+            state=build("state", channel, inbound.chat_id),
+            token=uuid.uuid4().hex,
+        )
+
+    async def _admitted(
+        self, inbound: Inbound, admission: Admission
+    ) -> tuple[list[Outbound] | None, dict[str, Any] | None, bool]:
+        """The replies, and the state to save (with whether it changed)."""
+        saved = admission.state
+        if admission.count > self._limits.rate_limit:
+            return [Outbound(self._t("chat.rate_limited"))], saved, False
         try:
             stored = await self._transcript.record_inbound(_record(inbound))
         except DuplicateMessage:
             log.info("message %s:%s already in transcript", inbound.channel, inbound.message_id)
-            return None
+            return None, saved, False
+        state = ConversationState.from_dict(saved)
         parse: Parse | None = None
         try:
-            parse, replies = await self._respond(inbound)
+            parse, replies = await self._respond(inbound, state)
         except Exception:
-            # The message is safe in the transcript for staff; tell the resident plainly.
+            # The message is safe in the transcript for staff; tell the resident plainly,
+            # and keep the conversation where it was.
             log.exception("failed to handle %s message %s", inbound.channel, inbound.message_id)
-            replies = [Outbound(self._t("chat.busy"))]
+            replies, state = [Outbound(self._t("chat.busy"))], ConversationState.from_dict(saved)
         await self._transcript.record_outcome(
             stored,
             parse.intent if parse else None,
             parse.confidence if parse else None,
             [r.text for r in replies],
         )
-        return replies
+        after = None if state.idle and not state.buttons else state.to_dict()
+        return replies, after, after != saved
 
-    async def _respond(self, inbound: Inbound) -> tuple[Parse | None, list[Outbound]]:
-        key = self._keys.build("state", inbound.channel, inbound.chat_id)
-        saved = await self._store.load(key)
-        state = ConversationState.from_dict(saved)
+    async def _respond(
+        self, inbound: Inbound, state: ConversationState
+    ) -> tuple[Parse | None, list[Outbound]]:
         refusal = self._refusal(inbound)
         if refusal is not None:
             return None, [refusal]
@@ -119,11 +133,6 @@ class Pipeline:
             return None, [Outbound(self._t("chat.unknown_command", command=command))]
         replies = await self._router.route(Turn(inbound, parse, payload), state)
         state.offer(replies[-1].buttons if replies else ())
-        if state.idle and not state.buttons:
-            if saved:
-                await self._store.delete(key)
-        else:
-            await self._store.save(key, state.to_dict(), self._limits.state_ttl)
         return parse, replies
 
     def _refusal(self, inbound: Inbound) -> Outbound | None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from handlers.messages import Button
+from integration.state.types import Admission, Ticket
 
 
 @dataclass(slots=True)
@@ -59,40 +59,25 @@ class ConversationState:
 
 
 class ConversationStore(Protocol):
-    """Keeps conversation state between messages (memory or Redis)."""
+    """Conversation state and message admission, in process memory or in Redis.
 
-    async def load(self, key: str) -> dict[str, Any] | None:
-        """The saved state, or None."""
+    One turn is ``enter`` → work → ``leave`` (or ``abort`` on failure). Entering claims
+    the message id, takes the conversation's lock, counts the sender's rate and loads
+    the state; leaving saves the state, releases the lock and settles the claim. Each
+    is one round trip to Redis, not six.
+    """
+
+    async def enter(self, ticket: Ticket) -> Admission | None:
+        """Begin a turn; None when the message was already claimed by another delivery.
+
+        Waits for the conversation's lock and raises TimeoutError when it cannot get it.
+        """
         ...
 
-    async def save(self, key: str, state: dict[str, Any], ttl: float) -> None:
-        """Save a state for ``ttl`` seconds."""
+    async def leave(self, ticket: Ticket, state: dict[str, Any] | None, *, changed: bool) -> None:
+        """End a turn: save ``state`` (None deletes it) if ``changed``, unlock, settle."""
         ...
 
-    async def delete(self, key: str) -> None:
-        """Forget a state."""
-        ...
-
-
-class Gate(Protocol):
-    """Admission of messages: dedupe marks, per-conversation locks and rate limits."""
-
-    async def claim(self, key: str, ttl: float) -> bool:
-        """Mark a message as being processed; False when it already is or was."""
-        ...
-
-    async def settle(self, key: str, ttl: float) -> None:
-        """Keep a processed message's mark for ``ttl`` seconds."""
-        ...
-
-    async def forget(self, key: str) -> None:
-        """Drop a mark so that a redelivery is processed."""
-        ...
-
-    def lock(self, key: str, wait: float) -> AbstractAsyncContextManager[None]:
-        """Hold a conversation's lock; raises TimeoutError after ``wait`` seconds."""
-        ...
-
-    async def hit(self, key: str, window: float) -> int:
-        """Count one event in the fixed window of ``key``; the count so far."""
+    async def abort(self, ticket: Ticket) -> None:
+        """Give up a turn: unlock and drop the claim so a redelivery is processed."""
         ...

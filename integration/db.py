@@ -20,7 +20,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
-    """An async engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
+    """An async engine for ``url``; SQLite gets WAL, one connection and foreign keys."""
     parsed = make_url(url)
     options: dict[str, Any] = {"echo": echo}
     if parsed.get_backend_name() == "sqlite":
@@ -28,6 +28,9 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         options["connect_args"] = {"timeout": 30}
+        # SQLite has one writer at a time. A single pooled connection makes concurrent
+        # transactions queue in the pool instead of busy-waiting on the file lock.
+        options.update(pool_size=1, max_overflow=0, pool_timeout=60)
     else:
         options.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
     engine = create_async_engine(url, **options)

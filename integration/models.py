@@ -99,7 +99,7 @@ class Resident(Base):
 
 
 class Conversation(Base):
-    """A resident's chat on a channel; ``last_inbound_at`` drives push windows."""
+    """A resident's chat on a channel (its last inbound message dates push windows)."""
 
     __tablename__ = "conversations"
     __table_args__ = (UniqueConstraint("channel", "chat_id", name="uq_conversations_chat"),)
@@ -109,7 +109,6 @@ class Conversation(Base):
     channel: Mapped[str] = mapped_column(String(32))
     chat_id: Mapped[str] = mapped_column(String(128))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    last_inbound_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Message(Base):

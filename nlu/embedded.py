@@ -23,6 +23,7 @@ from sklearn.linear_model import LogisticRegression
 
 from nlu.entities import EntityExtractor
 from nlu.normalize import normalize
+from nlu.scoring import FastScorer
 from nlu.training_data import DATA_DIR, TrainingData
 from nlu.training_data import load as load_training_data
 from nlu.types import FALLBACK_INTENT, NLUError, Parse
@@ -154,6 +155,9 @@ class EmbeddedInterpreter:
         margin: float = 0.0,
     ) -> None:
         self._model = model
+        self._scorer = FastScorer(
+            model.word_vectorizer, model.char_vectorizer, model.classifier, words
+        )
         self._extractor = extractor
         self._intents = model.intents
         self._threshold = threshold
@@ -161,7 +165,7 @@ class EmbeddedInterpreter:
 
     def parse_sync(self, text: str) -> Parse:
         """Parse on the calling thread (CPU-bound, well under a millisecond)."""
-        probs = self._model.probabilities([text])[0]
+        probs = self._scorer.probabilities(normalize(text))
         order = np.argsort(probs)[::-1][:5]
         ranking = tuple((self._intents[i], float(probs[i])) for i in order)
         intent, confidence = ranking[0]

@@ -11,7 +11,7 @@ import asyncio
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -21,16 +21,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.catalog import Catalog
-from handlers.state import ConversationStore, Gate
+from handlers.state import ConversationStore
 from integration.db import create_engine, session_factory, upgrade
 from integration.models import Base
-from integration.state import (
-    KeyBuilder,
-    MemoryConversationStore,
-    MemoryGate,
-    RedisConversationStore,
-    RedisGate,
-)
+from integration.state import KeyBuilder, MemoryConversationStore, RedisConversationStore, Timing
 from nlu.embedded import EmbeddedInterpreter, EmbeddedModel, load_or_train
 from nlu.entities import EntityExtractor
 from nlu.training_data import load as load_training_data
@@ -125,13 +119,31 @@ async def keys(redis: Redis) -> AsyncIterator[KeyBuilder]:
         await redis.delete(key)
 
 
+StoreMaker = Callable[[Timing | None], ConversationStore]
+
+
 @pytest.fixture(params=["memory", "redis"])
-def shared_state(request: pytest.FixtureRequest) -> tuple[Gate, ConversationStore]:
-    """A gate and a conversation store, in process memory and in Redis."""
+def make_store(request: pytest.FixtureRequest) -> StoreMaker:
+    """Builds conversation stores with a given Timing, in process memory or in Redis.
+
+    Redis stores share the server, as several workers do; each memory store is a
+    separate process's memory.
+    """
     if request.param == "memory":
-        return MemoryGate(), MemoryConversationStore()
+        return MemoryConversationStore
     client: Redis = request.getfixturevalue("redis")
-    return RedisGate(client), RedisConversationStore(client)
+    return lambda timing=None: RedisConversationStore(client, timing)
+
+
+@pytest.fixture
+def store(make_store: StoreMaker) -> ConversationStore:
+    """A conversation store with default timing, in memory and in Redis."""
+    return make_store(None)
+
+
+def peer_of(store: ConversationStore, make_store: StoreMaker) -> ConversationStore:
+    """The store another worker would use: Redis is shared, memory is the process's own."""
+    return make_store(None) if isinstance(store, RedisConversationStore) else store
 
 
 @pytest.fixture(scope="session")

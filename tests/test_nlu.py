@@ -132,3 +132,15 @@ def test_corrupt_cache_is_rebuilt(tmp_path: Path, nlu_model: EmbeddedModel) -> N
     model = load_or_train(tmp_path)
     assert model.intents == nlu_model.intents
     assert path.stat().st_size > 1000
+
+
+def test_fast_scorer_matches_scikit_learn(
+    nlu_model: EmbeddedModel, interpreter: EmbeddedInterpreter
+) -> None:
+    texts = [e.text for e in load().examples[::7]] + ["", "  ａｂｃ  路灯  ", "好" * 300]
+    expected = nlu_model.probabilities(texts)
+    for text, row in zip(texts, expected, strict=True):
+        parse = interpreter.parse_sync(text)
+        ranked = dict(parse.ranking)
+        best = nlu_model.intents[int(row.argmax())]
+        assert ranked[best] == pytest.approx(float(row.max()), abs=1e-9), text

@@ -18,13 +18,14 @@ from handlers.flows.status import StatusFlow
 from handlers.messages import Inbound, Outbound
 from handlers.pipeline import Limits, Pipeline
 from handlers.router import Router
-from handlers.state import ConversationStore, Gate
+from handlers.state import ConversationStore
 from integration.cases import CaseBook, CaseDraft, CaseView
 from integration.models import Case, Message
-from integration.state import KeyBuilder, MemoryGate
+from integration.state import KeyBuilder, MemoryConversationStore
 from integration.transcript import InboundRecord, StoredInbound, Transcript
 from nlu.embedded import EmbeddedInterpreter
 from nlu.types import Interpreter, Parse
+from tests.conftest import peer_of
 
 _ids = itertools.count()
 
@@ -36,7 +37,7 @@ def message(
 
 
 def build(
-    shared_state: tuple[Gate, ConversationStore],
+    store: ConversationStore,
     sessions: async_sessionmaker[AsyncSession],
     interpreter: Interpreter,
     catalog: Catalog,
@@ -46,7 +47,6 @@ def build(
     desk: object | None = None,
     transcript: Transcript | None = None,
 ) -> Pipeline:
-    gate, store = shared_state
     cases = desk or CaseBook(sessions)
     flows: dict[str, Flow] = {
         "complaint": ComplaintFlow(cases, catalog),  # type: ignore[arg-type]
@@ -54,7 +54,6 @@ def build(
         "chat": ChatFlow(catalog),
     }
     return Pipeline(
-        gate=gate,
         store=store,
         transcript=transcript or Transcript(sessions),
         interpreter=interpreter,
@@ -66,8 +65,8 @@ def build(
 
 
 @pytest.fixture
-def pipeline(shared_state, sessions, interpreter, catalog, keys) -> Pipeline:  # type: ignore[no-untyped-def]
-    return build(shared_state, sessions, interpreter, catalog, keys)
+def pipeline(store, sessions, interpreter, catalog, keys) -> Pipeline:  # type: ignore[no-untyped-def]
+    return build(store, sessions, interpreter, catalog, keys)
 
 
 async def count(sessions: async_sessionmaker[AsyncSession], model: type) -> int:
@@ -116,24 +115,24 @@ async def test_redelivered_message_is_processed_once(
 
 
 async def test_dedupe_survives_losing_shared_state(
-    shared_state,
+    store,
     sessions,
     interpreter,
     catalog,
     keys,  # type: ignore[no-untyped-def]
 ) -> None:
-    pipeline = build(shared_state, sessions, interpreter, catalog, keys)
+    pipeline = build(store, sessions, interpreter, catalog, keys)
     inbound = message("你好", message_id="hello-1")
     assert await pipeline.handle(inbound) is not None
     # A restarted single worker (fresh memory) still refuses the redelivery: the
     # transcript's unique (channel, message id) is the last line of defence.
-    restarted = build((MemoryGate(), shared_state[1]), sessions, interpreter, catalog, keys)
+    restarted = build(MemoryConversationStore(), sessions, interpreter, catalog, keys)
     assert await restarted.handle(inbound) is None
     assert await count(sessions, Message) == 2  # the message and its one reply
 
 
 async def test_messages_of_one_conversation_never_interleave(
-    shared_state,
+    store,
     sessions,
     interpreter,
     catalog,
@@ -148,7 +147,7 @@ async def test_messages_of_one_conversation_never_interleave(
             log.append(f"end {text}")
             return await interpreter.parse(text)
 
-    pipeline = build(shared_state, sessions, SlowInterpreter(), catalog, keys)
+    pipeline = build(store, sessions, SlowInterpreter(), catalog, keys)
     await asyncio.gather(*(pipeline.handle(message(f"你好{i}")) for i in range(4)))
     assert len(log) == 8
     for start, end in zip(log[::2], log[1::2], strict=True):
@@ -156,7 +155,7 @@ async def test_messages_of_one_conversation_never_interleave(
 
 
 async def test_other_conversations_are_not_blocked(
-    shared_state,
+    store,
     sessions,
     interpreter,
     catalog,
@@ -174,20 +173,20 @@ async def test_other_conversations_are_not_blocked(
             running -= 1
             return await interpreter.parse(text)
 
-    pipeline = build(shared_state, sessions, SlowInterpreter(), catalog, keys)
+    pipeline = build(store, sessions, SlowInterpreter(), catalog, keys)
     await asyncio.gather(*(pipeline.handle(message("你好", chat=f"c{i}")) for i in range(3)))
     assert peak > 1
 
 
 async def test_rate_limit_refuses_politely_and_stores_nothing(
-    shared_state,
+    store,
     sessions,
     interpreter,
     catalog,
     keys,  # type: ignore[no-untyped-def]
 ) -> None:
-    limits = Limits(rate_limit=3, rate_window=60)
-    pipeline = build(shared_state, sessions, interpreter, catalog, keys, limits=limits)
+    limits = Limits(rate_limit=3)
+    pipeline = build(store, sessions, interpreter, catalog, keys, limits=limits)
     for _ in range(3):
         assert catalog("chat.rate_limited") not in await texts(pipeline, message("你好"))
     assert await texts(pipeline, message("你好")) == [catalog("chat.rate_limited")]
@@ -233,22 +232,22 @@ async def test_known_commands_map_to_intents(pipeline: Pipeline, catalog: Catalo
 
 
 async def test_conversation_survives_a_worker_restart(
-    shared_state,
+    store,
     sessions,
     interpreter,
     catalog,
     keys,  # type: ignore[no-untyped-def]
 ) -> None:
-    first = build(shared_state, sessions, interpreter, catalog, keys)
+    first = build(store, sessions, interpreter, catalog, keys)
     await texts(first, message("小区门口有流动摊贩"))
     # A new process with fresh objects over the same shared store picks up the flow.
-    second = build(shared_state, sessions, interpreter, catalog, keys)
+    second = build(store, sessions, interpreter, catalog, keys)
     [reply] = await texts(second, message("万达广场东门"))
     assert "万达广场东门" in reply and "跳过" in reply
 
 
 async def test_a_failing_flow_apologises_and_keeps_the_message(
-    shared_state,
+    store,
     sessions,
     interpreter,
     catalog,
@@ -258,12 +257,12 @@ async def test_a_failing_flow_apologises_and_keeps_the_message(
         async def create_case(self, draft: CaseDraft) -> CaseView:
             raise ConnectionError("desk unreachable")
 
-    pipeline = build(shared_state, sessions, interpreter, catalog, keys, desk=BrokenDesk(sessions))
+    pipeline = build(store, sessions, interpreter, catalog, keys, desk=BrokenDesk(sessions))
     for text in ("电梯又坏了", "金辉小区3号楼", "跳过"):
         await texts(pipeline, message(text))
     assert await texts(pipeline, message("提交")) == [catalog("chat.busy")]
     # The confirmation step is still there, so submitting again works once the desk is back.
-    working = build(shared_state, sessions, interpreter, catalog, keys)
+    working = build(store, sessions, interpreter, catalog, keys)
     [done] = await texts(working, message("提交"))
     assert "工单号" in done
     async with sessions() as session:
@@ -272,7 +271,7 @@ async def test_a_failing_flow_apologises_and_keeps_the_message(
 
 
 async def test_failure_before_storing_lets_the_redelivery_in(
-    shared_state,
+    store,
     sessions,
     interpreter,
     catalog,
@@ -288,7 +287,7 @@ async def test_failure_before_storing_lets_the_redelivery_in(
             return await super().record_inbound(record)
 
     pipeline = build(
-        shared_state, sessions, interpreter, catalog, keys, transcript=FlakyTranscript(sessions)
+        store, sessions, interpreter, catalog, keys, transcript=FlakyTranscript(sessions)
     )
     inbound = message("你好", message_id="flaky-1")
     with pytest.raises(ConnectionError):

@@ -1,250 +1,24 @@
-"""One contract suite over every Gate and ConversationStore: in memory and in Redis.
+"""One contract suite over every ConversationStore: in process memory and in Redis.
 
-Modelled on aiogram's tests/test_fsm/storage/test_storages.py: each test receives the
-``shared_state`` pair of one implementation and asserts only what the Protocols in
-handlers/state.py promise, so the embedded default and Redis cannot drift apart.
+Modelled on aiogram's tests/test_fsm/storage/test_storages.py: each test gets a store
+maker of one implementation and asserts only what the protocol in handlers/state.py
+promises, so the embedded default and Redis cannot drift apart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import uuid
 from typing import Any
 
 import pytest
 
 from handlers.messages import Button
-from handlers.state import ConversationState, ConversationStore, Gate
-from integration.state import KeyBuilder, MemoryGate
-
-SharedState = tuple[Gate, ConversationStore]
-
-# Long enough that no test outlives it; short TTLs are given where a test needs expiry.
-TTL = 60.0
-
-
-def _window(gate: Gate) -> float:
-    """The shortest rate window an implementation can honour (Redis EXPIRE is whole seconds)."""
-    return 0.3 if isinstance(gate, MemoryGate) else 1.0
-
-
-# --- claim, settle, forget ---------------------------------------------------------------
-
-
-async def test_claim_succeeds_once_per_key(shared_state: SharedState, keys: KeyBuilder) -> None:
-    gate, _ = shared_state
-    key = keys.build("dedupe", "webchat", "m1")
-
-    assert await gate.claim(key, TTL) is True
-    assert await gate.claim(key, TTL) is False
-    assert await gate.claim(key, TTL) is False
-
-
-async def test_claims_of_different_keys_are_independent(
-    shared_state: SharedState, keys: KeyBuilder
-) -> None:
-    gate, _ = shared_state
-
-    assert await gate.claim(keys.build("dedupe", "webchat", "m1"), TTL) is True
-    assert await gate.claim(keys.build("dedupe", "webchat", "m2"), TTL) is True
-    assert await gate.claim(keys.build("dedupe", "telegram", "m1"), TTL) is True
-
-
-async def test_concurrent_claims_admit_exactly_one(
-    shared_state: SharedState, keys: KeyBuilder
-) -> None:
-    gate, _ = shared_state
-    key = keys.build("dedupe", "wechat", "redelivered")
-
-    results = await asyncio.gather(*(gate.claim(key, TTL) for _ in range(10)))
-
-    assert results.count(True) == 1
-
-
-async def test_settle_keeps_the_key_claimed(shared_state: SharedState, keys: KeyBuilder) -> None:
-    gate, _ = shared_state
-    key = keys.build("dedupe", "webchat", "m1")
-    assert await gate.claim(key, 0.2)
-
-    await gate.settle(key, TTL)
-    await asyncio.sleep(0.3)  # past the processing TTL, within the settled one
-
-    assert await gate.claim(key, TTL) is False
-
-
-async def test_forget_lets_the_key_be_claimed_again(
-    shared_state: SharedState, keys: KeyBuilder
-) -> None:
-    gate, _ = shared_state
-    key = keys.build("dedupe", "webchat", "m1")
-    assert await gate.claim(key, TTL)
-
-    await gate.forget(key)
-
-    assert await gate.claim(key, TTL) is True
-    assert await gate.claim(key, TTL) is False
-
-
-async def test_forget_of_an_unknown_key_is_harmless(
-    shared_state: SharedState, keys: KeyBuilder
-) -> None:
-    gate, _ = shared_state
-    key = keys.build("dedupe", "webchat", "never-claimed")
-
-    await gate.forget(key)
-
-    assert await gate.claim(key, TTL) is True
-
-
-async def test_claim_lapses_after_its_ttl(shared_state: SharedState, keys: KeyBuilder) -> None:
-    gate, _ = shared_state
-    key = keys.build("dedupe", "webchat", "m1")
-    assert await gate.claim(key, 0.2)
-    assert await gate.claim(key, 0.2) is False
-
-    await asyncio.sleep(0.3)
-
-    assert await gate.claim(key, TTL) is True
-
-
-# --- lock --------------------------------------------------------------------------------
-
-
-async def test_lock_holders_never_overlap(shared_state: SharedState, keys: KeyBuilder) -> None:
-    gate, _ = shared_state
-    key = keys.build("lock", "webchat", "chat-1")
-    events: list[tuple[str, str]] = []
-
-    async def worker(name: str) -> None:
-        for _ in range(3):
-            async with gate.lock(key, wait=5):
-                events.append(("enter", name))
-                await asyncio.sleep(0.02)
-                events.append(("exit", name))
-            await asyncio.sleep(0)  # give the other worker a chance at the lock
-
-    await asyncio.gather(worker("a"), worker("b"))
-
-    assert len(events) == 12
-    assert {name for _, name in events} == {"a", "b"}
-    for entered, exited in zip(events[::2], events[1::2], strict=True):
-        assert entered[0] == "enter"
-        assert exited == ("exit", entered[1])
-
-
-async def test_locks_of_different_keys_do_not_block_each_other(
-    shared_state: SharedState, keys: KeyBuilder
-) -> None:
-    gate, _ = shared_state
-    first = keys.build("lock", "webchat", "chat-1")
-    second = keys.build("lock", "webchat", "chat-2")
-
-    async with gate.lock(first, wait=1):
-        async with gate.lock(second, wait=0.2):
-            held_both = True
-
-    assert held_both
-
-
-async def test_lock_waiter_times_out_while_the_lock_is_held(
-    shared_state: SharedState, keys: KeyBuilder
-) -> None:
-    gate, _ = shared_state
-    key = keys.build("lock", "webchat", "chat-1")
-    entered = False
-
-    async with gate.lock(key, wait=1):
-        with pytest.raises(TimeoutError):
-            async with gate.lock(key, wait=0.2):
-                entered = True
-
-    assert not entered
-    # A timed-out waiter leaves nothing behind: the lock is free once its holder is gone.
-    async with gate.lock(key, wait=0.2):
-        pass
-
-
-async def test_lock_is_released_after_an_exception(
-    shared_state: SharedState, keys: KeyBuilder
-) -> None:
-    gate, _ = shared_state
-    key = keys.build("lock", "webchat", "chat-1")
-
-    with pytest.raises(RuntimeError, match="boom"):
-        async with gate.lock(key, wait=1):
-            raise RuntimeError("boom")
-
-    async with gate.lock(key, wait=0.2):
-        reacquired = True
-    assert reacquired
-
-
-async def test_lock_waiter_gets_the_lock_when_the_holder_leaves(
-    shared_state: SharedState, keys: KeyBuilder
-) -> None:
-    gate, _ = shared_state
-    key = keys.build("lock", "webchat", "chat-1")
-    order: list[str] = []
-    holding = asyncio.Event()
-
-    async def holder() -> None:
-        async with gate.lock(key, wait=1):
-            holding.set()
-            await asyncio.sleep(0.1)
-            order.append("holder done")
-
-    async def waiter() -> None:
-        await holding.wait()
-        async with gate.lock(key, wait=2):
-            order.append("waiter in")
-
-    await asyncio.gather(holder(), waiter())
-
-    assert order == ["holder done", "waiter in"]
-
-
-# --- hit ---------------------------------------------------------------------------------
-
-
-async def test_hit_counts_within_a_window(shared_state: SharedState, keys: KeyBuilder) -> None:
-    gate, _ = shared_state
-    key = keys.build("rate", "webchat", "u1")
-
-    counts = [await gate.hit(key, TTL) for _ in range(3)]
-
-    assert counts == [1, 2, 3]
-
-
-async def test_hit_counts_each_key_separately(shared_state: SharedState, keys: KeyBuilder) -> None:
-    gate, _ = shared_state
-    first = keys.build("rate", "webchat", "u1")
-    second = keys.build("rate", "webchat", "u2")
-
-    await gate.hit(first, TTL)
-    await gate.hit(first, TTL)
-
-    assert await gate.hit(second, TTL) == 1
-    assert await gate.hit(first, TTL) == 3
-
-
-async def test_hit_window_is_fixed_from_its_first_hit(
-    shared_state: SharedState, keys: KeyBuilder
-) -> None:
-    """A later hit must not push the window's end back (a fixed, not a sliding, window)."""
-    gate, _ = shared_state
-    key = keys.build("rate", "webchat", "u1")
-    window = _window(gate)
-
-    assert await gate.hit(key, window) == 1
-    await asyncio.sleep(window * 0.6)
-    assert await gate.hit(key, window) == 2
-    await asyncio.sleep(window * 0.55)  # past the first hit's window, not the second's
-
-    assert await gate.hit(key, window) == 1
-    assert await gate.hit(key, window) == 2
-
-
-# --- ConversationStore -------------------------------------------------------------------
+from handlers.state import ConversationState, ConversationStore
+from integration.state import KeyBuilder, MemoryConversationStore, RedisConversationStore, Ticket
+from integration.state.types import Timing
+from tests.conftest import StoreMaker
 
 NESTED: dict[str, Any] = {
     "flow": "complaint",
@@ -263,119 +37,250 @@ NESTED: dict[str, Any] = {
 }
 
 
-async def test_load_of_a_missing_key_is_none(shared_state: SharedState, keys: KeyBuilder) -> None:
-    _, store = shared_state
+def ticket(keys: KeyBuilder, message: str, chat: str = "chat-1", user: str = "") -> Ticket:
+    """A fresh delivery of ``message`` in ``chat``."""
+    return Ticket(
+        mark=keys.build("dedupe", "webchat", message),
+        lock=keys.build("lock", "webchat", chat),
+        rate=keys.build("rate", "webchat", user or chat),
+        state=keys.build("state", "webchat", chat),
+        token=uuid.uuid4().hex,
+    )
 
-    assert await store.load(keys.build("state", "webchat", "nobody")) is None
+
+async def turn(
+    store: ConversationStore,
+    t: Ticket,
+    state: dict[str, Any] | None = None,
+    *,
+    changed: bool = False,
+) -> dict[str, Any] | None:
+    """One whole turn; returns the state it found."""
+    admission = await store.enter(t)
+    assert admission is not None
+    await store.leave(t, state, changed=changed)
+    return admission.state
 
 
-async def test_save_and_load_round_trip_nested_data(
-    shared_state: SharedState, keys: KeyBuilder
+# --- dedupe claims -------------------------------------------------------------------
+
+
+async def test_a_message_is_admitted_once(store: ConversationStore, keys: KeyBuilder) -> None:
+    first = ticket(keys, "m1")
+    admission = await store.enter(first)
+    assert admission is not None and admission.count == 1 and admission.state is None
+    assert await store.enter(ticket(keys, "m1", chat="elsewhere")) is None  # in progress
+    await store.leave(first, None, changed=False)
+    assert await store.enter(ticket(keys, "m1")) is None  # settled
+    assert await store.enter(ticket(keys, "m2")) is not None
+
+
+async def test_concurrent_deliveries_admit_exactly_one(
+    store: ConversationStore, keys: KeyBuilder
 ) -> None:
-    _, store = shared_state
-    key = keys.build("state", "webchat", "chat-1")
-
-    await store.save(key, copy.deepcopy(NESTED), TTL)
-
-    assert await store.load(key) == NESTED
+    deliveries = [ticket(keys, "m1", chat=f"c{i}") for i in range(10)]
+    results = await asyncio.gather(*(store.enter(t) for t in deliveries))
+    assert sum(r is not None for r in results) == 1
 
 
-async def test_save_replaces_the_previous_state(
-    shared_state: SharedState, keys: KeyBuilder
+async def test_abort_lets_a_redelivery_in(store: ConversationStore, keys: KeyBuilder) -> None:
+    first = ticket(keys, "m1")
+    assert await store.enter(first) is not None
+    await store.abort(first)
+    assert await store.enter(ticket(keys, "m1")) is not None
+
+
+async def test_abort_of_a_duplicate_keeps_the_original_claim(
+    store: ConversationStore, keys: KeyBuilder
 ) -> None:
-    _, store = shared_state
-    key = keys.build("state", "webchat", "chat-1")
-    await store.save(key, copy.deepcopy(NESTED), TTL)
-
-    await store.save(key, {"flow": "status"}, TTL)
-
-    assert await store.load(key) == {"flow": "status"}
+    first, again = ticket(keys, "m1"), ticket(keys, "m1", chat="c2")
+    assert await store.enter(first) is not None
+    assert await store.enter(again) is None
+    await store.abort(again)  # not its claim to drop
+    assert await store.enter(ticket(keys, "m1", chat="c3")) is None
 
 
-async def test_states_of_different_keys_are_separate(
-    shared_state: SharedState, keys: KeyBuilder
+async def test_unfinished_claim_lapses(make_store: StoreMaker, keys: KeyBuilder) -> None:
+    store = make_store(Timing(processing_ttl=0.2, lock_ttl=0.2))
+    assert await store.enter(ticket(keys, "m1", chat="dead-worker")) is not None
+    await asyncio.sleep(0.3)
+    assert await store.enter(ticket(keys, "m1", chat="fresh")) is not None
+
+
+async def test_settled_claim_lapses_after_the_dedupe_window(
+    make_store: StoreMaker, keys: KeyBuilder
 ) -> None:
-    _, store = shared_state
-    first = keys.build("state", "webchat", "chat-1")
-    second = keys.build("state", "telegram", "chat-1")
-
-    await store.save(first, {"flow": "complaint"}, TTL)
-    await store.save(second, {"flow": "status"}, TTL)
-
-    assert await store.load(first) == {"flow": "complaint"}
-    assert await store.load(second) == {"flow": "status"}
+    store = make_store(Timing(dedupe_ttl=0.2))
+    await turn(store, ticket(keys, "m1"))
+    assert await store.enter(ticket(keys, "m1")) is None
+    await asyncio.sleep(0.3)
+    assert await store.enter(ticket(keys, "m1")) is not None
 
 
-async def test_changing_a_saved_dict_does_not_change_the_store(
-    shared_state: SharedState, keys: KeyBuilder
+# --- conversation locks --------------------------------------------------------------
+
+
+async def test_turns_of_one_conversation_never_overlap(
+    store: ConversationStore, keys: KeyBuilder
 ) -> None:
-    """The store keeps a snapshot, as Redis does by serialising it."""
-    _, store = shared_state
-    key = keys.build("state", "webchat", "chat-1")
+    log: list[str] = []
+
+    async def run(name: str) -> None:
+        t = ticket(keys, name)
+        assert await store.enter(t) is not None
+        log.append(f"in {name}")
+        await asyncio.sleep(0.03)
+        log.append(f"out {name}")
+        await store.leave(t, None, changed=False)
+
+    await asyncio.gather(*(run(f"m{i}") for i in range(4)))
+    assert len(log) == 8
+    for entered, left in zip(log[::2], log[1::2], strict=True):
+        assert entered.replace("in", "out") == left
+
+
+async def test_other_conversations_are_not_blocked(
+    store: ConversationStore, keys: KeyBuilder
+) -> None:
+    held = ticket(keys, "m1", chat="busy")
+    assert await store.enter(held) is not None
+    other = ticket(keys, "m2", chat="free")
+    async with asyncio.timeout(2):
+        assert await store.enter(other) is not None
+    await store.leave(other, None, changed=False)
+    await store.leave(held, None, changed=False)
+
+
+async def test_waiting_for_a_held_lock_times_out_and_leaves_it_held(
+    make_store: StoreMaker, keys: KeyBuilder
+) -> None:
+    store = make_store(Timing(lock_wait=0.1))
+    holder = ticket(keys, "m1")
+    assert await store.enter(holder) is not None
+    waiter = ticket(keys, "m2")
+    with pytest.raises(TimeoutError):
+        await store.enter(waiter)
+    await store.abort(waiter)  # must not release the holder's lock
+    with pytest.raises(TimeoutError):
+        await store.enter(ticket(keys, "m3"))
+    await store.leave(holder, None, changed=False)
+    assert await store.enter(ticket(keys, "m4")) is not None
+
+
+async def test_abort_releases_the_lock(store: ConversationStore, keys: KeyBuilder) -> None:
+    failed = ticket(keys, "m1")
+    assert await store.enter(failed) is not None
+    await store.abort(failed)
+    async with asyncio.timeout(2):
+        assert await store.enter(ticket(keys, "m2")) is not None
+
+
+async def test_waiter_gets_the_lock_when_the_holder_leaves(
+    store: ConversationStore, keys: KeyBuilder
+) -> None:
+    holder = ticket(keys, "m1")
+    assert await store.enter(holder) is not None
+    waiter = asyncio.create_task(store.enter(ticket(keys, "m2")))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    await store.leave(holder, {"flow": "complaint"}, changed=True)
+    admission = await asyncio.wait_for(waiter, 5)
+    assert admission is not None and admission.state == {"flow": "complaint"}
+
+
+async def test_redis_lock_of_a_dead_worker_lapses(redis: Any, keys: KeyBuilder) -> None:
+    store = RedisConversationStore(redis, Timing(lock_ttl=0.2, lock_wait=2))
+    assert await store.enter(ticket(keys, "m1")) is not None  # the worker dies here
+    async with asyncio.timeout(2):
+        assert await store.enter(ticket(keys, "m2")) is not None
+
+
+# --- rate counters -------------------------------------------------------------------
+
+
+async def test_rate_counts_a_senders_messages(store: ConversationStore, keys: KeyBuilder) -> None:
+    counts = []
+    for i in range(3):
+        t = ticket(keys, f"m{i}", user="alice")
+        admission = await store.enter(t)
+        assert admission is not None
+        counts.append(admission.count)
+        await store.leave(t, None, changed=False)
+    other = await store.enter(ticket(keys, "m9", chat="c2", user="bob"))
+    assert counts == [1, 2, 3] and other is not None and other.count == 1
+
+
+async def test_rate_window_is_fixed_from_its_first_message(
+    make_store: StoreMaker, keys: KeyBuilder
+) -> None:
+    window = 0.4 if isinstance(make_store(None), MemoryConversationStore) else 1.0
+    store = make_store(Timing(rate_window=window))
+    await turn(store, ticket(keys, "m1"))
+    await asyncio.sleep(window * 0.6)
+    second = ticket(keys, "m2")
+    admission = await store.enter(second)
+    assert admission is not None and admission.count == 2
+    await store.leave(second, None, changed=False)
+    await asyncio.sleep(window * 0.6)  # past the first message's window, not the second's
+    third = await store.enter(ticket(keys, "m3"))
+    assert third is not None and third.count == 1
+
+
+# --- states --------------------------------------------------------------------------
+
+
+async def test_state_round_trips_nested_data(store: ConversationStore, keys: KeyBuilder) -> None:
+    assert await turn(store, ticket(keys, "m1"), copy.deepcopy(NESTED), changed=True) is None
+    assert await turn(store, ticket(keys, "m2")) == NESTED
+
+
+async def test_unchanged_state_is_kept_and_none_deletes(
+    store: ConversationStore, keys: KeyBuilder
+) -> None:
+    await turn(store, ticket(keys, "m1"), {"flow": "complaint"}, changed=True)
+    await turn(store, ticket(keys, "m2"), {"flow": "ignored"}, changed=False)
+    assert await turn(store, ticket(keys, "m3"), None, changed=True) == {"flow": "complaint"}
+    assert await turn(store, ticket(keys, "m4")) is None
+
+
+async def test_states_of_different_chats_are_separate(
+    store: ConversationStore, keys: KeyBuilder
+) -> None:
+    await turn(store, ticket(keys, "m1", chat="a"), {"flow": "complaint"}, changed=True)
+    await turn(store, ticket(keys, "m2", chat="b"), {"flow": "status"}, changed=True)
+    assert await turn(store, ticket(keys, "m3", chat="a")) == {"flow": "complaint"}
+    assert await turn(store, ticket(keys, "m4", chat="b")) == {"flow": "status"}
+
+
+async def test_saved_state_is_a_snapshot(store: ConversationStore, keys: KeyBuilder) -> None:
     state = copy.deepcopy(NESTED)
-    await store.save(key, state, TTL)
-
-    state["slots"]["photos"].append({"kind": "image", "ref": "after-save", "url": ""})
-    state["slots"]["description"] = "changed after save"
-
-    assert await store.load(key) == NESTED
-
-
-async def test_changing_a_loaded_dict_does_not_change_the_store(
-    shared_state: SharedState, keys: KeyBuilder
-) -> None:
-    """A flow that edits its slots and then fails must leave the saved state as it was."""
-    _, store = shared_state
-    key = keys.build("state", "webchat", "chat-1")
-    await store.save(key, copy.deepcopy(NESTED), TTL)
-
-    loaded = await store.load(key)
+    await turn(store, ticket(keys, "m1"), state, changed=True)
+    state["slots"]["photos"].append({"kind": "image", "ref": "late", "url": ""})
+    loaded = await turn(store, ticket(keys, "m2"))
+    assert loaded == NESTED
     assert loaded is not None
-    loaded["slots"]["photos"].append({"kind": "image", "ref": "after-load", "url": ""})
-    loaded["slots"]["description"] = "changed after load"
-
-    assert await store.load(key) == NESTED
+    loaded["slots"]["photos"].clear()
+    assert await turn(store, ticket(keys, "m3")) == NESTED
 
 
-async def test_unsaved_edits_of_a_conversation_state_do_not_leak(
-    shared_state: SharedState, keys: KeyBuilder
-) -> None:
-    """What the pipeline does: load, from_dict, a flow appends a photo, then no save."""
-    _, store = shared_state
-    key = keys.build("state", "webchat", "chat-1")
-    await store.save(key, _complaint_state().to_dict(), TTL)
-
-    state = ConversationState.from_dict(await store.load(key))
-    state.slots["photos"].append({"kind": "image", "ref": "unsaved", "url": ""})
-
-    restored = ConversationState.from_dict(await store.load(key))
-    assert restored.slots["photos"] == [{"kind": "image", "ref": "media-1", "url": ""}]
-
-
-async def test_delete_forgets_the_state(shared_state: SharedState, keys: KeyBuilder) -> None:
-    _, store = shared_state
-    key = keys.build("state", "webchat", "chat-1")
-    await store.save(key, copy.deepcopy(NESTED), TTL)
-
-    await store.delete(key)
-
-    assert await store.load(key) is None
-    await store.delete(key)  # deleting twice is harmless
-    assert await store.load(key) is None
-
-
-async def test_state_lapses_after_its_ttl(shared_state: SharedState, keys: KeyBuilder) -> None:
-    _, store = shared_state
-    key = keys.build("state", "webchat", "chat-1")
-    await store.save(key, {"flow": "complaint"}, 0.3)
-    assert await store.load(key) == {"flow": "complaint"}
-
+async def test_state_lapses_after_its_ttl(make_store: StoreMaker, keys: KeyBuilder) -> None:
+    store = make_store(Timing(state_ttl=0.3))
+    await turn(store, ticket(keys, "m1"), {"flow": "complaint"}, changed=True)
     await asyncio.sleep(0.4)
+    assert await turn(store, ticket(keys, "m2")) is None
 
-    assert await store.load(key) is None
+
+async def test_conversation_state_round_trips_through_the_store(
+    store: ConversationStore, keys: KeyBuilder
+) -> None:
+    state = _complaint_state()
+    await turn(store, ticket(keys, "m1"), state.to_dict(), changed=True)
+    restored = ConversationState.from_dict(await turn(store, ticket(keys, "m2")))
+    assert restored == state
+    assert restored.choice("2") == "edit"
 
 
-# --- ConversationState -------------------------------------------------------------------
+# --- ConversationState ---------------------------------------------------------------
 
 
 def _complaint_state() -> ConversationState:
@@ -386,33 +291,6 @@ def _complaint_state() -> ConversationState:
         reprompts=1,
         buttons=[("提交", "submit"), ("修改", "edit"), ("取消", "cancel")],
     )
-
-
-async def test_conversation_state_round_trips_through_the_store(
-    shared_state: SharedState, keys: KeyBuilder
-) -> None:
-    _, store = shared_state
-    key = keys.build("state", "webchat", "chat-1")
-    state = _complaint_state()
-
-    await store.save(key, state.to_dict(), TTL)
-    restored = ConversationState.from_dict(await store.load(key))
-
-    assert restored == state
-    assert restored.choice("2") == "edit"
-
-
-async def test_idle_state_round_trips_through_the_store(
-    shared_state: SharedState, keys: KeyBuilder
-) -> None:
-    _, store = shared_state
-    key = keys.build("state", "webchat", "chat-1")
-
-    await store.save(key, ConversationState().to_dict(), TTL)
-    restored = ConversationState.from_dict(await store.load(key))
-
-    assert restored == ConversationState()
-    assert restored.idle
 
 
 def test_from_dict_of_nothing_is_idle() -> None:

@@ -120,7 +120,9 @@ async def say(ws: aiohttp.ClientWebSocketResponse, text: str = "", **fields: Any
     return answer
 
 
-async def press(ws: aiohttp.ClientWebSocketResponse, reply: dict[str, Any], label: str) -> dict[str, Any]:
+async def press(
+    ws: aiohttp.ClientWebSocketResponse, reply: dict[str, Any], label: str
+) -> dict[str, Any]:
     """Press the button labelled ``label`` of the last message in ``reply``."""
     return await say(ws, label, payload=payload_of(reply, label))
 
@@ -164,10 +166,14 @@ def tiny_png() -> bytes:
 
     header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
     pixels = zlib.compress(b"\x00\xff\x00\x00")
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
 
 
-def upload_form(data: bytes, filename: str = "photo.png", content_type: str = "image/png") -> aiohttp.FormData:
+def upload_form(
+    data: bytes, filename: str = "photo.png", content_type: str = "image/png"
+) -> aiohttp.FormData:
     form = aiohttp.FormData()
     form.add_field("file", data, filename=filename, content_type=content_type)
     return form

@@ -1,17 +1,19 @@
-"""Shared conversation state and message admission: in process memory or in Redis.
+"""Conversation state and message admission: in process memory or in Redis.
 
-The memory implementations serve a single worker on a fresh machine; the Redis ones
-let several workers share dedupe marks, locks, rate limits and conversation state.
+The memory implementation serves a single worker on a fresh machine; the Redis one
+lets several workers share dedupe claims, locks, rate limits and conversation state.
 """
 
 from integration.state.keys import KeyBuilder
-from integration.state.memory import MemoryConversationStore, MemoryGate
-from integration.state.redis import RedisConversationStore, RedisGate
+from integration.state.memory import MemoryConversationStore
+from integration.state.redis import RedisConversationStore
+from integration.state.types import Admission, Ticket, Timing
 
 __all__ = [
+    "Admission",
     "KeyBuilder",
     "MemoryConversationStore",
-    "MemoryGate",
     "RedisConversationStore",
-    "RedisGate",
+    "Ticket",
+    "Timing",
 ]

@@ -1,12 +1,13 @@
-"""In-process shared state for a single worker (the embedded default)."""
+"""In-process conversation state for a single worker (the embedded default)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
+
+from integration.state.types import Admission, Ticket, Timing
 
 
 class _ExpiringDict:
@@ -30,7 +31,9 @@ class _ExpiringDict:
         self._data[key] = (time.monotonic() + ttl, value)
         self._writes += 1
         if self._writes % 10_000 == 0:
-            self._prune()
+            now = time.monotonic()
+            for stale in [k for k, (expires, _) in self._data.items() if expires < now]:
+                del self._data[stale]
 
     def pop(self, key: str) -> None:
         self._data.pop(key, None)
@@ -42,77 +45,78 @@ class _ExpiringDict:
             self.set(key, 1, ttl)
         else:
             expires, _ = self._data[key]
-            self._data[key] = (expires, count)  # the window keeps its first expiry
+            self._data[key] = (expires, count)  # a fixed window keeps its first expiry
         return count
-
-    def _prune(self) -> None:
-        now = time.monotonic()
-        for key in [k for k, (expires, _) in self._data.items() if expires < now]:
-            del self._data[key]
-
-
-class MemoryGate:
-    """Dedupe marks, per-conversation locks and rate limits in this process."""
-
-    def __init__(self) -> None:
-        self._marks = _ExpiringDict()
-        self._counters = _ExpiringDict()
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    async def claim(self, key: str, ttl: float) -> bool:
-        """Mark ``key`` as being processed; False if it is already marked."""
-        if self._marks.get(key) is not None:
-            return False
-        self._marks.set(key, "processing", ttl)
-        return True
-
-    async def settle(self, key: str, ttl: float) -> None:
-        """Keep the mark of a processed message for ``ttl`` seconds."""
-        self._marks.set(key, "done", ttl)
-
-    async def forget(self, key: str) -> None:
-        """Drop a mark so a redelivery is processed (processing failed)."""
-        self._marks.pop(key)
-
-    @asynccontextmanager
-    async def lock(self, key: str, wait: float) -> AsyncIterator[None]:
-        """Hold the lock of one conversation; waits at most ``wait`` seconds."""
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with asyncio.timeout(wait):
-                await lock.acquire()
-            try:
-                yield
-            finally:
-                lock.release()
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-    async def hit(self, key: str, window: float) -> int:
-        """Count one event in the current fixed window of ``key``; the count so far."""
-        return self._counters.incr(key, window)
 
 
 class MemoryConversationStore:
-    """Conversation state as plain dicts in this process."""
+    """Claims, locks, rate counters and states in this process's memory.
+
+    States are kept as JSON text, like in Redis, so a caller's later edits never leak
+    into what was saved.
+    """
+
+    def __init__(self, timing: Timing | None = None) -> None:
+        self._timing = timing or Timing()
+        self._marks = _ExpiringDict()
+        self._counters = _ExpiringDict()
+        self._states = _ExpiringDict()
+        self._locks: dict[str, _KeyLock] = {}
+
+    async def enter(self, ticket: Ticket) -> Admission | None:
+        """Claim, lock, count and load (see ConversationStore)."""
+        mark = self._marks.get(ticket.mark)
+        if mark is not None and mark != ticket.token:
+            return None
+        self._marks.set(ticket.mark, ticket.token, self._timing.processing_ttl)
+        lock = self._locks.setdefault(ticket.lock, _KeyLock())
+        lock.users += 1
+        try:
+            async with asyncio.timeout(self._timing.lock_wait):
+                await lock.acquire()
+        except BaseException:
+            self._done_with(ticket.lock, lock)
+            raise
+        lock.owner = ticket.token
+        count = self._counters.incr(ticket.rate, self._timing.rate_window)
+        raw = self._states.get(ticket.state)
+        return Admission(count, json.loads(raw) if raw is not None else None)
+
+    async def leave(self, ticket: Ticket, state: dict[str, Any] | None, *, changed: bool) -> None:
+        """Save, unlock and settle (see ConversationStore)."""
+        if changed:
+            if state is None:
+                self._states.pop(ticket.state)
+            else:
+                raw = json.dumps(state, ensure_ascii=False)
+                self._states.set(ticket.state, raw, self._timing.state_ttl)
+        self._marks.set(ticket.mark, "done", self._timing.dedupe_ttl)
+        self._unlock(ticket)
+
+    async def abort(self, ticket: Ticket) -> None:
+        """Unlock and drop the claim if this turn holds them (see ConversationStore)."""
+        if self._marks.get(ticket.mark) == ticket.token:
+            self._marks.pop(ticket.mark)
+        self._unlock(ticket)
+
+    def _unlock(self, ticket: Ticket) -> None:
+        lock = self._locks.get(ticket.lock)
+        if lock is None or lock.owner != ticket.token:
+            return
+        lock.owner = ""
+        lock.release()
+        self._done_with(ticket.lock, lock)
+
+    def _done_with(self, key: str, lock: _KeyLock) -> None:
+        lock.users -= 1
+        if lock.users == 0:
+            del self._locks[key]  # nobody holds or waits: don't keep a lock per resident
+
+
+class _KeyLock(asyncio.Lock):
+    """A conversation's lock, with its holder's token and how many turns use it."""
 
     def __init__(self) -> None:
-        self._data = _ExpiringDict()
-
-    async def load(self, key: str) -> dict[str, Any] | None:
-        """The saved state, or None."""
-        value = self._data.get(key)
-        return dict(value) if value is not None else None
-
-    async def save(self, key: str, state: dict[str, Any], ttl: float) -> None:
-        """Save a state (a JSON-compatible dict) for ``ttl`` seconds."""
-        self._data.set(key, dict(state), ttl)
-
-    async def delete(self, key: str) -> None:
-        """Forget a state."""
-        self._data.pop(key)
+        super().__init__()
+        self.owner = ""
+        self.users = 0

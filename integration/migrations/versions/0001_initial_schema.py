@@ -71,7 +71,6 @@ def upgrade() -> None:
         sa.Column("channel", sa.String(length=32), nullable=False),
         sa.Column("chat_id", sa.String(length=128), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("last_inbound_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["resident_id"], ["residents.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("channel", "chat_id", name="uq_conversations_chat"),

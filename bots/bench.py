@@ -1,0 +1,87 @@
+"""`yimen bench`: messages per second and latency through the whole pipeline.
+
+Simulated residents each run a complete conversation (greeting, a noise report with
+its address, confirmation, a status query) concurrently, through the same Pipeline
+object the channels use: dedupe, lock, rate limit, transcript, NLU, flow, state and
+case creation, on whichever database and state store the settings name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+import uuid
+from dataclasses import dataclass
+
+from bots.runtime import open_services
+from bots.settings import Settings
+from handlers.messages import Inbound
+from handlers.pipeline import Pipeline
+
+SCRIPT = (
+    "你好",
+    "楼下烧烤店每天半夜还很吵",
+    "金辉小区3号楼",
+    "跳过",
+    "提交",
+    "我的进度",
+    "谢谢",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BenchResult:
+    """What one benchmark run measured."""
+
+    messages: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+    @property
+    def rate(self) -> float:
+        """Messages per second."""
+        return self.messages / self.seconds
+
+
+async def _resident(pipeline: Pipeline, run: str, index: int, latencies: list[float]) -> None:
+    chat = f"bench-{run}-{index}"
+    for text in SCRIPT:
+        inbound = Inbound("bench", chat, chat, uuid.uuid4().hex, text)
+        started = time.perf_counter()
+        replies = await pipeline.handle(inbound)
+        latencies.append(time.perf_counter() - started)
+        if not replies:
+            raise RuntimeError(f"no reply to {text!r}")
+
+
+async def bench(settings: Settings, conversations: int, concurrency: int) -> BenchResult:
+    """Run ``conversations`` scripted residents, ``concurrency`` at a time."""
+    settings = settings.model_copy(update={"rate_limit": 10**9})
+    async with open_services(settings) as services:
+        pipeline = services.pipeline
+        assert pipeline is not None
+        run = uuid.uuid4().hex[:8]
+        latencies: list[float] = []
+        await _resident(pipeline, run, -1, [])  # warm up caches and connections
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for index in range(conversations):
+            queue.put_nowait(index)
+
+        async def worker() -> None:
+            while not queue.empty():
+                await _resident(pipeline, run, queue.get_nowait(), latencies)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    ordered = sorted(latencies)
+    return BenchResult(
+        messages=len(ordered),
+        seconds=elapsed,
+        p50_ms=statistics.median(ordered) * 1000,
+        p99_ms=ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+        max_ms=ordered[-1] * 1000,
+    )

@@ -1,0 +1,346 @@
+"""The `yimen` console script end to end, as residents and staff use it.
+
+Every test runs the installed console script in a subprocess with its own data
+directory (SQLite, media and a copy of the session's NLU model) and nothing but
+YIMEN_* variables for configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from bots.runtime import open_services
+from bots.settings import Settings
+from handlers.catalog import Catalog
+from integration.cases import CaseDraft
+from integration.models import CaseStatus
+from nlu.embedded import EmbeddedModel
+from nlu.training_data import load as load_training_data
+
+pytestmark = pytest.mark.slow
+
+TIMEOUT = 60.0  # generous: a cold start imports scikit-learn and jieba
+CASE_NUMBER = re.compile(r"YM\d{10}")
+COMPLAINT = "楼下烧烤店每天半夜还很吵"
+ADDRESS = "金辉小区3号楼"
+NOTE = "已派城管中队"
+
+T = Catalog.load()
+
+
+def yimen_script() -> str:
+    """The console script installed beside this interpreter."""
+    found = shutil.which("yimen", path=str(Path(sys.executable).parent))
+    assert found, f"no yimen console script next to {sys.executable}"
+    return found
+
+
+@dataclass
+class Env:
+    """A data directory and the environment that points the CLI at it."""
+
+    data_dir: Path
+    vars: dict[str, str]
+    cwd: Path
+
+
+@pytest.fixture
+def env(tmp_path: Path, model_dir: Path, nlu_model: EmbeddedModel) -> Env:
+    """A fresh data directory with the session's model copied in."""
+    data_dir = tmp_path / "data"
+    (data_dir / "models").mkdir(parents=True)
+    for model in model_dir.glob("embedded-*.joblib"):
+        shutil.copy(model, data_dir / "models" / model.name)
+    variables = {k: v for k, v in os.environ.items() if not k.startswith("YIMEN_")}
+    variables |= {
+        "YIMEN_DATA_DIR": str(data_dir),
+        "YIMEN_PUSH_POLL_INTERVAL": "0.2",
+        "PYTHONIOENCODING": "utf-8",
+    }
+    cwd = tmp_path / "cwd"  # no stray .env file is read
+    cwd.mkdir()
+    return Env(data_dir, variables, cwd)
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def yimen(env: Env, *args: str, stdin: bytes | None = None) -> Result:
+    """Run one `yimen` command to completion."""
+    process = await asyncio.create_subprocess_exec(
+        yimen_script(),
+        *args,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env.vars,
+        cwd=env.cwd,
+    )
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            out, err = await process.communicate(stdin)
+    finally:
+        await _stop(process)
+    assert process.returncode is not None
+    return Result(process.returncode, out.decode(), err.decode())
+
+
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    """Kill a process that is still running and reap it."""
+    if process.returncode is None:
+        process.kill()
+    await process.wait()
+
+
+@asynccontextmanager
+async def spawned(
+    env: Env, *args: str, stdin: bool = False
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A long-running `yimen` process, killed if still running when the block ends."""
+    with (env.data_dir.parent / "stderr.log").open("ab") as stderr:
+        process = await asyncio.create_subprocess_exec(
+            yimen_script(),
+            *args,
+            stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
+            env=env.vars,
+            cwd=env.cwd,
+        )
+        try:
+            yield process
+        finally:
+            await _stop(process)
+
+
+class Lines:
+    """Reads a process's stdout line by line, keeping all of it for error messages."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        self._stdout = process.stdout
+        self.seen: list[str] = []
+
+    async def until(self, pattern: str) -> str:
+        """Everything read up to and including the first line matching ``pattern``."""
+        read: list[str] = []
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                while line := (await self._stdout.readline()).decode():
+                    read.append(line)
+                    self.seen.append(line)
+                    if re.search(pattern, line):
+                        return "".join(read)
+        except TimeoutError:
+            pass
+        raise AssertionError(f"no line matching {pattern!r} in output:\n{''.join(self.seen)}")
+
+
+async def write(process: asyncio.subprocess.Process, line: str) -> None:
+    assert process.stdin is not None
+    process.stdin.write(f"{line}\n".encode())
+    await process.stdin.drain()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+# -- the acceptance scenario ------------------------------------------------------------
+
+
+async def test_resident_reports_in_terminal_staff_moves_case_and_resident_is_told(
+    env: Env,
+) -> None:
+    async with spawned(env, "chat", stdin=True) as chat:
+        out = Lines(chat)
+        await write(chat, COMPLAINT)
+        said = await out.until("具体位置")
+        assert T("complaint.ask_where", category=T("category.noise")) in said
+
+        await write(chat, ADDRESS)
+        said = await out.until(r"\[1\] 跳过")
+        assert T("complaint.ask_photo", address=ADDRESS) in said
+
+        await write(chat, "跳过")
+        said = await out.until(r"\[1\] 提交")
+        assert f"地点：{ADDRESS}" in said
+        assert f"照片：{T('complaint.no_photo')}" in said
+
+        await write(chat, "提交")
+        said = await out.until(CASE_NUMBER.pattern)
+        number = CASE_NUMBER.findall(said)[-1]
+
+        # Staff move the case from another process while the resident's chat runs.
+        moved = await yimen(env, "cases", "set-status", number, "in_progress", "--note", NOTE)
+        assert moved.returncode == 0, moved.stderr
+        assert f"{number} -> in_progress" in moved.stdout
+
+        pushed = await out.until(NOTE)
+        assert "【工单进展】" in pushed
+        assert number in pushed
+        assert T("status.in_progress") in pushed  # 正在处理
+
+        assert chat.stdin is not None
+        chat.stdin.close()
+        async with asyncio.timeout(TIMEOUT):
+            assert await chat.wait() == 0
+
+    listed = await yimen(env, "cases", "list")
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert len(lines) == 1, listed.stdout
+    assert re.fullmatch(
+        rf"{number}\s+noise\s+in_progress\s+{ADDRESS}\s+\d{{4}}-\d{{2}}-\d{{2}} \d{{2}}:\d{{2}}",
+        lines[0],
+    ), lines[0]
+
+
+async def test_piped_script_opens_a_case(env: Env) -> None:
+    # Buttons chosen by label (跳过) and by number (1 = 提交), one message a line.
+    script = [COMPLAINT, ADDRESS, T("button.skip"), "1"]
+    command = f"printf '%s\\n' {shlex.join(script)} | {shlex.quote(yimen_script())} chat"
+    process = await asyncio.create_subprocess_shell(
+        command,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env.vars,
+        cwd=env.cwd,
+    )
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            out, err = await process.communicate()
+    finally:
+        await _stop(process)
+    output = out.decode()
+    assert process.returncode == 0, err.decode()
+    numbers = CASE_NUMBER.findall(output)
+    assert len(numbers) == 1, output
+    assert T("complaint.submitted", number=numbers[0]) in output
+    assert T("terminal.banner") not in output  # the banner is for interactive terminals
+
+
+async def test_terminal_does_not_show_another_residents_push(env: Env) -> None:
+    # Bob's case moved while no terminal was open: the push waits in the queue.
+    number = await _case_in_progress(env, "bob")
+
+    alice = await yimen(env, "chat", "--user", "alice", stdin=b"")
+    assert alice.returncode == 0, alice.stderr
+    assert number not in alice.stdout, "alice's terminal printed bob's case update"
+
+    bob = await yimen(env, "chat", "--user", "bob", stdin=b"")
+    assert bob.returncode == 0, bob.stderr
+    assert number in bob.stdout, "bob never got his case update"
+    assert NOTE in bob.stdout
+
+
+# -- staff errors -------------------------------------------------------------------------
+
+
+async def _case_in_progress(env: Env, resident: str = "resident") -> str:
+    """Open a terminal resident's case in the data directory's database; move it along."""
+    settings = Settings(data_dir=env.data_dir)
+    async with open_services(settings, with_nlu=False) as services:
+        case = await services.cases.create_case(
+            CaseDraft("terminal", resident, resident, "noise", COMPLAINT, ADDRESS)
+        )
+        await services.cases.change_status(case.number, CaseStatus.in_progress, NOTE)
+    return case.number
+
+
+async def _status_of(env: Env, number: str) -> CaseStatus:
+    async with open_services(Settings(data_dir=env.data_dir), with_nlu=False) as services:
+        return (await services.cases.get(number)).status
+
+
+async def test_set_status_refuses_unknown_cases_bad_transitions_and_bad_statuses(
+    env: Env,
+) -> None:
+    number = await _case_in_progress(env)
+    unknown, backwards, bogus = await asyncio.gather(
+        yimen(env, "cases", "set-status", "YM0001010999", "accepted"),
+        yimen(env, "cases", "set-status", number, "received", "--note", "退回"),
+        yimen(env, "cases", "set-status", number, "done"),
+    )
+
+    assert unknown.returncode == 1
+    assert "error:" in unknown.stderr
+    assert "YM0001010999" in unknown.stderr
+    assert "->" not in unknown.stdout
+
+    assert backwards.returncode == 1
+    assert "error:" in backwards.stderr
+    assert "in_progress" in backwards.stderr
+    assert "received" in backwards.stderr
+
+    assert bogus.returncode == 2  # a typer/click usage error
+    assert "done" in bogus.stderr
+
+    assert await _status_of(env, number) == CaseStatus.in_progress
+
+
+# -- the server -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+async def test_run_serves_the_chat_and_health_until_stopped(env: Env, stop: signal.Signals) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    async with spawned(env, "run", "--port", str(port)) as server:
+        out = Lines(server)
+        banner = await out.until(r"\bhealth\b")
+        assert f"{base}/chat" in banner
+        assert f"{base}/healthz" in banner
+
+        async with aiohttp.ClientSession() as http, http.get(f"{base}/healthz") as response:
+            assert response.status == 200
+            assert await response.json() == {"status": "ok", "database": "ok"}
+
+        server.send_signal(stop)
+        async with asyncio.timeout(10):  # it stops promptly, not when the test gives up
+            code = await server.wait()
+    if stop == signal.SIGINT:
+        assert code == 130, code  # Ctrl-C: the app is cleaned up, then the usual 128 + 2
+
+
+# -- NLU training ---------------------------------------------------------------------------
+
+
+async def test_nlu_train_reports_its_data_and_writes_the_model(
+    env: Env, model_dir: Path, nlu_model: EmbeddedModel
+) -> None:
+    shutil.rmtree(env.data_dir / "models")
+    trained = await yimen(env, "nlu", "train")
+    assert trained.returncode == 0, trained.stderr
+
+    data = load_training_data()
+    assert f"{len(data.examples)} examples" in trained.stdout
+    assert f"{len(nlu_model.intents)} intents" in trained.stdout
+    models = model_files(env.data_dir / "models")
+    assert models == model_files(model_dir)  # the same data gives the same cache key
+    assert f"-> {env.data_dir / 'models' / models[0]}" in trained.stdout
+
+
+def model_files(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.glob("embedded-*.joblib"))
