@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import sys
 import time
 from collections.abc import Coroutine
@@ -24,7 +25,9 @@ from integration.errors import IntegrationError
 from integration.models import CaseStatus
 
 app = typer.Typer(
-    help="Yimen (一门): the messaging front door of a street office.", no_args_is_help=True
+    help="Yimen (一门): the messaging front door of a street office.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
 )
 nlu_app = typer.Typer(help="Train and inspect the NLU model.", no_args_is_help=True)
 cases_app = typer.Typer(help="Work cases at the local dispatch desk.", no_args_is_help=True)
@@ -82,8 +85,12 @@ async def _serve(settings: Settings) -> None:
         f"  dispatch   {settings.dispatch} desk (yimen cases list / set-status)",
         flush=True,
     )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)  # shut down cleanly on either
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
         await runner.cleanup()
 
@@ -107,6 +114,8 @@ async def _chat(settings: Settings, user: str) -> None:
             services.catalog,
             poll_interval=settings.push_poll_interval,
         )
+        # Updates queued while this resident was away are due now.
+        await services.notifications.release(terminal.name, user)
         pusher = asyncio.create_task(pump.run(), name="notification-pump")
         interactive = sys.stdin.isatty()
         if interactive:

@@ -13,7 +13,7 @@ import threading
 import uuid
 from typing import TextIO
 
-from handlers.messages import Inbound, Outbound
+from handlers.messages import DeliveryError, Inbound, Outbound
 
 BOT = "一门"
 
@@ -44,7 +44,9 @@ class TerminalChannel:
             self._print(message)
 
     async def push(self, chat_id: str, message: Outbound) -> None:
-        """Print a status update (only this terminal's resident is served)."""
+        """Print a status update for this terminal's resident; others' wait for their own."""
+        if chat_id != self.user_id:
+            raise DeliveryError("another resident's terminal", offline=True)
         self._print(message)
 
     def _print(self, message: Outbound) -> None:

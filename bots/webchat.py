@@ -26,7 +26,8 @@ VISITOR = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 MEDIA_NAME = re.compile(r"^[0-9a-f]{32}\.(?:jpg|png|gif|webp)$")
 # Magic numbers of the image formats we accept, and the extension we store them under.
 IMAGE_TYPES = {b"\xff\xd8\xff": "jpg", b"\x89PNG\r\n\x1a\n": "png", b"GIF8": "gif", b"RIFF": "webp"}
-MAX_FRAME = 64 * 1024
+# Far above the pipeline's text limit, so an over-long message gets its polite answer.
+MAX_FRAME = 1024 * 1024
 
 Handler = Callable[[Inbound], Awaitable[list[Outbound] | None]]
 OnConnect = Callable[[str], Awaitable[None]]

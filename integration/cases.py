@@ -12,7 +12,7 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from integration.errors import CaseNotFound, InvalidTransition
@@ -97,8 +97,9 @@ class CaseBook:
         """Open a case in ``received`` and give it its number, in one transaction."""
         now = utcnow()
         async with self._sessions.begin() as session:
-            resident_id = await ensure_resident(session, draft.channel, draft.user_id)
-            number = format_number(*await _next_sequence(session, now))
+            connection = await session.connection()
+            resident_id = await ensure_resident(connection, draft.channel, draft.user_id)
+            number = format_number(*await _next_sequence(connection, now))
             case = Case(
                 number=number,
                 resident_id=resident_id,
@@ -178,15 +179,15 @@ def _loaded(query):  # type: ignore[no-untyped-def]
     return query.options(selectinload(Case.media), selectinload(Case.events))
 
 
-async def _next_sequence(session: AsyncSession, now: datetime) -> tuple[date, int]:
+async def _next_sequence(connection: AsyncConnection, now: datetime) -> tuple[date, int]:
     """Atomically take the next number of the local day (an upsert, safe across workers)."""
     day = now.astimezone(LOCAL_TZ).date()
     statement = (
-        insert_for(session, CaseCounter)
+        insert_for(connection, CaseCounter)
         .values(day=day, last=1)
         .on_conflict_do_update(
             index_elements=[CaseCounter.day], set_={"last": CaseCounter.last + 1}
         )
         .returning(CaseCounter.last)
     )
-    return day, int((await session.execute(statement)).scalar_one())
+    return day, int((await connection.execute(statement)).scalar_one())

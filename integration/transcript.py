@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from integration.errors import DuplicateMessage
 from integration.models import Conversation, Direction, Message, utcnow
@@ -58,18 +58,29 @@ class TranscriptLine:
     created_at: datetime
 
 
+_INSERT_INBOUND = insert(Message).returning(Message.id)
+_INSERT_OUTBOUND = insert(Message)
+_SET_INTENT = (
+    update(Message)
+    .where(Message.id == bindparam("message_id"))
+    .values(intent=bindparam("intent"), confidence=bindparam("confidence"))
+)
+
+
 class Transcript:
     """Appends to and reads conversations' transcripts.
 
     Conversation ids are cached per chat: rows are never deleted, so the cache is safe
-    to share across workers and saves two lookups per message. The hot path uses Core
-    statements, one per transaction, rather than the ORM's unit of work.
+    to share across workers and saves two lookups per message. The hot path runs
+    prebuilt Core statements on a plain connection: one statement per transaction for
+    an inbound message, one or two for its outcome, and no ORM unit of work.
     """
 
     def __init__(
         self, sessions: async_sessionmaker[AsyncSession], cache_size: int = 10_000
     ) -> None:
         self._sessions = sessions
+        self._engine: AsyncEngine = sessions.kw["bind"]
         self._conversations: OrderedDict[tuple[str, str], int] = OrderedDict()
         self._cache_size = cache_size
 
@@ -77,23 +88,22 @@ class Transcript:
         """Store an inbound message, or raise ``DuplicateMessage`` if already stored."""
         key = (record.channel, record.chat_id)
         try:
-            async with self._sessions.begin() as session:
-                conversation_id = await self._conversation(session, key, record.user_id)
-                message_id = await session.scalar(
-                    insert(Message)
-                    .values(
-                        conversation_id=conversation_id,
-                        channel=record.channel,
-                        direction=Direction.inbound.value,
-                        external_id=record.message_id,
-                        text=record.text,
-                        latitude=record.latitude,
-                        longitude=record.longitude,
-                        location_label=record.location_label,
-                        media_ref=record.media_ref,
-                        created_at=record.time,
-                    )
-                    .returning(Message.id)
+            async with self._engine.begin() as connection:
+                conversation_id = await self._conversation(connection, key, record.user_id)
+                message_id = await connection.scalar(
+                    _INSERT_INBOUND,
+                    {
+                        "conversation_id": conversation_id,
+                        "channel": record.channel,
+                        "direction": Direction.inbound.value,
+                        "external_id": record.message_id,
+                        "text": record.text,
+                        "latitude": record.latitude,
+                        "longitude": record.longitude,
+                        "location_label": record.location_label,
+                        "media_ref": record.media_ref,
+                        "created_at": record.time,
+                    },
                 )
         except IntegrityError as exc:
             if any(mark in str(exc.orig) for mark in _DUPLICATE_MARKS):
@@ -101,7 +111,7 @@ class Transcript:
             raise
         # Cache only committed ids: a rolled-back conversation row must not be remembered.
         self._remember(key, conversation_id)
-        return StoredInbound(message_id, conversation_id, record.channel)
+        return StoredInbound(int(message_id), conversation_id, record.channel)
 
     async def record_outcome(
         self,
@@ -112,22 +122,26 @@ class Transcript:
     ) -> None:
         """Store what was understood of an inbound message and the replies it got."""
         now = utcnow()
-        async with self._sessions.begin() as session:
+        async with self._engine.begin() as connection:
             if intent is not None:
-                await session.execute(
-                    update(Message)
-                    .where(Message.id == stored.message_id)
-                    .values(intent=intent, confidence=confidence)
+                await connection.execute(
+                    _SET_INTENT,
+                    {"message_id": stored.message_id, "intent": intent, "confidence": confidence},
                 )
             if replies:
-                await session.execute(
-                    insert(Message),
+                await connection.execute(
+                    _INSERT_OUTBOUND,
                     [
                         {
                             "conversation_id": stored.conversation_id,
                             "channel": stored.channel,
                             "direction": Direction.outbound.value,
+                            "external_id": None,
                             "text": text,
+                            "latitude": None,
+                            "longitude": None,
+                            "location_label": "",
+                            "media_ref": "",
                             "created_at": now,
                         }
                         for text in replies
@@ -150,14 +164,16 @@ class Transcript:
             for m in reversed(rows)
         ]
 
-    async def _conversation(self, session: AsyncSession, key: tuple[str, str], user_id: str) -> int:
+    async def _conversation(
+        self, connection: AsyncConnection, key: tuple[str, str], user_id: str
+    ) -> int:
         cached = self._conversations.get(key)
         if cached is not None:
             self._conversations.move_to_end(key)
             return cached
         channel, chat_id = key
-        resident_id = await ensure_resident(session, channel, user_id)
-        return await ensure_conversation(session, resident_id, channel, chat_id)
+        resident_id = await ensure_resident(connection, channel, user_id)
+        return await ensure_conversation(connection, resident_id, channel, chat_id)
 
     def _remember(self, key: tuple[str, str], conversation_id: int) -> None:
         self._conversations[key] = conversation_id

@@ -105,7 +105,7 @@ async def test_running_pump_delivers_changes_from_elsewhere(
     try:
         await book.change_status(number, CaseStatus.accepted, "已受理")
         async with asyncio.timeout(10):
-            while not channel.pushes:
+            while not channel.pushes:  # noqa: ASYNC110 - the fake channel has no event to await
                 await asyncio.sleep(0.02)
     finally:
         task.cancel()

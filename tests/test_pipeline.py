@@ -25,7 +25,7 @@ from integration.state import KeyBuilder, MemoryConversationStore
 from integration.transcript import InboundRecord, StoredInbound, Transcript
 from nlu.embedded import EmbeddedInterpreter
 from nlu.types import Interpreter, Parse
-from tests.conftest import peer_of
+from tests.conftest import StoreMaker, peer_of
 
 _ids = itertools.count()
 
@@ -65,7 +65,13 @@ def build(
 
 
 @pytest.fixture
-def pipeline(store, sessions, interpreter, catalog, keys) -> Pipeline:  # type: ignore[no-untyped-def]
+def pipeline(
+    store: ConversationStore,
+    sessions: async_sessionmaker[AsyncSession],
+    interpreter: EmbeddedInterpreter,
+    catalog: Catalog,
+    keys: KeyBuilder,
+) -> Pipeline:
     return build(store, sessions, interpreter, catalog, keys)
 
 
@@ -115,11 +121,11 @@ async def test_redelivered_message_is_processed_once(
 
 
 async def test_dedupe_survives_losing_shared_state(
-    store,
-    sessions,
-    interpreter,
-    catalog,
-    keys,  # type: ignore[no-untyped-def]
+    store: ConversationStore,
+    sessions: async_sessionmaker[AsyncSession],
+    interpreter: EmbeddedInterpreter,
+    catalog: Catalog,
+    keys: KeyBuilder,
 ) -> None:
     pipeline = build(store, sessions, interpreter, catalog, keys)
     inbound = message("你好", message_id="hello-1")
@@ -132,11 +138,11 @@ async def test_dedupe_survives_losing_shared_state(
 
 
 async def test_messages_of_one_conversation_never_interleave(
-    store,
-    sessions,
-    interpreter,
-    catalog,
-    keys,  # type: ignore[no-untyped-def]
+    store: ConversationStore,
+    sessions: async_sessionmaker[AsyncSession],
+    interpreter: EmbeddedInterpreter,
+    catalog: Catalog,
+    keys: KeyBuilder,
 ) -> None:
     log: list[str] = []
 
@@ -155,11 +161,11 @@ async def test_messages_of_one_conversation_never_interleave(
 
 
 async def test_other_conversations_are_not_blocked(
-    store,
-    sessions,
-    interpreter,
-    catalog,
-    keys,  # type: ignore[no-untyped-def]
+    store: ConversationStore,
+    sessions: async_sessionmaker[AsyncSession],
+    interpreter: EmbeddedInterpreter,
+    catalog: Catalog,
+    keys: KeyBuilder,
 ) -> None:
     running = 0
     peak = 0
@@ -179,11 +185,11 @@ async def test_other_conversations_are_not_blocked(
 
 
 async def test_rate_limit_refuses_politely_and_stores_nothing(
-    store,
-    sessions,
-    interpreter,
-    catalog,
-    keys,  # type: ignore[no-untyped-def]
+    store: ConversationStore,
+    sessions: async_sessionmaker[AsyncSession],
+    interpreter: EmbeddedInterpreter,
+    catalog: Catalog,
+    keys: KeyBuilder,
 ) -> None:
     limits = Limits(rate_limit=3)
     pipeline = build(store, sessions, interpreter, catalog, keys, limits=limits)
@@ -231,27 +237,28 @@ async def test_known_commands_map_to_intents(pipeline: Pipeline, catalog: Catalo
     assert await texts(pipeline, message("/cancel")) == [catalog("chat.nothing_to_cancel")]
 
 
-async def test_conversation_survives_a_worker_restart(
-    store,
-    sessions,
-    interpreter,
-    catalog,
-    keys,  # type: ignore[no-untyped-def]
+async def test_conversation_continues_on_another_worker(
+    make_store: StoreMaker,
+    store: ConversationStore,
+    sessions: async_sessionmaker[AsyncSession],
+    interpreter: EmbeddedInterpreter,
+    catalog: Catalog,
+    keys: KeyBuilder,
 ) -> None:
     first = build(store, sessions, interpreter, catalog, keys)
     await texts(first, message("小区门口有流动摊贩"))
-    # A new process with fresh objects over the same shared store picks up the flow.
-    second = build(store, sessions, interpreter, catalog, keys)
+    # Another worker (sharing Redis) or the next turn (in memory) picks up the flow.
+    second = build(peer_of(store, make_store), sessions, interpreter, catalog, keys)
     [reply] = await texts(second, message("万达广场东门"))
     assert "万达广场东门" in reply and "跳过" in reply
 
 
 async def test_a_failing_flow_apologises_and_keeps_the_message(
-    store,
-    sessions,
-    interpreter,
-    catalog,
-    keys,  # type: ignore[no-untyped-def]
+    store: ConversationStore,
+    sessions: async_sessionmaker[AsyncSession],
+    interpreter: EmbeddedInterpreter,
+    catalog: Catalog,
+    keys: KeyBuilder,
 ) -> None:
     class BrokenDesk(CaseBook):
         async def create_case(self, draft: CaseDraft) -> CaseView:
@@ -271,11 +278,11 @@ async def test_a_failing_flow_apologises_and_keeps_the_message(
 
 
 async def test_failure_before_storing_lets_the_redelivery_in(
-    store,
-    sessions,
-    interpreter,
-    catalog,
-    keys,  # type: ignore[no-untyped-def]
+    store: ConversationStore,
+    sessions: async_sessionmaker[AsyncSession],
+    interpreter: EmbeddedInterpreter,
+    catalog: Catalog,
+    keys: KeyBuilder,
 ) -> None:
     class FlakyTranscript(Transcript):
         failures = 1
