@@ -168,3 +168,13 @@ def interpreter(nlu_model: EmbeddedModel) -> EmbeddedInterpreter:
 def catalog() -> Catalog:
     """The Simplified Chinese message catalogue."""
     return Catalog.load()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, model_dir: Path, nlu_model: EmbeddedModel) -> Path:
+    """A data directory holding a copy of the session's trained NLU model."""
+    directory = tmp_path / "data"
+    (directory / "models").mkdir(parents=True)
+    for model in model_dir.glob("embedded-*.joblib"):
+        shutil.copy(model, directory / "models" / model.name)
+    return directory

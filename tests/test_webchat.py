@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 import struct
 import uuid
 import zlib
@@ -27,7 +26,6 @@ from bots.settings import Settings
 from handlers.catalog import Catalog
 from integration.models import CaseStatus
 from integration.state import KeyBuilder
-from nlu.embedded import EmbeddedModel
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 CASE_NUMBER = re.compile(r"YM\d{10}")
@@ -40,16 +38,6 @@ T = Catalog.load()
 
 
 # -- fixtures -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, model_dir: Path, nlu_model: EmbeddedModel) -> Path:
-    """A data directory holding a copy of the session's trained NLU model."""
-    directory = tmp_path / "data"
-    (directory / "models").mkdir(parents=True)
-    for model in model_dir.glob("embedded-*.joblib"):
-        shutil.copy(model, directory / "models" / model.name)
-    return directory
 
 
 def sqlite_settings(data_dir: Path) -> Settings:
