@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from integration.errors import CaseNotFound, InvalidTransition
@@ -82,6 +82,9 @@ class CaseView:
         )
 
 
+_INSERT_CASE = insert(Case).returning(Case.id)
+
+
 def format_number(day: date, sequence: int) -> str:
     """A short case number: YM, the local date as yymmdd, and the day's sequence."""
     return f"{NUMBER_PREFIX}{day:%y%m%d}{sequence:04d}"
@@ -92,35 +95,66 @@ class CaseBook:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+        self._engine: AsyncEngine = sessions.kw["bind"]
 
     async def create_case(self, draft: CaseDraft) -> CaseView:
-        """Open a case in ``received`` and give it its number, in one transaction."""
+        """Open a case in ``received`` and give it its number, in one transaction.
+
+        Core statements rather than the ORM: this runs inside residents' turns.
+        """
         now = utcnow()
-        async with self._sessions.begin() as session:
-            connection = await session.connection()
+        async with self._engine.begin() as connection:
             resident_id = await ensure_resident(connection, draft.channel, draft.user_id)
             number = format_number(*await _next_sequence(connection, now))
-            case = Case(
-                number=number,
-                resident_id=resident_id,
-                channel=draft.channel,
-                chat_id=draft.chat_id,
-                category=draft.category,
-                description=draft.description,
-                address=draft.address,
-                latitude=draft.latitude,
-                longitude=draft.longitude,
-                status=CaseStatus.received.value,
-                created_at=now,
-                updated_at=now,
-                media=[CaseMedia(kind=k, ref=r, url=u) for k, r, u in draft.media],
-                events=[
-                    CaseEvent(status=CaseStatus.received.value, actor="resident", created_at=now)
-                ],
+            case_id = await connection.scalar(
+                _INSERT_CASE,
+                {
+                    "number": number,
+                    "resident_id": resident_id,
+                    "channel": draft.channel,
+                    "chat_id": draft.chat_id,
+                    "category": draft.category,
+                    "description": draft.description,
+                    "address": draft.address,
+                    "latitude": draft.latitude,
+                    "longitude": draft.longitude,
+                    "status": CaseStatus.received.value,
+                    "platform": "local",
+                    "platform_id": None,
+                    "created_at": now,
+                    "updated_at": now,
+                },
             )
-            session.add(case)
-            await session.flush()
-            return CaseView.of(case)
+            if draft.media:
+                await connection.execute(
+                    insert(CaseMedia),
+                    [
+                        {"case_id": case_id, "kind": k, "ref": r, "url": u}
+                        for k, r, u in draft.media
+                    ],
+                )
+            await connection.execute(
+                insert(CaseEvent),
+                {
+                    "case_id": case_id,
+                    "status": CaseStatus.received.value,
+                    "note": "",
+                    "actor": "resident",
+                    "created_at": now,
+                },
+            )
+        return CaseView(
+            number=number,
+            category=draft.category,
+            status=CaseStatus.received,
+            description=draft.description,
+            address=draft.address,
+            channel=draft.channel,
+            chat_id=draft.chat_id,
+            created_at=now,
+            updated_at=now,
+            media_count=len(draft.media),
+        )
 
     async def change_status(
         self, number: str, status: CaseStatus, note: str = "", actor: str = "staff"

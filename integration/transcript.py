@@ -12,15 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from integration.batch import GroupCommit
 from integration.errors import DuplicateMessage
 from integration.models import Conversation, Direction, Message, utcnow
-from integration.upsert import ensure_conversation, ensure_resident
-
-# How SQLite and PostgreSQL name the violated (channel, external_id) constraint.
-_DUPLICATE_MARKS = ("uq_messages_external", "messages.channel, messages.external_id")
+from integration.upsert import ensure_conversation, ensure_resident, insert_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +55,6 @@ class TranscriptLine:
     created_at: datetime
 
 
-_INSERT_INBOUND = insert(Message).returning(Message.id)
-_INSERT_OUTBOUND = insert(Message)
 _SET_INTENT = (
     update(Message)
     .where(Message.id == bindparam("message_id"))
@@ -67,13 +62,21 @@ _SET_INTENT = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    stored: StoredInbound
+    intent: str | None
+    confidence: float | None
+    replies: Sequence[str]
+
+
 class Transcript:
     """Appends to and reads conversations' transcripts.
 
-    Conversation ids are cached per chat: rows are never deleted, so the cache is safe
-    to share across workers and saves two lookups per message. The hot path runs
-    prebuilt Core statements on a plain connection: one statement per transaction for
-    an inbound message, one or two for its outcome, and no ORM unit of work.
+    Writes go through group commit (integration.batch): concurrent turns share a
+    transaction, and each still learns whether its own row was stored. The hot path
+    runs prebuilt Core statements, not the ORM's unit of work. Conversation ids are
+    cached per chat: rows are never deleted, so the cache is safe across workers.
     """
 
     def __init__(
@@ -81,17 +84,44 @@ class Transcript:
     ) -> None:
         self._sessions = sessions
         self._engine: AsyncEngine = sessions.kw["bind"]
+        self._insert_inbound = (
+            insert_for(self._engine, Message)
+            .on_conflict_do_nothing(index_elements=["channel", "external_id"])
+            .returning(Message.id, Message.external_id)
+        )
+        self._inbound: GroupCommit[InboundRecord, StoredInbound] = GroupCommit(self._write_inbound)
+        self._outcomes: GroupCommit[_Outcome, None] = GroupCommit(self._write_outcomes)
         self._conversations: OrderedDict[tuple[str, str], int] = OrderedDict()
         self._cache_size = cache_size
 
     async def record_inbound(self, record: InboundRecord) -> StoredInbound:
         """Store an inbound message, or raise ``DuplicateMessage`` if already stored."""
-        key = (record.channel, record.chat_id)
-        try:
-            async with self._engine.begin() as connection:
-                conversation_id = await self._conversation(connection, key, record.user_id)
-                message_id = await connection.scalar(
-                    _INSERT_INBOUND,
+        return await self._inbound.submit(record)
+
+    async def record_outcome(
+        self,
+        stored: StoredInbound,
+        intent: str | None,
+        confidence: float | None,
+        replies: Sequence[str],
+    ) -> None:
+        """Store what was understood of an inbound message and the replies it got."""
+        await self._outcomes.submit(_Outcome(stored, intent, confidence, replies))
+
+    async def _write_inbound(
+        self, records: Sequence[InboundRecord]
+    ) -> list[StoredInbound | BaseException]:
+        results: list[StoredInbound | BaseException] = []
+        rows: dict[tuple[str, str], dict[str, object]] = {}
+        async with self._engine.begin() as connection:
+            conversations = [
+                await self._conversation(connection, (r.channel, r.chat_id), r.user_id)
+                for r in records
+            ]
+            for record, conversation_id in zip(records, conversations, strict=True):
+                # A message delivered twice within one batch is stored once.
+                rows.setdefault(
+                    (record.channel, record.message_id),
                     {
                         "conversation_id": conversation_id,
                         "channel": record.channel,
@@ -105,48 +135,52 @@ class Transcript:
                         "created_at": record.time,
                     },
                 )
-        except IntegrityError as exc:
-            if any(mark in str(exc.orig) for mark in _DUPLICATE_MARKS):
-                raise DuplicateMessage(f"{record.channel}:{record.message_id}") from exc
-            raise
+            stored: dict[tuple[str, str], int] = {}
+            for channel in {key[0] for key in rows}:
+                batch = [row for key, row in rows.items() if key[0] == channel]
+                result = await connection.execute(self._insert_inbound, batch)
+                stored.update(((channel, external), int(i)) for i, external in result.all())
         # Cache only committed ids: a rolled-back conversation row must not be remembered.
-        self._remember(key, conversation_id)
-        return StoredInbound(int(message_id), conversation_id, record.channel)
+        claimed: set[tuple[str, str]] = set()
+        for record, conversation_id in zip(records, conversations, strict=True):
+            key = (record.channel, record.message_id)
+            if key in stored and key not in claimed:
+                claimed.add(key)
+                self._remember((record.channel, record.chat_id), conversation_id)
+                results.append(StoredInbound(stored[key], conversation_id, record.channel))
+            else:
+                results.append(DuplicateMessage(f"{record.channel}:{record.message_id}"))
+        return results
 
-    async def record_outcome(
-        self,
-        stored: StoredInbound,
-        intent: str | None,
-        confidence: float | None,
-        replies: Sequence[str],
-    ) -> None:
-        """Store what was understood of an inbound message and the replies it got."""
+    async def _write_outcomes(self, outcomes: Sequence[_Outcome]) -> list[None]:
         now = utcnow()
+        intents = [
+            {"message_id": o.stored.message_id, "intent": o.intent, "confidence": o.confidence}
+            for o in outcomes
+            if o.intent is not None
+        ]
+        replies = [
+            {
+                "conversation_id": o.stored.conversation_id,
+                "channel": o.stored.channel,
+                "direction": Direction.outbound.value,
+                "external_id": None,
+                "text": text,
+                "latitude": None,
+                "longitude": None,
+                "location_label": "",
+                "media_ref": "",
+                "created_at": now,
+            }
+            for o in outcomes
+            for text in o.replies
+        ]
         async with self._engine.begin() as connection:
-            if intent is not None:
-                await connection.execute(
-                    _SET_INTENT,
-                    {"message_id": stored.message_id, "intent": intent, "confidence": confidence},
-                )
+            if intents:
+                await connection.execute(_SET_INTENT, intents)
             if replies:
-                await connection.execute(
-                    _INSERT_OUTBOUND,
-                    [
-                        {
-                            "conversation_id": stored.conversation_id,
-                            "channel": stored.channel,
-                            "direction": Direction.outbound.value,
-                            "external_id": None,
-                            "text": text,
-                            "latitude": None,
-                            "longitude": None,
-                            "location_label": "",
-                            "media_ref": "",
-                            "created_at": now,
-                        }
-                        for text in replies
-                    ],
-                )
+                await connection.execute(insert(Message), replies)
+        return [None] * len(outcomes)
 
     async def lines(self, channel: str, chat_id: str, limit: int = 200) -> list[TranscriptLine]:
         """The newest ``limit`` messages of a chat, oldest first."""

@@ -7,13 +7,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from integration.models import Conversation, Resident
 
 
-def insert_for(connection: AsyncConnection, table: Any) -> Any:
-    """An INSERT for ``table`` that supports ``on_conflict_*`` on this connection's dialect."""
+def insert_for(connection: AsyncConnection | AsyncEngine, table: Any) -> Any:
+    """An INSERT for ``table`` that supports ``on_conflict_*`` on this database's dialect."""
     insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
     return insert(table)
 
