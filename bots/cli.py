@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 import time
@@ -19,10 +20,13 @@ from bots.logs import configure
 from bots.runtime import open_services
 from bots.settings import Settings
 from bots.terminal import TerminalChannel, read_lines
+from handlers.messages import Outbound
 from handlers.notifier import NotificationPump
 from integration.cases import LOCAL_TZ
 from integration.errors import IntegrationError
 from integration.models import CaseStatus
+
+log = logging.getLogger(__name__)
 
 app = typer.Typer(
     help="Yimen (一门): the messaging front door of a street office.",
@@ -127,7 +131,11 @@ async def _chat(settings: Settings, user: str) -> None:
                 inbound = terminal.to_inbound(line)
                 if inbound is None:
                     continue
-                replies = await pipeline.handle(inbound)
+                try:
+                    replies = await pipeline.handle(inbound)
+                except Exception:
+                    log.exception("terminal message failed")
+                    replies = [Outbound(services.catalog("chat.retry"))]
                 await terminal.reply(inbound, replies or [])
         finally:
             pusher.cancel()

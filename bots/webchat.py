@@ -162,7 +162,15 @@ class WebChatChannel:
         if inbound is None:
             await ws.send_json({"type": "error", "error": "bad_frame"})
             return
-        replies = await handle(inbound)
+        try:
+            replies = await handle(inbound)
+        except Exception:
+            # Nothing was stored (the pipeline let go of the message): the page resends it.
+            log.exception("web chat message %s failed", inbound.message_id)
+            await ws.send_json(
+                {"type": "error", "error": "busy", "in_reply_to": inbound.message_id}
+            )
+            return
         if replies is None:  # a resend of a message already answered
             await ws.send_json({"type": "duplicate", "in_reply_to": inbound.message_id})
             return

@@ -23,7 +23,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bots.app import SERVICES, create_app
 from bots.settings import Settings
+from bots.webchat import WebChatChannel
 from handlers.catalog import Catalog
+from handlers.messages import Inbound, Outbound
 from integration.models import CaseStatus
 from integration.state import KeyBuilder
 
@@ -430,3 +432,33 @@ async def test_an_uploaded_photo_is_attached_to_the_complaint(
 
     case = await services.cases.get(number)
     assert case.media_count == 1
+
+
+async def test_a_failed_turn_answers_busy_and_keeps_the_socket(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    async def flaky(inbound: Inbound) -> list[Outbound] | None:
+        calls.append(inbound.message_id)
+        if len(calls) == 1:
+            raise TimeoutError("conversation lock still held")
+        return [Outbound("好的")]
+
+    async def on_connect(_: str) -> None:
+        return None
+
+    channel = WebChatChannel(tmp_path, 1024)
+    app = aiohttp.web.Application()
+    app.add_routes(channel.routes(flaky, on_connect))
+    async with TestClient(TestServer(app)) as client:
+        ws = await client.ws_connect("/chat/ws?visitor=visitor-0001")
+        await ws.send_json({"type": "message", "id": "m1", "text": "你好"})
+        assert await ws.receive_json(timeout=TIMEOUT) == {
+            "type": "error",
+            "error": "busy",
+            "in_reply_to": "m1",
+        }
+        await ws.send_json({"type": "message", "id": "m1", "text": "你好"})  # the page resends
+        reply = await ws.receive_json(timeout=TIMEOUT)
+        assert reply["type"] == "reply" and reply["messages"][0]["text"] == "好的"
+        await ws.close()
+    assert calls == ["m1", "m1"]
