@@ -65,6 +65,22 @@ class CaseView:
     last_note: str = ""
 
     @classmethod
+    def opened(cls, draft: CaseDraft, number: str, now: datetime) -> CaseView:
+        """The view of a case just opened from ``draft``."""
+        return cls(
+            number=number,
+            category=draft.category,
+            status=CaseStatus.received,
+            description=draft.description,
+            address=draft.address,
+            channel=draft.channel,
+            chat_id=draft.chat_id,
+            created_at=now,
+            updated_at=now,
+            media_count=len(draft.media),
+        )
+
+    @classmethod
     def of(cls, case: Case) -> CaseView:
         """Snapshot a loaded case (with its media and events loaded)."""
         return cls(
@@ -143,18 +159,7 @@ class CaseBook:
                     "created_at": now,
                 },
             )
-        return CaseView(
-            number=number,
-            category=draft.category,
-            status=CaseStatus.received,
-            description=draft.description,
-            address=draft.address,
-            channel=draft.channel,
-            chat_id=draft.chat_id,
-            created_at=now,
-            updated_at=now,
-            media_count=len(draft.media),
-        )
+        return CaseView.opened(draft, number, now)
 
     async def change_status(
         self, number: str, status: CaseStatus, note: str = "", actor: str = "staff"

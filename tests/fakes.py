@@ -9,7 +9,6 @@ from handlers.messages import DeliveryError, Inbound, Outbound
 from integration.cases import CaseDraft, CaseView, format_number
 from integration.errors import CaseNotFound
 from integration.lifecycle import OPEN
-from integration.models import CaseStatus
 
 
 @dataclass
@@ -22,18 +21,7 @@ class FakeDesk:
     async def create_case(self, draft: CaseDraft) -> CaseView:
         self.drafts.append(draft)
         now = datetime.now(UTC)
-        view = CaseView(
-            number=format_number(now.date(), len(self.drafts)),
-            category=draft.category,
-            status=CaseStatus.received,
-            description=draft.description,
-            address=draft.address,
-            channel=draft.channel,
-            chat_id=draft.chat_id,
-            created_at=now,
-            updated_at=now,
-            media_count=len(draft.media),
-        )
+        view = CaseView.opened(draft, format_number(now.date(), len(self.drafts)), now)
         self.cases[view.number] = view
         return view
 

@@ -59,12 +59,8 @@ class Env:
 
 
 @pytest.fixture
-def env(tmp_path: Path, model_dir: Path, nlu_model: EmbeddedModel) -> Env:
+def env(tmp_path: Path, data_dir: Path) -> Env:
     """A fresh data directory with the session's model copied in."""
-    data_dir = tmp_path / "data"
-    (data_dir / "models").mkdir(parents=True)
-    for model in model_dir.glob("embedded-*.joblib"):
-        shutil.copy(model, data_dir / "models" / model.name)
     variables = {k: v for k, v in os.environ.items() if not k.startswith("YIMEN_")}
     variables |= {
         "YIMEN_DATA_DIR": str(data_dir),

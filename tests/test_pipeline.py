@@ -137,6 +137,25 @@ async def test_dedupe_survives_losing_shared_state(
     assert await count(sessions, Message) == 2  # the message and its one reply
 
 
+class SlowInterpreter:
+    """Delegates to a real interpreter after a pause, recording who runs when."""
+
+    def __init__(self, inner: Interpreter) -> None:
+        self.inner = inner
+        self.log: list[str] = []
+        self.running = 0
+        self.peak = 0
+
+    async def parse(self, text: str) -> Parse:
+        self.log.append(f"start {text}")
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        await asyncio.sleep(0.05)
+        self.running -= 1
+        self.log.append(f"end {text}")
+        return await self.inner.parse(text)
+
+
 async def test_messages_of_one_conversation_never_interleave(
     store: ConversationStore,
     sessions: async_sessionmaker[AsyncSession],
@@ -144,19 +163,11 @@ async def test_messages_of_one_conversation_never_interleave(
     catalog: Catalog,
     keys: KeyBuilder,
 ) -> None:
-    log: list[str] = []
-
-    class SlowInterpreter:
-        async def parse(self, text: str) -> Parse:
-            log.append(f"start {text}")
-            await asyncio.sleep(0.05)
-            log.append(f"end {text}")
-            return await interpreter.parse(text)
-
-    pipeline = build(store, sessions, SlowInterpreter(), catalog, keys)
+    slow = SlowInterpreter(interpreter)
+    pipeline = build(store, sessions, slow, catalog, keys)
     await asyncio.gather(*(pipeline.handle(message(f"你好{i}")) for i in range(4)))
-    assert len(log) == 8
-    for start, end in zip(log[::2], log[1::2], strict=True):
+    assert len(slow.log) == 8
+    for start, end in zip(slow.log[::2], slow.log[1::2], strict=True):
         assert start.replace("start", "end") == end
 
 
@@ -167,21 +178,10 @@ async def test_other_conversations_are_not_blocked(
     catalog: Catalog,
     keys: KeyBuilder,
 ) -> None:
-    running = 0
-    peak = 0
-
-    class SlowInterpreter:
-        async def parse(self, text: str) -> Parse:
-            nonlocal running, peak
-            running += 1
-            peak = max(peak, running)
-            await asyncio.sleep(0.05)
-            running -= 1
-            return await interpreter.parse(text)
-
-    pipeline = build(store, sessions, SlowInterpreter(), catalog, keys)
+    slow = SlowInterpreter(interpreter)
+    pipeline = build(store, sessions, slow, catalog, keys)
     await asyncio.gather(*(pipeline.handle(message("你好", chat=f"c{i}")) for i in range(3)))
-    assert peak > 1
+    assert slow.peak > 1
 
 
 async def test_rate_limit_refuses_politely_and_stores_nothing(
