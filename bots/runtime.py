@@ -30,9 +30,6 @@ from integration.db import create_engine, session_factory, upgrade
 from integration.notifications import NotificationQueue
 from integration.state import KeyBuilder, MemoryConversationStore, RedisConversationStore, Timing
 from integration.transcript import Transcript
-from nlu.embedded import EmbeddedInterpreter, load_or_train
-from nlu.entities import EntityExtractor
-from nlu.training_data import load as load_training_data
 from nlu.types import Interpreter
 
 log = logging.getLogger(__name__)
@@ -71,7 +68,15 @@ class Services:
 
 
 def load_interpreter(settings: Settings) -> Interpreter:
-    """The configured NLU backend, with its model loaded (or trained) once."""
+    """The configured NLU backend, with its model loaded (or trained) once.
+
+    Imported here, not at the top: scikit-learn and jieba take seconds to import, and
+    staff commands such as `yimen cases list` never need them.
+    """
+    from nlu.embedded import EmbeddedInterpreter, load_or_train
+    from nlu.entities import EntityExtractor
+    from nlu.training_data import load as load_training_data
+
     model = load_or_train(settings.model_dir)
     extractor = EntityExtractor.from_training_data(load_training_data())
     return EmbeddedInterpreter(model, extractor, threshold=settings.nlu_threshold)
