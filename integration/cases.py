@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, select
+from sqlalchemy import Select, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
@@ -214,7 +215,8 @@ class CaseBook:
             return [CaseView.of(c) for c in await session.scalars(query)]
 
 
-def _loaded(query):  # type: ignore[no-untyped-def]
+def _loaded(query: Select[Any]) -> Select[Any]:
+    """The query with each case's media and history loaded alongside."""
     return query.options(selectinload(Case.media), selectinload(Case.events))
 
 

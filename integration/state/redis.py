@@ -65,7 +65,7 @@ class RedisConversationStore:
         """Claim, lock, count and load; polls while another turn holds the lock."""
         timing = self._timing
         keys = [ticket.mark, ticket.lock, ticket.rate, ticket.state]
-        args = [
+        args: list[str | int] = [
             ticket.token,
             _ms(timing.processing_ttl),
             _ms(timing.lock_ttl),

@@ -1,0 +1,1 @@
+"""The message pipeline and the conversation flows."""
