@@ -117,7 +117,7 @@ class Pipeline:
             parse.confidence if parse else None,
             [r.text for r in replies],
         )
-        after = None if state.idle and not state.buttons else state.to_dict()
+        after = None if state.empty else state.to_dict()
         return replies, after, after != saved
 
     async def _respond(

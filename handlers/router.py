@@ -9,6 +9,7 @@ from handlers.flows.base import CANCEL, Flow, Turn, finish
 from handlers.messages import Outbound
 from handlers.state import ConversationState
 from nlu.contract import REPORT_INTENTS
+from nlu.types import FALLBACK_INTENT
 
 # Intent -> flow name. Intents not listed go to the chat flow, which answers them.
 ROUTES: Mapping[str, str] = {
@@ -43,6 +44,8 @@ class Router:
 
     async def route(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """Handle one turn, updating ``state``; returns the replies."""
+        if turn.parse.intent != FALLBACK_INTENT:
+            state.misunderstood = 0
         if is_cancel(turn):
             if state.idle:
                 return [Outbound(self._t("chat.nothing_to_cancel"))]

@@ -22,6 +22,7 @@ class ConversationState:
     slots: dict[str, Any] = field(default_factory=dict)
     reprompts: int = 0
     buttons: list[tuple[str, str]] = field(default_factory=list)
+    misunderstood: int = 0  # messages in a row the NLU could not place
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-compatible form for the store."""
@@ -38,6 +39,7 @@ class ConversationState:
             slots=dict(data.get("slots") or {}),
             reprompts=int(data.get("reprompts") or 0),
             buttons=[(str(a), str(b)) for a, b in data.get("buttons") or []],
+            misunderstood=int(data.get("misunderstood") or 0),
         )
 
     def offer(self, buttons: tuple[Button, ...]) -> None:
@@ -56,6 +58,11 @@ class ConversationState:
     def idle(self) -> bool:
         """Whether no flow is active."""
         return self.flow is None
+
+    @property
+    def empty(self) -> bool:
+        """Whether there is nothing worth saving."""
+        return self.idle and not self.buttons and not self.misunderstood
 
 
 class ConversationStore(Protocol):

@@ -30,7 +30,7 @@ from nlu.types import FALLBACK_INTENT, NLUError, Parse
 
 log = logging.getLogger(__name__)
 
-MODEL_VERSION = "1"
+MODEL_VERSION = "2"
 
 _tokenizer_lock = threading.Lock()
 _tokenizer: jieba.Tokenizer | None = None
@@ -45,6 +45,11 @@ def _jieba() -> jieba.Tokenizer:
             tokenizer.initialize()
             _tokenizer = tokenizer
         return _tokenizer
+
+
+def _features_text(text: str) -> str:
+    """What the classifier reads: the normalised text, lower-cased."""
+    return normalize(text).lower()
 
 
 def words(text: str) -> list[str]:
@@ -76,7 +81,7 @@ class EmbeddedModel:
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
         """Intent probabilities, one row per text, columns in ``intents`` order."""
-        return self.classifier.predict_proba(self.features([normalize(t) for t in texts]))
+        return self.classifier.predict_proba(self.features([_features_text(t) for t in texts]))
 
 
 def fingerprint(data_dir: Path = DATA_DIR) -> str:
@@ -98,7 +103,7 @@ def train(data: TrainingData, fingerprint: str = "") -> EmbeddedModel:
     tokenizer = _jieba()
     for word in vocabulary:
         tokenizer.add_word(word)
-    texts = [normalize(e.text) for e in data.examples]
+    texts = [_features_text(e.text) for e in data.examples]
     labels = [e.intent for e in data.examples]
     word_vectorizer = TfidfVectorizer(
         tokenizer=words, token_pattern=None, lowercase=False, ngram_range=(1, 2), sublinear_tf=True
@@ -165,7 +170,8 @@ class EmbeddedInterpreter:
 
     def parse_sync(self, text: str) -> Parse:
         """Parse on the calling thread (CPU-bound, well under a millisecond)."""
-        probs = self._scorer.probabilities(normalize(text))
+        text = normalize(text)
+        probs = self._scorer.probabilities(text.lower())
         order = np.argsort(probs)[::-1][:5]
         ranking = tuple((self._intents[i], float(probs[i])) for i in order)
         intent, confidence = ranking[0]

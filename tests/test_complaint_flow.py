@@ -251,3 +251,16 @@ async def test_unbuilt_services_say_so_plainly(router: Router) -> None:
     [reply] = await say(router, state, turn("我想预约明天办居住证", "book_appointment"))
     assert "窗口预约" in reply.text and "暂未开通" in reply.text
     assert state.idle
+
+
+async def test_misunderstood_twice_offers_a_human(router: Router, catalog: Catalog) -> None:
+    state = ConversationState()
+    [first] = await say(router, state, turn("嗯嗯那个啥", "nlu_fallback"))
+    assert first.text == catalog("chat.fallback")
+    [second] = await say(router, state, turn("就是那个", "nlu_fallback"))
+    assert second.text == catalog("chat.fallback_human")
+    assert "intent:human_handoff" in [b.payload for b in second.buttons]
+    await say(router, state, turn("你好", "greet"))
+    assert state.misunderstood == 0
+    [again] = await say(router, state, turn("啊？", "nlu_fallback"))
+    assert again.text == catalog("chat.fallback")  # the count starts afresh

@@ -45,9 +45,31 @@ def test_bad_training_file_names_the_file(tmp_path: Path) -> None:
         load_file(bad)
 
 
-def test_normalize_folds_width_emoji_and_space() -> None:
-    assert normalize("  ＡＢＣ１２３　路灯😀不亮  ") == "abc123 路灯 不亮"
-    assert has_content("路灯") and not has_content("😀👍 ！！")
+@pytest.mark.parametrize(
+    ("raw", "normal"),
+    [
+        ("  ＡＢＣ１２３　路灯😀不亮  ", "ABC123 路灯 不亮"),
+        ("樓下燒烤店每天半夜還很吵", "楼下烧烤店每天半夜还很吵"),
+        ("三号楼二单元", "3号楼2单元"),
+        ("十一月二十八日九点", "11月28日9点"),
+        ("两天没人管", "2天没人管"),
+        ("第三个我来认领", "第3个我来认领"),
+        ("二零二六年", "2026年"),
+        # Numerals that do not count anything are words, not numbers.
+        ("我想一下", "我想一下"),
+        ("一起去", "一起去"),
+        ("有一点吵", "有一点吵"),
+        ("一门受理", "一门受理"),
+        ("三五个人", "三五个人"),
+        ("下周一下午", "下周一下午"),
+    ],
+)
+def test_normalize(raw: str, normal: str) -> None:
+    assert normalize(raw) == normal
+
+
+def test_has_content() -> None:
+    assert has_content("路灯") and has_content("3") and not has_content("😀👍 ！！")
 
 
 @pytest.mark.parametrize(

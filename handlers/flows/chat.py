@@ -40,6 +40,11 @@ class ChatFlow:
     async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """Answer the message; the conversation stays idle."""
         intent = turn.parse.intent
+        if intent == FALLBACK_INTENT:
+            # Ask again once; if the resident still can't be understood, offer a person.
+            state.misunderstood += 1
+            if state.misunderstood >= 2:
+                return [Outbound(self._t("chat.fallback_human"), self.menu())]
         key = _REPLIES.get(intent)
         if key is None:
             what = self._t.get(f"service_name.{intent}", intent)
