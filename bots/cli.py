@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import signal
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -17,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from bots.app import create_app
 from bots.logs import configure
-from bots.runtime import open_services
+from bots.runtime import load_interpreter, open_services
 from bots.settings import Settings
 from bots.terminal import TerminalChannel, read_lines
 from handlers.messages import Outbound
@@ -25,6 +27,7 @@ from handlers.notifier import NotificationPump
 from integration.cases import LOCAL_TZ
 from integration.errors import IntegrationError
 from integration.models import CaseStatus
+from nlu.types import Interpreter
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +163,64 @@ def nlu_train() -> None:
         f"trained on {len(data.examples)} examples, {len(model.intents)} intents "
         f"in {elapsed:.1f}s -> {path}"
     )
+
+
+class Backend(enum.StrEnum):
+    """The NLU backends `yimen nlu eval` can measure."""
+
+    embedded = "embedded"
+    rasa = "rasa"
+
+
+@nlu_app.command("eval")
+def nlu_eval(
+    data: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Rasa 3.x NLU YAML.")],
+    out: Annotated[Path, typer.Option(help="Directory for the reports.")] = Path("results"),
+    backend: Annotated[Backend, typer.Option(help="Which backend to evaluate.")] = Backend.embedded,
+) -> None:
+    """Evaluate a backend on a test file; writes Rasa's intent, error and entity reports."""
+    from nlu.evaluation import evaluate, summary_table, write_reports
+    from nlu.training_data import load_file
+
+    settings = _settings()
+    examples = load_file(data).examples
+    if not examples:
+        print(f"error: {data} has no intent examples", file=sys.stderr)
+        raise typer.Exit(1)
+
+    async def go() -> dict[str, Any]:
+        async with _backend(settings, backend) as interpreter:
+            with _progress(f"parsing with {backend.value}", len(examples)) as advance:
+                result = await evaluate(interpreter, examples, advance)
+        return write_reports(result, out)
+
+    report = _run(go())
+    print(summary_table(report))
+    print(f"reports written to {out}/")
+
+
+@contextlib.asynccontextmanager
+async def _backend(settings: Settings, backend: Backend) -> AsyncIterator[Interpreter]:
+    """One backend, alone: no fallback, so its own accuracy is what gets measured."""
+    if backend is Backend.embedded:
+        yield await asyncio.to_thread(load_interpreter, settings)
+        return
+    from nlu.rasa_client import RasaInterpreter
+
+    async with RasaInterpreter(
+        settings.rasa_url,
+        token=settings.rasa_token or None,
+        timeout=settings.rasa_timeout,
+        threshold=settings.nlu_threshold,
+    ) as rasa:
+        yield rasa
+
+
+@contextlib.contextmanager
+def _progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr; yields the function that advances it."""
+    with typer.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        yield bar.update
 
 
 @cases_app.command("list")

@@ -27,8 +27,11 @@ class Settings(BaseSettings):
     database_url: str = ""  # default: sqlite+aiosqlite:///<data_dir>/yimen.db
     redis_url: str = ""  # empty: in-process state (one worker only)
     redis_prefix: str = "yimen"
-    nlu_backend: Literal["embedded"] = "embedded"
+    nlu_backend: Literal["embedded", "rasa"] = "embedded"
     nlu_threshold: float = Field(0.3, ge=0.0, le=1.0)
+    rasa_url: str = "http://127.0.0.1:5005"
+    rasa_token: str = ""
+    rasa_timeout: float = Field(2.0, gt=0)
     dispatch: Literal["local"] = "local"
     max_text_length: int = Field(2000, ge=10)
     rate_limit: int = Field(30, ge=1)  # messages per user per rate window

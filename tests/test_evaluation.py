@@ -1,0 +1,70 @@
+"""`yimen nlu eval`'s reports, as `rasa test nlu` writes them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from nlu.embedded import EmbeddedInterpreter
+from nlu.evaluation import evaluate, summary_table, write_reports
+from nlu.training_data import parse_example
+from nlu.types import Parse
+
+EXAMPLES = [
+    parse_example("楼下烧烤店每天半夜还很吵", "report_noise"),
+    parse_example("[金辉小区3号楼](address)路灯不亮了", "report_facility"),
+    parse_example("你好", "greet"),
+    # Deliberately mislabelled, so there is an error to report.
+    parse_example("谢谢你们", "report_parking"),
+]
+
+
+class Scripted:
+    """An interpreter that answers from a table."""
+
+    def __init__(self, answers: dict[str, str]) -> None:
+        self.answers = answers
+
+    async def parse(self, text: str) -> Parse:
+        return Parse(text, self.answers[text], 0.8)
+
+
+async def test_reports_are_written_with_rasa_shapes(
+    tmp_path: Path, interpreter: EmbeddedInterpreter
+) -> None:
+    advanced: list[int] = []
+    result = await evaluate(interpreter, EXAMPLES, advanced.append)
+    assert len(advanced) == len(EXAMPLES) == len(result.latencies)
+    report = write_reports(result, tmp_path)
+
+    stored = json.loads((tmp_path / "intent_report.json").read_text(encoding="utf-8"))
+    assert stored == report
+    assert {"accuracy", "macro avg", "weighted avg", "report_noise"} <= set(stored)
+    assert {"precision", "recall", "f1-score", "support", "confused_with"} <= set(
+        stored["report_noise"]
+    )
+    assert stored["report_parking"]["recall"] == 0.0
+    assert stored["report_parking"]["confused_with"]  # what it was mistaken for
+
+    errors = json.loads((tmp_path / "intent_errors.json").read_text(encoding="utf-8"))
+    assert [e["text"] for e in errors] == ["谢谢你们"]
+    assert errors[0]["intent"] == "report_parking"
+    assert errors[0]["intent_prediction"]["name"] != "report_parking"
+
+    entities = json.loads((tmp_path / "entity_report.json").read_text(encoding="utf-8"))
+    assert entities["address"]["support"] == 1
+    assert entities["address"]["recall"] == 1.0
+
+    png = (tmp_path / "intent_confusion_matrix.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    assert "accuracy" in summary_table(report)
+
+
+async def test_fallback_predictions_count_against_recall_without_a_row(tmp_path: Path) -> None:
+    answers = {e.text: e.intent for e in EXAMPLES} | {"你好": "nlu_fallback"}
+    result = await evaluate(Scripted(answers), EXAMPLES)
+    report = result.intent_report()
+    assert "nlu_fallback" not in report
+    assert report["greet"]["recall"] == 0.0
+    assert report["accuracy"] == 0.75
+    assert report["macro avg"]["f1-score"] == 0.75  # four rows: three right, one missed
