@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from bots.app import create_app
 from bots.logs import configure
-from bots.runtime import load_interpreter, open_services
+from bots.runtime import load_embedded, open_services
 from bots.settings import Settings
 from bots.terminal import TerminalChannel, read_lines
 from handlers.messages import Outbound
@@ -62,6 +62,12 @@ def _run(coroutine: Coroutine[Any, Any, Any]) -> Any:
         raise typer.Exit(130) from None
 
 
+def _describe_nlu(settings: Settings) -> str:
+    if settings.nlu_backend == "rasa":
+        return f"Rasa at {settings.rasa_url}, embedded model when it is unreachable"
+    return "embedded"
+
+
 def _describe_db(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
@@ -88,7 +94,7 @@ async def _serve(settings: Settings) -> None:
         f"  health     {base}/healthz\n"
         f"  database   {_describe_db(settings.resolved_database_url)}\n"
         f"  state      {'redis' if settings.redis_url else 'in-process memory (one worker)'}\n"
-        f"  NLU        {settings.nlu_backend}\n"
+        f"  NLU        {_describe_nlu(settings)}\n"
         f"  dispatch   {settings.dispatch} desk (yimen cases list / set-status)",
         flush=True,
     )
@@ -203,7 +209,7 @@ def nlu_eval(
 async def _backend(settings: Settings, backend: Backend) -> AsyncIterator[Interpreter]:
     """One backend, alone: no fallback, so its own accuracy is what gets measured."""
     if backend is Backend.embedded:
-        yield await asyncio.to_thread(load_interpreter, settings)
+        yield await asyncio.to_thread(load_embedded, settings)
         return
     from nlu.rasa_client import RasaInterpreter
 

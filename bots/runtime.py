@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -67,8 +67,8 @@ class Services:
         return report
 
 
-def load_interpreter(settings: Settings) -> Interpreter:
-    """The configured NLU backend, with its model loaded (or trained) once.
+def load_embedded(settings: Settings) -> Interpreter:
+    """The embedded NLU backend, with its model loaded (or trained) once.
 
     Imported here, not at the top: scikit-learn and jieba take seconds to import, and
     staff commands such as `yimen cases list` never need them.
@@ -82,12 +82,33 @@ def load_interpreter(settings: Settings) -> Interpreter:
     return EmbeddedInterpreter(model, extractor, threshold=settings.nlu_threshold)
 
 
+async def open_interpreter(settings: Settings, stack: AsyncExitStack) -> Interpreter:
+    """The configured NLU backend; Rasa always has the embedded model behind it."""
+    # Training or unpickling takes a while: keep it off the event loop.
+    embedded = await asyncio.to_thread(load_embedded, settings)
+    if settings.nlu_backend == "embedded":
+        return embedded
+    from nlu.rasa_client import FallbackInterpreter, RasaInterpreter
+
+    rasa = RasaInterpreter(
+        settings.rasa_url,
+        token=settings.rasa_token or None,
+        timeout=settings.rasa_timeout,
+        threshold=settings.nlu_threshold,
+    )
+    stack.push_async_callback(rasa.close)
+    return FallbackInterpreter(rasa, embedded)
+
+
 @asynccontextmanager
 async def open_services(settings: Settings, *, with_nlu: bool = True) -> AsyncIterator[Services]:
     """Build, migrate and connect everything; close it all on exit."""
-    engine = create_engine(settings.resolved_database_url)
-    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
-    try:
+    async with AsyncExitStack() as stack:
+        engine = create_engine(settings.resolved_database_url)
+        stack.push_async_callback(engine.dispose)
+        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        if redis is not None:
+            stack.push_async_callback(redis.aclose)
         await upgrade(engine)
         sessions = session_factory(engine)
         catalog = Catalog.load()
@@ -95,8 +116,7 @@ async def open_services(settings: Settings, *, with_nlu: bool = True) -> AsyncIt
         transcript = Transcript(sessions)
         pipeline = None
         if with_nlu:
-            # Training or unpickling takes a while: keep it off the event loop.
-            interpreter = await asyncio.to_thread(load_interpreter, settings)
+            interpreter = await open_interpreter(settings, stack)
             pipeline = build_pipeline(settings, redis, interpreter, cases, transcript, catalog)
         yield Services(
             settings=settings,
@@ -109,10 +129,6 @@ async def open_services(settings: Settings, *, with_nlu: bool = True) -> AsyncIt
             notifications=NotificationQueue(sessions),
             pipeline=pipeline,
         )
-    finally:
-        if redis is not None:
-            await redis.aclose()
-        await engine.dispose()
 
 
 def build_pipeline(
