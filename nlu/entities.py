@@ -1,15 +1,30 @@
-"""Rule-based entity extractors: phone, service, address and time spans.
+"""Rule-based entity extractors: phone, time, service and address spans.
 
 They run in microseconds and need no training, so every backend shares them. The
 service and community vocabularies come from the lookup tables and synonyms in the
-training data, so they grow without code changes.
+training data and from the community gazetteer, so they grow without code changes.
+
+Values, as Rasa shapes them: a phone's digits; a service's canonical name (社会保障卡 →
+社保卡); a time's ISO 8601 datetime or ``start/end`` interval, resolved in Asia/Shanghai
+by nlu.timeparse (its docstring lists the conventions); an address's text as written,
+since residents see it echoed back. The matched text of any entity is
+``text[entity.start:entity.end]``; ``EntityExtractor.locate`` gives an address's
+community and coordinates from the gazetteer.
+
+Overlaps are settled by kind, then position: phone numbers are claimed first, then time
+expressions (so a phone number is never also a time or a house number); addresses are
+found in what is left, and a service and an address that overlap keep the earlier,
+longer span.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import datetime
 
+from nlu.gazetteer import Community, Gazetteer
+from nlu.timeparse import SHANGHAI, find_times
 from nlu.training_data import TrainingData
 from nlu.types import Entity
 
@@ -40,19 +55,16 @@ _ADDRESS = re.compile(
 )
 # Building-only answers such as "3号楼2单元" still say where.
 _BUILDING = re.compile(r"(?:(?:\d+|[一二三四五六七八九十]+)(?:号楼|栋|幢|单元|号院|层|室))+")
-
-_TIME = re.compile(
-    r"(?:(?:下下?个?|这个?|本|上个?)?(?:周|星期|礼拜)[一二三四五六日天1-7]|"
-    r"今天|明天|后天|大后天|昨天|前天|今晚|明晚|这周|下下周|下周|本周|周末|"
-    r"\d{1,2}月\d{1,2}[日号]?|\d{1,2}[日号])"
-    r"(?:\s*(?:凌晨|早上|上午|中午|下午|傍晚|晚上|夜里|半夜))?"
-    r"(?:\s*(?:\d{1,2}|[一二三四五六七八九十]{1,3})[点:：时](?:\d{1,2}|半|[一二三四五]刻)?分?)?"
-    r"|(?:凌晨|早上|上午|中午|下午|傍晚|晚上)(?:\s*(?:\d{1,2}|[一二三四五六七八九十]{1,3})[点时](?:\d{1,2}|半)?分?)?"
-)
+_TAIL = re.compile(rf"(?:{_DETAIL})*")
 
 
 class EntityExtractor:
-    """Finds address, time, phone and service spans in a message."""
+    """Finds address, time, phone and service spans in a message.
+
+    ``communities`` are extra community names (the training data's ``community`` lookup)
+    on top of the gazetteer's names and aliases. ``clock`` gives "now" for resolving
+    times when ``extract`` is not told it.
+    """
 
     def __init__(
         self,
@@ -60,48 +72,87 @@ class EntityExtractor:
         communities: Iterable[str] = (),
         synonyms: dict[str, str] | None = None,
         phone_patterns: Iterable[str] = (),
+        *,
+        gazetteer: Gazetteer | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._synonyms = dict(synonyms or {})
         service_words = set(services) | {
             variant for variant, canonical in self._synonyms.items() if canonical in services
         }
         self._service = _alternation(service_words)
-        self._community = _alternation(communities)
+        self._gazetteer = gazetteer if gazetteer is not None else Gazetteer()
+        self._community = _alternation({*communities, *self._gazetteer.names})
         patterns = [_MOBILE, _LANDLINE, *phone_patterns]
         self._phone = re.compile("|".join(f"(?:{p})" for p in patterns))
+        self._clock = clock or _shanghai_now
 
     @classmethod
-    def from_training_data(cls, data: TrainingData) -> EntityExtractor:
-        """Build the extractor from the lookup tables, synonyms and regexes of the data."""
+    def from_training_data(
+        cls,
+        data: TrainingData,
+        *,
+        gazetteer: Gazetteer | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> EntityExtractor:
+        """Build the extractor from the data's lookups, synonyms and regexes.
+
+        Without a ``gazetteer`` the default one (nlu/data/communities.yml) is read here,
+        once per extractor, never per message.
+        """
         return cls(
             services=data.lookups.get("service", ()),
             communities=data.lookups.get("community", ()),
             synonyms=data.synonyms,
             phone_patterns=data.regexes.get("phone", ()),
+            gazetteer=Gazetteer.load() if gazetteer is None else gazetteer,
+            clock=clock,
         )
 
-    def extract(self, text: str) -> tuple[Entity, ...]:
-        """All entities in ``text``, in order, without overlaps (the earlier, longer span wins)."""
+    @property
+    def gazetteer(self) -> Gazetteer:
+        """The communities this extractor knows, with their street and coordinates."""
+        return self._gazetteer
+
+    def locate(self, address: str | Entity) -> Community | None:
+        """The community an address (text or address entity) names, with its coordinates."""
+        if isinstance(address, Entity):
+            address = address.value
+        return self._gazetteer.locate(address)
+
+    def extract(self, text: str, *, now: datetime | None = None) -> tuple[Entity, ...]:
+        """All entities in ``text``, in order, without overlaps.
+
+        Times are resolved relative to ``now`` (by default the extractor's clock).
+        """
         found: list[Entity] = []
+        claimed: list[tuple[int, int]] = []
         for match in self._phone.finditer(text):
-            digits = re.sub(r"[ ]", "", match.group())
+            digits = match.group().replace(" ", "")
+            if digits.startswith("1"):  # a mobile's dashes are layout; a landline's are not
+                digits = digits.replace("-", "")
             found.append(Entity("phone", match.start(), match.end(), digits, "regex"))
+            claimed.append(match.span())
+        masked = _mask(text, claimed)
+        for time in find_times(masked, now if now is not None else self._clock()):
+            found.append(Entity("time", time.start, time.end, time.value.iso, "regex"))
+            claimed.append((time.start, time.end))
+        masked = _mask(text, claimed)
         if self._service:
             for match in self._service.finditer(text):
                 word = match.group()
                 value = self._synonyms.get(word, word)
                 found.append(Entity("service", match.start(), match.end(), value, "lookup"))
-        found.extend(self._addresses(text))
-        for match in _TIME.finditer(text):
-            found.append(Entity("time", match.start(), match.end(), match.group(), "regex"))
+        found.extend(self._addresses(text, masked))
         return _without_overlaps(found)
 
-    def _addresses(self, text: str) -> list[Entity]:
+    def _addresses(self, text: str, masked: str) -> list[Entity]:
+        """Address spans in ``masked`` (phones and times blanked out), valued as written."""
         spans: list[tuple[int, int]] = []
         if self._community:
-            spans += [m.span() for m in self._community.finditer(text)]
-        spans += [m.span() for m in _ADDRESS.finditer(text)]
-        spans += [m.span() for m in _BUILDING.finditer(text)]
+            spans += [m.span() for m in self._community.finditer(masked)]
+        spans += [m.span() for m in _ADDRESS.finditer(masked)]
+        spans += [m.span() for m in _BUILDING.finditer(masked)]
         merged: list[list[int]] = []
         for start, end in sorted(spans):
             if merged and start <= merged[-1][1]:
@@ -111,10 +162,25 @@ class EntityExtractor:
         # A community name followed by building details is one address.
         out = []
         for start, end in merged:
-            tail = re.match(rf"(?:{_DETAIL})*", text[end:])
-            end += tail.end() if tail else 0
+            tail = _TAIL.match(masked, end)
+            end = tail.end() if tail else end
             out.append(Entity("address", start, end, text[start:end], "regex"))
         return out
+
+
+def _shanghai_now() -> datetime:
+    return datetime.now(SHANGHAI)
+
+
+def _mask(text: str, spans: Iterable[tuple[int, int]]) -> str:
+    """``text`` with the given spans blanked to spaces, so offsets stay the same."""
+    spans = list(spans)
+    if not spans:
+        return text
+    chars = list(text)
+    for start, end in spans:
+        chars[start:end] = " " * (end - start)
+    return "".join(chars)
 
 
 def _alternation(words: Iterable[str]) -> re.Pattern[str] | None:

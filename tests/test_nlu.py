@@ -73,36 +73,6 @@ def test_has_content() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("交通街道金辉小区3号楼楼下太吵", [("address", "交通街道金辉小区3号楼")]),
-        ("万达广场东门有人摆摊", [("address", "万达广场东门")]),
-        ("伊煤路与天骄路交叉口路灯不亮", [("address", "伊煤路与天骄路交叉口")]),
-        ("楼下烧烤店每天半夜还很吵", []),
-        ("我想明天上午办居住证", [("time", "明天上午"), ("service", "居住证")]),
-        ("下周一下午三点可以吗", [("time", "下周一下午三点")]),
-        ("电话13912345678或0477-8581234", [("phone", "13912345678"), ("phone", "0477-8581234")]),
-    ],
-)
-def test_entities(text: str, expected: list[tuple[str, str]]) -> None:
-    extractor = EntityExtractor.from_training_data(load())
-    found = extractor.extract(text)
-    assert [(e.entity, e.value) for e in found] == expected
-    for entity in found:
-        assert entity.value == text[entity.start : entity.end] or entity.entity == "service"
-
-
-def test_service_synonyms_map_to_canonical_names() -> None:
-    extractor = EntityExtractor.from_training_data(load())
-    data = load()
-    variant, canonical = next(
-        (v, c) for v, c in data.synonyms.items() if c in data.lookups["service"] and v != c
-    )
-    [entity] = [e for e in extractor.extract(f"我要办{variant}") if e.entity == "service"]
-    assert entity.value == canonical
-
-
-@pytest.mark.parametrize(
     ("text", "intent"),
     [
         ("楼下烧烤店每天半夜还很吵", "report_noise"),

@@ -1,0 +1,384 @@
+"""Resolve Chinese date and time expressions to datetimes in Asia/Shanghai.
+
+``find_times(text, now)`` scans a message for expressions such as 明天上午, 下周一下午三点,
+11月28日9点, 后天 or 两小时后; ``resolve(expression, now)`` reads a string that is exactly
+one expression. Each becomes a ``TimeValue``: a point (``end is None``) or a half-open
+interval ``[start, end)``, with a grain and an ``iso`` form (``2026-11-30T15:00:00+08:00``,
+or ``start/end`` in ISO 8601 interval notation). Arabic and Chinese numerals both work.
+
+Conventions, Duckling-like: prefer the future, weeks run Monday to Sunday.
+
+- Days: 今天/明天/后天/大后天/昨天/前天/大前天 and N天后/N周后/N天前 are points at midnight,
+  grain ``day``. 今早/明早 and 今晚/明晚/昨晚 are that day's 早上 and 晚上.
+- Weekdays: plain 周三 (星期三, 礼拜三) is the coming Wednesday, today if today is one.
+  这/本周三 is the Wednesday of this week even if past, 下周三 of next week, 下下周三 of the
+  week after, 上周三 of last week. So on a Sunday 下周一 is tomorrow.
+- Weeks: 这周/本周/下周/下下周/上周 run from Monday 00:00 to the next Monday 00:00 (grain
+  ``week``). 周末 is this week's Saturday 00:00 to Monday 00:00, 下周末 next week's
+  (grain ``day``); on a Sunday 周末 is the weekend under way.
+- Dates: N月N日/号 without a year is the next such date, today included (late in November
+  1月5日 is next January's); 今年/明年/去年 or a four-digit year pins it. A bare N号/N日 is
+  the next such day of a month, today included, skipping months without it.
+- Parts of day are intervals (grain ``part_of_day``): 凌晨 0–6, 早上/早晨/清晨 6–9,
+  上午 9–12, 中午 12–13, 下午 13–18, 傍晚 17–19, 晚上/晚间 19–23, 夜里/夜间/半夜/深夜
+  22–02 the next day. Without a date they mean today.
+- Clock times (N点, N点半, N点一刻/三刻, N点M分, N:MM, N时) are points, grain ``minute``
+  when minutes are said, else ``hour``. After a part of day the hour is the 12-hour
+  reading nearest that part: 下午三点 15:00, 晚上8点 20:00, 晚上12点 and 半夜12点 the next
+  00:00, 半夜1点 the next 01:00, 凌晨12点 00:00, 中午12点 12:00. With no part of day,
+  1–6点 is afternoon (13:00–18:00, as at a service window) and other hours are as
+  written, so 12点 is noon. Without a date a clock time is today, even if already past:
+  whether a past time makes sense is the dialogue's call.
+- Clock ranges (上午9点到11点, 3点-5点, 上午10点至下午2点) are intervals.
+- N小时后, 半小时后, 一个半小时后, N分钟后 are ``now`` plus that, to the minute (…前 counts
+  back), grain ``minute``.
+- Recurring expressions (每天半夜, 每周一, 每晚8点) are not one time and are skipped, as
+  are 一点 meaning "a little" (快一点, 一点都不) and house numbers (3号楼, 小区3号).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+import cn2an
+
+from nlu.types import NLUError
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+Grain = Literal["minute", "hour", "part_of_day", "day", "week"]
+
+
+class TimeParseError(NLUError):
+    """``expression`` is not a time this resolver can place; ``reason`` says why."""
+
+    def __init__(self, expression: str, reason: str) -> None:
+        super().__init__(f"{expression!r}: {reason}")
+        self.expression = expression
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class TimeValue:
+    """A resolved time: a point when ``end`` is None, else the interval ``[start, end)``."""
+
+    start: datetime
+    end: datetime | None
+    grain: Grain
+
+    @property
+    def iso(self) -> str:
+        """ISO 8601: one datetime for a point, ``start/end`` for an interval."""
+        if self.end is None:
+            return self.start.isoformat()
+        return f"{self.start.isoformat()}/{self.end.isoformat()}"
+
+
+@dataclass(frozen=True, slots=True)
+class TimeMatch:
+    """A time expression found in a text: its character span and resolved value."""
+
+    start: int
+    end: int
+    text: str
+    value: TimeValue
+
+
+# -- grammar ---------------------------------------------------------------------------
+# Chinese numerals are matched strictly (0-24 for hours, 1-31 for days...) so that 两三点
+# or 三五天 are never misread as 23 or 35.
+_D1 = "一二三四五六七八九"
+_CN_HOUR = f"二十[一二三四]?|廿[一二三四]?|十[一二]?|[零〇两{_D1}]"
+_CN_MINUTE = f"[零〇][{_D1}]|[二三四五]?十[{_D1}]?|[{_D1}](?=分)"
+_CN_DAY = f"三十一?|二十[{_D1}]?|廿[{_D1}]?|十[{_D1}]?|[{_D1}]"
+_CN_MONTH = f"十[一二]?|[{_D1}]"
+_CN_COUNT = f"[二三四五六七八九]?十[{_D1}]?|[两{_D1}]"
+
+_WEEK_PREFIX = "上上|上|这|本|下下|下"
+_WEEK_WORD = "周|星期|礼拜"
+_PARTS = "凌晨|清晨|早晨|早上|上午|中午|下午|傍晚|晚上|晚间|夜里|夜间|半夜|深夜"
+# Chars after which a bare N点 is "a bit" or an ordinal, not a clock (快一点, 第3点, 有两点).
+_CLOCK_GUARD = f"快慢早晚小大多少好轻近远高低有第这那些差几\\d.:：/A-Za-z零〇两十{_D1}"
+# Chars around N号 that make it a house or line number, not a day of the month.
+_PLACE_BEFORE = "区院楼路街巷道村苑园场厦寓栋座弄里府庭湾城期元层室幢门号牌编铺位口"
+_NUMBER_AFTER = "楼院线门室栋单房铺店窗码机床车位桌柜箱口厅馆区街路巷座\\d"
+
+
+def _clock(n: str) -> str:
+    """A clock time whose groups end with ``n`` (a regex cannot reuse a group name)."""
+    minutes = (
+        rf"(?:(?P<half{n}>半)|(?P<quarter{n}>[一三])刻"
+        rf"|(?P<minute{n}>\d{{1,2}}(?!\d)|{_CN_MINUTE})分?|整)"
+    )
+    return (
+        rf"(?P<hour{n}>\d{{1,2}}|{_CN_HOUR})"
+        rf"(?:[:：](?P<colon{n}>\d{{2}})(?!\d)|(?:点钟?|时)(?:{minutes}|(?![儿都也些点])))"
+    )
+
+
+_PART = rf"(?P<part>(?:{_PARTS})(?!好)|[早晚](?=\d{{1,2}}[点:：时]))"
+_DAY = (
+    r"(?P<rel_day>大前天|(?<![门面眼跟目当提])前天|昨天|昨日|今天|今日|明天|明日|大后天|后天)"
+    r"|(?P<dpw_day>[今明昨])(?P<dpw_part>[早晚夜])[上里]?"
+    rf"|(?P<wd_prefix>{_WEEK_PREFIX})?个?(?:{_WEEK_WORD})(?P<weekday>[二三四五六日天1-7]|一(?!起))"
+    rf"|(?P<ago_n>\d{{1,3}}|{_CN_COUNT})个?(?P<ago_unit>天|日|周|星期|礼拜)"
+    r"(?P<ago_dir>以后|之后|后|以前|之前|前)"
+    rf"|(?<!\d)(?:(?P<year>\d{{4}}|今|明|去)年)?(?P<month>\d{{1,2}}|{_CN_MONTH})月"
+    rf"(?:(?P<mday>\d{{1,2}})(?!\d)[日号]?|(?P<cn_mday>{_CN_DAY})[日号])"
+    rf"|(?<![\dA-Za-z第{_PLACE_BEFORE}])(?:(?P<dom>\d{{1,2}})[号日]|(?P<cn_dom>{_CN_DAY})号)"
+    rf"(?![{_NUMBER_AFTER}])"
+)
+_RANGE = (
+    r"(?:\s?(?:到|至|-|~|～|—)\s?"
+    rf"(?P<part2>(?:{_PARTS})|[早晚](?=\d))?\s?{_clock('2')})?"
+)
+_EVERY = (
+    rf"(?P<every>(?:每个?|天天)(?:天|日|晚|早|(?:{_WEEK_WORD})[一二三四五六日天]?|周末|月)?)"
+    rf"(?:\s?(?:{_PARTS}))?(?:\s?(?:\d{{1,2}}|{_CN_HOUR})[点:：时])?"
+)
+# Cheap first-character filter: every expression starts with one of these, or with the
+# first digit of a number.
+_STARTS = f"[每天大前昨今明后去上这本下周星礼凌清早中傍晚夜半深零〇两廿十{_D1}]|(?<!\\d)\\d"
+# A date, a part of day, or both; (?!) fails the head when it has neither.
+_HEAD = rf"(?P<head>(?P<date>{_DAY})?(?:\s?{_PART})?(?(date)|(?(part)|(?!))))"
+_SCAN = re.compile(
+    rf"(?={_STARTS})(?<!马)(?:{_EVERY}"
+    r"|(?P<rel_n>\d{1,3}|" + _CN_COUNT + r"|半)个?(?P<rel_half>半)?(?P<rel_unit>小时|钟头|分钟)"
+    r"(?P<rel_dir>以后|之后|后|以前|之前|前)"
+    rf"|(?P<weekend>(?P<we_prefix>{_WEEK_PREFIX})?个?周末)"
+    rf"|(?P<week>(?P<wk_prefix>{_WEEK_PREFIX})个?(?:{_WEEK_WORD}))"
+    rf"(?![边围到转期全密岁年刊报末二三四五六日天1-7]|一(?!起))"
+    # A clock time needs no guard after a date or part of day (明天一点), only alone.
+    rf"|{_HEAD}?(?:(?(head)\s?|(?<![{_CLOCK_GUARD}])){_clock('')}{_RANGE})?)"
+)
+
+# Part of day -> (first hour, last hour), the last possibly past midnight.
+_PART_HOURS = {
+    "凌晨": (0, 6),
+    "清晨": (6, 9),
+    "早晨": (6, 9),
+    "早上": (6, 9),
+    "早": (6, 9),
+    "上午": (9, 12),
+    "中午": (12, 13),
+    "下午": (13, 18),
+    "傍晚": (17, 19),
+    "晚上": (19, 23),
+    "晚间": (19, 23),
+    "晚": (19, 23),
+    "夜里": (22, 26),
+    "夜间": (22, 26),
+    "半夜": (22, 26),
+    "深夜": (22, 26),
+}
+_DPW_PART = {"早": "早上", "晚": "晚上", "夜": "夜里"}
+_RELATIVE_DAYS = {
+    "大前天": -3,
+    "前天": -2,
+    "昨天": -1,
+    "昨日": -1,
+    "今天": 0,
+    "今日": 0,
+    "明天": 1,
+    "明日": 1,
+    "后天": 2,
+    "大后天": 3,
+}
+_DAY_OFFSET = {"今": 0, "明": 1, "昨": -1}
+_WEEK_OFFSET = {"上上": -2, "上": -1, "这": 0, "本": 0, "下": 1, "下下": 2}
+_WEEKDAYS = (
+    {c: i for i, c in enumerate("一二三四五六日")} | {"天": 6} | {str(i + 1): i for i in range(7)}
+)
+_YEAR_OFFSET = {"今": 0, "明": 1, "去": -1}
+
+
+# -- public API ------------------------------------------------------------------------
+def find_times(text: str, now: datetime | None = None) -> list[TimeMatch]:
+    """Every time expression in ``text``, left to right, resolved relative to ``now``.
+
+    Expressions that look like times but cannot be placed (13月, 2月30日, 每天半夜)
+    are left out.
+    """
+    now = _local(now)
+    found = []
+    for match in _SCAN.finditer(text):
+        if not match.group():
+            continue
+        try:
+            value = _resolve(match, now)
+        except TimeParseError:
+            continue
+        found.append(TimeMatch(match.start(), match.end(), match.group(), value))
+    return found
+
+
+def resolve(expression: str, now: datetime | None = None) -> TimeValue:
+    """Resolve ``expression``, which must be one whole time expression, relative to ``now``.
+
+    Raises ``TimeParseError`` when it is not one (or names no real date).
+    """
+    match = _SCAN.fullmatch(expression.strip())
+    if match is None or not match.group():
+        raise TimeParseError(expression, "not a time expression")
+    return _resolve(match, _local(now))
+
+
+# -- resolution ------------------------------------------------------------------------
+def _local(now: datetime | None) -> datetime:
+    if now is None:
+        return datetime.now(SHANGHAI)
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    return now.astimezone(SHANGHAI)
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=SHANGHAI)
+
+
+@lru_cache(maxsize=256)
+def _number(numeral: str) -> int:
+    """An Arabic or (well-formed, see the patterns) Chinese numeral as an int."""
+    if numeral.isdigit():
+        return int(numeral)
+    return int(cn2an.cn2an(numeral.replace("廿", "二十"), "smart"))
+
+
+def _resolve(m: re.Match[str], now: datetime) -> TimeValue:
+    text = m.group()
+    if m.group("every"):
+        raise TimeParseError(text, "a recurring time")
+    if m.group("rel_unit"):
+        return _relative(m, now)
+    today = now.date()
+    if m.group("weekend") is not None:
+        monday = today - timedelta(days=today.weekday())
+        monday += timedelta(weeks=_WEEK_OFFSET.get(m.group("we_prefix") or "", 0))
+        start = _midnight(monday + timedelta(days=5))
+        return TimeValue(start, start + timedelta(days=2), "day")
+    if m.group("week") is not None:
+        monday = today - timedelta(days=today.weekday())
+        start = _midnight(monday + timedelta(weeks=_WEEK_OFFSET[m.group("wk_prefix")]))
+        return TimeValue(start, start + timedelta(weeks=1), "week")
+
+    day = _day(m, today, text)
+    part = m.group("part")
+    if m.group("dpw_part"):
+        part = _DPW_PART[m.group("dpw_part")]
+    base = _midnight(day if day is not None else today)
+    if m.group("hour") is None:
+        if part is None:
+            if day is None:
+                raise TimeParseError(text, "no date or time")
+            return TimeValue(base, None, "day")
+        first, last = _PART_HOURS[part]
+        return TimeValue(base + timedelta(hours=first), base + timedelta(hours=last), "part_of_day")
+
+    hour, minute, precise = _clock_of(m, "", text)
+    start = base + timedelta(hours=_hour_in(hour, part), minutes=minute)
+    if m.group("hour2") is None:
+        return TimeValue(start, None, "minute" if precise else "hour")
+    hour2, minute2, precise2 = _clock_of(m, "2", text)
+    end = base + timedelta(hours=_hour_in(hour2, m.group("part2") or part), minutes=minute2)
+    for _ in range(2):  # 上午11点到1点: the end is the next 1 o'clock after the start
+        if end <= start:
+            end += timedelta(hours=12)
+    return TimeValue(start, end, "minute" if precise or precise2 else "hour")
+
+
+def _relative(m: re.Match[str], now: datetime) -> TimeValue:
+    amount = 0.5 if m.group("rel_n") == "半" else float(_number(m.group("rel_n")))
+    if m.group("rel_half"):
+        amount += 0.5
+    unit = timedelta(minutes=1) if m.group("rel_unit") == "分钟" else timedelta(hours=1)
+    sign = -1 if m.group("rel_dir").endswith("前") else 1
+    start = (now + sign * amount * unit).replace(second=0, microsecond=0)
+    return TimeValue(start, None, "minute")
+
+
+def _day(m: re.Match[str], today: date, text: str) -> date | None:
+    """The date the match names, or None when it names none (a bare part of day or clock)."""
+    if m.group("rel_day"):
+        return today + timedelta(days=_RELATIVE_DAYS[m.group("rel_day")])
+    if m.group("dpw_day"):
+        return today + timedelta(days=_DAY_OFFSET[m.group("dpw_day")])
+    if m.group("weekday"):
+        weekday = _WEEKDAYS[m.group("weekday")]
+        prefix = m.group("wd_prefix")
+        if prefix is None:
+            return today + timedelta(days=(weekday - today.weekday()) % 7)
+        monday = today - timedelta(days=today.weekday())
+        return monday + timedelta(weeks=_WEEK_OFFSET[prefix], days=weekday)
+    if m.group("ago_unit"):
+        days = _number(m.group("ago_n"))
+        if m.group("ago_unit") not in ("天", "日"):
+            days *= 7
+        return today + timedelta(days=-days if m.group("ago_dir").endswith("前") else days)
+    if m.group("month"):
+        month = _number(m.group("month"))
+        mday = _number(m.group("mday") or m.group("cn_mday"))
+        year = m.group("year")
+        if year:
+            number = today.year + _YEAR_OFFSET[year] if year in _YEAR_OFFSET else int(year)
+            return _date(number, month, mday, text)
+        # Feb 29 may be up to eight years away; anything else is this year or next.
+        for number in range(today.year, today.year + 9):
+            try:
+                candidate = date(number, month, mday)
+            except ValueError:
+                continue
+            if candidate >= today:
+                return candidate
+        raise TimeParseError(text, "no such date")
+    if m.group("dom") or m.group("cn_dom"):
+        mday = _number(m.group("dom") or m.group("cn_dom"))
+        for ahead in range(13):
+            year, month = divmod(today.month - 1 + ahead, 12)
+            try:
+                candidate = date(today.year + year, month + 1, mday)
+            except ValueError:
+                continue
+            if candidate >= today:
+                return candidate
+        raise TimeParseError(text, "no such day of the month")
+    return None
+
+
+def _date(year: int, month: int, mday: int, text: str) -> date:
+    try:
+        return date(year, month, mday)
+    except ValueError as exc:
+        raise TimeParseError(text, str(exc)) from exc
+
+
+def _clock_of(m: re.Match[str], n: str, text: str) -> tuple[int, int, bool]:
+    """(hour as said, minute, whether minutes were said) of clock ``n``."""
+    hour = _number(m.group(f"hour{n}"))
+    minute, precise = 0, True
+    if m.group(f"colon{n}"):
+        minute = int(m.group(f"colon{n}"))
+    elif m.group(f"half{n}"):
+        minute = 30
+    elif m.group(f"quarter{n}"):
+        minute = 15 if m.group(f"quarter{n}") == "一" else 45
+    elif m.group(f"minute{n}"):
+        minute = _number(m.group(f"minute{n}").lstrip("零〇") or "0")
+    else:
+        precise = False
+    if hour > 24 or minute > 59 or (hour == 24 and minute):
+        raise TimeParseError(text, "no such clock time")
+    return hour, minute, precise
+
+
+def _hour_in(hour: int, part: str | None) -> int:
+    """Hours after the day's midnight for a clock hour said within ``part`` (may be ≥ 24)."""
+    if part is None:
+        return hour + 12 if 1 <= hour <= 6 else hour
+    first, last = _PART_HOURS[part]
+    candidates = [hour % 12 + 12 * k for k in range(4)]
+    return min(candidates, key=lambda h: max(first - h, h - last, 0))

@@ -1,0 +1,436 @@
+"""Rule-based entities: time resolution, the community gazetteer, phone, service, address."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from nlu.entities import EntityExtractor
+from nlu.gazetteer import DEFAULT_PATH, Community, Gazetteer
+from nlu.timeparse import SHANGHAI, TimeParseError, TimeValue, find_times, resolve
+from nlu.training_data import load
+from nlu.types import Entity, TrainingDataError
+
+# A Wednesday morning.
+NOW = datetime(2026, 11, 25, 10, 0, tzinfo=SHANGHAI)
+SUNDAY = datetime(2026, 11, 29, 10, 0, tzinfo=SHANGHAI)
+NEW_YEARS_EVE = datetime(2026, 12, 31, 21, 0, tzinfo=SHANGHAI)
+
+
+def at(day: str, clock: str = "00:00") -> str:
+    """The ISO form of a Shanghai wall-clock time, e.g. at("11-26", "15:00")."""
+    year = "2027" if day.startswith("2027-") else "2026"
+    day = day.removeprefix("2027-")
+    return f"{year}-{day}T{clock}:00+08:00"
+
+
+def between(first: str, last: str) -> str:
+    return f"{first}/{last}"
+
+
+@pytest.fixture(scope="module")
+def extractor() -> EntityExtractor:
+    return EntityExtractor.from_training_data(load(), clock=lambda: NOW)
+
+
+# -- times --------------------------------------------------------------------------------
+
+TIMES = [
+    # days
+    ("今天", at("11-25"), "day"),
+    ("明天", at("11-26"), "day"),
+    ("后天", at("11-27"), "day"),
+    ("大后天", at("11-28"), "day"),
+    ("昨天", at("11-24"), "day"),
+    ("前天", at("11-23"), "day"),
+    ("今晚", between(at("11-25", "19:00"), at("11-25", "23:00")), "part_of_day"),
+    ("明早", between(at("11-26", "06:00"), at("11-26", "09:00")), "part_of_day"),
+    ("明晚", between(at("11-26", "19:00"), at("11-26", "23:00")), "part_of_day"),
+    # weekdays: plain = the coming one (today included); 这/本 = this Monday-based week
+    ("周三", at("11-25"), "day"),
+    ("周二", at("12-01"), "day"),
+    ("星期五", at("11-27"), "day"),
+    ("礼拜天", at("11-29"), "day"),
+    ("这周一", at("11-23"), "day"),
+    ("本周日", at("11-29"), "day"),
+    ("下周一", at("11-30"), "day"),
+    ("下个星期三", at("12-02"), "day"),
+    ("下下周三", at("12-09"), "day"),
+    ("上周五", at("11-20"), "day"),
+    # weeks and weekends
+    ("下周", between(at("11-30"), at("12-07")), "week"),
+    ("这周", between(at("11-23"), at("11-30")), "week"),
+    ("上个礼拜", between(at("11-16"), at("11-23")), "week"),
+    ("周末", between(at("11-28"), at("11-30")), "day"),
+    ("下周末", between(at("12-05"), at("12-07")), "day"),
+    # dates: the next occurrence, today included
+    ("11月28日", at("11-28"), "day"),
+    ("11月28号", at("11-28"), "day"),
+    ("十一月二十八日", at("11-28"), "day"),
+    ("11月25日", at("11-25"), "day"),
+    ("11月24日", at("2027-11-24"), "day"),
+    ("1月5日", at("2027-01-05"), "day"),
+    ("2027年3月1日", at("2027-03-01"), "day"),
+    ("去年12月1日", "2025-12-01T00:00:00+08:00", "day"),
+    ("2月29日", "2028-02-29T00:00:00+08:00", "day"),
+    ("28号", at("11-28"), "day"),
+    ("二十八号", at("11-28"), "day"),
+    ("1号", at("12-01"), "day"),
+    ("31号", at("12-31"), "day"),  # November has no 31st
+    # parts of day, today
+    ("凌晨", between(at("11-25", "00:00"), at("11-25", "06:00")), "part_of_day"),
+    ("早上", between(at("11-25", "06:00"), at("11-25", "09:00")), "part_of_day"),
+    ("上午", between(at("11-25", "09:00"), at("11-25", "12:00")), "part_of_day"),
+    ("中午", between(at("11-25", "12:00"), at("11-25", "13:00")), "part_of_day"),
+    ("下午", between(at("11-25", "13:00"), at("11-25", "18:00")), "part_of_day"),
+    ("傍晚", between(at("11-25", "17:00"), at("11-25", "19:00")), "part_of_day"),
+    ("晚上", between(at("11-25", "19:00"), at("11-25", "23:00")), "part_of_day"),
+    ("半夜", between(at("11-25", "22:00"), at("11-26", "02:00")), "part_of_day"),
+    # clock times
+    ("下午三点", at("11-25", "15:00"), "hour"),
+    ("晚上8点", at("11-25", "20:00"), "hour"),
+    ("12点", at("11-25", "12:00"), "hour"),
+    ("3点", at("11-25", "15:00"), "hour"),  # 1-6 alone: office-hours afternoon
+    ("8点", at("11-25", "08:00"), "hour"),
+    ("晚上12点", at("11-26", "00:00"), "hour"),
+    ("凌晨12点", at("11-25", "00:00"), "hour"),
+    ("中午12点", at("11-25", "12:00"), "hour"),
+    ("中午1点", at("11-25", "13:00"), "hour"),
+    ("半夜1点", at("11-26", "01:00"), "hour"),
+    ("凌晨3点", at("11-25", "03:00"), "hour"),
+    ("十二点半", at("11-25", "12:30"), "minute"),
+    ("三点一刻", at("11-25", "15:15"), "minute"),
+    ("上午9点三刻", at("11-25", "09:45"), "minute"),
+    ("十点二十分", at("11-25", "10:20"), "minute"),
+    ("八点零五", at("11-25", "08:05"), "minute"),
+    ("9:30", at("11-25", "09:30"), "minute"),
+    ("15时", at("11-25", "15:00"), "hour"),
+    ("二十三点", at("11-25", "23:00"), "hour"),
+    # combinations
+    ("下周一下午三点", at("11-30", "15:00"), "hour"),
+    ("11月28日9点", at("11-28", "09:00"), "hour"),
+    ("明天上午", between(at("11-26", "09:00"), at("11-26", "12:00")), "part_of_day"),
+    ("后天下午两点半", at("11-27", "14:30"), "minute"),
+    ("明早7点半", at("11-26", "07:30"), "minute"),
+    ("今晚8点", at("11-25", "20:00"), "hour"),
+    ("周五晚上", between(at("11-27", "19:00"), at("11-27", "23:00")), "part_of_day"),
+    ("28号上午10点", at("11-28", "10:00"), "hour"),
+    ("明天 下午 3点", at("11-26", "15:00"), "hour"),
+    # ranges
+    ("明天上午9点到11点", between(at("11-26", "09:00"), at("11-26", "11:00")), "hour"),
+    ("下午3点-5点", between(at("11-25", "15:00"), at("11-25", "17:00")), "hour"),
+    ("上午10点至下午2点半", between(at("11-25", "10:00"), at("11-25", "14:30")), "minute"),
+    ("晚上10点到2点", between(at("11-25", "22:00"), at("11-26", "02:00")), "hour"),
+    # relative to now
+    ("两小时后", at("11-25", "12:00"), "minute"),
+    ("半小时后", at("11-25", "10:30"), "minute"),
+    ("一个半小时后", at("11-25", "11:30"), "minute"),
+    ("30分钟后", at("11-25", "10:30"), "minute"),
+    ("三天后", at("11-28"), "day"),
+    ("两周后", at("12-09"), "day"),
+    ("三天前", at("11-22"), "day"),
+    ("三天后上午10点", at("11-28", "10:00"), "hour"),
+]
+
+
+@pytest.mark.parametrize(("expression", "iso", "grain"), TIMES)
+def test_time_expressions_resolve_relative_to_now(expression: str, iso: str, grain: str) -> None:
+    value = resolve(expression, NOW)
+    assert (value.iso, value.grain) == (iso, grain)
+    assert value.start.utcoffset() == timedelta(hours=8)
+
+
+@pytest.mark.parametrize(("expression", "iso", "grain"), TIMES)
+def test_time_expressions_are_found_whole_inside_a_sentence(
+    expression: str, iso: str, grain: str
+) -> None:
+    text = f"请问{expression}可以吗"
+    [found] = find_times(text, NOW)
+    assert (found.start, found.end, found.text) == (2, 2 + len(expression), expression)
+    assert found.value.iso == iso
+
+
+@pytest.mark.parametrize(
+    ("now", "expression", "iso"),
+    [
+        (SUNDAY, "下周一", "2026-11-30T00:00:00+08:00"),  # tomorrow: weeks start on Monday
+        (SUNDAY, "周日", "2026-11-29T00:00:00+08:00"),
+        (SUNDAY, "这周日", "2026-11-29T00:00:00+08:00"),
+        (SUNDAY, "周一", "2026-11-30T00:00:00+08:00"),
+        (SUNDAY, "周末", "2026-11-28T00:00:00+08:00/2026-11-30T00:00:00+08:00"),
+        (SUNDAY, "下周", "2026-11-30T00:00:00+08:00/2026-12-07T00:00:00+08:00"),
+        (NEW_YEARS_EVE, "明天", "2027-01-01T00:00:00+08:00"),
+        (NEW_YEARS_EVE, "1号", "2027-01-01T00:00:00+08:00"),
+        (NEW_YEARS_EVE, "12月31日", "2026-12-31T00:00:00+08:00"),
+        (NEW_YEARS_EVE, "晚上12点", "2027-01-01T00:00:00+08:00"),
+        (NEW_YEARS_EVE, "两小时后", "2026-12-31T23:00:00+08:00"),
+        (NEW_YEARS_EVE, "明年3月1日", "2027-03-01T00:00:00+08:00"),
+    ],
+)
+def test_week_month_and_year_boundaries(now: datetime, expression: str, iso: str) -> None:
+    assert resolve(expression, now).iso == iso
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "3号楼漏水",
+        "金辉小区3号有人装修",
+        "坐5号线过来",
+        "去3号窗口办",
+        "声音小一点",
+        "快一点处理",
+        "晚一点再说",
+        "有两点要求",
+        "楼下烧烤店每天半夜还很吵",
+        "每周一都有人来",
+        "每晚8点跳广场舞",
+        "晚上好",
+        "门前天天有人摆摊",
+        "电话13912345678",
+        "2月30日",
+        "13月5日",
+        "路灯不亮已经很久了",
+    ],
+)
+def test_words_that_only_look_like_times_are_not_times(text: str) -> None:
+    assert find_times(text, NOW) == []
+
+
+def test_recurring_and_misread_words_keep_the_real_time_next_to_them() -> None:
+    assert [t.text for t in find_times("下周一起去，晚上一点都不安静", NOW)] == ["下周", "晚上"]
+    assert [t.text for t in find_times("马上周末了", NOW)] == ["周末"]
+
+
+def test_resolve_rejects_what_is_not_one_time_expression() -> None:
+    with pytest.raises(TimeParseError, match="不是时间"):
+        resolve("不是时间", NOW)
+    with pytest.raises(TimeParseError, match="recurring"):
+        resolve("每天半夜", NOW)
+    with pytest.raises(TimeParseError):
+        resolve("2月30日", NOW)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        resolve("明天", datetime(2026, 11, 25, 10, 0))
+
+
+def test_now_in_another_zone_is_read_in_shanghai() -> None:
+    late_utc = datetime(2026, 11, 25, 17, 0, tzinfo=UTC)  # already the 26th in Shanghai
+    assert resolve("明天", late_utc).iso == "2026-11-27T00:00:00+08:00"
+
+
+def test_default_now_is_shanghai_time() -> None:
+    value = resolve("明天")
+    assert value.start.utcoffset() == timedelta(hours=8) and value.grain == "day"
+    assert (value.start.hour, value.start.minute) == (0, 0)
+
+
+def test_iso_is_a_datetime_for_points_and_an_interval_otherwise() -> None:
+    start = datetime(2026, 11, 30, 15, 0, tzinfo=SHANGHAI)
+    assert TimeValue(start, None, "hour").iso == "2026-11-30T15:00:00+08:00"
+    interval = TimeValue(start, start + timedelta(hours=3), "part_of_day")
+    assert interval.iso == "2026-11-30T15:00:00+08:00/2026-11-30T18:00:00+08:00"
+
+
+# -- the gazetteer ------------------------------------------------------------------------
+
+
+def test_gazetteer_file_matches_the_community_lookup() -> None:
+    gazetteer = Gazetteer.load()
+    assert len(gazetteer) > 0
+    assert set(gazetteer.names) == set(load().lookups["community"])
+    assert {c.street for c in gazetteer} >= {"交通街道", "天骄街道"}
+
+
+@pytest.mark.parametrize(
+    ("address", "name", "street", "latitude", "longitude"),
+    [
+        ("交通街道金辉小区3号楼", "金辉小区", "交通街道", 39.6091, 109.7712),
+        ("金辉3号楼2单元", "金辉小区", "交通街道", 39.6091, 109.7712),
+        ("鑫悦小区东门", "馨悦小区", "民族街道", 39.5836, 109.7871),
+        ("碧水苑小区5栋", "碧水苑", "交通街道", 39.6079, 109.7689),
+    ],
+)
+def test_locate_gives_the_canonical_community_and_its_coordinates(
+    address: str, name: str, street: str, latitude: float, longitude: float
+) -> None:
+    community = Gazetteer.load().locate(address)
+    assert community is not None
+    assert (community.name, community.street) == (name, street)
+    assert (community.latitude, community.longitude) == pytest.approx((latitude, longitude))
+
+
+def test_locate_without_a_known_community_is_none() -> None:
+    gazetteer = Gazetteer.load()
+    assert gazetteer.locate("万达广场东门") is None
+    assert gazetteer.get("金辉") is gazetteer.get("金辉小区") is not None
+    assert gazetteer.get("万达广场") is None
+
+
+def test_the_longest_name_wins() -> None:
+    east = Community("东方花园", ("东方",), "交通街道", 39.6, 109.7)
+    phase_two = Community("东方花园二期", (), "交通街道", 39.7, 109.8)
+    gazetteer = Gazetteer([east, phase_two])
+    [match] = gazetteer.find("东方花园二期3号楼漏水")
+    assert (match.start, match.end, match.community) == (0, 6, phase_two)
+    assert gazetteer.locate("东方5号楼") is east
+
+
+def test_a_community_added_to_the_data_is_found_without_code(tmp_path: Path) -> None:
+    path = tmp_path / "communities.yml"
+    path.write_text(
+        DEFAULT_PATH.read_text(encoding="utf-8")
+        + "- name: 新建家园\n  aliases: [新建小区]\n  street: 建设街道\n"
+        + "  latitude: 39.59\n  longitude: 109.75\n",
+        encoding="utf-8",
+    )
+    extractor = EntityExtractor.from_training_data(load(), gazetteer=Gazetteer.load(path))
+    [address] = extractor.extract("新建小区门口垃圾没人收")
+    assert (address.entity, address.value) == ("address", "新建小区门口")
+    community = extractor.locate(address)
+    assert community is not None and community.name == "新建家园"
+    assert community.latitude == pytest.approx(39.59)
+
+
+@pytest.mark.parametrize(
+    ("document", "error"),
+    [
+        ("communities:\n- name: 甲小区\n  street: 交通街道\n  latitude: 39.6\n", "longitude"),
+        ("communities:\n- name: 甲小区\n  latitude: 39.6\n  longitude: 109.7\n", "street"),
+        ("nlu: []\n", "communities"),
+        (
+            "communities:\n"
+            "- {name: 甲小区, aliases: [甲], street: 交通街道, latitude: 39.6, longitude: 109.7}\n"
+            "- {name: 乙小区, aliases: [甲], street: 交通街道, latitude: 39.6, longitude: 109.7}\n",
+            "甲",
+        ),
+    ],
+)
+def test_a_bad_gazetteer_names_the_file_and_the_problem(
+    tmp_path: Path, document: str, error: str
+) -> None:
+    path = tmp_path / "bad-communities.yml"
+    path.write_text(document, encoding="utf-8")
+    with pytest.raises(TrainingDataError, match=r"bad-communities\.yml") as raised:
+        Gazetteer.load(path)
+    assert error in raised.value.reason
+
+
+# -- the extractor ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "交通街道金辉小区3号楼楼下太吵",
+            [("address", "交通街道金辉小区3号楼", "交通街道金辉小区3号楼")],
+        ),
+        ("万达广场东门有人摆摊", [("address", "万达广场东门", "万达广场东门")]),
+        (
+            "伊煤路与天骄路交叉口路灯不亮",
+            [("address", "伊煤路与天骄路交叉口", "伊煤路与天骄路交叉口")],
+        ),
+        ("3号楼2单元", [("address", "3号楼2单元", "3号楼2单元")]),
+        ("金辉小区3号有人装修", [("address", "金辉小区3号", "金辉小区3号")]),
+        ("楼下烧烤店每天半夜还很吵", []),
+        (
+            "我想明天上午办居住证",
+            [
+                ("time", "明天上午", between(at("11-26", "09:00"), at("11-26", "12:00"))),
+                ("service", "居住证", "居住证"),
+            ],
+        ),
+        ("下周一下午三点可以吗", [("time", "下周一下午三点", at("11-30", "15:00"))]),
+        (
+            "电话13912345678或0477-8581234",
+            [("phone", "13912345678", "13912345678"), ("phone", "0477-8581234", "0477-8581234")],
+        ),
+        ("手机139-1234-5678", [("phone", "139-1234-5678", "13912345678")]),
+        ("手机 139 1234 5678", [("phone", "139 1234 5678", "13912345678")]),
+        (
+            "金辉小区3号楼明天上午有人装修",
+            [
+                ("address", "金辉小区3号楼", "金辉小区3号楼"),
+                ("time", "明天上午", between(at("11-26", "09:00"), at("11-26", "12:00"))),
+            ],
+        ),
+        (
+            "11月28日9点在丰泽园小区门口",
+            [
+                ("time", "11月28日9点", at("11-28", "09:00")),
+                ("address", "丰泽园小区门口", "丰泽园小区门口"),
+            ],
+        ),
+        (
+            "明天下午天骄路口见",
+            [
+                ("time", "明天下午", between(at("11-26", "13:00"), at("11-26", "18:00"))),
+                ("address", "天骄路", "天骄路"),
+            ],
+        ),
+        (
+            "碧水苑5栋漏水，电话13912345678，28号在家",
+            [
+                ("address", "碧水苑5栋", "碧水苑5栋"),
+                ("phone", "13912345678", "13912345678"),
+                ("time", "28号", at("11-28")),
+            ],
+        ),
+    ],
+)
+def test_entities(
+    extractor: EntityExtractor, text: str, expected: list[tuple[str, str, str]]
+) -> None:
+    found = extractor.extract(text)
+    assert [(e.entity, text[e.start : e.end], e.value) for e in found] == expected
+    assert all(e.extractor in ("regex", "lookup") for e in found)
+
+
+@pytest.mark.parametrize(
+    ("variant", "canonical"),
+    [("社会保障卡", "社保卡"), ("暂住证", "居住证"), ("老年优待证", "老年证"), ("医保", "医保")],
+)
+def test_services_map_to_canonical_names(
+    extractor: EntityExtractor, variant: str, canonical: str
+) -> None:
+    [entity] = extractor.extract(f"我要办{variant}")
+    assert (entity.entity, entity.start, entity.end, entity.value) == (
+        "service",
+        3,
+        3 + len(variant),
+        canonical,
+    )
+
+
+def test_every_service_synonym_maps_to_its_canonical_name(extractor: EntityExtractor) -> None:
+    data = load()
+    pairs = [(v, c) for v, c in data.synonyms.items() if c in data.lookups["service"] and v != c]
+    assert len(pairs) >= 20
+    for variant, canonical in pairs:
+        services = [e for e in extractor.extract(f"我要办{variant}") if e.entity == "service"]
+        assert [e.value for e in services] == [canonical], variant
+
+
+def test_times_use_the_given_now_or_the_extractors_clock(extractor: EntityExtractor) -> None:
+    [by_clock] = extractor.extract("明天")
+    [given] = extractor.extract("明天", now=SUNDAY)
+    assert by_clock.value == at("11-26")
+    assert given.value == at("11-30")
+
+
+def test_locate_accepts_an_address_entity(extractor: EntityExtractor) -> None:
+    [address] = extractor.extract("鑫悦小区东门有人占道经营")
+    community = extractor.locate(address)
+    assert address.value == "鑫悦小区东门"  # echoed back as the resident wrote it
+    assert community is not None and community.name == "馨悦小区"
+    assert extractor.locate(Entity("address", 0, 6, "万达广场东门", "regex")) is None
+    assert extractor.gazetteer.get("馨悦小区") is community
+
+
+def test_an_extractor_without_a_gazetteer_still_knows_its_communities() -> None:
+    plain = EntityExtractor(communities=["金辉小区"], clock=lambda: NOW)
+    [address] = plain.extract("金辉小区门口")
+    assert address.value == "金辉小区门口"
+    assert plain.locate(address) is None
