@@ -30,6 +30,7 @@ from integration.db import create_engine, session_factory, upgrade
 from integration.notifications import NotificationQueue
 from integration.state import KeyBuilder, MemoryConversationStore, RedisConversationStore, Timing
 from integration.transcript import Transcript
+from nlu.gazetteer import Gazetteer
 from nlu.types import Interpreter
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ def build_pipeline(
         else MemoryConversationStore(timing)
     )
     flows: dict[str, Flow] = {
-        "complaint": ComplaintFlow(cases, catalog),
+        "complaint": ComplaintFlow(cases, catalog, Gazetteer.load()),
         "status": StatusFlow(cases, catalog),
         "chat": ChatFlow(catalog),
     }

@@ -22,6 +22,7 @@ from handlers.messages import Inbound, Location, Media, Outbound
 from handlers.router import Router
 from handlers.state import ConversationState
 from nlu.entities import EntityExtractor
+from nlu.gazetteer import Gazetteer
 from nlu.types import Parse
 from tests.fakes import FakeDesk
 
@@ -59,7 +60,7 @@ def desk() -> FakeDesk:
 @pytest.fixture
 def router(desk: FakeDesk, catalog: Catalog) -> Router:
     flows = {
-        "complaint": ComplaintFlow(desk, catalog),
+        "complaint": ComplaintFlow(desk, catalog, Gazetteer.load()),
         "status": StatusFlow(desk, catalog),
         "chat": ChatFlow(catalog),
     }
@@ -264,3 +265,19 @@ async def test_misunderstood_twice_offers_a_human(router: Router, catalog: Catal
     assert state.misunderstood == 0
     [again] = await say(router, state, turn("啊？", "nlu_fallback"))
     assert again.text == catalog("chat.fallback")  # the count starts afresh
+
+
+async def test_typed_address_gets_its_communitys_coordinates(
+    router: Router, desk: FakeDesk
+) -> None:
+    state = ConversationState()
+    await say(router, state, turn("垃圾桶满了", "report_sanitation"))
+    await say(router, state, turn("金辉小区3号楼"))
+    assert (state.slots["latitude"], state.slots["longitude"]) == (39.6091, 109.7712)
+    await say(router, state, turn(payload=SKIP))
+    await say(router, state, turn(payload=EDIT))
+    await say(router, state, turn(payload=EDIT_ADDRESS))
+    await say(router, state, turn("伊煤路与天骄路交叉口"))  # no community: no coordinates
+    await say(router, state, turn(payload=SUBMIT))
+    [draft] = desk.drafts
+    assert (draft.latitude, draft.longitude) == (None, None)

@@ -8,11 +8,14 @@ coordinates and photos.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from handlers.catalog import Catalog
 from handlers.flows.base import CANCEL, CaseDesk, Turn, finish
 from handlers.messages import Button, Inbound, Outbound
 from handlers.state import ConversationState
 from integration.cases import CaseDraft
+from nlu.gazetteer import Community
 from nlu.types import Parse
 
 REPORT_PREFIX = "report_"
@@ -33,14 +36,23 @@ def category_of(parse: Parse) -> str:
     return "other"
 
 
+class Places(Protocol):
+    """Finds the community an address names (the gazetteer), for its coordinates."""
+
+    def locate(self, text: str) -> Community | None:
+        """The community named in ``text``, if any."""
+        ...
+
+
 class ComplaintFlow:
     """Collects a report and opens a case on the desk."""
 
     name = "complaint"
 
-    def __init__(self, desk: CaseDesk, catalog: Catalog) -> None:
+    def __init__(self, desk: CaseDesk, catalog: Catalog, places: Places | None = None) -> None:
         self._desk = desk
         self._t = catalog
+        self._places = places
 
     async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """Begin with the report itself, or ask for one when started from the menu."""
@@ -76,7 +88,7 @@ class ComplaintFlow:
         return self._described(turn, state)
 
     async def _on_where(self, turn: Turn, state: ConversationState) -> list[Outbound]:
-        if _take_location(turn.inbound, state) or _take_address(turn.parse, state):
+        if _take_location(turn.inbound, state) or _take_address(turn.parse, state, self._places):
             return self._after_address(state)
         if _take_media(turn.inbound, state):
             count = len(state.slots["photos"])
@@ -112,7 +124,7 @@ class ComplaintFlow:
         if turn.payload == EDIT_DESCRIPTION:
             state.step = "describe"
             return [self._msg("complaint.ask_new_description")]
-        if _take_location(turn.inbound, state) or _take_address(turn.parse, state):
+        if _take_location(turn.inbound, state) or _take_address(turn.parse, state, self._places):
             return self._confirm(state)
         return [self._reprompt(state, "complaint.ask_edit", self._edit_buttons())]
 
@@ -129,7 +141,7 @@ class ComplaintFlow:
     def _described(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         state.slots["description"] = turn.text
         state.slots["category"] = category_of(turn.parse)
-        if "address" in state.slots or _take_address(turn.parse, state):
+        if "address" in state.slots or _take_address(turn.parse, state, self._places):
             return self._after_address(state)
         state.step, state.reprompts = "where", 0
         category = self._t(f"category.{state.slots['category']}")
@@ -231,13 +243,15 @@ def _take_location(inbound: Inbound, state: ConversationState) -> bool:
     return True
 
 
-def _take_address(parse: Parse, state: ConversationState) -> bool:
+def _take_address(parse: Parse, state: ConversationState, places: Places | None) -> bool:
+    """Keep a typed address; its community's coordinates stand in for a pin's."""
     entity = parse.first("address")
     if entity is None:
         return False
     state.slots["address"] = entity.value
-    state.slots.pop("latitude", None)
-    state.slots.pop("longitude", None)
+    community = places.locate(entity.value) if places else None
+    state.slots["latitude"] = community.latitude if community else None
+    state.slots["longitude"] = community.longitude if community else None
     return True
 
 
