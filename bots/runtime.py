@@ -18,10 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bots.settings import Settings
 from handlers.catalog import Catalog
-from handlers.flows.base import Flow
-from handlers.flows.chat import ChatFlow
-from handlers.flows.complaint import ComplaintFlow
-from handlers.flows.status import StatusFlow
+from handlers.flows import standard_flows
 from handlers.pipeline import Limits, Pipeline
 from handlers.router import Router
 from handlers.state import ConversationStore
@@ -147,11 +144,7 @@ def build_pipeline(
         if redis is not None
         else MemoryConversationStore(timing)
     )
-    flows: dict[str, Flow] = {
-        "complaint": ComplaintFlow(cases, catalog, Gazetteer.load()),
-        "status": StatusFlow(cases, catalog),
-        "chat": ChatFlow(catalog),
-    }
+    flows = standard_flows(cases, catalog, Gazetteer.load())
     return Pipeline(
         store=store,
         transcript=transcript,

@@ -5,16 +5,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 from dataclasses import replace
+from typing import Protocol
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.catalog import Catalog
-from handlers.flows.base import Flow
-from handlers.flows.chat import ChatFlow
-from handlers.flows.complaint import ComplaintFlow
-from handlers.flows.status import StatusFlow
+from handlers.flows import standard_flows
+from handlers.flows.base import CaseDesk
 from handlers.messages import Inbound, Outbound
 from handlers.pipeline import Limits, Pipeline
 from handlers.router import Router
@@ -36,43 +35,52 @@ def message(
     return Inbound("webchat", chat, chat, message_id or f"m{next(_ids)}", text, payload=payload)
 
 
-def build(
-    store: ConversationStore,
-    sessions: async_sessionmaker[AsyncSession],
-    interpreter: Interpreter,
-    catalog: Catalog,
-    keys: KeyBuilder,
-    *,
-    limits: Limits | None = None,
-    desk: object | None = None,
-    transcript: Transcript | None = None,
-) -> Pipeline:
-    cases = desk or CaseBook(sessions)
-    flows: dict[str, Flow] = {
-        "complaint": ComplaintFlow(cases, catalog),  # type: ignore[arg-type]
-        "status": StatusFlow(cases, catalog),  # type: ignore[arg-type]
-        "chat": ChatFlow(catalog),
-    }
-    return Pipeline(
-        store=store,
-        transcript=transcript or Transcript(sessions),
-        interpreter=interpreter,
-        router=Router(flows, catalog),
-        catalog=catalog,
-        keys=keys,
-        limits=limits,
-    )
+class Make(Protocol):
+    """Builds a pipeline over this test's stores, with any part replaced."""
+
+    def __call__(
+        self,
+        *,
+        store: ConversationStore | None = None,
+        interpreter: Interpreter | None = None,
+        limits: Limits | None = None,
+        desk: CaseDesk | None = None,
+        transcript: Transcript | None = None,
+    ) -> Pipeline: ...
 
 
 @pytest.fixture
-def pipeline(
+def make(
     store: ConversationStore,
     sessions: async_sessionmaker[AsyncSession],
     interpreter: EmbeddedInterpreter,
     catalog: Catalog,
     keys: KeyBuilder,
-) -> Pipeline:
-    return build(store, sessions, interpreter, catalog, keys)
+) -> Make:
+    def build(
+        *,
+        store: ConversationStore = store,
+        interpreter: Interpreter = interpreter,
+        limits: Limits | None = None,
+        desk: CaseDesk | None = None,
+        transcript: Transcript | None = None,
+    ) -> Pipeline:
+        return Pipeline(
+            store=store,
+            transcript=transcript or Transcript(sessions),
+            interpreter=interpreter,
+            router=Router(standard_flows(desk or CaseBook(sessions), catalog), catalog),
+            catalog=catalog,
+            keys=keys,
+            limits=limits,
+        )
+
+    return build
+
+
+@pytest.fixture
+def pipeline(make: Make) -> Pipeline:
+    return make()
 
 
 async def count(sessions: async_sessionmaker[AsyncSession], model: type) -> int:
@@ -121,18 +129,17 @@ async def test_redelivered_message_is_processed_once(
 
 
 async def test_dedupe_survives_losing_shared_state(
+    make: Make,
     store: ConversationStore,
     sessions: async_sessionmaker[AsyncSession],
     interpreter: EmbeddedInterpreter,
-    catalog: Catalog,
-    keys: KeyBuilder,
 ) -> None:
-    pipeline = build(store, sessions, interpreter, catalog, keys)
+    pipeline = make()
     inbound = message("你好", message_id="hello-1")
     assert await pipeline.handle(inbound) is not None
     # A restarted single worker (fresh memory) still refuses the redelivery: the
     # transcript's unique (channel, message id) is the last line of defence.
-    restarted = build(MemoryConversationStore(), sessions, interpreter, catalog, keys)
+    restarted = make(store=MemoryConversationStore())
     assert await restarted.handle(inbound) is None
     assert await count(sessions, Message) == 2  # the message and its one reply
 
@@ -157,14 +164,11 @@ class SlowInterpreter:
 
 
 async def test_messages_of_one_conversation_never_interleave(
-    store: ConversationStore,
-    sessions: async_sessionmaker[AsyncSession],
+    make: Make,
     interpreter: EmbeddedInterpreter,
-    catalog: Catalog,
-    keys: KeyBuilder,
 ) -> None:
     slow = SlowInterpreter(interpreter)
-    pipeline = build(store, sessions, slow, catalog, keys)
+    pipeline = make(interpreter=slow)
     await asyncio.gather(*(pipeline.handle(message(f"你好{i}")) for i in range(4)))
     assert len(slow.log) == 8
     for start, end in zip(slow.log[::2], slow.log[1::2], strict=True):
@@ -172,27 +176,22 @@ async def test_messages_of_one_conversation_never_interleave(
 
 
 async def test_other_conversations_are_not_blocked(
-    store: ConversationStore,
-    sessions: async_sessionmaker[AsyncSession],
+    make: Make,
     interpreter: EmbeddedInterpreter,
-    catalog: Catalog,
-    keys: KeyBuilder,
 ) -> None:
     slow = SlowInterpreter(interpreter)
-    pipeline = build(store, sessions, slow, catalog, keys)
+    pipeline = make(interpreter=slow)
     await asyncio.gather(*(pipeline.handle(message("你好", chat=f"c{i}")) for i in range(3)))
     assert slow.peak > 1
 
 
 async def test_rate_limit_refuses_politely_and_stores_nothing(
-    store: ConversationStore,
+    make: Make,
     sessions: async_sessionmaker[AsyncSession],
-    interpreter: EmbeddedInterpreter,
     catalog: Catalog,
-    keys: KeyBuilder,
 ) -> None:
     limits = Limits(rate_limit=3)
-    pipeline = build(store, sessions, interpreter, catalog, keys, limits=limits)
+    pipeline = make(limits=limits)
     for _ in range(3):
         assert catalog("chat.rate_limited") not in await texts(pipeline, message("你好"))
     assert await texts(pipeline, message("你好")) == [catalog("chat.rate_limited")]
@@ -239,37 +238,32 @@ async def test_known_commands_map_to_intents(pipeline: Pipeline, catalog: Catalo
 
 async def test_conversation_continues_on_another_worker(
     make_store: StoreMaker,
+    make: Make,
     store: ConversationStore,
-    sessions: async_sessionmaker[AsyncSession],
-    interpreter: EmbeddedInterpreter,
-    catalog: Catalog,
-    keys: KeyBuilder,
 ) -> None:
-    first = build(store, sessions, interpreter, catalog, keys)
+    first = make()
     await texts(first, message("小区门口有流动摊贩"))
     # Another worker (sharing Redis) or the next turn (in memory) picks up the flow.
-    second = build(peer_of(store, make_store), sessions, interpreter, catalog, keys)
+    second = make(store=peer_of(store, make_store))
     [reply] = await texts(second, message("万达广场东门"))
     assert "万达广场东门" in reply and "跳过" in reply
 
 
 async def test_a_failing_flow_apologises_and_keeps_the_message(
-    store: ConversationStore,
+    make: Make,
     sessions: async_sessionmaker[AsyncSession],
-    interpreter: EmbeddedInterpreter,
     catalog: Catalog,
-    keys: KeyBuilder,
 ) -> None:
     class BrokenDesk(CaseBook):
         async def create_case(self, draft: CaseDraft) -> CaseView:
             raise ConnectionError("desk unreachable")
 
-    pipeline = build(store, sessions, interpreter, catalog, keys, desk=BrokenDesk(sessions))
+    pipeline = make(desk=BrokenDesk(sessions))
     for text in ("电梯又坏了", "金辉小区3号楼", "跳过"):
         await texts(pipeline, message(text))
     assert await texts(pipeline, message("提交")) == [catalog("chat.busy")]
     # The confirmation step is still there, so submitting again works once the desk is back.
-    working = build(store, sessions, interpreter, catalog, keys)
+    working = make()
     [done] = await texts(working, message("提交"))
     assert "工单号" in done
     async with sessions() as session:
@@ -278,11 +272,9 @@ async def test_a_failing_flow_apologises_and_keeps_the_message(
 
 
 async def test_failure_before_storing_lets_the_redelivery_in(
-    store: ConversationStore,
+    make: Make,
     sessions: async_sessionmaker[AsyncSession],
-    interpreter: EmbeddedInterpreter,
     catalog: Catalog,
-    keys: KeyBuilder,
 ) -> None:
     class FlakyTranscript(Transcript):
         failures = 1
@@ -293,9 +285,7 @@ async def test_failure_before_storing_lets_the_redelivery_in(
                 raise ConnectionError("database went away")
             return await super().record_inbound(record)
 
-    pipeline = build(
-        store, sessions, interpreter, catalog, keys, transcript=FlakyTranscript(sessions)
-    )
+    pipeline = make(transcript=FlakyTranscript(sessions))
     inbound = message("你好", message_id="flaky-1")
     with pytest.raises(ConnectionError):
         await pipeline.handle(inbound)
