@@ -205,6 +205,41 @@ def nlu_eval(
     print(f"reports written to {out}/")
 
 
+@nlu_app.command("bench")
+def nlu_bench(
+    data: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Rasa 3.x NLU YAML.")],
+    out: Annotated[Path | None, typer.Option(help="Directory for JSON and reports.")] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="DIET epochs for Rasa.")] = 100,
+    backend: Annotated[
+        list[Backend] | None, typer.Option(help="Only these backends (repeatable).")
+    ] = None,
+) -> None:
+    """Train both backends on nlu/data, evaluate both on a test file, and compare them."""
+    from bots.nlubench import bench_embedded, bench_rasa, score_table, write_scores
+    from nlu.training_data import load_file
+
+    settings = _settings()
+    examples = load_file(data).examples
+    chosen = backend or list(Backend)
+
+    async def go() -> list[Any]:
+        scores = []
+        if Backend.embedded in chosen:
+            print("training the embedded model...", file=sys.stderr)
+            scores.append(await bench_embedded(examples, settings.nlu_threshold, _progress, out))
+        if Backend.rasa in chosen:
+            print(f"training Rasa ({epochs} DIET epochs)...", file=sys.stderr)
+            scores.append(
+                await bench_rasa(examples, settings.nlu_threshold, epochs, _progress, out)
+            )
+        return scores
+
+    scores = _run(go())
+    print(score_table(scores))
+    if out is not None:
+        print(f"written to {write_scores(scores, out)}")
+
+
 @contextlib.asynccontextmanager
 async def _backend(settings: Settings, backend: Backend) -> AsyncIterator[Interpreter]:
     """One backend, alone: no fallback, so its own accuracy is what gets measured."""
