@@ -32,7 +32,25 @@ class Settings(BaseSettings):
     rasa_url: str = "http://127.0.0.1:5005"
     rasa_token: str = ""
     rasa_timeout: float = Field(2.0, gt=0)
-    dispatch: Literal["local"] = "local"
+    # The dispatch platform cases are forwarded to (integration/dispatch/).
+    dispatch: Literal["local", "open311", "webhook"] = "local"
+    open311_url: str = ""  # GeoReport v2 endpoint root, e.g. https://311.example.gov/v2/
+    open311_api_key: str = ""
+    open311_jurisdiction: str = ""
+    dispatch_url: str = ""  # the generic REST platform's case endpoint (dispatch=webhook)
+    dispatch_secret: str = ""  # HMAC-SHA256 key for its status callbacks
+    # WeChat Official Account (bots/wechat.py); the channel is on when the token is set.
+    wechat_token: str = ""
+    wechat_app_id: str = ""
+    wechat_app_secret: str = ""
+    wechat_aes_key: str = ""  # EncodingAESKey: safe mode when set
+    wechat_api_base: str = "https://api.weixin.qq.com/cgi-bin/"
+    wechat_template_status: str = ""  # template id for status pushes outside the 48 h window
+    # Telegram (bots/telegram.py); long polling when the token is set, webhook with the URL.
+    telegram_token: str = ""
+    telegram_webhook_url: str = ""
+    telegram_webhook_secret: str = ""
+    telegram_api_base: str = "https://api.telegram.org"
     max_text_length: int = Field(2000, ge=10)
     rate_limit: int = Field(30, ge=1)  # messages per user per rate window
     rate_window: float = Field(60.0, gt=0)

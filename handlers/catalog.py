@@ -18,9 +18,19 @@ class Catalog:
 
     @classmethod
     def load(cls, locale: str = "zh_CN") -> Catalog:
-        """Read ``handlers/locale/<locale>.yml``."""
-        document = yaml.safe_load((LOCALE_DIR / f"{locale}.yml").read_text(encoding="utf-8"))
-        return cls(dict(_flatten(document)))
+        """Read ``handlers/locale/<locale>.yml`` and its parts ``<locale>.<part>.yml``.
+
+        Each part (one per channel or feature) owns its own top-level keys; a key
+        defined twice is a mistake and raises.
+        """
+        texts: dict[str, str] = {}
+        for path in [LOCALE_DIR / f"{locale}.yml", *sorted(LOCALE_DIR.glob(f"{locale}.*.yml"))]:
+            document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            for key, text in _flatten(document):
+                if key in texts:
+                    raise ValueError(f"catalogue key {key!r} is defined twice ({path.name})")
+                texts[key] = text
+        return cls(texts)
 
     def __call__(self, key: str, **values: Any) -> str:
         """The text for ``key`` with ``values`` filled in; a missing key is a bug, so it raises."""
