@@ -209,7 +209,7 @@ def nlu_eval(
 def nlu_bench(
     data: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Rasa 3.x NLU YAML.")],
     out: Annotated[Path | None, typer.Option(help="Directory for JSON and reports.")] = None,
-    epochs: Annotated[int, typer.Option(min=1, help="DIET epochs for Rasa.")] = 100,
+    epochs: Annotated[int, typer.Option(min=1, help="DIET epochs for Rasa.")] = 30,
     backend: Annotated[
         list[Backend] | None, typer.Option(help="Only these backends (repeatable).")
     ] = None,
@@ -221,17 +221,16 @@ def nlu_bench(
     settings = _settings()
     examples = load_file(data).examples
     chosen = backend or list(Backend)
+    unsure = (settings.nlu_threshold, settings.nlu_margin)
 
     async def go() -> list[Any]:
         scores = []
         if Backend.embedded in chosen:
             print("training the embedded model...", file=sys.stderr)
-            scores.append(await bench_embedded(examples, settings.nlu_threshold, _progress, out))
+            scores.append(await bench_embedded(examples, unsure, _progress, out))
         if Backend.rasa in chosen:
             print(f"training Rasa ({epochs} DIET epochs)...", file=sys.stderr)
-            scores.append(
-                await bench_rasa(examples, settings.nlu_threshold, epochs, _progress, out)
-            )
+            scores.append(await bench_rasa(examples, unsure, epochs, _progress, out))
         return scores
 
     scores = _run(go())
@@ -253,6 +252,7 @@ async def _backend(settings: Settings, backend: Backend) -> AsyncIterator[Interp
         token=settings.rasa_token or None,
         timeout=settings.rasa_timeout,
         threshold=settings.nlu_threshold,
+        margin=settings.nlu_margin,
     ) as rasa:
         yield rasa
 

@@ -59,7 +59,7 @@ class BackendScore:
 
 
 async def bench_embedded(
-    examples: list[Example], threshold: float, progress: Progress, out: Path | None
+    examples: list[Example], unsure: tuple[float, float], progress: Progress, out: Path | None
 ) -> BackendScore:
     """Train the embedded model on nlu/data here and evaluate it."""
     data = load()
@@ -67,14 +67,18 @@ async def bench_embedded(
     model = await asyncio.to_thread(train, data)
     trained = time.perf_counter() - started
     interpreter = EmbeddedInterpreter(
-        model, EntityExtractor.from_training_data(data), threshold=threshold
+        model, EntityExtractor.from_training_data(data), threshold=unsure[0], margin=unsure[1]
     )
     result = await _evaluate("embedded", interpreter, examples, progress, out)
     return BackendScore.of("embedded", result, trained)
 
 
 async def bench_rasa(
-    examples: list[Example], threshold: float, epochs: int, progress: Progress, out: Path | None
+    examples: list[Example],
+    unsure: tuple[float, float],
+    epochs: int,
+    progress: Progress,
+    out: Path | None,
 ) -> BackendScore:
     """Train Rasa (DIET, ``epochs``) through scripts/rasa-server.sh, serve it, evaluate it."""
     if not SCRIPT.exists():
@@ -87,7 +91,8 @@ async def bench_rasa(
     env = {"RASA_MODEL": model, "RASA_PORT": str(port)}
     await _script("start", env=env)
     try:
-        async with RasaInterpreter(f"http://127.0.0.1:{port}", threshold=threshold) as rasa:
+        url = f"http://127.0.0.1:{port}"
+        async with RasaInterpreter(url, threshold=unsure[0], margin=unsure[1]) as rasa:
             result = await _evaluate("rasa", rasa, examples, progress, out)
     finally:
         await _script("stop", env=env)

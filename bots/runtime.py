@@ -77,7 +77,9 @@ def load_embedded(settings: Settings) -> Interpreter:
 
     model = load_or_train(settings.model_dir)
     extractor = EntityExtractor.from_training_data(load_training_data())
-    return EmbeddedInterpreter(model, extractor, threshold=settings.nlu_threshold)
+    return EmbeddedInterpreter(
+        model, extractor, threshold=settings.nlu_threshold, margin=settings.nlu_margin
+    )
 
 
 async def open_interpreter(settings: Settings, stack: AsyncExitStack) -> Interpreter:
@@ -93,6 +95,7 @@ async def open_interpreter(settings: Settings, stack: AsyncExitStack) -> Interpr
         token=settings.rasa_token or None,
         timeout=settings.rasa_timeout,
         threshold=settings.nlu_threshold,
+        margin=settings.nlu_margin,
     )
     stack.push_async_callback(rasa.close)
     return FallbackInterpreter(rasa, embedded)

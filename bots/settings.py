@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from nlu.types import DEFAULT_MARGIN, DEFAULT_THRESHOLD
+
 
 class Settings(BaseSettings):
     """Typed configuration, read once by the composition root."""
@@ -28,7 +30,8 @@ class Settings(BaseSettings):
     redis_url: str = ""  # empty: in-process state (one worker only)
     redis_prefix: str = "yimen"
     nlu_backend: Literal["embedded", "rasa"] = "embedded"
-    nlu_threshold: float = Field(0.3, ge=0.0, le=1.0)
+    nlu_threshold: float = Field(DEFAULT_THRESHOLD, ge=0.0, le=1.0)
+    nlu_margin: float = Field(DEFAULT_MARGIN, ge=0.0, le=1.0)
     rasa_url: str = "http://127.0.0.1:5005"
     rasa_token: str = ""
     rasa_timeout: float = Field(2.0, gt=0)

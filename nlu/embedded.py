@@ -1,8 +1,18 @@
-"""The embedded interpreter: jieba words plus character n-grams into a linear classifier.
+"""The embedded interpreter: words, characters and pinyin into a calibrated linear model.
 
-It trains in seconds from the same Rasa YAML as the Rasa backend and is cached as a
-file keyed by a hash of the data, so a process loads it once and never retrains for
-nothing.
+Three TF-IDF blocks feed one logistic regression:
+
+- jieba words and word bigrams, with the service and community lookups as words;
+- character 1–3-grams, which survive jieba's mistakes and residents' typos;
+- pinyin syllables and syllable bigrams, so homophones (蟹蟹/谢谢, 在马/在吗, 路等/路灯)
+  read alike.
+
+The probabilities are calibrated by temperature scaling: a temperature fitted on
+out-of-fold logits (cross-validation over the training data) makes the confidence mean
+what it says, so the threshold and margin that turn a parse into ``nlu_fallback`` act
+on real uncertainty. It trains in seconds from the same Rasa YAML as the Rasa backend
+and is cached as a file keyed by a hash of the data, so a process loads it once and
+never retrains for nothing.
 """
 
 from __future__ import annotations
@@ -18,19 +28,25 @@ import joblib
 import numpy as np
 import scipy.sparse as sp
 import sklearn
+from pypinyin import lazy_pinyin
+from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax, softmax
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
 
 from nlu.entities import EntityExtractor
 from nlu.normalize import normalize
 from nlu.scoring import FastScorer
 from nlu.training_data import DATA_DIR, TrainingData
 from nlu.training_data import load as load_training_data
-from nlu.types import FALLBACK_INTENT, NLUError, Parse
+from nlu.types import DEFAULT_MARGIN, DEFAULT_THRESHOLD, FALLBACK_INTENT, NLUError, Parse, unsure
 
 log = logging.getLogger(__name__)
 
-MODEL_VERSION = "2"
+MODEL_VERSION = "3"
+C = 10.0  # inverse regularisation, chosen by cross-validation on the training data
+CALIBRATION_FOLDS = 4
 
 _tokenizer_lock = threading.Lock()
 _tokenizer: jieba.Tokenizer | None = None
@@ -57,13 +73,20 @@ def words(text: str) -> list[str]:
     return [w for w in _jieba().lcut(text) if not w.isspace()]
 
 
+def syllables(text: str) -> list[str]:
+    """Toneless pinyin of the Chinese characters in ``text``; anything else is dropped."""
+    return lazy_pinyin(text, errors="ignore")
+
+
 @dataclass(slots=True)
 class EmbeddedModel:
     """The fitted parts of the embedded classifier."""
 
     word_vectorizer: TfidfVectorizer
     char_vectorizer: TfidfVectorizer
+    pinyin_vectorizer: TfidfVectorizer
     classifier: LogisticRegression
+    temperature: float  # logits are divided by it before the softmax
     vocabulary: tuple[str, ...]  # domain words added to jieba before tokenising
     fingerprint: str
 
@@ -73,15 +96,23 @@ class EmbeddedModel:
         return [str(c) for c in self.classifier.classes_]
 
     def features(self, texts: list[str]) -> sp.csr_matrix:
-        """The stacked word and character TF-IDF features of normalised texts."""
+        """The stacked word, character and pinyin TF-IDF features of normalised texts."""
         return sp.hstack(
-            [self.word_vectorizer.transform(texts), self.char_vectorizer.transform(texts)],
+            [v.transform(texts) for v in self.vectorizers],
             format="csr",
         )
 
+    @property
+    def vectorizers(self) -> tuple[TfidfVectorizer, TfidfVectorizer, TfidfVectorizer]:
+        """The feature blocks, in column order."""
+        return self.word_vectorizer, self.char_vectorizer, self.pinyin_vectorizer
+
     def probabilities(self, texts: list[str]) -> np.ndarray:
-        """Intent probabilities, one row per text, columns in ``intents`` order."""
-        return self.classifier.predict_proba(self.features([_features_text(t) for t in texts]))
+        """Calibrated intent probabilities, one row per text, columns in ``intents`` order."""
+        logits = self.classifier.decision_function(
+            self.features([_features_text(t) for t in texts])
+        )
+        return np.asarray(softmax(logits / self.temperature, axis=1))
 
 
 def fingerprint(data_dir: Path = DATA_DIR) -> str:
@@ -93,10 +124,34 @@ def fingerprint(data_dir: Path = DATA_DIR) -> str:
     return digest.hexdigest()[:16]
 
 
+def _vectorizers() -> tuple[TfidfVectorizer, TfidfVectorizer, TfidfVectorizer]:
+    return (
+        TfidfVectorizer(
+            tokenizer=words,
+            token_pattern=None,
+            lowercase=False,
+            ngram_range=(1, 2),
+            sublinear_tf=True,
+        ),
+        TfidfVectorizer(analyzer="char", ngram_range=(1, 3), lowercase=False, sublinear_tf=True),
+        TfidfVectorizer(
+            tokenizer=syllables,
+            token_pattern=None,
+            lowercase=False,
+            ngram_range=(1, 2),
+            sublinear_tf=True,
+        ),
+    )
+
+
+def _classifier() -> LogisticRegression:
+    return LogisticRegression(C=C, max_iter=3000)
+
+
 def train(data: TrainingData, fingerprint: str = "") -> EmbeddedModel:
-    """Fit the classifier on every example of ``data``."""
-    if len(data.intents) < 2:
-        raise NLUError("training data needs at least two intents")
+    """Fit the classifier on every example of ``data``, and calibrate its temperature."""
+    if len(data.intents) < 3:
+        raise NLUError("training data needs at least three intents (a multinomial model)")
     vocabulary = tuple(
         sorted({*data.lookups.get("service", ()), *data.lookups.get("community", ())})
     )
@@ -104,19 +159,38 @@ def train(data: TrainingData, fingerprint: str = "") -> EmbeddedModel:
     for word in vocabulary:
         tokenizer.add_word(word)
     texts = [_features_text(e.text) for e in data.examples]
-    labels = [e.intent for e in data.examples]
-    word_vectorizer = TfidfVectorizer(
-        tokenizer=words, token_pattern=None, lowercase=False, ngram_range=(1, 2), sublinear_tf=True
-    )
-    char_vectorizer = TfidfVectorizer(
-        analyzer="char", ngram_range=(1, 3), lowercase=False, sublinear_tf=True, min_df=1
-    )
-    features = sp.hstack(
-        [word_vectorizer.fit_transform(texts), char_vectorizer.fit_transform(texts)], format="csr"
-    )
-    classifier = LogisticRegression(C=20.0, max_iter=2000)
-    classifier.fit(features, labels)
-    return EmbeddedModel(word_vectorizer, char_vectorizer, classifier, vocabulary, fingerprint)
+    labels = np.array([e.intent for e in data.examples])
+    vectorizers = _vectorizers()
+    features = sp.hstack([v.fit_transform(texts) for v in vectorizers], format="csr")
+    classifier = _classifier().fit(features, labels)
+    temperature = calibrate(features, labels)
+    return EmbeddedModel(*vectorizers, classifier, temperature, vocabulary, fingerprint)
+
+
+def calibrate(features: sp.csr_matrix, labels: np.ndarray) -> float:
+    """The softmax temperature that minimises the log loss of out-of-fold predictions.
+
+    Each fold's classifier scores examples it never saw, so the temperature reflects how
+    sure the model should be on new messages, not on its own training data. (The TF-IDF
+    weights are fitted once on all the data; refitting them per fold changes little.)
+    """
+    _, counts = np.unique(labels, return_counts=True)
+    folds = min(CALIBRATION_FOLDS, int(counts.min()))
+    if folds < 2:
+        return 1.0
+    classes = np.unique(labels)
+    target = np.searchsorted(classes, labels)
+    logits = np.zeros((len(labels), len(classes)))
+    splitter = StratifiedKFold(folds, shuffle=True, random_state=0)
+    for train_rows, test_rows in splitter.split(features, labels):
+        fold = _classifier().fit(features[train_rows], labels[train_rows])
+        logits[test_rows] = fold.decision_function(features[test_rows])
+
+    def log_loss(temperature: float) -> float:
+        scaled = log_softmax(logits / temperature, axis=1)
+        return float(-scaled[np.arange(len(target)), target].mean())
+
+    return float(minimize_scalar(log_loss, bounds=(0.05, 20.0), method="bounded").x)
 
 
 def load_or_train(
@@ -156,12 +230,18 @@ class EmbeddedInterpreter:
         model: EmbeddedModel,
         extractor: EntityExtractor,
         *,
-        threshold: float = 0.3,
-        margin: float = 0.0,
+        threshold: float = DEFAULT_THRESHOLD,
+        margin: float = DEFAULT_MARGIN,
     ) -> None:
         self._model = model
         self._scorer = FastScorer(
-            model.word_vectorizer, model.char_vectorizer, model.classifier, words
+            [
+                (model.word_vectorizer, words),
+                (model.char_vectorizer, None),
+                (model.pinyin_vectorizer, syllables),
+            ],
+            model.classifier,
+            model.temperature,
         )
         self._extractor = extractor
         self._intents = model.intents
@@ -175,8 +255,7 @@ class EmbeddedInterpreter:
         order = np.argsort(probs)[::-1][:5]
         ranking = tuple((self._intents[i], float(probs[i])) for i in order)
         intent, confidence = ranking[0]
-        runner_up = ranking[1][1] if len(ranking) > 1 else 0.0
-        if confidence < self._threshold or confidence - runner_up < self._margin:
+        if unsure(ranking, self._threshold, self._margin):
             intent = FALLBACK_INTENT
         return Parse(text, intent, confidence, self._extractor.extract(text), ranking)
 

@@ -12,13 +12,24 @@ import json
 import logging
 import time
 from collections.abc import Mapping
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
 import aiohttp
 
 from nlu.contract import ENTITIES, INTENTS
-from nlu.types import FALLBACK_INTENT, Entity, Interpreter, NLUError, Parse
+from nlu.timeparse import TimeParseError, resolve
+from nlu.types import (
+    DEFAULT_MARGIN,
+    DEFAULT_THRESHOLD,
+    FALLBACK_INTENT,
+    Entity,
+    Interpreter,
+    NLUError,
+    Parse,
+    unsure,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +85,22 @@ def _error_message(body: str) -> str:
     return body[:200]
 
 
-def to_parse(text: str, body: Mapping[str, Any], threshold: float = 0.0) -> Parse:
+def to_parse(
+    text: str,
+    body: Mapping[str, Any],
+    threshold: float = 0.0,
+    margin: float = 0.0,
+    *,
+    now: datetime | None = None,
+) -> Parse:
     """Our ``Parse`` of Rasa's answer: contract intents only, entities without overlaps.
 
-    An intent outside the contract (including Rasa's own ``nlu_fallback``) or below
-    ``threshold`` becomes ``nlu_fallback``; the confidence is then the best contract
-    intent's, as the embedded backend reports it.
+    An intent outside the contract (including Rasa's own ``nlu_fallback``), below
+    ``threshold`` or within ``margin`` of the runner-up becomes ``nlu_fallback``; the
+    confidence is then the best contract intent's, as the embedded backend reports it.
+    Entity values are made the same as the embedded extractor's: a time span resolves to
+    ISO 8601 relative to ``now`` (by default the current time in Asia/Shanghai), a mobile
+    number loses its dashes.
     """
     ranked = body.get("intent_ranking") or [body["intent"]]
     ranking = tuple(
@@ -91,19 +112,37 @@ def to_parse(text: str, body: Mapping[str, Any], threshold: float = 0.0) -> Pars
     confidence = float(body["intent"].get("confidence") or 0.0)
     if name not in INTENTS:
         name, confidence = FALLBACK_INTENT, ranking[0][1] if ranking else confidence
-    elif confidence < threshold:
+    elif unsure(((name, confidence), *ranking[1:]), threshold, margin):
         name = FALLBACK_INTENT
-    return Parse(text, name, confidence, _entities(body.get("entities") or ()), ranking)
+    entities = _entities(text, body.get("entities") or (), now)
+    return Parse(text, name, confidence, entities, ranking)
 
 
-def _entities(raw: Any) -> tuple[Entity, ...]:
+def _value(name: str, span: str, value: str, now: datetime | None) -> str | None:
+    """The entity's value as the embedded extractor gives it; None drops the entity."""
+    if name == "time":
+        try:
+            return resolve(span, now).iso
+        except TimeParseError:
+            # DIET tagged something our grammar cannot date (e.g. 改天): no time at all is
+            # better than a value the dialogue would have to guess at.
+            log.debug("dropping Rasa time entity %r: not a resolvable time", span)
+            return None
+    if name == "phone" and value.startswith("1"):
+        return value.replace("-", "").replace(" ", "")
+    return value
+
+
+def _entities(text: str, raw: Any, now: datetime | None) -> tuple[Entity, ...]:
     candidates = []
     for item in raw:
         name = ENTITY_ALIASES.get(item.get("entity"), item.get("entity"))
         if name not in ENTITIES:
             continue
         start, end = int(item["start"]), int(item["end"])
-        candidates.append(Entity(name, start, end, str(item["value"]), str(item["extractor"])))
+        value = _value(name, text[start:end], str(item["value"]), now)
+        if value is not None:
+            candidates.append(Entity(name, start, end, value, str(item["extractor"])))
     # Rule-based spans first; a statistical span is kept where it overlaps nothing, or
     # where it strictly widens spans of its own type (金辉小区 -> 金辉小区3号楼).
     candidates.sort(key=lambda e: (e.extractor not in RULE_EXTRACTORS, e.start - e.end, e.start))
@@ -142,7 +181,8 @@ class RasaInterpreter:
         timeout: float = 2.0,
         retries: int = 2,
         backoff: float = 0.1,
-        threshold: float = 0.3,
+        threshold: float = DEFAULT_THRESHOLD,
+        margin: float = DEFAULT_MARGIN,
     ) -> None:
         self._endpoint = url.rstrip("/") + "/model/parse"
         self._params = {"token": token} if token else {}
@@ -152,10 +192,12 @@ class RasaInterpreter:
         self._retries = retries
         self._backoff = backoff
         self._threshold = threshold
+        self._margin = margin
 
     async def parse(self, text: str) -> Parse:
         """Parse one message on the Rasa server."""
-        return to_parse(text, await self._post({"text": text}), self._threshold)
+        body = await self._post({"text": text})
+        return to_parse(text, body, self._threshold, self._margin)
 
     async def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
         session = self._open_session()

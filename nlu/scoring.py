@@ -3,8 +3,8 @@
 scikit-learn's ``transform`` and ``predict_proba`` validate and convert inputs on
 every call, which costs milliseconds for one short message. This scorer computes
 the very same numbers (the same n-grams, sublinear TF, IDF, per-block L2 norm, linear
-scores and softmax) with dicts and a little numpy, in tens of microseconds. A test
-holds it to scikit-learn's probabilities.
+scores and the tempered softmax) with dicts and a little numpy, in tens of
+microseconds. A test holds it to scikit-learn's probabilities.
 """
 
 from __future__ import annotations
@@ -21,18 +21,29 @@ from sklearn.linear_model import LogisticRegression
 _WHITESPACE = re.compile(r"\s\s+")
 
 
-class _Block:
-    """One fitted TF-IDF vectorizer reduced to a vocabulary and IDF weights."""
+Tokenize = Callable[[str], list[str]]
 
-    def __init__(self, vectorizer: TfidfVectorizer, offset: int) -> None:
+
+class _Block:
+    """One fitted TF-IDF vectorizer reduced to a vocabulary, IDF weights and its n-grams.
+
+    ``tokenize`` splits text into the vectorizer's tokens; None means it reads characters.
+    """
+
+    def __init__(self, vectorizer: TfidfVectorizer, tokenize: Tokenize | None, offset: int) -> None:
         self.vocabulary: dict[str, int] = {
             term: offset + int(index) for term, index in vectorizer.vocabulary_.items()
         }
         self.idf = {offset + i: float(w) for i, w in enumerate(vectorizer.idf_)}
         self.sublinear = bool(vectorizer.sublinear_tf)
         self.ngram_range: tuple[int, int] = vectorizer.ngram_range
+        self.tokenize = tokenize
 
-    def weights(self, terms: Iterable[str]) -> dict[int, float]:
+    def weights(self, text: str) -> dict[int, float]:
+        if self.tokenize is None:
+            terms = _char_ngrams(text, self.ngram_range)
+        else:
+            terms = _word_ngrams(self.tokenize(text), self.ngram_range)
         counts = Counter(self.vocabulary[t] for t in terms if t in self.vocabulary)
         weighted = {
             column: ((1.0 + math.log(count)) if self.sublinear else float(count)) * self.idf[column]
@@ -43,25 +54,31 @@ class _Block:
 
 
 class FastScorer:
-    """Softmax probabilities of a word + char TF-IDF logistic regression, one text at a time."""
+    """Tempered softmax of a logistic regression over stacked TF-IDF blocks, one text at a time.
+
+    ``blocks`` are the fitted vectorizers in column order, each with the tokenizer it was
+    fitted with (None for a character analyzer).
+    """
 
     def __init__(
         self,
-        word_vectorizer: TfidfVectorizer,
-        char_vectorizer: TfidfVectorizer,
+        blocks: Iterable[tuple[TfidfVectorizer, Tokenize | None]],
         classifier: LogisticRegression,
-        tokenize: Callable[[str], list[str]],
+        temperature: float = 1.0,
     ) -> None:
-        self._words = _Block(word_vectorizer, 0)
-        self._chars = _Block(char_vectorizer, len(word_vectorizer.vocabulary_))
-        self._tokenize = tokenize
-        self._coef = np.ascontiguousarray(classifier.coef_.T)  # features x classes
-        self._intercept = classifier.intercept_.astype(float)
+        self._blocks: list[_Block] = []
+        offset = 0
+        for vectorizer, tokenize in blocks:
+            self._blocks.append(_Block(vectorizer, tokenize, offset))
+            offset += len(vectorizer.vocabulary_)
+        self._coef = np.ascontiguousarray(classifier.coef_.T) / temperature  # features x classes
+        self._intercept = classifier.intercept_.astype(float) / temperature
 
     def probabilities(self, text: str) -> np.ndarray:
         """Class probabilities of already-normalised ``text``, in the classifier's order."""
-        features = self._words.weights(_word_ngrams(self._tokenize(text), self._words.ngram_range))
-        features.update(self._chars.weights(_char_ngrams(text, self._chars.ngram_range)))
+        features: dict[int, float] = {}
+        for block in self._blocks:
+            features.update(block.weights(text))
         scores = self._intercept.copy()
         if features:
             columns = np.fromiter(features.keys(), dtype=np.intp, count=len(features))

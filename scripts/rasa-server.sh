@@ -149,12 +149,14 @@ cmd_start() {
   require_venv
   local model pid logfile=$RASA_HOME/server-$RASA_PORT.log started
   model=$(current_model)
+  # What the running server was started with: its model and (a hash of) its token.
+  serving="$model $(printf %s "${RASA_TOKEN:-}" | sha256sum | cut -c1-16)"
   if pid=$(running_pid); then
-    if [ "$(cat "$(pid_file).model" 2>/dev/null)" = "$model" ]; then
+    if [ "$(cat "$(pid_file).model" 2>/dev/null)" = "$serving" ]; then
       log "already running (pid $pid) with $(basename "$model")"
       return 0
     fi
-    log "restarting pid $pid with the new model $(basename "$model")"
+    log "restarting pid $pid with $(basename "$model") and the current token"
     cmd_stop --port "$RASA_PORT"
   fi
   answers 2>/dev/null && die "something else answers on $HOST:$RASA_PORT"
@@ -165,7 +167,7 @@ cmd_start() {
   setsid "$RASA_VENV/bin/rasa" "${RUN_ARGS[@]}" > "$logfile" 2>&1 < /dev/null &
   pid=$!
   echo "$pid" > "$(pid_file)"
-  echo "$model" > "$(pid_file).model"
+  echo "$serving" > "$(pid_file).model"
   for _ in $(seq 1 "$RASA_START_TIMEOUT"); do
     if answers 2>/dev/null; then
       log "serving $(basename "$model") on http://$HOST:$RASA_PORT (pid $pid, log $logfile)," \

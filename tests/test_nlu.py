@@ -12,7 +12,7 @@ from nlu.embedded import EmbeddedInterpreter, EmbeddedModel, fingerprint, load_o
 from nlu.entities import EntityExtractor
 from nlu.normalize import has_content, normalize
 from nlu.training_data import DATA_DIR, load, load_file, parse_example
-from nlu.types import FALLBACK_INTENT, TrainingDataError
+from nlu.types import FALLBACK_INTENT, TrainingDataError, unsure
 
 
 def test_training_data_covers_exactly_the_contract() -> None:
@@ -93,11 +93,51 @@ async def test_embedded_model_understands_plain_requests(
     assert 0.0 < parse.confidence <= 1.0
 
 
-def test_low_confidence_becomes_fallback(nlu_model: EmbeddedModel) -> None:
-    strict = EmbeddedInterpreter(nlu_model, EntityExtractor(), threshold=0.999)
-    parse = strict.parse_sync("嗯")
-    assert parse.intent == FALLBACK_INTENT
-    assert parse.ranking[0][0] in INTENTS
+def test_low_confidence_or_a_close_runner_up_becomes_fallback(nlu_model: EmbeddedModel) -> None:
+    text = "那个事情你们看着办吧"
+    plain = EmbeddedInterpreter(nlu_model, EntityExtractor(), threshold=0.0, margin=0.0)
+    parse = plain.parse_sync(text)
+    (best, confidence), (_, runner_up) = parse.ranking[:2]
+    assert parse.intent == best in INTENTS
+
+    def intent(threshold: float, margin: float) -> str:
+        interpreter = EmbeddedInterpreter(
+            nlu_model, EntityExtractor(), threshold=threshold, margin=margin
+        )
+        return interpreter.parse_sync(text).intent
+
+    assert intent(confidence + 1e-9, 0.0) == FALLBACK_INTENT
+    assert intent(confidence - 1e-9, 0.0) == best
+    gap = confidence - runner_up
+    assert intent(0.0, gap + 1e-9) == FALLBACK_INTENT
+    assert intent(0.0, gap - 1e-9) == best
+
+
+@pytest.mark.parametrize(
+    ("ranking", "expected"),
+    [
+        ((), True),
+        ((("greet", 0.9),), False),
+        ((("greet", 0.49), ("thanks", 0.01)), True),  # below the threshold
+        ((("greet", 0.52), ("thanks", 0.48)), True),  # the runner-up is too close
+        ((("greet", 0.56), ("thanks", 0.44)), False),
+    ],
+)
+def test_unsure_applies_threshold_and_margin(
+    ranking: tuple[tuple[str, float], ...], expected: bool
+) -> None:
+    assert unsure(ranking, threshold=0.5, margin=0.05) is expected
+
+
+def test_the_temperature_is_fitted_and_sharpens_an_underconfident_model(
+    nlu_model: EmbeddedModel,
+) -> None:
+    # Regularised logistic regression over 28 intents spreads its probability thinly; the
+    # out-of-fold fit says how much to sharpen it. 1.0 would mean calibration never ran.
+    assert 0.1 < nlu_model.temperature < 0.9
+    probabilities = nlu_model.probabilities(["楼下烧烤店每天半夜还很吵"])[0]
+    assert probabilities.sum() == pytest.approx(1.0)
+    assert nlu_model.intents[int(probabilities.argmax())] == "report_noise"
 
 
 def test_model_is_cached_by_data_fingerprint(nlu_model: EmbeddedModel, model_dir: Path) -> None:

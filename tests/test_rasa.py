@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,7 @@ def closed_port_url() -> str:
 
 
 NOISE = "金辉小区3号楼楼下烧烤店每天半夜还很吵"
+NOW = datetime.fromisoformat("2026-11-25T10:00:00+08:00")
 BOOKING = "我要预约办理社会保障卡，电话13912345678"
 
 
@@ -123,13 +125,42 @@ def test_recorded_booking_maps_to_parse_with_rule_spans_winning() -> None:
     assert BOOKING[6:11] == "社会保障卡"
 
 
-def test_recorded_noise_report_keeps_the_wider_address() -> None:
-    parse = to_parse(NOISE, payload("parse_report_noise"))
+def test_recorded_noise_report_keeps_the_wider_address_and_resolves_the_time() -> None:
+    parse = to_parse(NOISE, payload("parse_report_noise"), now=NOW)
     assert parse.intent == "report_noise"
+    # Rasa gives the time as written; we give it as the embedded extractor does, in ISO.
     assert [(e.entity, NOISE[e.start : e.end], e.value) for e in parse.entities] == [
         ("address", "金辉小区3号楼", "金辉小区3号楼"),
-        ("time", "半夜", "半夜"),
+        ("time", "半夜", "2026-11-25T22:00:00+08:00/2026-11-26T02:00:00+08:00"),
     ]
+
+
+def test_rasa_times_resolve_like_embedded_ones_and_undatable_ones_are_dropped() -> None:
+    text = "改天吧 明天上午 138-1234-5678"
+    body = payload("parse_greet")
+    body["entities"] = [
+        {"entity": "time", "start": 0, "end": 2, "value": "改天", "extractor": "DIETClassifier"},
+        {
+            "entity": "time",
+            "start": 4,
+            "end": 8,
+            "value": "明天上午",
+            "extractor": "DIETClassifier",
+        },
+        {
+            "entity": "phone",
+            "start": 9,
+            "end": 22,
+            "value": "138-1234-5678",
+            "extractor": "RegexEntityExtractor",
+        },
+    ]
+    assert to_parse(text, body, now=NOW).entities == (
+        Entity(
+            "time", 4, 8, "2026-11-26T09:00:00+08:00/2026-11-26T12:00:00+08:00", "DIETClassifier"
+        ),
+        Entity("phone", 9, 22, "13812345678", "RegexEntityExtractor"),
+    )
 
 
 def test_intent_outside_the_contract_becomes_fallback_with_best_contract_confidence() -> None:
