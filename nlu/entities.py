@@ -40,11 +40,11 @@ _PREFIX = rf"(?:[^\W{_STOP}]|[A-Za-z0-9])"
 # Place kinds that end a name: 金辉小区, 伊煤路, 万达广场 ...
 _PLACE = (
     "小区|社区|花园|家园|公寓|新村|大厦|广场|商场|市场|公园|中学|小学|学校|医院|"
-    "街道|大街|大道|胡同|路|街|巷|弄|苑|村|里弄"
+    "街道|大街|大道|胡同|路|街|巷|苑|村|里弄"
 )
 # What may follow a place: buildings, units, gates, corners.
 _DETAIL = (
-    r"(?:\d+|[一二三四五六七八九十]+)(?:号楼|栋|幢|号院|单元|号|层|楼|室|期)"
+    r"(?:\d+|[一二三四五六七八九十]+)(?:号楼|栋|幢|号院|单元|号|层|楼|室|期|弄)"
     r"|[东南西北正后侧]门|门口|路口|交叉口|十字路口|附近|对面|旁边|东侧|西侧|南侧|北侧"
 )
 _ADDRESS = re.compile(
@@ -53,6 +53,14 @@ _ADDRESS = re.compile(
     rf"(?:{_DETAIL}|{_PREFIX}{{2,6}}?(?:{_PLACE}))*"
     rf"(?:{_DETAIL})*"
 )
+# Requests and modal verbs that a generic place match can swallow at its start
+# (恳请社区…, 能不能社区…): they are trimmed off, or the match dropped if nothing is left.
+_LEAD = re.compile(
+    "^(?:恳请|敬请|请求|申请|麻烦|希望|建议|要求|能不能|可不可以|能否|可否|为什么|怎么|"
+    "咋|请|求|帮|找|问|能|让)+"
+)
+# A service name followed by one of these is an office, not the service (社保局, 医保中心).
+_OFFICE = "(?!局|所|中心|处|站|科|大厅)"
 # Building-only answers such as "3号楼2单元" still say where.
 _BUILDING = re.compile(r"(?:(?:\d+|[一二三四五六七八九十]+)(?:号楼|栋|幢|单元|号院|层|室))+")
 _TAIL = re.compile(rf"(?:{_DETAIL})*")
@@ -80,7 +88,7 @@ class EntityExtractor:
         service_words = set(services) | {
             variant for variant, canonical in self._synonyms.items() if canonical in services
         }
-        self._service = _alternation(service_words)
+        self._service = _alternation(service_words, after=_OFFICE)
         self._gazetteer = gazetteer if gazetteer is not None else Gazetteer()
         self._community = _alternation({*communities, *self._gazetteer.names})
         patterns = [_MOBILE, _LANDLINE, *phone_patterns]
@@ -151,7 +159,12 @@ class EntityExtractor:
         spans: list[tuple[int, int]] = []
         if self._community:
             spans += [m.span() for m in self._community.finditer(masked)]
-        spans += [m.span() for m in _ADDRESS.finditer(masked)]
+        for match in _ADDRESS.finditer(masked):
+            lead = _LEAD.match(match.group())
+            if lead is not None:  # what is left must still be a place name of its own
+                match = _ADDRESS.match(masked, match.start() + lead.end())
+            if match is not None and match.group():
+                spans.append(match.span())
         spans += [m.span() for m in _BUILDING.finditer(masked)]
         merged: list[list[int]] = []
         for start, end in sorted(spans):
@@ -183,9 +196,11 @@ def _mask(text: str, spans: Iterable[tuple[int, int]]) -> str:
     return "".join(chars)
 
 
-def _alternation(words: Iterable[str]) -> re.Pattern[str] | None:
+def _alternation(words: Iterable[str], after: str = "") -> re.Pattern[str] | None:
     ordered = sorted({w for w in words if w}, key=len, reverse=True)
-    return re.compile("|".join(map(re.escape, ordered))) if ordered else None
+    if not ordered:
+        return None
+    return re.compile(f"(?:{'|'.join(map(re.escape, ordered))}){after}")
 
 
 def _without_overlaps(entities: list[Entity]) -> tuple[Entity, ...]:

@@ -335,6 +335,15 @@ def test_a_bad_gazetteer_names_the_file_and_the_problem(
         ("3号楼2单元", [("address", "3号楼2单元", "3号楼2单元")]),
         ("金辉小区3号有人装修", [("address", "金辉小区3号", "金辉小区3号")]),
         ("楼下烧烤店每天半夜还很吵", []),
+        # Verbs and requests are not places; a lane number after a road is.
+        ("这个不会弄 怎么弄啊", []),
+        ("恳请社区派人来看看", []),
+        ("能不能社区帮忙", []),
+        ("恳请天骄路社区派人来看看", [("address", "天骄路社区", "天骄路社区")]),
+        ("长乐路123弄门口漏水", [("address", "长乐路123弄门口", "长乐路123弄门口")]),
+        # A service's office is not the service.
+        ("社保局几点下班", []),
+        ("去医保中心办医保", [("service", "医保", "医保")]),
         (
             "我想明天上午办居住证",
             [
