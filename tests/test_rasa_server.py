@@ -4,9 +4,10 @@ The server is the one scripts/rasa-server.sh builds, trains on nlu/data and serv
 with token auth, on a port of the tests' own (5055), so a server a developer runs on
 5005 is left alone. The fixture starts it when it is not already serving: the first run
 on a machine installs Rasa into ~/.cache/yimen/rasa-venv (a few minutes) and trains a
-YIMEN_TEST_RASA_EPOCHS-epoch model (10 by default; cached by data, config and epochs).
-Point YIMEN_TEST_RASA_URL (and YIMEN_TEST_RASA_TOKEN) at a server of your own to use it
-instead. These tests fail, never skip, when no server can be had.
+YIMEN_TEST_RASA_EPOCHS-epoch model (5 by default, enough for these tests; cached by
+data, config and epochs). Point YIMEN_TEST_RASA_URL (and YIMEN_TEST_RASA_TOKEN) at a
+server of your own to use it instead. These tests fail, never skip, when no server can
+be had.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from tests.fakes import FakeDesk
 ROOT = Path(__file__).parent.parent
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "yimen"
 PORT = 5055
-EPOCHS = os.environ.get("YIMEN_TEST_RASA_EPOCHS", "10")
+EPOCHS = os.environ.get("YIMEN_TEST_RASA_EPOCHS", "5")
 
 pytestmark = pytest.mark.rasa
 
