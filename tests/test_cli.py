@@ -34,6 +34,7 @@ from nlu.training_data import load as load_training_data
 pytestmark = pytest.mark.slow
 
 TIMEOUT = 60.0  # generous: a cold start imports scikit-learn and jieba
+TRAINING_TIMEOUT = 900.0  # `yimen nlu train` fits and calibrates: minutes on a busy machine
 CASE_NUMBER = re.compile(r"YM\d{10}")
 COMPLAINT = "楼下烧烤店每天半夜还很吵"
 ADDRESS = "金辉小区3号楼"
@@ -79,7 +80,9 @@ class Result:
     stderr: str
 
 
-async def yimen(env: Env, *args: str, stdin: bytes | None = None) -> Result:
+async def yimen(
+    env: Env, *args: str, stdin: bytes | None = None, limit: float = TIMEOUT
+) -> Result:
     """Run one `yimen` command to completion."""
     process = await asyncio.create_subprocess_exec(
         yimen_script(),
@@ -91,7 +94,7 @@ async def yimen(env: Env, *args: str, stdin: bytes | None = None) -> Result:
         cwd=env.cwd,
     )
     try:
-        async with asyncio.timeout(TIMEOUT):
+        async with asyncio.timeout(limit):
             out, err = await process.communicate(stdin)
     finally:
         await _stop(process)
@@ -326,7 +329,7 @@ async def test_nlu_train_reports_its_data_and_writes_the_model(
     env: Env, model_dir: Path, nlu_model: EmbeddedModel
 ) -> None:
     shutil.rmtree(env.data_dir / "models")
-    trained = await yimen(env, "nlu", "train")
+    trained = await yimen(env, "nlu", "train", limit=TRAINING_TIMEOUT)
     assert trained.returncode == 0, trained.stderr
 
     data = load_training_data()
