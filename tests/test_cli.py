@@ -80,9 +80,7 @@ class Result:
     stderr: str
 
 
-async def yimen(
-    env: Env, *args: str, stdin: bytes | None = None, limit: float = TIMEOUT
-) -> Result:
+async def yimen(env: Env, *args: str, stdin: bytes | None = None, limit: float = TIMEOUT) -> Result:
     """Run one `yimen` command to completion."""
     process = await asyncio.create_subprocess_exec(
         yimen_script(),
