@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,23 +126,22 @@ def fingerprint(data_dir: Path = DATA_DIR) -> str:
 
 
 def _vectorizers() -> tuple[TfidfVectorizer, TfidfVectorizer, TfidfVectorizer]:
-    return (
-        TfidfVectorizer(
-            tokenizer=words,
+    """Fresh word, character and pinyin blocks, in column order."""
+
+    def tokens(tokenizer: Callable[[str], list[str]]) -> TfidfVectorizer:
+        """Unigrams and bigrams of ``tokenizer``'s tokens."""
+        return TfidfVectorizer(
+            tokenizer=tokenizer,
             token_pattern=None,
             lowercase=False,
             ngram_range=(1, 2),
             sublinear_tf=True,
-        ),
-        TfidfVectorizer(analyzer="char", ngram_range=(1, 3), lowercase=False, sublinear_tf=True),
-        TfidfVectorizer(
-            tokenizer=syllables,
-            token_pattern=None,
-            lowercase=False,
-            ngram_range=(1, 2),
-            sublinear_tf=True,
-        ),
+        )
+
+    characters = TfidfVectorizer(
+        analyzer="char", ngram_range=(1, 3), lowercase=False, sublinear_tf=True
     )
+    return tokens(words), characters, tokens(syllables)
 
 
 def _classifier() -> LogisticRegression:

@@ -159,12 +159,12 @@ class EntityExtractor:
         spans: list[tuple[int, int]] = []
         if self._community:
             spans += [m.span() for m in self._community.finditer(masked)]
-        for match in _ADDRESS.finditer(masked):
-            lead = _LEAD.match(match.group())
-            if lead is not None:  # what is left must still be a place name of its own
-                match = _ADDRESS.match(masked, match.start() + lead.end())
-            if match is not None and match.group():
-                spans.append(match.span())
+        for found in _ADDRESS.finditer(masked):
+            lead = _LEAD.match(found.group())
+            # What is left after a leading request must still be a place name of its own.
+            place = _ADDRESS.match(masked, found.start() + lead.end()) if lead else found
+            if place is not None and place.group():
+                spans.append(place.span())
         spans += [m.span() for m in _BUILDING.finditer(masked)]
         merged: list[list[int]] = []
         for start, end in sorted(spans):
