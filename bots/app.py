@@ -6,14 +6,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
 from bots.runtime import Services, open_services
 from bots.settings import Settings
+from bots.telegram import TELEGRAM, SendLimits, open_telegram, telegram_routes
 from bots.webchat import WebChatChannel
-from handlers.messages import Inbound, Outbound
+from bots.wechat import WECHAT, WeChatOptions, open_wechat, wechat_routes
+from handlers.messages import Channel, Inbound, Outbound
 from handlers.notifier import NotificationPump
+from integration.dispatch.callbacks import CALLBACK_PATH
 
 log = logging.getLogger(__name__)
 
@@ -21,27 +25,59 @@ SERVICES = web.AppKey("services", Services)
 PUMP = web.AppKey("pump", NotificationPump)
 
 
-def create_app(settings: Settings) -> web.Application:
-    """The application; services open and close with it (its cleanup context)."""
+def create_app(
+    settings: Settings,
+    *,
+    telegram_limits: SendLimits | None = None,
+    wechat_options: WeChatOptions | None = None,
+) -> web.Application:
+    """The application; services open and close with it (its cleanup context).
+
+    ``telegram_limits`` overrides Telegram's send rates (tests use faster ones);
+    ``wechat_options`` WeChat's reply deadline and clock (tests, the benchmark).
+    """
     app = web.Application(client_max_size=settings.max_upload_bytes + 64 * 1024)
     webchat = WebChatChannel(settings.media_dir, settings.max_upload_bytes)
 
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
-        async with open_services(settings) as services:
+        async with open_services(settings) as services, contextlib.AsyncExitStack() as stack:
+            app[SERVICES] = services
+            channels: dict[str, Channel[Any]] = {webchat.name: webchat}
+            if settings.telegram_token:
+                telegram = await stack.enter_async_context(
+                    open_telegram(settings, handle, services.catalog, telegram_limits)
+                )
+                app[TELEGRAM], channels[telegram.channel.name] = telegram, telegram.channel
+            if settings.wechat_token:
+                wechat = await stack.enter_async_context(
+                    open_wechat(settings, services, handle, wechat_options)
+                )
+                app[WECHAT], channels[wechat.name] = wechat, wechat
             pump = NotificationPump(
                 services.notifications,
-                {webchat.name: webchat},
+                channels,
                 services.catalog,
                 poll_interval=settings.push_poll_interval,
             )
-            app[SERVICES], app[PUMP] = services, pump
-            task = asyncio.create_task(pump.run(), name="notification-pump")
+            app[PUMP] = pump
+            services.dispatch.changed.connect(pump.wake)  # platform changes push at once
+            tasks = [
+                asyncio.create_task(pump.run(), name="notification-pump"),
+                asyncio.create_task(services.dispatch.worker.run(), name="dispatch-worker"),
+            ]
             try:
                 yield
             finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                # Let both finish the step in hand; cancelling mid-query would strand
+                # pooled connections. Only a step stuck past the grace period is cancelled.
+                pump.stop()
+                services.dispatch.worker.stop()
+                await asyncio.wait(tasks, timeout=5.0)
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     async def handle(inbound: Inbound) -> list[Outbound] | None:
         pipeline = app[SERVICES].pipeline
@@ -62,7 +98,13 @@ def create_app(settings: Settings) -> web.Application:
     async def index(_: web.Request) -> web.Response:
         raise web.HTTPFound("/chat")
 
+    async def dispatch_callback(request: web.Request) -> web.Response:
+        return await request.app[SERVICES].dispatch.callbacks.handle(request)
+
     app.cleanup_ctx.append(lifespan)
     app.add_routes([web.get("/", index), web.get("/healthz", healthz)])
+    app.add_routes([web.post(CALLBACK_PATH, dispatch_callback)])
     app.add_routes(webchat.routes(handle, on_connect))
+    app.add_routes(telegram_routes(settings))
+    app.add_routes(wechat_routes(settings))
     return app

@@ -42,6 +42,10 @@ db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(nlu_app, name="nlu")
 app.add_typer(cases_app, name="cases")
 app.add_typer(db_app, name="db")
+wechat_app = typer.Typer(help="The WeChat Official Account.", no_args_is_help=True)
+app.add_typer(wechat_app, name="wechat")
+dispatch_app = typer.Typer(help="The dispatch platform's outbox and ratings.", no_args_is_help=True)
+app.add_typer(dispatch_app, name="dispatch")
 
 
 def main() -> None:
@@ -72,6 +76,21 @@ def _describe_db(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def _describe_wechat(settings: Settings) -> str:
+    if not settings.wechat_token:
+        return "off (set YIMEN_WECHAT_TOKEN)"
+    mode = "safe mode (AES)" if settings.wechat_aes_key else "plain mode"
+    return f"webhook GET/POST /wechat, {mode}"
+
+
+def _describe_telegram(settings: Settings) -> str:
+    if not settings.telegram_token:
+        return "off (set YIMEN_TELEGRAM_TOKEN)"
+    if settings.telegram_webhook_url:
+        return f"webhook {settings.telegram_webhook_url} -> POST /telegram"
+    return "long polling"
+
+
 @app.command()
 def run(
     host: Annotated[str | None, typer.Option(help="Address to bind (YIMEN_HOST).")] = None,
@@ -95,7 +114,9 @@ async def _serve(settings: Settings) -> None:
         f"  database   {_describe_db(settings.resolved_database_url)}\n"
         f"  state      {'redis' if settings.redis_url else 'in-process memory (one worker)'}\n"
         f"  NLU        {_describe_nlu(settings)}\n"
-        f"  dispatch   {settings.dispatch} desk (yimen cases list / set-status)",
+        f"  telegram   {_describe_telegram(settings)}\n"
+        f"  wechat     {_describe_wechat(settings)}\n"
+        f"  dispatch   {_describe_dispatch(settings)}",
         flush=True,
     )
     stop = asyncio.Event()
@@ -309,6 +330,20 @@ def cases_set_status(
         raise typer.Exit(1) from None
 
 
+class BenchChannel(enum.StrEnum):
+    """What `yimen bench` drives."""
+
+    pipeline = "pipeline"
+    wechat = "wechat"
+
+
+class WeChatMode(enum.StrEnum):
+    """WeChat's message modes."""
+
+    plain = "plain"
+    safe = "safe"
+
+
 @app.command("bench")
 def bench_command(
     conversations: Annotated[int, typer.Option(min=1, help="Simulated residents.")] = 300,
@@ -316,8 +351,20 @@ def bench_command(
     scratch: Annotated[
         bool, typer.Option(help="Use a throwaway SQLite file unless YIMEN_DATABASE_URL is set.")
     ] = True,
+    channel: Annotated[
+        BenchChannel, typer.Option(help="pipeline: in process; wechat: signed POSTs to /wechat.")
+    ] = BenchChannel.pipeline,
+    mode: Annotated[
+        list[WeChatMode] | None, typer.Option(help="WeChat modes to measure (default both).")
+    ] = None,
+    profile: Annotated[
+        Path | None, typer.Option(help="WeChat: write the server's pyinstrument report here.")
+    ] = None,
+    echo: Annotated[
+        bool, typer.Option(help="WeChat: echo instead of the pipeline (the webhook alone).")
+    ] = False,
 ) -> None:
-    """Measure pipeline throughput and latency with scripted resident conversations."""
+    """Measure throughput and latency with scripted resident conversations."""
     import tempfile
 
     from bots.bench import SCRIPT, bench
@@ -328,6 +375,10 @@ def bench_command(
             settings = settings.model_copy(
                 update={"database_url": f"sqlite+aiosqlite:///{tmp}/bench.db"}
             )
+        if channel is BenchChannel.wechat:
+            modes = mode or list(WeChatMode)
+            _bench_wechat(settings, conversations, concurrency, modes, profile, echo)
+            return
         result = _run(bench(settings, conversations, concurrency))
     print(
         f"pipeline: {result.messages} messages ({conversations} conversations x {len(SCRIPT)}, "
@@ -349,3 +400,166 @@ def db_upgrade() -> None:
 
     _run(go())
     print("database is up to date")
+
+
+# -- the dispatch platform (integration/dispatch) ------------------------------------------
+
+
+def _describe_dispatch(settings: Settings) -> str:
+    if settings.dispatch == "open311":
+        return f"Open311 GeoReport v2 at {settings.open311_url}"
+    if settings.dispatch == "webhook":
+        return f"webhook platform at {settings.dispatch_url}"
+    return "local desk (yimen cases list / set-status)"
+
+
+@app.command()
+def worker() -> None:
+    """Forward cases to the dispatch platform and bring statuses back, without a server."""
+    _run(_work(_settings()))
+
+
+async def _work(settings: Settings) -> None:
+    async with open_services(settings, with_nlu=False) as services:
+        task = asyncio.create_task(services.dispatch.worker.run(), name="dispatch-worker")
+        print(f"dispatch worker: {_describe_dispatch(settings)}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            services.dispatch.worker.stop()  # let it finish its step, briefly
+            await asyncio.wait([task], timeout=5.0)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+@dispatch_app.command("dead")
+def dispatch_dead(
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, oldest first.")] = 100,
+) -> None:
+    """Cases the platform has not taken (or cannot reopen), waiting for staff."""
+
+    async def go() -> None:
+        async with open_services(_settings(), with_nlu=False) as services:
+            dead = await services.dispatch.outbox.dead(limit)
+        if not dead:
+            print("no dead letters")
+        for job in dead:
+            created = job.created_at.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M")
+            print(
+                f"{job.number}  {job.kind.value:<7} {job.attempts:>3} tries  {created}  "
+                f"{job.last_error}"
+            )
+
+    _run(go())
+
+
+@dispatch_app.command("retry")
+def dispatch_retry(
+    case: Annotated[str | None, typer.Argument(help="The case number; omit with --all.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Retry every dead letter.")] = False,
+) -> None:
+    """Put a dead case (or all of them) back in the outbox; the worker forwards it."""
+    if (case is None) == (not all_):
+        print("error: give a case number or --all", file=sys.stderr)
+        raise typer.Exit(2)
+
+    async def go() -> int:
+        async with open_services(_settings(), with_nlu=False) as services:
+            count: int = await services.dispatch.outbox.requeue(case)
+            return count
+
+    count = _run(go())
+    if not count:
+        print(f"error: no dead letter for {case or 'any case'}", file=sys.stderr)
+        raise typer.Exit(1)
+    print(f"{count} job(s) queued again")
+
+
+@dispatch_app.command("ratings")
+def dispatch_ratings() -> None:
+    """Satisfaction with resolved cases: every answer, and how many never answered."""
+
+    async def go() -> Any:
+        async with open_services(_settings(), with_nlu=False) as services:
+            return await services.dispatch.ratings.summary()
+
+    summary = _run(go())
+    rate = summary.satisfaction
+    print(
+        f"asked {summary.asked}, answered {summary.answered}"
+        f" ({(summary.response_rate or 0) * 100:.0f}%)\n"
+        f"  满意 {summary.satisfied}  基本满意 {summary.basically}  不满意 {summary.dissatisfied}\n"
+        f"  satisfied or basically satisfied: "
+        f"{'-' if rate is None else f'{rate * 100:.1f}% of answers'}"
+    )
+
+
+@wechat_app.command("menu")
+def wechat_menu(
+    show: Annotated[
+        bool, typer.Option(help="Print the menu's JSON instead of installing it.")
+    ] = False,
+) -> None:
+    """Install the account's custom menu (menu/create); shares the workers' access_token."""
+    import json
+
+    from bots.wechat import WeChatError, install_menu
+    from bots.wechat.menu import menu_definition
+    from handlers.catalog import Catalog
+
+    menu = menu_definition(Catalog.load())
+    if show:
+        print(json.dumps(menu, ensure_ascii=False, indent=2))
+        return
+    settings = _settings()
+    if not (settings.wechat_app_id and settings.wechat_app_secret):
+        print("error: set YIMEN_WECHAT_APP_ID and YIMEN_WECHAT_APP_SECRET", file=sys.stderr)
+        raise typer.Exit(1)
+    try:
+        _run(install_menu(settings, menu))
+    except WeChatError as exc:
+        print(f"error: WeChat refused the menu: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    entries = [
+        b["name"]
+        + (f" ({', '.join(s['name'] for s in b['sub_button'])})" if "sub_button" in b else "")
+        for b in menu["button"]
+    ]
+    print(f"menu installed: {' | '.join(entries)}")
+
+
+def _bench_wechat(
+    settings: Settings,
+    conversations: int,
+    concurrency: int,
+    modes: list[WeChatMode],
+    profile: Path | None,
+    echo: bool,
+) -> None:
+    """`yimen bench --channel wechat`: one server run per mode, one line each."""
+    from bots.bench import SCRIPT
+    from bots.wechatbench import bench_wechat
+
+    print(
+        f"wechat webhook: {conversations} conversations x {len(SCRIPT)} messages, "
+        f"{concurrency} at once; database {_describe_db(settings.resolved_database_url)}; "
+        f"state {'redis' if settings.redis_url else 'memory'}; "
+        + ("echo instead of the pipeline" if echo else f"NLU {settings.nlu_backend}")
+    )
+    for mode in modes:
+        report = (
+            profile.with_name(f"{profile.stem}-{mode.value}{profile.suffix}") if profile else None
+        )
+        measured = bench_wechat(settings, conversations, concurrency, mode.value, report, echo)
+        result = measured.result
+        print(
+            f"  {mode.value:<5} {result.rate:,.0f} messages/s; latency p50 {result.p50_ms:.1f} ms, "
+            f"p99 {result.p99_ms:.1f} ms, max {result.max_ms:.1f} ms; "
+            f"{measured.late} answered late (custom/send)"
+            + (f"; profile {report}" if report else "")
+        )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
@@ -24,6 +24,8 @@ from handlers.router import Router
 from handlers.state import ConversationStore
 from integration.cases import CaseBook
 from integration.db import create_engine, session_factory, upgrade
+from integration.dispatch import Dispatch, DispatchConfig, WorkerTiming, open_dispatch
+from integration.dispatch.ratings import RatingBook
 from integration.notifications import NotificationQueue
 from integration.state import KeyBuilder, MemoryConversationStore, RedisConversationStore, Timing
 from integration.transcript import Transcript
@@ -46,6 +48,7 @@ class Services:
     transcript: Transcript
     notifications: NotificationQueue
     pipeline: Pipeline | None  # None when opened without NLU (staff commands)
+    dispatch: Dispatch  # the platform, its outbox worker, status sync and ratings
 
     async def health(self) -> dict[str, str]:
         """Reachability of the database and, when configured, Redis."""
@@ -113,12 +116,18 @@ async def open_services(settings: Settings, *, with_nlu: bool = True) -> AsyncIt
         await upgrade(engine)
         sessions = session_factory(engine)
         catalog = Catalog.load()
-        cases = CaseBook(sessions)
+        gazetteer = Gazetteer.load()
+        dispatch = await open_dispatch(
+            dispatch_config(settings), sessions, stack, locate=_locator(gazetteer)
+        )
+        cases = CaseBook(sessions, platform=dispatch.platform.name)
         transcript = Transcript(sessions)
         pipeline = None
         if with_nlu:
             interpreter = await open_interpreter(settings, stack)
-            pipeline = build_pipeline(settings, redis, interpreter, cases, transcript, catalog)
+            pipeline = build_pipeline(
+                settings, redis, interpreter, cases, transcript, catalog, dispatch.ratings
+            )
         yield Services(
             settings=settings,
             engine=engine,
@@ -129,7 +138,49 @@ async def open_services(settings: Settings, *, with_nlu: bool = True) -> AsyncIt
             transcript=transcript,
             notifications=NotificationQueue(sessions),
             pipeline=pipeline,
+            dispatch=dispatch,
         )
+
+
+def dispatch_config(settings: Settings) -> DispatchConfig:
+    """The dispatch package's configuration from the YIMEN_* settings."""
+    if settings.dispatch_lease <= settings.dispatch_timeout:
+        # A lease shorter than a request would let a second worker send the same case.
+        raise ValueError("YIMEN_DISPATCH_LEASE must be longer than YIMEN_DISPATCH_TIMEOUT")
+    return DispatchConfig(
+        platform=settings.dispatch,
+        open311_url=settings.open311_url,
+        open311_api_key=settings.open311_api_key,
+        open311_jurisdiction=settings.open311_jurisdiction,
+        open311_format=settings.open311_format,
+        open311_map=settings.open311_map,
+        url=settings.dispatch_url,
+        secret=settings.dispatch_secret,
+        callback_url=settings.dispatch_callback_url,
+        timeout=settings.dispatch_timeout,
+        callback_tolerance=settings.dispatch_callback_tolerance,
+        timing=WorkerTiming(
+            batch=settings.dispatch_batch,
+            concurrency=settings.dispatch_concurrency,
+            lease=settings.dispatch_lease,
+            backoff=settings.dispatch_backoff,
+            backoff_max=settings.dispatch_backoff_max,
+            max_attempts=settings.dispatch_max_attempts,
+            poll_interval=settings.dispatch_poll_interval,
+            status_interval=settings.dispatch_status_interval,
+            reminder_after=settings.rating_reminder_after,
+        ),
+    )
+
+
+def _locator(gazetteer: Gazetteer) -> Callable[[str], tuple[float, float] | None]:
+    """Coordinates of the community a typed address names (for platforms that need them)."""
+
+    def locate(address: str) -> tuple[float, float] | None:
+        community = gazetteer.locate(address)
+        return (community.latitude, community.longitude) if community else None
+
+    return locate
 
 
 def build_pipeline(
@@ -139,6 +190,7 @@ def build_pipeline(
     cases: CaseBook,
     transcript: Transcript,
     catalog: Catalog,
+    ratings: RatingBook | None = None,
 ) -> Pipeline:
     """Wire the pipeline, its flows and its shared state."""
     timing = Timing(rate_window=settings.rate_window, state_ttl=settings.state_ttl)
@@ -147,7 +199,7 @@ def build_pipeline(
         if redis is not None
         else MemoryConversationStore(timing)
     )
-    flows = standard_flows(cases, catalog, Gazetteer.load())
+    flows = standard_flows(cases, catalog, Gazetteer.load(), ratings)
     return Pipeline(
         store=store,
         transcript=transcript,

@@ -42,6 +42,20 @@ class Settings(BaseSettings):
     open311_jurisdiction: str = ""
     dispatch_url: str = ""  # the generic REST platform's case endpoint (dispatch=webhook)
     dispatch_secret: str = ""  # HMAC-SHA256 key for its status callbacks
+    dispatch_callback_url: str = ""  # our /dispatch/callback as the platform reaches it
+    open311_format: Literal["json", "xml"] = "json"  # the suffix of every GeoReport call
+    open311_map: Path | None = None  # category/status mapping file; default: the shipped one
+    dispatch_timeout: float = Field(10.0, gt=0)  # seconds per platform request
+    dispatch_lease: float = Field(60.0, gt=0)  # a claimed job is one worker's this long
+    dispatch_batch: int = Field(50, ge=1)  # jobs claimed at once
+    dispatch_concurrency: int = Field(16, ge=1)  # platform requests in flight at once
+    dispatch_backoff: float = Field(2.0, gt=0)  # first retry delay, doubled each time
+    dispatch_backoff_max: float = Field(900.0, gt=0)
+    dispatch_max_attempts: int = Field(12, ge=1)  # then the case waits for staff
+    dispatch_poll_interval: float = Field(1.0, gt=0)  # seconds between outbox looks
+    dispatch_status_interval: float = Field(60.0, ge=0)  # status polling; 0 turns it off
+    dispatch_callback_tolerance: float = Field(300.0, gt=0)  # signed callbacks' max age
+    rating_reminder_after: float = Field(86_400.0, gt=0)  # one reminder after this
     # WeChat Official Account (bots/wechat.py); the channel is on when the token is set.
     wechat_token: str = ""
     wechat_app_id: str = ""

@@ -59,11 +59,17 @@ class Button:
 
 @dataclass(frozen=True, slots=True)
 class Outbound:
-    """One bot message: text, optional quick-reply buttons and media."""
+    """One bot message: text, optional quick-reply buttons and media.
+
+    ``data`` holds the message's facts as (key, value) pairs for channels that fill a
+    message template instead of sending text (WeChat's status template: number,
+    status, note, time); empty for ordinary replies.
+    """
 
     text: str
     buttons: tuple[Button, ...] = ()
     media: tuple[Media, ...] = ()
+    data: tuple[tuple[str, str], ...] = ()
 
 
 UpdateT_contra = TypeVar("UpdateT_contra", contravariant=True)

@@ -15,7 +15,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from handlers.catalog import Catalog
+from handlers.flows.rating import rating_buttons
 from handlers.messages import Channel, DeliveryError, Outbound
+from integration.models import NotificationKind
 from integration.notifications import NotificationQueue, PendingPush
 
 log = logging.getLogger(__name__)
@@ -43,34 +45,66 @@ class NotificationPump:
         self._max_attempts = max_attempts
         self._offline_retry = offline_retry
         self._wakeup = asyncio.Event()
+        self._stopping = False
 
     def render(self, push: PendingPush) -> Outbound:
-        """The resident-facing text of a status change."""
+        """The resident-facing text of a status change; a resolution also asks for a rating."""
+        category = self._t(f"category.{push.category}")
+        if push.kind is NotificationKind.reminder:
+            text = self._t("rating.reminder", number=push.case_number, category=category)
+            return Outbound(text, rating_buttons(self._t, push.case_number))
+        status = self._t(f"status.{push.status.value}")
+        time = push.changed_at.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M")
         text = self._t(
             "push.status",
             number=push.case_number,
-            category=self._t(f"category.{push.category}"),
-            status=self._t(f"status.{push.status.value}"),
+            category=category,
+            status=status,
             note=push.note,
-            time=push.changed_at.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M"),
+            time=time,
         )
-        return Outbound("\n".join(line for line in text.splitlines() if line.strip()))
+        text = "\n".join(line for line in text.splitlines() if line.strip())
+        # The same facts as fields, for channels that send a template (WeChat, off-window).
+        data = (
+            ("number", push.case_number),
+            ("status", status),
+            ("note", push.note),
+            ("time", time),
+        )
+        if push.kind is NotificationKind.rating:
+            return Outbound(
+                f"{text}\n{self._t('rating.ask')}",
+                rating_buttons(self._t, push.case_number),
+                data=data,
+            )
+        return Outbound(text, data=data)
 
     def wake(self) -> None:
         """Look for due pushes now instead of at the next poll."""
         self._wakeup.set()
 
+    def stop(self) -> None:
+        """Finish the push in hand, then return from ``run``.
+
+        Stopping rather than cancelling matters: a task cancelled mid-query leaves
+        its pooled connection unclosed, and a claimed push is simply re-claimed later.
+        """
+        self._stopping = True
+        self._wakeup.set()
+
     async def deliver_due(self) -> int:
         """One pass: send every due push; the number delivered."""
         delivered = 0
-        while pushes := await self._queue.claim_due(list(self._channels)):
+        while not self._stopping and (pushes := await self._queue.claim_due(list(self._channels))):
             for push in pushes:
+                if self._stopping:
+                    break
                 delivered += await self._deliver(push)
         return delivered
 
     async def run(self) -> None:
-        """Deliver until cancelled, polling the queue and waking early on ``wake``."""
-        while True:
+        """Deliver until ``stop``, polling the queue and waking early on ``wake``."""
+        while not self._stopping:
             try:
                 await self.deliver_due()
             except Exception:  # a database hiccup must not stop delivery for good

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 
 from handlers.catalog import Catalog
 from handlers.flows.base import CANCEL, Flow, Turn, finish
+from handlers.flows.rating import RATE, is_rating_answer
+from handlers.flows.status import CASE_NUMBER
 from handlers.messages import Outbound
 from handlers.state import ConversationState
 from nlu.contract import REPORT_INTENTS
@@ -16,6 +18,7 @@ ROUTES: Mapping[str, str] = {
     **dict.fromkeys(REPORT_INTENTS, "complaint"),
     "report": "complaint",  # the menu's 我要反映, before the resident says what
     "check_status": "status",
+    "rate_service": "rating",
 }
 DEFAULT_FLOW = "chat"
 
@@ -52,7 +55,19 @@ class Router:
             key = f"{state.flow}.cancelled"
             finish(state)
             return [Outbound(self._t(key))]
+        if turn.payload.startswith(RATE) and state.flow != "rating":
+            # A rating button on a push answers at any time, without leaving the flow.
+            return await self._flows["rating"].start(turn, state)
+        if state.flow == "rating" and ROUTES.get(turn.parse.intent) in ("complaint", "status"):
+            finish(state)  # the optional comment gave way to a new request
         if not state.idle:
             return await self._flows[state.flow or DEFAULT_FLOW].resume(turn, state)
-        flow = self._flows[ROUTES.get(turn.parse.intent, DEFAULT_FLOW)]
-        return await flow.start(turn, state)
+        return await self._flows[self._pick(turn)].start(turn, state)
+
+    def _pick(self, turn: Turn) -> str:
+        """The flow an idle conversation's message starts."""
+        if CASE_NUMBER.search(turn.text):
+            return "status"  # a typed case number asks about that case
+        if is_rating_answer(turn.text):
+            return "rating"  # 满意 / 基本满意 / 不满意 typed instead of pressed
+        return ROUTES.get(turn.parse.intent, DEFAULT_FLOW)

@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     Float,
@@ -78,6 +79,29 @@ class NotificationState(enum.StrEnum):
     pending = "pending"
     sent = "sent"
     failed = "failed"
+
+
+class NotificationKind(enum.StrEnum):
+    """What a queued push says: a status change, one that also asks for a rating, a reminder."""
+
+    status = "status"
+    rating = "rating"
+    reminder = "reminder"
+
+
+class OutboxState(enum.StrEnum):
+    """Where a forwarding job stands."""
+
+    pending = "pending"
+    done = "done"
+    dead = "dead"
+
+
+class OutboxKind(enum.StrEnum):
+    """What a forwarding job asks the platform to do."""
+
+    create = "create"
+    reopen = "reopen"
 
 
 class Base(DeclarativeBase):
@@ -152,6 +176,9 @@ class Case(Base):
     __table_args__ = (
         Index("ix_cases_resident", "resident_id", "status"),
         Index("ix_cases_status", "status", "created_at"),
+        Index("ix_cases_category", "category", "created_at"),
+        # One platform id belongs to one case (NULLs, not yet forwarded, never collide).
+        UniqueConstraint("platform", "platform_id", name="uq_cases_platform_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -167,6 +194,8 @@ class Case(Base):
     status: Mapped[str] = mapped_column(String(16), default=CaseStatus.received.value)
     platform: Mapped[str] = mapped_column(String(32), default="local")
     platform_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # The platform's time of the last status report applied: older reports are stale.
+    platform_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -175,6 +204,9 @@ class Case(Base):
     )
     events: Mapped[list[CaseEvent]] = relationship(
         back_populates="case", cascade="all, delete-orphan", order_by="CaseEvent.id"
+    )
+    followers: Mapped[list[CaseFollower]] = relationship(
+        cascade="all, delete-orphan", order_by="CaseFollower.id"
     )
 
 
@@ -213,13 +245,16 @@ class Notification(Base):
     __tablename__ = "notifications"
     __table_args__ = (
         Index("ix_notifications_due", "state", "channel", "next_attempt_at"),
-        UniqueConstraint("event_id", "channel", "chat_id", name="uq_notifications_event_chat"),
+        UniqueConstraint(
+            "event_id", "channel", "chat_id", "kind", name="uq_notifications_event_chat_kind"
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("case_events.id", ondelete="CASCADE"))
     channel: Mapped[str] = mapped_column(String(32))
     chat_id: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16), default=NotificationKind.status.value)
     state: Mapped[str] = mapped_column(String(16), default=NotificationState.pending.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -228,3 +263,77 @@ class Notification(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     event: Mapped[CaseEvent] = relationship()
+
+
+class CaseFollower(Base):
+    """A resident who joined another resident's case (加入已有工单) and receives its updates."""
+
+    __tablename__ = "case_followers"
+    __table_args__ = (
+        UniqueConstraint("case_id", "channel", "chat_id", name="uq_case_followers_chat"),
+        Index("ix_case_followers_resident", "resident_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    resident_id: Mapped[int] = mapped_column(ForeignKey("residents.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(32))
+    chat_id: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class OutboxJob(Base):
+    """Something the dispatch platform must be told, queued with the change that needs it.
+
+    ``key`` is the idempotency key sent with every attempt; ``first_attempt_at`` is set
+    before the first request leaves, so a later attempt knows the platform may already
+    have the case (and looks it up before creating it again).
+    """
+
+    __tablename__ = "dispatch_outbox"
+    __table_args__ = (Index("ix_dispatch_outbox_due", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16), default=OutboxKind.create.value)
+    key: Mapped[str] = mapped_column(String(96), unique=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+    state: Mapped[str] = mapped_column(String(16), default=OutboxState.pending.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    token: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class Rating(Base):
+    """A satisfaction question asked when a case was resolved, and the resident's answer."""
+
+    __tablename__ = "ratings"
+    __table_args__ = (Index("ix_ratings_chat", "channel", "chat_id", "answered_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    # The ``resolved`` event that asked: one question per resolution.
+    event_id: Mapped[int] = mapped_column(
+        ForeignKey("case_events.id", ondelete="CASCADE"), unique=True
+    )
+    channel: Mapped[str] = mapped_column(String(32))
+    chat_id: Mapped[str] = mapped_column(String(128))
+    score: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    reopened: Mapped[bool] = mapped_column(Boolean, default=False)
+    asked_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class CallbackReceipt(Base):
+    """A signed platform callback already accepted, kept to refuse its replay."""
+
+    __tablename__ = "dispatch_receipts"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)

@@ -15,7 +15,15 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from integration.models import Case, CaseEvent, CaseStatus, Notification, NotificationState, utcnow
+from integration.models import (
+    Case,
+    CaseEvent,
+    CaseStatus,
+    Notification,
+    NotificationKind,
+    NotificationState,
+    utcnow,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +39,7 @@ class PendingPush:
     status: CaseStatus
     note: str
     changed_at: datetime
+    kind: NotificationKind = NotificationKind.status
 
 
 class NotificationQueue:
@@ -76,6 +85,7 @@ class NotificationQueue:
                 status=CaseStatus(e.status),
                 note=e.note,
                 changed_at=e.created_at,
+                kind=NotificationKind(n.kind),
             )
             for n, e, c in rows
         ]

@@ -8,16 +8,18 @@ servers other than the local defaults.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
+import pytest_asyncio
 from redis.asyncio import Redis
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.catalog import Catalog
@@ -28,11 +30,15 @@ from integration.state import KeyBuilder, MemoryConversationStore, RedisConversa
 from nlu.embedded import EmbeddedInterpreter, EmbeddedModel, load_or_train
 from nlu.entities import EntityExtractor
 from nlu.training_data import load as load_training_data
+from tests.emulators.dispatch import DispatchEmulator
+from tests.emulators.open311 import Open311Emulator
+from tests.emulators.wechat import WeChatAPIEmulator
 
 POSTGRES_URL = os.environ.get(
     "YIMEN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 REDIS_URL = os.environ.get("YIMEN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+DISPATCH_SECRET = "test-dispatch-secret"
 
 
 def _asyncpg_url(url: str) -> str:
@@ -66,6 +72,29 @@ def postgres_database() -> Iterator[str]:
     asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+@pytest.fixture
+def postgres(postgres_database: str) -> Iterator[str]:
+    """The session's PostgreSQL database for one test; emptied after it.
+
+    Every test that writes to PostgreSQL takes this fixture rather than
+    ``postgres_database``, so no test sees another's cases or pushes.
+    """
+    yield postgres_database
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    plain_url = postgres_database.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+    async def truncate() -> None:
+        connection = await asyncpg.connect(plain_url)
+        try:
+            await connection.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+        finally:
+            await connection.close()
+
+    # A loop of its own, in a thread: the test's loop may still be running (module scope).
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, truncate()).result()
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated SQLite file, copied for each test (cheaper than migrating each time)."""
@@ -81,21 +110,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         path = tmp_path / "yimen.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite+aiosqlite:///{path}"
-    url: str = request.getfixturevalue("postgres_database")
+    url: str = request.getfixturevalue("postgres")
     return url
 
 
 @pytest.fixture
 async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    """Sessions on an empty database (PostgreSQL tables are truncated after each test)."""
+    """Sessions on an empty database."""
     engine = create_engine(database_url)
     try:
         yield session_factory(engine)
     finally:
-        if engine.dialect.name == "postgresql":
-            tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
-            async with engine.begin() as connection:
-                await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
         await engine.dispose()
 
 
@@ -170,11 +195,67 @@ def catalog() -> Catalog:
     return Catalog.load()
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path, model_dir: Path, nlu_model: EmbeddedModel) -> Path:
-    """A data directory holding a copy of the session's trained NLU model."""
-    directory = tmp_path / "data"
+def data_dir_with_model(directory: Path, model_dir: Path) -> Path:
+    """Make ``directory`` a Yimen data directory holding the session's trained model."""
     (directory / "models").mkdir(parents=True)
     for model in model_dir.glob("embedded-*.joblib"):
         shutil.copy(model, directory / "models" / model.name)
     return directory
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, model_dir: Path, nlu_model: EmbeddedModel) -> Path:
+    """A data directory holding a copy of the session's trained NLU model."""
+    return data_dir_with_model(tmp_path / "data", model_dir)
+
+
+@pytest.fixture(scope="module")
+def module_data_dir(
+    tmp_path_factory: pytest.TempPathFactory, model_dir: Path, nlu_model: EmbeddedModel
+) -> Path:
+    """``data_dir`` for a module whose app lives as long as the module."""
+    return data_dir_with_model(tmp_path_factory.mktemp("module") / "data", model_dir)
+
+
+# --- dispatch platforms (integration/dispatch): emulators on loopback ------------------
+
+
+@pytest.fixture
+async def open311() -> AsyncIterator[Open311Emulator]:
+    """A GeoReport v2 server on loopback, serving until the test ends."""
+    emulator = Open311Emulator()
+    await emulator.start()
+    yield emulator
+    emulator.faults.release.set()
+    await emulator.stop()
+
+
+@pytest.fixture
+async def dispatch_platform() -> AsyncIterator[DispatchEmulator]:
+    """The generic REST dispatch platform on loopback, with a signing secret."""
+    emulator = DispatchEmulator(secret=DISPATCH_SECRET)
+    await emulator.start()
+    yield emulator
+    emulator.faults.release.set()
+    await emulator.stop()
+
+
+@pytest.fixture
+async def wechat_api() -> AsyncIterator[WeChatAPIEmulator]:
+    """The WeChat API (token, custom/send, template/send, menu) on loopback."""
+    async with WeChatAPIEmulator() as emulator:
+        yield emulator
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def module_wechat_api() -> AsyncIterator[WeChatAPIEmulator]:
+    """``wechat_api`` for a module whose app lives as long as the module."""
+    async with WeChatAPIEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client session with a short timeout, as the dispatch worker shares one."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.5)) as session:
+        yield session

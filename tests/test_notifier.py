@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -108,5 +109,8 @@ async def test_running_pump_delivers_changes_from_elsewhere(
             while not channel.pushes:  # noqa: ASYNC110 - the fake channel has no event to await
                 await asyncio.sleep(0.02)
     finally:
+        # Awaited, so a claim cut short rolls back before the tables are truncated.
         task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     assert number in channel.pushes[0][1].text

@@ -61,7 +61,7 @@ def backend_settings(request: pytest.FixtureRequest, data_dir: Path) -> Settings
     keys: KeyBuilder = request.getfixturevalue("keys")  # its Redis keys go with the test
     return Settings(
         data_dir=data_dir,
-        database_url=request.getfixturevalue("postgres_database"),
+        database_url=request.getfixturevalue("postgres"),
         redis_url=REDIS_URL,
         redis_prefix=keys.prefix,
         push_poll_interval=0.1,

@@ -8,6 +8,7 @@ from typing import Protocol
 from handlers.messages import Inbound, Outbound
 from handlers.state import ConversationState
 from integration.cases import CaseDraft, CaseView
+from integration.dispatch.ratings import RatingRequest, Reopened, Score
 from nlu.types import Parse
 
 CANCEL = "cancel"  # the payload of every cancel button
@@ -62,6 +63,32 @@ class CaseDesk(Protocol):
 
     async def get(self, number: str) -> CaseView:
         """One case by number; raises ``CaseNotFound``."""
+        ...
+
+    async def similar_open(self, draft: CaseDraft) -> list[CaseView]:
+        """Others' open cases that ``draft`` likely repeats (same category, near, recent)."""
+        ...
+
+    async def follow(self, number: str, channel: str, user_id: str, chat_id: str) -> CaseView:
+        """Make the resident a follower of a case, who receives its updates."""
+        ...
+
+
+class RatingDesk(Protocol):
+    """Where satisfaction questions are found and answered."""
+
+    async def request(
+        self, channel: str, chat_id: str, number: str | None = None
+    ) -> RatingRequest | None:
+        """The latest question to a chat (about ``number``), or its unanswered one."""
+        ...
+
+    async def rate(self, rating_id: int, score: Score) -> Reopened | None:
+        """Answer once (raises ``AlreadyRated``); where a dissatisfied case went."""
+        ...
+
+    async def comment(self, rating_id: int, text: str) -> None:
+        """Keep an optional comment with the answer."""
         ...
 
 

@@ -4,6 +4,11 @@ Steps: ``what`` (only when started without a description) → ``where`` → ``ph
 ``confirm``; from ``confirm`` the resident may ``edit`` the address or the description.
 Slots hold the category (a report_* intent's suffix), description, address,
 coordinates and photos.
+
+Before the first confirmation (and again whenever the place or category changes) the
+desk is asked for others' open cases of the same category within 200 m or at the same
+address in the last 24 hours; if there is one, step ``duplicate`` offers to join it
+(加入已有工单: the resident follows it and no new case is created) or to go on.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ MAX_PHOTOS = 5
 SKIP_WORDS = frozenset({"跳过", "没有", "没有照片", "不用", "不用了", "无", "不需要", "skip", "no"})
 
 SUBMIT, EDIT, SKIP = "complaint:submit", "complaint:edit", "complaint:skip"
+JOIN, NEW = "complaint:join", "complaint:new"
 EDIT_ADDRESS, EDIT_DESCRIPTION = "complaint:edit_address", "complaint:edit_description"
 
 
@@ -59,7 +65,7 @@ class ComplaintFlow:
         state.flow, state.slots = self.name, {"photos": []}
         _take_media(turn.inbound, state)
         if turn.text and turn.parse.intent.startswith(REPORT_PREFIX):
-            return self._described(turn, state)
+            return await self._described(turn, state)
         if turn.inbound.location:
             _take_location(turn.inbound, state)
         state.step = "what"
@@ -74,6 +80,7 @@ class ComplaintFlow:
             "confirm": self._on_confirm,
             "edit": self._on_edit,
             "describe": self._on_describe,
+            "duplicate": self._on_duplicate,
         }[state.step or "what"]
         return await step(turn, state)
 
@@ -85,11 +92,11 @@ class ComplaintFlow:
             return [self._msg("complaint.ask_what")]
         if not turn.text:
             return [self._msg("complaint.ask_what")]
-        return self._described(turn, state)
+        return await self._described(turn, state)
 
     async def _on_where(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         if _take_location(turn.inbound, state) or _take_address(turn.parse, state, self._places):
-            return self._after_address(state)
+            return await self._after_address(turn, state)
         if _take_media(turn.inbound, state):
             count = len(state.slots["photos"])
             return [self._msg("complaint.photo_on_where", count=count)]
@@ -97,9 +104,9 @@ class ComplaintFlow:
 
     async def _on_photo(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         if _take_media(turn.inbound, state):
-            return self._confirm(state)
+            return await self._review(turn, state)
         if turn.payload == SKIP or _says_skip(turn):
-            return self._confirm(state)
+            return await self._review(turn, state)
         return [self._reprompt(state, "complaint.reask_photo", self._photo_buttons())]
 
     async def _on_confirm(self, turn: Turn, state: ConversationState) -> list[Outbound]:
@@ -114,7 +121,7 @@ class ComplaintFlow:
             return self._confirm(state)
         if turn.inbound.location:
             _take_location(turn.inbound, state)
-            return self._confirm(state)
+            return await self._review(turn, state)
         return [self._reprompt(state, "complaint.reconfirm", self._confirm_buttons())]
 
     async def _on_edit(self, turn: Turn, state: ConversationState) -> list[Outbound]:
@@ -125,7 +132,7 @@ class ComplaintFlow:
             state.step = "describe"
             return [self._msg("complaint.ask_new_description")]
         if _take_location(turn.inbound, state) or _take_address(turn.parse, state, self._places):
-            return self._confirm(state)
+            return await self._review(turn, state)
         return [self._reprompt(state, "complaint.ask_edit", self._edit_buttons())]
 
     async def _on_describe(self, turn: Turn, state: ConversationState) -> list[Outbound]:
@@ -134,26 +141,60 @@ class ComplaintFlow:
         state.slots["description"] = turn.text
         if turn.parse.intent.startswith(REPORT_PREFIX):
             state.slots["category"] = category_of(turn.parse)
-        return self._confirm(state)
+        return await self._review(turn, state)
+
+    async def _on_duplicate(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        if turn.payload == JOIN or (not turn.payload and turn.parse.intent == "affirm"):
+            inbound = turn.inbound
+            case = await self._desk.follow(
+                state.slots["duplicate"], inbound.channel, inbound.user_id, inbound.chat_id
+            )
+            finish(state)
+            status = self._t(f"status.{case.status.value}")
+            return [self._msg("duplicate.joined", (), number=case.number, status=status)]
+        if turn.payload == NEW or (not turn.payload and turn.parse.intent == "deny"):
+            return self._confirm(state)
+        return [self._reprompt(state, "duplicate.reprompt", self._duplicate_buttons())]
 
     # -- transitions -----------------------------------------------------------------
 
-    def _described(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+    async def _described(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         state.slots["description"] = turn.text
         state.slots["category"] = category_of(turn.parse)
         if "address" in state.slots or _take_address(turn.parse, state, self._places):
-            return self._after_address(state)
+            return await self._after_address(turn, state)
         state.step, state.reprompts = "where", 0
         category = self._t(f"category.{state.slots['category']}")
         return [self._msg("complaint.ask_where", category=category)]
 
-    def _after_address(self, state: ConversationState) -> list[Outbound]:
+    async def _after_address(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         if state.slots.pop("editing", False) or state.slots["photos"]:
-            return self._confirm(state)
+            return await self._review(turn, state)
         state.step, state.reprompts = "photo", 0
         return [
             self._msg("complaint.ask_photo", self._photo_buttons(), address=state.slots["address"])
         ]
+
+    async def _review(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        """Offer a matching open case to join, once per place and category; else confirm."""
+        slots = state.slots
+        where = [slots["category"], slots["address"], slots.get("latitude"), slots.get("longitude")]
+        if slots.get("checked") == where:
+            return self._confirm(state)
+        slots["checked"] = where
+        similar = await self._desk.similar_open(self._draft(turn, state))
+        if not similar:
+            return self._confirm(state)
+        case = similar[0]
+        state.step, state.reprompts, slots["duplicate"] = "duplicate", 0, case.number
+        offer = self._t(
+            "duplicate.offer",
+            number=case.number,
+            category=self._t(f"category.{case.category}"),
+            status=self._t(f"status.{case.status.value}"),
+            address=case.address,
+        )
+        return [Outbound(offer, self._duplicate_buttons())]
 
     def _confirm(self, state: ConversationState) -> list[Outbound]:
         state.step, state.reprompts = "confirm", 0
@@ -171,23 +212,23 @@ class ComplaintFlow:
         return [Outbound(summary, self._confirm_buttons())]
 
     async def _submit(self, turn: Turn, state: ConversationState) -> list[Outbound]:
-        slots = state.slots
-        inbound = turn.inbound
-        case = await self._desk.create_case(
-            CaseDraft(
-                channel=inbound.channel,
-                user_id=inbound.user_id,
-                chat_id=inbound.chat_id,
-                category=slots["category"],
-                description=slots["description"],
-                address=slots["address"],
-                latitude=slots.get("latitude"),
-                longitude=slots.get("longitude"),
-                media=tuple((p["kind"], p["ref"], p["url"]) for p in slots["photos"]),
-            )
-        )
+        case = await self._desk.create_case(self._draft(turn, state))
         finish(state)
         return [self._msg("complaint.submitted", (), number=case.number)]
+
+    def _draft(self, turn: Turn, state: ConversationState) -> CaseDraft:
+        slots, inbound = state.slots, turn.inbound
+        return CaseDraft(
+            channel=inbound.channel,
+            user_id=inbound.user_id,
+            chat_id=inbound.chat_id,
+            category=slots["category"],
+            description=slots["description"],
+            address=slots["address"],
+            latitude=slots.get("latitude"),
+            longitude=slots.get("longitude"),
+            media=tuple((p["kind"], p["ref"], p["url"]) for p in slots["photos"]),
+        )
 
     # -- texts -----------------------------------------------------------------------
 
@@ -212,6 +253,13 @@ class ComplaintFlow:
         return (
             Button(self._t("button.submit"), SUBMIT),
             Button(self._t("button.edit"), EDIT),
+            Button(self._t("button.cancel"), CANCEL),
+        )
+
+    def _duplicate_buttons(self) -> tuple[Button, ...]:
+        return (
+            Button(self._t("duplicate.join"), JOIN),
+            Button(self._t("duplicate.new"), NEW),
             Button(self._t("button.cancel"), CANCEL),
         )
 

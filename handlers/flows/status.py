@@ -1,4 +1,4 @@
-"""Status queries: a resident's open cases, or one case by its typed number."""
+"""Status queries: a resident's open cases (reported or joined), or one case by number."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ CASE_NUMBER = re.compile(r"(?<![A-Za-z0-9])YM\d{10,}(?!\d)", re.IGNORECASE)
 
 
 class StatusFlow:
-    """Answers 我的进度 with every open case, or the case whose number was typed."""
+    """Answers 我的进度 with every open case and its latest status, or the typed case."""
 
     name = "status"
 
@@ -33,28 +33,32 @@ class StatusFlow:
                 case = await self._desk.get(number)
             except CaseNotFound:
                 case = None
-            # Only the resident who reported a case may read it here.
-            if case is None or (case.channel, case.chat_id) != (inbound.channel, inbound.chat_id):
+            # Only the resident who reported a case, or joined it, may read it here.
+            if case is None or not case.readable_by(inbound.channel, inbound.chat_id):
                 return [Outbound(self._t("status_query.not_found", number=number))]
             return [Outbound(self._detail(case))]
         cases = await self._desk.open_cases(inbound.channel, inbound.user_id)
         if not cases:
             return [Outbound(self._t("status_query.none"))]
         lines = [self._t("status_query.header", count=len(cases))]
-        lines += [self._line(c) for c in cases]
+        lines += [self._line(c, (inbound.channel, inbound.chat_id)) for c in cases]
         return [Outbound("\n".join(lines))]
 
     async def resume(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """A one-message flow is never resumed; answer afresh."""
         return await self.start(turn, state)
 
-    def _line(self, case: CaseView) -> str:
+    def _line(self, case: CaseView, chat: tuple[str, str]) -> str:
+        note = self._t("status_query.line_note", note=case.last_note) if case.last_note else ""
+        joined = (case.channel, case.chat_id) != chat
         return self._t(
             "status_query.line",
             number=case.number,
             category=self._t(f"category.{case.category}"),
             status=self._t(f"status.{case.status.value}"),
             address=case.address,
+            note=note,
+            followed=self._t("status_query.followed") if joined else "",
         )
 
     def _detail(self, case: CaseView) -> str:

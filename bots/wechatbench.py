@@ -1,0 +1,286 @@
+"""`yimen bench --channel wechat`: signed WeChat deliveries through a real server.
+
+The server is the `yimen run` app with the WeChat channel on, in a process of its own
+on loopback; this process plays WeChat. ``concurrency`` residents at a time each run
+the pipeline bench's scripted conversation (bots.bench.SCRIPT) as signed POSTs to
+/wechat, in plain mode or AES safe mode, and each delivery is timed from the request
+to its passive reply. Building, signing and encrypting the deliveries happens in this
+process, outside the timing, as it happens at Tencent; checking the replies (their
+signature, decryption, and that each is a real answer) happens after it.
+
+``profile`` runs the server under pyinstrument and writes its report (HTML and text),
+to see where the server's time goes; ``echo`` answers every message with its own text
+instead of running the pipeline, which measures the webhook on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import multiprocessing
+import secrets
+import socket
+import statistics
+import string
+import time
+import uuid
+from dataclasses import dataclass
+from multiprocessing.synchronize import Event as ProcessEvent
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import xmltodict
+from wechatpy.crypto import PrpCrypto, WeChatCrypto
+
+from bots.bench import SCRIPT, BenchResult
+from bots.settings import Settings
+from bots.wechat.security import signature
+
+TOKEN = "yimenbench"
+APP_ID = "wx00000000bench000"
+ACCOUNT = "gh_yimen_bench"
+# WeChat's API is not called on the passive path; a dead port makes any late reply fail fast.
+DEAD_API = "http://127.0.0.1:9/cgi-bin/"
+
+
+@dataclass(frozen=True, slots=True)
+class WeChatBenchResult:
+    """One mode's measurements, and how many answers missed the passive reply."""
+
+    mode: str
+    result: BenchResult
+    late: int
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def _aes_key() -> str:
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(43))
+
+
+def _echo_app(settings: Settings) -> Any:
+    """The webhook alone: the WeChat channel answering each message with its own text."""
+    from aiohttp import web
+
+    from bots.runtime import open_services
+    from bots.wechat import WECHAT, open_wechat, wechat_routes
+    from handlers.messages import Inbound, Outbound
+
+    async def echo(inbound: Inbound) -> list[Outbound] | None:
+        return [Outbound(inbound.text)]
+
+    async def lifespan(app: web.Application) -> Any:
+        async with (
+            open_services(settings, with_nlu=False) as services,
+            open_wechat(settings, services, echo) as channel,
+        ):
+            app[WECHAT] = channel
+            yield
+
+    app = web.Application()
+    app.cleanup_ctx.append(lifespan)
+    app.add_routes(wechat_routes(settings))
+    return app
+
+
+def _serve(
+    values: dict[str, Any],
+    port: int,
+    ready: ProcessEvent,
+    stop: ProcessEvent,
+    profile: str,
+    echo: bool,
+) -> None:
+    """The server process: the app on 127.0.0.1:port until ``stop`` is set."""
+    from aiohttp import web
+
+    from bots.app import create_app
+    from bots.logs import configure
+
+    settings = Settings(**values)
+    configure(settings.log_level)
+
+    async def run() -> None:
+        app = _echo_app(settings) if echo else create_app(settings)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        ready.set()
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, stop.wait)
+        finally:
+            await runner.cleanup()
+
+    if not profile:
+        asyncio.run(run())
+        return
+    from pyinstrument import Profiler
+
+    profiler = Profiler(interval=0.0005, async_mode="disabled")
+    profiler.start()
+    try:
+        asyncio.run(run())
+    finally:
+        profiler.stop()
+        Path(profile).write_text(profiler.output_html(), encoding="utf-8")
+        Path(profile).with_suffix(".txt").write_text(
+            profiler.output_text(unicode=True, show_all=False), encoding="utf-8"
+        )
+
+
+class _WeChat:
+    """Builds, signs and (in safe mode) encrypts deliveries; opens the replies."""
+
+    def __init__(self, aes_key: str) -> None:
+        self.crypto = WeChatCrypto(TOKEN, aes_key, APP_ID) if aes_key else None
+        self.prp = PrpCrypto(self.crypto.key) if self.crypto else None
+        self.ids = itertools.count(int(time.time() * 1000) * 1000)
+
+    def delivery(self, openid: str, text: str) -> tuple[dict[str, str], str]:
+        msg_id = next(self.ids)
+        xml = (
+            f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName>"
+            f"<FromUserName><![CDATA[{openid}]]></FromUserName>"
+            f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+            f"<Content><![CDATA[{text}]]></Content><MsgId>{msg_id}</MsgId></xml>"
+        )
+        timestamp, nonce = str(int(time.time())), str(msg_id % 10**9)
+        query = {"signature": signature(TOKEN, timestamp, nonce), "timestamp": timestamp}
+        query |= {"nonce": nonce, "openid": openid}
+        if self.prp is None:
+            return query, xml
+        ciphertext = self.prp.encrypt(xml, APP_ID).decode()
+        query |= {
+            "encrypt_type": "aes",
+            "msg_signature": signature(TOKEN, timestamp, nonce, ciphertext),
+        }
+        body = (
+            f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName>"
+            f"<Encrypt><![CDATA[{ciphertext}]]></Encrypt></xml>"
+        )
+        return query, body
+
+    def answer(self, body: str) -> str | None:
+        """The reply's text; None for ``success`` (answered later, by customer service)."""
+        if body in ("success", ""):
+            return None
+        fields = xmltodict.parse(body)["xml"]
+        if self.prp is not None:
+            expected = signature(TOKEN, fields["TimeStamp"], fields["Nonce"], fields["Encrypt"])
+            if fields["MsgSignature"] != expected:
+                raise RuntimeError("reply signature does not verify")
+            fields = xmltodict.parse(self.prp.decrypt(fields["Encrypt"], APP_ID))["xml"]
+        content = fields.get("Content")
+        if fields.get("MsgType") != "text" or not content:
+            raise RuntimeError(f"not a text reply: {body[:200]}")
+        return str(content)
+
+
+async def _resident(
+    session: aiohttp.ClientSession,
+    url: str,
+    wechat: _WeChat,
+    openid: str,
+    latencies: list[float],
+    late: list[int],
+) -> None:
+    for text in SCRIPT:
+        query, body = wechat.delivery(openid, text)
+        started = time.perf_counter()
+        async with session.post(url, params=query, data=body.encode()) as response:
+            answer = await response.text()
+            status = response.status
+        latencies.append(time.perf_counter() - started)
+        if status != 200:
+            raise RuntimeError(f"HTTP {status} for {text!r}: {answer[:200]}")
+        if wechat.answer(answer) is None:
+            late.append(1)
+
+
+async def _drive(
+    port: int, aes_key: str, conversations: int, concurrency: int
+) -> tuple[BenchResult, int]:
+    url = f"http://127.0.0.1:{port}/wechat"
+    wechat = _WeChat(aes_key)
+    run = uuid.uuid4().hex[:8]
+    latencies: list[float] = []
+    late: list[int] = []
+    connector = aiohttp.TCPConnector(limit=concurrency + 1)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await _resident(session, url, wechat, f"o-warmup-{run}", [], [])
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for index in range(conversations):
+            queue.put_nowait(index)
+
+        async def worker() -> None:
+            while not queue.empty():
+                openid = f"o-bench-{run}-{queue.get_nowait()}"
+                await _resident(session, url, wechat, openid, latencies, late)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    ordered = sorted(latencies)
+    result = BenchResult(
+        messages=len(ordered),
+        seconds=elapsed,
+        p50_ms=statistics.median(ordered) * 1000,
+        p99_ms=ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+        max_ms=ordered[-1] * 1000,
+    )
+    return result, len(late)
+
+
+def bench_wechat(
+    settings: Settings,
+    conversations: int,
+    concurrency: int,
+    mode: str,
+    profile: Path | None = None,
+    echo: bool = False,
+) -> WeChatBenchResult:
+    """Serve the app in a child process and drive ``conversations`` through /wechat.
+
+    ``echo`` replaces the pipeline with an echo: what the webhook itself costs.
+    """
+    aes_key = _aes_key() if mode == "safe" else ""
+    server_settings = settings.model_copy(
+        update={
+            "rate_limit": 10**9,
+            "wechat_token": TOKEN,
+            "wechat_app_id": APP_ID,
+            "wechat_app_secret": "bench-secret",
+            "wechat_aes_key": aes_key,
+            "wechat_api_base": DEAD_API,
+        }
+    )
+    context = multiprocessing.get_context("spawn")
+    ready, stop = context.Event(), context.Event()
+    port = _free_port()
+    server = context.Process(
+        target=_serve,
+        args=(server_settings.model_dump(), port, ready, stop, str(profile or ""), echo),
+        name="yimen-bench-server",
+    )
+    server.start()
+    try:
+        while not ready.wait(0.5):
+            if not server.is_alive():
+                raise RuntimeError("the bench server exited before it was ready")
+        result, late = asyncio.run(_drive(port, aes_key, conversations, concurrency))
+    finally:
+        stop.set()
+        server.join(60)
+        if server.is_alive():
+            server.terminate()
+            with contextlib.suppress(Exception):
+                server.join(5)
+    return WeChatBenchResult(mode, result, late)

@@ -1,0 +1,1 @@
+"""Small aiohttp servers on loopback that speak remote platforms' real wire formats."""
