@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bots.runtime import Services, open_services
+from bots.runtime import Services, finish, open_services
 from bots.settings import Settings
 from bots.telegram import TELEGRAM, SendLimits, open_telegram, telegram_routes
 from bots.webchat import WebChatChannel
@@ -68,16 +68,9 @@ def create_app(
             try:
                 yield
             finally:
-                # Let both finish the step in hand; cancelling mid-query would strand
-                # pooled connections. Only a step stuck past the grace period is cancelled.
                 pump.stop()
                 services.dispatch.worker.stop()
-                await asyncio.wait(tasks, timeout=5.0)
-                for task in tasks:
-                    task.cancel()
-                for task in tasks:
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                await finish(tasks)
 
     async def handle(inbound: Inbound) -> list[Outbound] | None:
         pipeline = app[SERVICES].pipeline

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 from sqlalchemy import text
@@ -209,3 +210,17 @@ def build_pipeline(
         keys=KeyBuilder(settings.redis_prefix),
         limits=Limits(max_text=settings.max_text_length, rate_limit=settings.rate_limit),
     )
+
+
+async def finish(tasks: Sequence[asyncio.Task[Any]], grace: float = 5.0) -> None:
+    """Wait for background tasks already told to stop; cancel only those stuck past ``grace``.
+
+    Cancelling a task in the middle of a query strands its pooled connection, so the
+    pump and the worker are asked to stop and given time to finish the step in hand.
+    """
+    await asyncio.wait(tasks, timeout=grace)
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with suppress(asyncio.CancelledError):
+            await task

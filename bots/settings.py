@@ -63,11 +63,14 @@ class Settings(BaseSettings):
     wechat_aes_key: str = ""  # EncodingAESKey: safe mode when set
     wechat_api_base: str = "https://api.weixin.qq.com/cgi-bin/"
     wechat_template_status: str = ""  # template id for status pushes outside the 48 h window
+    wechat_deadline: float = Field(4.0, gt=0, lt=5)  # passive-reply budget; WeChat waits 5 s
     # Telegram (bots/telegram.py); long polling when the token is set, webhook with the URL.
     telegram_token: str = ""
     telegram_webhook_url: str = ""
     telegram_webhook_secret: str = ""
     telegram_api_base: str = "https://api.telegram.org"
+    telegram_rate: float = Field(30.0, gt=0)  # messages per second, all chats together
+    telegram_chat_interval: float = Field(1.0, ge=0)  # seconds between two to one chat
     max_text_length: int = Field(2000, ge=10)
     rate_limit: int = Field(30, ge=1)  # messages per user per rate window
     rate_window: float = Field(60.0, gt=0)

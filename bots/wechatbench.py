@@ -2,7 +2,7 @@
 
 The server is the `yimen run` app with the WeChat channel on, in a process of its own
 on loopback; this process plays WeChat. ``concurrency`` residents at a time each run
-the pipeline bench's scripted conversation (bots.bench.SCRIPT) as signed POSTs to
+the pipeline bench's scripted conversation (bots.bench.script) as signed POSTs to
 /wechat, in plain mode or AES safe mode, and each delivery is timed from the request
 to its passive reply. Building, signing and encrypting the deliveries happens in this
 process, outside the timing, as it happens at Tencent; checking the replies (their
@@ -34,7 +34,7 @@ import aiohttp
 import xmltodict
 from wechatpy.crypto import PrpCrypto, WeChatCrypto
 
-from bots.bench import SCRIPT, BenchResult
+from bots.bench import BenchResult, house_numbers, script
 from bots.settings import Settings
 from bots.wechat.security import signature
 
@@ -189,10 +189,11 @@ async def _resident(
     url: str,
     wechat: _WeChat,
     openid: str,
+    house: int,
     latencies: list[float],
     late: list[int],
 ) -> None:
-    for text in SCRIPT:
+    for text in script(house):
         query, body = wechat.delivery(openid, text)
         started = time.perf_counter()
         async with session.post(url, params=query, data=body.encode()) as response:
@@ -215,7 +216,8 @@ async def _drive(
     late: list[int] = []
     connector = aiohttp.TCPConnector(limit=concurrency + 1)
     async with aiohttp.ClientSession(connector=connector) as session:
-        await _resident(session, url, wechat, f"o-warmup-{run}", [], [])
+        houses = house_numbers()
+        await _resident(session, url, wechat, f"o-warmup-{run}", next(houses), [], [])
         queue: asyncio.Queue[int] = asyncio.Queue()
         for index in range(conversations):
             queue.put_nowait(index)
@@ -223,7 +225,7 @@ async def _drive(
         async def worker() -> None:
             while not queue.empty():
                 openid = f"o-bench-{run}-{queue.get_nowait()}"
-                await _resident(session, url, wechat, openid, latencies, late)
+                await _resident(session, url, wechat, openid, next(houses), latencies, late)
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))

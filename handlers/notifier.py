@@ -84,35 +84,50 @@ class NotificationPump:
         self._wakeup.set()
 
     def stop(self) -> None:
-        """Finish the push in hand, then return from ``run``.
+        """Finish the batch in hand, then return from ``run``.
 
-        Stopping rather than cancelling matters: a task cancelled mid-query leaves
-        its pooled connection unclosed, and a claimed push is simply re-claimed later.
+        Stopping rather than cancelling matters: a task cancelled mid-query leaves its
+        pooled connection unclosed. Pushes claimed by a pass cut short (the app's grace
+        period ran out) are claimed again once their lease ends.
         """
         self._stopping = True
         self._wakeup.set()
 
     async def deliver_due(self) -> int:
         """One pass: send every due push; the number delivered."""
-        delivered = 0
-        while not self._stopping and (pushes := await self._queue.claim_due(list(self._channels))):
-            for push in pushes:
-                if self._stopping:
-                    break
-                delivered += await self._deliver(push)
-        return delivered
+        return await self._pass(stoppable=False)
 
     async def run(self) -> None:
         """Deliver until ``stop``, polling the queue and waking early on ``wake``."""
         while not self._stopping:
             try:
-                await self.deliver_due()
+                await self._pass(stoppable=True)
             except Exception:  # a database hiccup must not stop delivery for good
                 log.exception("notification pass failed")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._poll_interval):
                     await self._wakeup.wait()
             self._wakeup.clear()
+
+    async def _pass(self, *, stoppable: bool) -> int:
+        delivered = 0
+        while pushes := await self._queue.claim_due(list(self._channels)):
+            # Chats are served side by side (a channel's rate limiter paces them); each
+            # chat's pushes go one after another, oldest first, so they arrive in order.
+            by_chat: dict[tuple[str, str], list[PendingPush]] = {}
+            for push in pushes:
+                by_chat.setdefault((push.channel, push.chat_id), []).append(push)
+            counts = await asyncio.gather(*(self._deliver_in_order(c) for c in by_chat.values()))
+            delivered += sum(counts)
+            if stoppable and self._stopping:
+                break  # the batch in hand is finished; the rest waits for the next run
+        return delivered
+
+    async def _deliver_in_order(self, pushes: list[PendingPush]) -> int:
+        delivered = 0
+        for push in pushes:
+            delivered += await self._deliver(push)
+        return delivered
 
     async def _deliver(self, push: PendingPush) -> int:
         channel = self._channels[push.channel]

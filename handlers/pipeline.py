@@ -23,7 +23,7 @@ from integration.state.keys import KeyBuilder
 from integration.state.types import Admission, Ticket
 from integration.transcript import InboundRecord, Transcript
 from nlu.normalize import has_content
-from nlu.types import FALLBACK_INTENT, Interpreter, Parse
+from nlu.types import BUTTON_INTENT, FALLBACK_INTENT, Interpreter, Parse
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ class Pipeline:
         if payload.startswith(INTENT_PAYLOAD):
             return Parse(text, payload.removeprefix(INTENT_PAYLOAD), 1.0)
         if payload:
-            return Parse(text, "button", 1.0)
+            return Parse(text, BUTTON_INTENT, 1.0)
         if not text:  # a photo or a location pin on its own
             return Parse(text, "report", 1.0)
         if text.startswith("/"):

@@ -1,9 +1,9 @@
-"""The case book: creating cases, changing their status, and queueing the pushes.
+"""The case book: creating cases, reading them, changing their status, following them.
 
-Every status change writes its history entry and the notifications of the reporter and
-every follower in one transaction, so a change is never recorded without its pushes
-being durably queued. When cases go to an outside dispatch platform, creating a case
-also queues its forwarding job (the outbox) in the same transaction.
+Every status change goes through integration.changes, which writes its history entry
+and the notifications of the reporter and every follower in one transaction. When cases
+go to an outside dispatch platform, creating a case also queues its forwarding job (the
+outbox) in the same transaction.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from datetime import date, datetime, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Select, and_, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
-from sqlalchemy.orm import selectinload
 
+from integration.changes import lock_case, queue_job, record_change
 from integration.errors import CaseNotFound, InvalidTransition
 from integration.lifecycle import OPEN, can_move
 from integration.models import (
@@ -28,14 +28,8 @@ from integration.models import (
     CaseFollower,
     CaseMedia,
     CaseStatus,
-    Notification,
-    NotificationKind,
-    OutboxJob,
     OutboxKind,
-    OutboxState,
-    Rating,
     Resident,
-    UTCDateTime,
     utcnow,
 )
 from integration.upsert import ensure_resident, insert_for
@@ -99,21 +93,21 @@ class CaseView:
         )
 
     @classmethod
-    def of(cls, case: Case) -> CaseView:
-        """Snapshot a loaded case (with its media, events and followers loaded)."""
+    def of(cls, row: Any, followers: tuple[tuple[str, str], ...] = ()) -> CaseView:
+        """Snapshot a row of ``_VIEW_COLUMNS`` and the case's followers."""
         return cls(
-            number=case.number,
-            category=case.category,
-            status=CaseStatus(case.status),
-            description=case.description,
-            address=case.address,
-            channel=case.channel,
-            chat_id=case.chat_id,
-            created_at=case.created_at,
-            updated_at=case.updated_at,
-            media_count=len(case.media),
-            last_note=case.events[-1].note if case.events else "",
-            followers=tuple((f.channel, f.chat_id) for f in case.followers),
+            number=row.number,
+            category=row.category,
+            status=CaseStatus(row.status),
+            description=row.description,
+            address=row.address,
+            channel=row.channel,
+            chat_id=row.chat_id,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            media_count=row.media_count,
+            last_note=row.last_note or "",
+            followers=followers,
         )
 
     def readable_by(self, channel: str, chat_id: str) -> bool:
@@ -125,27 +119,39 @@ class CaseView:
 
 
 _INSERT_CASE = insert(Case).returning(Case.id)
-_INSERT_EVENT = insert(CaseEvent).returning(CaseEvent.id, sort_by_parameter_order=True)
-_LOCKED_COLUMNS = (
+# What a CaseView shows, in one row per case: Core, not the ORM, since residents'
+# turns read cases (duplicate checks, 我的进度) and the ORM's loading cost 4 queries.
+_VIEW_COLUMNS = (
     Case.id,
     Case.number,
+    Case.category,
     Case.status,
+    Case.description,
+    Case.address,
     Case.channel,
     Case.chat_id,
-    Case.platform,
-    Case.platform_id,
-    Case.platform_updated_at,
+    Case.latitude,
+    Case.longitude,
+    Case.created_at,
+    Case.updated_at,
+    select(func.count())
+    .where(CaseMedia.case_id == Case.id)
+    .correlate(Case)
+    .scalar_subquery()
+    .label("media_count"),
+    select(CaseEvent.note)
+    .where(CaseEvent.case_id == Case.id)
+    .correlate(Case)
+    .order_by(CaseEvent.id.desc())
+    .limit(1)
+    .scalar_subquery()
+    .label("last_note"),
 )
 
 
 def format_number(day: date, sequence: int) -> str:
     """A short case number: YM, the local date as yymmdd, and the day's sequence."""
     return f"{NUMBER_PREFIX}{day:%y%m%d}{sequence:04d}"
-
-
-def outbox_key(number: str, kind: OutboxKind, round_: int = 1) -> str:
-    """The idempotency key of a forwarding job: the same on every attempt, unique per job."""
-    return f"yimen-{number}-{kind.value}-{round_}"
 
 
 def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -252,34 +258,50 @@ class CaseBook:
 
     async def get(self, number: str) -> CaseView:
         """One case by number (case-insensitive)."""
-        async with self._sessions() as session:
-            case = await session.scalar(_loaded(select(Case).where(Case.number == number.upper())))
-            if case is None:
-                raise CaseNotFound(number)
-            return CaseView.of(case)
+        views = await self._views(select(*_VIEW_COLUMNS).where(Case.number == number.upper()))
+        if not views:
+            raise CaseNotFound(number)
+        return views[0][1]
 
     async def list_cases(
         self, statuses: Sequence[CaseStatus] = (), limit: int = 100
     ) -> list[CaseView]:
         """The newest cases first, optionally only those in ``statuses``."""
-        query = _loaded(select(Case)).order_by(Case.id.desc()).limit(limit)
+        query = select(*_VIEW_COLUMNS).order_by(Case.id.desc()).limit(limit)
         if statuses:
             query = query.where(Case.status.in_([s.value for s in statuses]))
-        async with self._sessions() as session:
-            return [CaseView.of(c) for c in await session.scalars(query)]
+        return [view for _, view in await self._views(query)]
 
     async def open_cases(self, channel: str, user_id: str) -> list[CaseView]:
         """A resident's open cases, reported or followed, newest first."""
         resident = _resident_id(channel, user_id)
         followed = select(CaseFollower.case_id).where(CaseFollower.resident_id == resident)
         query = (
-            _loaded(select(Case))
+            select(*_VIEW_COLUMNS)
             .where(or_(Case.resident_id == resident, Case.id.in_(followed)))
             .where(Case.status.in_([s.value for s in OPEN]))
             .order_by(Case.id.desc())
         )
-        async with self._sessions() as session:
-            return [CaseView.of(c) for c in await session.scalars(query)]
+        return [view for _, view in await self._views(query)]
+
+    async def _views(self, query: Select[Any]) -> list[tuple[Any, CaseView]]:
+        """Run a ``_VIEW_COLUMNS`` query: each row with its view, followers included.
+
+        One query for the cases and, only when there are any, one for their followers.
+        """
+        async with self._engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+            if not rows:
+                return []
+            followers: dict[int, list[tuple[str, str]]] = {}
+            found = await connection.execute(
+                select(CaseFollower.case_id, CaseFollower.channel, CaseFollower.chat_id)
+                .where(CaseFollower.case_id.in_([row.id for row in rows]))
+                .order_by(CaseFollower.id)
+            )
+            for case_id, channel, chat_id in found:
+                followers.setdefault(case_id, []).append((channel, chat_id))
+        return [(row, CaseView.of(row, tuple(followers.get(row.id, ())))) for row in rows]
 
     async def similar_open(self, draft: CaseDraft) -> list[CaseView]:
         """Open cases of others that ``draft`` likely repeats, nearest first.
@@ -307,7 +329,7 @@ class CaseBook:
         if not places:
             return []
         query = (
-            _loaded(select(Case))
+            select(*_VIEW_COLUMNS)
             .where(
                 Case.category == draft.category,
                 Case.created_at >= now - DUPLICATE_WINDOW,
@@ -319,16 +341,15 @@ class CaseBook:
             .order_by(Case.id.desc())
             .limit(20)
         )
-        async with self._sessions() as session:
-            cases = list(await session.scalars(query))
+        address = draft.address.strip()
         found: list[tuple[float, CaseView]] = []
-        for case in cases:
-            if case.address == draft.address.strip() and draft.address.strip():
-                found.append((0.0, CaseView.of(case)))
-            elif None not in (lat, lon, case.latitude, case.longitude):
-                meters = distance_m(lat, lon, case.latitude, case.longitude)  # type: ignore[arg-type]
+        for row, view in await self._views(query):
+            if address and row.address == address:
+                found.append((0.0, view))
+            elif None not in (lat, lon, row.latitude, row.longitude):
+                meters = distance_m(lat, lon, row.latitude, row.longitude)  # type: ignore[arg-type]
                 if meters <= DUPLICATE_RADIUS_M:
-                    found.append((meters, CaseView.of(case)))
+                    found.append((meters, view))
         return [view for _, view in sorted(found, key=lambda pair: pair[0])]
 
     async def follow(self, number: str, channel: str, user_id: str, chat_id: str) -> CaseView:
@@ -357,204 +378,6 @@ def _resident_id(channel: str, user_id: str) -> Any:
         select(Resident.id)
         .where(Resident.channel == channel, Resident.external_id == user_id)
         .scalar_subquery()
-    )
-
-
-def _loaded(query: Select[Any]) -> Select[Any]:
-    """The query with each case's media, history and followers loaded alongside."""
-    return query.options(
-        selectinload(Case.media), selectinload(Case.events), selectinload(Case.followers)
-    )
-
-
-async def lock_case(connection: AsyncConnection, where: Any) -> Any:
-    """The case row matching ``where`` (or None), locked for this transaction on PostgreSQL."""
-    result = await connection.execute(select(*_LOCKED_COLUMNS).where(where).with_for_update())
-    return result.first()
-
-
-async def locked_cases(connection: AsyncConnection, case_ids: Sequence[int]) -> Sequence[Any]:
-    """Several cases' rows, locked for this transaction on PostgreSQL (in id order)."""
-    query = (
-        select(*_LOCKED_COLUMNS).where(Case.id.in_(case_ids)).order_by(Case.id).with_for_update()
-    )
-    return (await connection.execute(query)).all()
-
-
-async def queue_job(
-    connection: AsyncConnection,
-    case_id: int,
-    number: str,
-    kind: OutboxKind,
-    now: datetime,
-    *,
-    note: str = "",
-    round_: int = 1,
-    state: OutboxState = OutboxState.pending,
-    error: str = "",
-) -> None:
-    """Queue a forwarding job in the caller's transaction."""
-    await connection.execute(
-        insert(OutboxJob),
-        {
-            "case_id": case_id,
-            "kind": kind.value,
-            "key": outbox_key(number, kind, round_),
-            "note": note,
-            "state": state.value,
-            "attempts": 0,
-            "next_attempt_at": now,
-            "first_attempt_at": None,
-            "token": None,
-            "last_error": error,
-            "created_at": now,
-            "done_at": None,
-        },
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One status change of a locked case (a row from ``lock_case``), to be recorded."""
-
-    case: Any
-    status: CaseStatus
-    note: str = ""
-    actor: str = "staff"
-    notify_reporter: bool = True  # False when the reporter caused it and was answered
-    platform_time: datetime | None = None  # the platform's time of the change
-
-
-_UPDATE_STATUS = (
-    update(Case)
-    .where(Case.id == bindparam("case_id"))
-    .values(
-        status=bindparam("new_status"),
-        updated_at=bindparam("now"),
-        platform_updated_at=func.coalesce(
-            bindparam("platform_time", type_=UTCDateTime()), Case.platform_updated_at
-        ),
-    )
-)
-
-
-async def record_change(
-    connection: AsyncConnection,
-    case: Any,
-    status: CaseStatus,
-    note: str,
-    actor: str,
-    now: datetime,
-    *,
-    notify_reporter: bool = True,
-    platform_time: datetime | None = None,
-) -> int:
-    """Write one status change of a locked case in the caller's transaction; its event id."""
-    change = Change(case, status, note, actor, notify_reporter, platform_time)
-    [event_id] = await record_changes(connection, [change], now)
-    return event_id
-
-
-async def record_changes(
-    connection: AsyncConnection, changes: Sequence[Change], now: datetime
-) -> list[int]:
-    """Write status changes of distinct locked cases in the caller's transaction.
-
-    Each gets its history entry, its new status and one notification for the reporter
-    (unless they caused it) and each follower. A ``resolved`` change asks the reporter
-    for a rating: their push carries the question and a rating row waits for the
-    answer. A handful of statements for the whole list, however long: the outbox
-    records a batch of forwarded cases at once. Returns the event ids, in order.
-    """
-    if not changes:
-        return []
-    events = await connection.execute(
-        _INSERT_EVENT,
-        [
-            {
-                "case_id": c.case.id,
-                "status": c.status.value,
-                "note": c.note,
-                "actor": c.actor,
-                "created_at": now,
-            }
-            for c in changes
-        ],
-    )
-    event_ids = [int(row[0]) for row in events]
-    await connection.execute(
-        _UPDATE_STATUS,
-        [
-            {
-                "case_id": c.case.id,
-                "new_status": c.status.value,
-                "now": now,
-                "platform_time": c.platform_time,
-            }
-            for c in changes
-        ],
-    )
-    followers: dict[int, list[tuple[str, str]]] = {}
-    query = select(CaseFollower.case_id, CaseFollower.channel, CaseFollower.chat_id).where(
-        CaseFollower.case_id.in_([c.case.id for c in changes])
-    )
-    for case_id, channel, chat_id in await connection.execute(query):
-        followers.setdefault(case_id, []).append((channel, chat_id))
-    notifications, ratings = [], []
-    for change, event_id in zip(changes, event_ids, strict=True):
-        case, resolved = change.case, change.status == CaseStatus.resolved
-        recipients: dict[tuple[str, str], NotificationKind] = {}
-        if change.notify_reporter or resolved:
-            kind = NotificationKind.rating if resolved else NotificationKind.status
-            recipients[(case.channel, case.chat_id)] = kind
-        for chat in followers.get(case.id, ()):
-            recipients.setdefault(chat, NotificationKind.status)
-        notifications += [
-            {
-                "event_id": event_id,
-                "channel": channel,
-                "chat_id": chat_id,
-                "kind": kind.value,
-                "state": "pending",
-                "attempts": 0,
-                "next_attempt_at": now,
-                "last_error": "",
-                "created_at": now,
-                "sent_at": None,
-            }
-            for (channel, chat_id), kind in recipients.items()
-        ]
-        if resolved:
-            ratings.append(
-                {
-                    "case_id": case.id,
-                    "event_id": event_id,
-                    "channel": case.channel,
-                    "chat_id": case.chat_id,
-                    "score": None,
-                    "comment": "",
-                    "reopened": False,
-                    "asked_at": now,
-                    "reminded_at": None,
-                    "answered_at": None,
-                }
-            )
-    if notifications:
-        await connection.execute(insert(Notification), notifications)
-    if ratings:
-        await connection.execute(insert(Rating), ratings)
-    return event_ids
-
-
-async def count_jobs(connection: AsyncConnection, case_id: int, kind: OutboxKind) -> int:
-    """How many jobs of ``kind`` a case has had (the round of the next one is this + 1)."""
-    return int(
-        await connection.scalar(
-            select(func.count())
-            .select_from(OutboxJob)
-            .where(OutboxJob.case_id == case_id, OutboxJob.kind == kind.value)
-        )
-        or 0
     )
 
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 FALLBACK_INTENT = "nlu_fallback"
+# Not a model intent: a button pressed whose payload no active flow expects.
+BUTTON_INTENT = "button"
 # Below this confidence, or with the runner-up closer than the margin, a parse is
 # ``nlu_fallback`` and the dialogue asks again. Chosen on the embedded model's calibrated,
 # out-of-fold probabilities over the training data (README, "Understanding messages"):

@@ -16,7 +16,8 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from integration.cases import CaseBook, CaseDraft, format_number, outbox_key
+from integration.cases import CaseBook, CaseDraft, format_number
+from integration.changes import outbox_key
 from integration.dispatch.open311 import Open311Platform, ServiceMap
 from integration.dispatch.outbox import Outbox
 from integration.dispatch.ratings import RatingBook, Score

@@ -236,6 +236,15 @@ async def test_known_commands_map_to_intents(pipeline: Pipeline, catalog: Catalo
     assert await texts(pipeline, message("/cancel")) == [catalog("chat.nothing_to_cancel")]
 
 
+async def test_a_button_of_a_finished_flow_gets_the_menu_not_a_guess(
+    pipeline: Pipeline, catalog: Catalog
+) -> None:
+    # An old inline keyboard pressed after its flow ended: no flow expects the payload.
+    [reply] = await pipeline.handle(message("提交", payload="complaint:submit")) or []
+    assert reply.text == catalog("chat.stale_button")
+    assert "intent:report" in [b.payload for b in reply.buttons]
+
+
 async def test_conversation_continues_on_another_worker(
     make_store: StoreMaker,
     make: Make,

@@ -81,7 +81,15 @@ async def open_telegram(
     api = TelegramAPIServer.from_base(settings.telegram_api_base)
     bot = Bot(settings.telegram_token, session=AiohttpSession(api=api))
     try:
-        sender = TelegramSender(bot, SendLimiter(limits))
+        sender = TelegramSender(
+            bot,
+            SendLimiter(
+                limits
+                or SendLimits(
+                    rate=settings.telegram_rate, chat_interval=settings.telegram_chat_interval
+                )
+            ),
+        )
         channel = TelegramChannel(bot, sender, settings.media_dir, settings.max_upload_bytes)
         receiver = TelegramReceiver(
             bot,

@@ -95,7 +95,7 @@ async def open_wechat(
     settings: Settings, services: Services, handle: Handler, options: WeChatOptions | None = None
 ) -> AsyncIterator[WeChatChannel]:
     """The channel for the duration of the block; late replies finish before it closes."""
-    options = options or WeChatOptions()
+    options = options or WeChatOptions(WeChatTiming(deadline=settings.wechat_deadline))
     guard = WebhookGuard(
         settings.wechat_token,
         settings.wechat_aes_key,

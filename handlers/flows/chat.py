@@ -6,7 +6,7 @@ from handlers.catalog import Catalog
 from handlers.flows.base import Turn
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
-from nlu.types import FALLBACK_INTENT
+from nlu.types import BUTTON_INTENT, FALLBACK_INTENT
 
 MENU_REPORT, MENU_STATUS, MENU_HUMAN = (
     "intent:report",
@@ -25,8 +25,11 @@ _REPLIES = {
     FALLBACK_INTENT: "chat.fallback",
     "affirm": "chat.stray_yes_no",
     "deny": "chat.stray_yes_no",
+    BUTTON_INTENT: "chat.stale_button",  # a button of a flow that has ended
 }
-_WITH_MENU = frozenset({"greet", "help", "out_of_scope", FALLBACK_INTENT, "affirm", "deny"})
+_WITH_MENU = frozenset(
+    {"greet", "help", "out_of_scope", FALLBACK_INTENT, "affirm", "deny", BUTTON_INTENT}
+)
 
 
 class ChatFlow:

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from integration.batch import GroupCommit
-from integration.cases import Change, locked_cases, record_changes
+from integration.changes import Change, locked_cases, record_changes
 from integration.dispatch.errors import DuplicatePlatformId
 from integration.dispatch.types import CaseTicket
 from integration.models import (

@@ -16,7 +16,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from integration.cases import LOCAL_DESK, count_jobs, lock_case, queue_job, record_change
+from integration.cases import LOCAL_DESK
+from integration.changes import (
+    count_jobs,
+    lock_case,
+    notification_row,
+    queue_job,
+    record_change,
+)
 from integration.errors import IntegrationError
 from integration.lifecycle import can_move
 from integration.models import (
@@ -216,18 +223,9 @@ class RatingBook:
                 await connection.execute(
                     insert(Notification),
                     [
-                        {
-                            "event_id": r.event_id,
-                            "channel": r.channel,
-                            "chat_id": r.chat_id,
-                            "kind": NotificationKind.reminder.value,
-                            "state": "pending",
-                            "attempts": 0,
-                            "next_attempt_at": now,
-                            "last_error": "",
-                            "created_at": now,
-                            "sent_at": None,
-                        }
+                        notification_row(
+                            r.event_id, r.channel, r.chat_id, NotificationKind.reminder, now
+                        )
                         for r in due
                     ],
                 )

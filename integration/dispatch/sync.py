@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from integration.cases import lock_case, record_change
+from integration.changes import lock_case, record_change
 from integration.dispatch.errors import CallbackRefused
 from integration.dispatch.types import StatusReport
 from integration.errors import CaseNotFound

@@ -1,0 +1,132 @@
+"""`yimen nlu`: train, evaluate and benchmark the NLU backends."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from bots.commands import load_settings, run_async
+from bots.runtime import load_embedded
+from bots.settings import Settings
+from nlu.types import Interpreter
+
+nlu_app = typer.Typer(help="Train and inspect the NLU model.", no_args_is_help=True)
+
+
+@nlu_app.command("train")
+def nlu_train() -> None:
+    """Train the embedded model from nlu/data and cache it under the data directory."""
+    from nlu.embedded import load_or_train
+    from nlu.training_data import load
+
+    settings = load_settings()
+    data = load()
+    started = time.perf_counter()
+    model = load_or_train(settings.model_dir, force=True)
+    elapsed = time.perf_counter() - started
+    path = settings.model_dir / f"embedded-{model.fingerprint}.joblib"
+    print(
+        f"trained on {len(data.examples)} examples, {len(model.intents)} intents "
+        f"in {elapsed:.1f}s -> {path}"
+    )
+
+
+class Backend(enum.StrEnum):
+    """The NLU backends `yimen nlu eval` can measure."""
+
+    embedded = "embedded"
+    rasa = "rasa"
+
+
+@nlu_app.command("eval")
+def nlu_eval(
+    data: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Rasa 3.x NLU YAML.")],
+    out: Annotated[Path, typer.Option(help="Directory for the reports.")] = Path("results"),
+    backend: Annotated[Backend, typer.Option(help="Which backend to evaluate.")] = Backend.embedded,
+) -> None:
+    """Evaluate a backend on a test file; writes Rasa's intent, error and entity reports."""
+    from nlu.evaluation import evaluate, summary_table, write_reports
+    from nlu.training_data import load_file
+
+    settings = load_settings()
+    examples = load_file(data).examples
+    if not examples:
+        print(f"error: {data} has no intent examples", file=sys.stderr)
+        raise typer.Exit(1)
+
+    async def go() -> dict[str, Any]:
+        async with _backend(settings, backend) as interpreter:
+            with _progress(f"parsing with {backend.value}", len(examples)) as advance:
+                result = await evaluate(interpreter, examples, advance)
+        return write_reports(result, out)
+
+    report = run_async(go())
+    print(summary_table(report))
+    print(f"reports written to {out}/")
+
+
+@nlu_app.command("bench")
+def nlu_bench(
+    data: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Rasa 3.x NLU YAML.")],
+    out: Annotated[Path | None, typer.Option(help="Directory for JSON and reports.")] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="DIET epochs for Rasa.")] = 30,
+    backend: Annotated[
+        list[Backend] | None, typer.Option(help="Only these backends (repeatable).")
+    ] = None,
+) -> None:
+    """Train both backends on nlu/data, evaluate both on a test file, and compare them."""
+    from bots.nlubench import bench_embedded, bench_rasa, score_table, write_scores
+    from nlu.training_data import load_file
+
+    settings = load_settings()
+    examples = load_file(data).examples
+    chosen = backend or list(Backend)
+    unsure = (settings.nlu_threshold, settings.nlu_margin)
+
+    async def go() -> list[Any]:
+        scores = []
+        if Backend.embedded in chosen:
+            print("training the embedded model...", file=sys.stderr)
+            scores.append(await bench_embedded(examples, unsure, _progress, out))
+        if Backend.rasa in chosen:
+            print(f"training Rasa ({epochs} DIET epochs)...", file=sys.stderr)
+            scores.append(await bench_rasa(examples, unsure, epochs, _progress, out))
+        return scores
+
+    scores = run_async(go())
+    print(score_table(scores))
+    if out is not None:
+        print(f"written to {write_scores(scores, out)}")
+
+
+@contextlib.asynccontextmanager
+async def _backend(settings: Settings, backend: Backend) -> AsyncIterator[Interpreter]:
+    """One backend, alone: no fallback, so its own accuracy is what gets measured."""
+    if backend is Backend.embedded:
+        yield await asyncio.to_thread(load_embedded, settings)
+        return
+    from nlu.rasa_client import RasaInterpreter
+
+    async with RasaInterpreter(
+        settings.rasa_url,
+        token=settings.rasa_token or None,
+        timeout=settings.rasa_timeout,
+        threshold=settings.nlu_threshold,
+        margin=settings.nlu_margin,
+    ) as rasa:
+        yield rasa
+
+
+@contextlib.contextmanager
+def _progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr; yields the function that advances it."""
+    with typer.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        yield bar.update

@@ -1,0 +1,88 @@
+"""`yimen wechat` and `yimen bench --channel wechat`: the Official Account's tools."""
+
+from __future__ import annotations
+
+import enum
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bots.commands import describe_db, load_settings, run_async
+from bots.settings import Settings
+
+wechat_app = typer.Typer(help="The WeChat Official Account.", no_args_is_help=True)
+
+
+class WeChatMode(enum.StrEnum):
+    """WeChat's message modes."""
+
+    plain = "plain"
+    safe = "safe"
+
+
+@wechat_app.command("menu")
+def wechat_menu(
+    show: Annotated[
+        bool, typer.Option(help="Print the menu's JSON instead of installing it.")
+    ] = False,
+) -> None:
+    """Install the account's custom menu (menu/create); shares the workers' access_token."""
+    import json
+
+    from bots.wechat import WeChatError, install_menu
+    from bots.wechat.menu import menu_definition
+    from handlers.catalog import Catalog
+
+    menu = menu_definition(Catalog.load())
+    if show:
+        print(json.dumps(menu, ensure_ascii=False, indent=2))
+        return
+    settings = load_settings()
+    if not (settings.wechat_app_id and settings.wechat_app_secret):
+        print("error: set YIMEN_WECHAT_APP_ID and YIMEN_WECHAT_APP_SECRET", file=sys.stderr)
+        raise typer.Exit(1)
+    try:
+        run_async(install_menu(settings, menu))
+    except WeChatError as exc:
+        print(f"error: WeChat refused the menu: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    entries = [
+        b["name"]
+        + (f" ({', '.join(s['name'] for s in b['sub_button'])})" if "sub_button" in b else "")
+        for b in menu["button"]
+    ]
+    print(f"menu installed: {' | '.join(entries)}")
+
+
+def bench_wechat_report(
+    settings: Settings,
+    conversations: int,
+    concurrency: int,
+    modes: list[WeChatMode],
+    profile: Path | None,
+    echo: bool,
+) -> None:
+    """`yimen bench --channel wechat`: one server run per mode, one line each."""
+    from bots.bench import SCRIPT
+    from bots.wechatbench import bench_wechat
+
+    print(
+        f"wechat webhook: {conversations} conversations x {len(SCRIPT)} messages, "
+        f"{concurrency} at once; database {describe_db(settings.resolved_database_url)}; "
+        f"state {'redis' if settings.redis_url else 'memory'}; "
+        + ("echo instead of the pipeline" if echo else f"NLU {settings.nlu_backend}")
+    )
+    for mode in modes:
+        report = (
+            profile.with_name(f"{profile.stem}-{mode.value}{profile.suffix}") if profile else None
+        )
+        measured = bench_wechat(settings, conversations, concurrency, mode.value, report, echo)
+        result = measured.result
+        print(
+            f"  {mode.value:<5} {result.rate:,.0f} messages/s; latency p50 {result.p50_ms:.1f} ms, "
+            f"p99 {result.p99_ms:.1f} ms, max {result.max_ms:.1f} ms; "
+            f"{measured.late} answered late (custom/send)"
+            + (f"; profile {report}" if report else "")
+        )
