@@ -13,7 +13,6 @@ from typing import Annotated
 import typer
 from aiohttp import web
 
-from bots.app import create_app
 from bots.commands import describe_db, load_settings, run_async
 from bots.commands.dispatch import describe_dispatch, dispatch_app, worker
 from bots.commands.nlu import nlu_app
@@ -81,6 +80,8 @@ def run(
 
 
 async def _serve(settings: Settings) -> None:
+    from bots.app import create_app  # the channels' SDKs (aiogram: 3 s) only for the server
+
     runner = web.AppRunner(create_app(settings), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
