@@ -98,7 +98,7 @@ class Pipeline:
         if admission.count > self._limits.rate_limit:
             return [Outbound(self._t("chat.rate_limited"))], saved, False
         try:
-            stored = await self._transcript.record_inbound(_record(inbound))
+            stored = await self._transcript.record_inbound(transcript_record(inbound))
         except DuplicateMessage:
             log.info("message %s:%s already in transcript", inbound.channel, inbound.message_id)
             return None, saved, False
@@ -168,7 +168,8 @@ class Pipeline:
         return await self._interpreter.parse(text)
 
 
-def _record(inbound: Inbound) -> InboundRecord:
+def transcript_record(inbound: Inbound) -> InboundRecord:
+    """What the transcript keeps of an inbound message."""
     location = inbound.location
     return InboundRecord(
         channel=inbound.channel,

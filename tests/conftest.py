@@ -14,6 +14,7 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -158,6 +159,24 @@ def make_store(request: pytest.FixtureRequest) -> StoreMaker:
         return MemoryConversationStore
     client: Redis = request.getfixturevalue("redis")
     return lambda timing=None: RedisConversationStore(client, timing)
+
+
+@pytest.fixture(params=["sqlite", "postgresql+redis"])
+def backend(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Settings overrides for each way Yimen is deployed.
+
+    ``sqlite``: the embedded defaults (SQLite in the data directory, memory state);
+    ``postgresql+redis``: the session's PostgreSQL database (emptied after the test)
+    and Redis under this test's own key prefix.
+    """
+    if request.param == "sqlite":
+        return {}
+    keys: KeyBuilder = request.getfixturevalue("keys")  # its Redis keys go with the test
+    return {
+        "database_url": request.getfixturevalue("postgres"),
+        "redis_url": REDIS_URL,
+        "redis_prefix": keys.prefix,
+    }
 
 
 @pytest.fixture

@@ -40,12 +40,10 @@ from integration.models import (
     Notification,
     NotificationState,
 )
-from integration.state import KeyBuilder
 from nlu.embedded import EmbeddedInterpreter
 from tests.emulators.telegram import Resident, Sent, TelegramEmulator
 from tests.emulators.telegram_app import FAST, TOKEN, Yimen, jpeg, serve, telegram_settings
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 CASE_NUMBER = re.compile(r"YM\d{10}")
 COMPLAINT = "楼下烧烤店每天半夜还很吵"
 ADDRESS = "金辉小区3号楼"
@@ -68,19 +66,10 @@ def sqlite_settings(data_dir: Path) -> Settings:
     return Settings(data_dir=data_dir, push_poll_interval=0.1)
 
 
-@pytest.fixture(params=["sqlite", "postgresql+redis"])
-def backend_settings(request: pytest.FixtureRequest, data_dir: Path) -> Settings:
+@pytest.fixture
+def backend_settings(backend: dict[str, Any], data_dir: Path) -> Settings:
     """SQLite and memory state, and PostgreSQL and Redis."""
-    if request.param == "sqlite":
-        return Settings(data_dir=data_dir, push_poll_interval=0.1)
-    keys: KeyBuilder = request.getfixturevalue("keys")  # its Redis keys go with the test
-    return Settings(
-        data_dir=data_dir,
-        database_url=request.getfixturevalue("postgres"),
-        redis_url=REDIS_URL,
-        redis_prefix=keys.prefix,
-        push_poll_interval=0.1,
-    )
+    return Settings(data_dir=data_dir, push_poll_interval=0.1, **backend)
 
 
 @pytest.fixture

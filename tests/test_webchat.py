@@ -27,9 +27,7 @@ from bots.webchat import WebChatChannel
 from handlers.catalog import Catalog
 from handlers.messages import Inbound, Outbound
 from integration.models import CaseStatus
-from integration.state import KeyBuilder
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 CASE_NUMBER = re.compile(r"YM\d{10}")
 TIMEOUT = 15.0  # well below the pump's 30 s offline retry, so a push proves a wake-up
 MAX_UPLOAD = 2048
@@ -53,19 +51,11 @@ async def client(data_dir: Path) -> AsyncIterator[TestClient[Any, Any]]:
         yield client
 
 
-@pytest.fixture(params=["sqlite", "postgresql+redis"])
-def backend_settings(request: pytest.FixtureRequest, data_dir: Path) -> Settings:
+@pytest.fixture
+def backend_settings(backend: dict[str, Any], data_dir: Path) -> Settings:
     """Settings for SQLite and memory state, and for PostgreSQL and Redis."""
-    if request.param == "sqlite":
-        return sqlite_settings(data_dir)
-    keys: KeyBuilder = request.getfixturevalue("keys")  # its Redis keys go with the test
     return Settings(
-        data_dir=data_dir,
-        database_url=request.getfixturevalue("postgres"),
-        redis_url=REDIS_URL,
-        redis_prefix=keys.prefix,
-        push_poll_interval=0.1,
-        max_upload_bytes=MAX_UPLOAD,
+        data_dir=data_dir, push_poll_interval=0.1, max_upload_bytes=MAX_UPLOAD, **backend
     )
 
 

@@ -19,7 +19,6 @@ from bots.runtime import build_pipeline, open_services
 from bots.settings import Settings
 from bots.wechat import WECHAT, WeChatOptions, WeChatTiming, open_wechat, wechat_routes
 from integration.models import Case, CaseMedia, CaseStatus
-from integration.state import KeyBuilder
 from nlu.embedded import EmbeddedInterpreter
 from nlu.types import Parse
 from tests.emulators.wechat import TEMPLATE_ID, TOKEN, Tencent, WeChatAPIEmulator, sign
@@ -34,22 +33,6 @@ from tests.emulators.wechat_app import (
     serve,
     wechat_settings,
 )
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-@pytest.fixture(params=["sqlite", "postgresql+redis"])
-def backend(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """Settings for SQLite with memory state, and for PostgreSQL with Redis."""
-    if request.param == "sqlite":
-        return {}
-    keys: KeyBuilder = request.getfixturevalue("keys")  # its Redis keys go with the test
-    return {
-        "database_url": request.getfixturevalue("postgres"),
-        "redis_url": REDIS_URL,
-        "redis_prefix": keys.prefix,
-    }
-
 
 # -- the complaint, in each mode, and its progress --------------------------------------
 

@@ -28,9 +28,10 @@ from bots.wechat.tokens import MemoryTokenCache, RedisTokenCache, TokenCache
 from bots.wechat.translate import CHANNEL
 from bots.wechat.window import TranscriptWindow
 from handlers.messages import Inbound
+from handlers.pipeline import transcript_record
 from integration.errors import DuplicateMessage
 from integration.state import KeyBuilder
-from integration.transcript import InboundRecord, Transcript
+from integration.transcript import Transcript
 
 if TYPE_CHECKING:
     from bots.runtime import Services
@@ -154,16 +155,7 @@ def _recorder(transcript: Transcript) -> Recorder:
     async def record(inbound: Inbound) -> None:
         """Keep an event that needs no answer (unsubscribe); a redelivery is a no-op."""
         try:
-            await transcript.record_inbound(
-                InboundRecord(
-                    channel=inbound.channel,
-                    user_id=inbound.user_id,
-                    chat_id=inbound.chat_id,
-                    message_id=inbound.message_id,
-                    text=inbound.text,
-                    time=inbound.time,
-                )
-            )
+            await transcript.record_inbound(transcript_record(inbound))
         except DuplicateMessage:
             pass
 
