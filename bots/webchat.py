@@ -6,10 +6,8 @@ reload (or a second tab) continues the same conversation and receives its pushes
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
-import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,15 +15,13 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from bots.media import MEDIA_NAME, keep_image
 from handlers.messages import DeliveryError, Inbound, Location, Media, Outbound
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 VISITOR = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-MEDIA_NAME = re.compile(r"^[0-9a-f]{32}\.(?:jpg|png|gif|webp)$")
-# Magic numbers of the image formats we accept, and the extension we store them under.
-IMAGE_TYPES = {b"\xff\xd8\xff": "jpg", b"\x89PNG\r\n\x1a\n": "png", b"GIF8": "gif", b"RIFF": "webp"}
 # Far above the pipeline's text limit, so an over-long message gets its polite answer.
 MAX_FRAME = 1024 * 1024
 
@@ -192,18 +188,10 @@ class WebChatChannel:
                 raise web.HTTPRequestEntityTooLarge(
                     max_size=self._max_upload, actual_size=len(data)
                 )
-        extension = next(
-            (ext for magic, ext in IMAGE_TYPES.items() if data.startswith(magic)), None
-        )
-        if extension is None:
+        ref = await keep_image(self._media_dir, bytes(data))
+        if ref is None:
             raise web.HTTPUnsupportedMediaType(text="only JPEG, PNG, GIF and WebP images")
-        name = f"{uuid.uuid4().hex}.{extension}"
-        await asyncio.to_thread(self._save, name, bytes(data))
-        return web.json_response({"ref": f"/media/{name}"})
-
-    def _save(self, name: str, data: bytes) -> None:
-        self._media_dir.mkdir(parents=True, exist_ok=True)
-        (self._media_dir / name).write_bytes(data)
+        return web.json_response({"ref": ref})
 
     async def _media(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]

@@ -11,7 +11,6 @@ import asyncio
 import dataclasses
 import logging
 import re
-import uuid
 from pathlib import Path
 
 import aiohttp
@@ -19,9 +18,9 @@ from aiogram import Bot
 from aiogram.exceptions import AiogramError
 from aiogram.types import CallbackQuery, Message, Update
 
+from bots.media import keep_image
 from bots.telegram.keyboards import pressed
 from bots.telegram.sender import TelegramSender
-from bots.webchat import IMAGE_TYPES
 from handlers.messages import DeliveryError, Inbound, Location, Media, Outbound
 
 log = logging.getLogger(__name__)
@@ -112,19 +111,13 @@ class TelegramChannel:
             log.warning("telegram photo %s not downloaded: %s", file_id, type(exc).__name__)
             return ""
         data = buffer.read() if buffer is not None else b""
-        extension = next(
-            (ext for magic, ext in IMAGE_TYPES.items() if data.startswith(magic)), None
+        ref = (
+            await keep_image(self._media_dir, data) if len(data) <= self._max_photo_bytes else None
         )
-        if extension is None or len(data) > self._max_photo_bytes:
+        if ref is None:
             log.info("telegram photo %s is not an image we keep", file_id)
             return ""
-        name = f"{uuid.uuid4().hex}.{extension}"
-        await asyncio.to_thread(self._save, name, data)
-        return f"/media/{name}"
-
-    def _save(self, name: str, data: bytes) -> None:
-        self._media_dir.mkdir(parents=True, exist_ok=True)
-        (self._media_dir / name).write_bytes(data)
+        return ref
 
 
 def chat_of(update: Update) -> str:
