@@ -87,6 +87,7 @@ class NotificationKind(enum.StrEnum):
     status = "status"
     rating = "rating"
     reminder = "reminder"
+    reply = "reply"  # an answer to a message that could not be sent at once (no case event)
 
 
 class OutboxState(enum.StrEnum):
@@ -251,10 +252,14 @@ class Notification(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    event_id: Mapped[int] = mapped_column(ForeignKey("case_events.id", ondelete="CASCADE"))
+    # The change reported; None for a reply, whose words are in ``text``.
+    event_id: Mapped[int | None] = mapped_column(
+        ForeignKey("case_events.id", ondelete="CASCADE"), nullable=True
+    )
     channel: Mapped[str] = mapped_column(String(32))
     chat_id: Mapped[str] = mapped_column(String(128))
     kind: Mapped[str] = mapped_column(String(16), default=NotificationKind.status.value)
+    text: Mapped[str] = mapped_column(Text, default="")
     state: Mapped[str] = mapped_column(String(16), default=NotificationState.pending.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -262,7 +267,7 @@ class Notification(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
-    event: Mapped[CaseEvent] = relationship()
+    event: Mapped[CaseEvent | None] = relationship()
 
 
 class CaseFollower(Base):

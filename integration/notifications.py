@@ -1,4 +1,4 @@
-"""The durable queue of pushes to residents (case status changes).
+"""The durable queue of pushes to residents: case status changes, and late replies.
 
 Rows are written in the same transaction as the change they report. A deliverer claims
 due rows with a lease (``next_attempt_at`` moved forward), so several workers never
@@ -36,10 +36,11 @@ class PendingPush:
     attempts: int
     case_number: str
     category: str
-    status: CaseStatus
+    status: CaseStatus | None  # None for a reply
     note: str
     changed_at: datetime
     kind: NotificationKind = NotificationKind.status
+    text: str = ""  # a reply's words
 
 
 class NotificationQueue:
@@ -55,8 +56,8 @@ class NotificationQueue:
         now = utcnow()
         query = (
             select(Notification, CaseEvent, Case)
-            .join(CaseEvent, CaseEvent.id == Notification.event_id)
-            .join(Case, Case.id == CaseEvent.case_id)
+            .outerjoin(CaseEvent, CaseEvent.id == Notification.event_id)  # none for replies
+            .outerjoin(Case, Case.id == CaseEvent.case_id)
             .where(
                 Notification.state == NotificationState.pending.value,
                 Notification.channel.in_(list(channels)),
@@ -80,15 +81,34 @@ class NotificationQueue:
                 channel=n.channel,
                 chat_id=n.chat_id,
                 attempts=n.attempts,
-                case_number=c.number,
-                category=c.category,
-                status=CaseStatus(e.status),
-                note=e.note,
-                changed_at=e.created_at,
+                case_number=c.number if c else "",
+                category=c.category if c else "",
+                status=CaseStatus(e.status) if e else None,
+                note=e.note if e else "",
+                changed_at=e.created_at if e else n.created_at,
                 kind=NotificationKind(n.kind),
+                text=n.text,
             )
             for n, e, c in rows
         ]
+
+    async def queue_reply(self, channel: str, chat_id: str, text: str) -> None:
+        """Queue an answer that could not be sent when it was ready; delivered like a push."""
+        async with self._sessions.begin() as session:
+            session.add(
+                Notification(
+                    event_id=None,
+                    channel=channel,
+                    chat_id=chat_id,
+                    kind=NotificationKind.reply.value,
+                    text=text,
+                    state=NotificationState.pending.value,
+                    attempts=0,
+                    next_attempt_at=utcnow(),
+                    last_error="",
+                    created_at=utcnow(),
+                )
+            )
 
     async def mark_sent(self, push_id: int) -> None:
         """Record a delivered push."""

@@ -539,7 +539,7 @@ async def test_a_burst_of_status_changes_reaches_every_resident_exactly_once(
 ) -> None:
     limits = SendLimits(rate=200.0, chat_interval=0.05)
     emulator.chat_interval, emulator.rate, emulator.window = 0.05, 200.0, 0.5
-    emulator.flood(15, 60, retry_after=1)  # the pump sends one at a time: a global pause
+    emulator.flood(15, 60, retry_after=1)  # two global pauses, mid-burst
     path = [
         CaseStatus.accepted,
         CaseStatus.dispatched,
@@ -580,4 +580,8 @@ async def test_a_burst_of_status_changes_reaches_every_resident_exactly_once(
             path
         )
     assert emulator.violations == []
-    assert (emulator.too_many, emulator.early) == (2, 0)
+    # The pump serves chats side by side, so a send already in flight when a pause
+    # begins can land inside it (at most one per chat per pause) and is sent again
+    # after it; no other send may break a pause.
+    assert emulator.too_many == 2 + emulator.early
+    assert emulator.early <= 2 * len(chats)

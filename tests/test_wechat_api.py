@@ -126,6 +126,9 @@ def channel(
     async def record(inbound: Inbound) -> None:
         return None
 
+    async def spool(chat_id: str, text: str) -> None:
+        raise AssertionError("a push is never spooled by the channel")
+
     async def last_inbound(chat_id: str) -> datetime | None:
         return last
 
@@ -135,6 +138,7 @@ def channel(
         T,
         handle=handle,
         record=record,
+        spool=spool,
         last_inbound=last_inbound,
         template_id=template,
         timing=WeChatTiming(),

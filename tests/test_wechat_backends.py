@@ -18,7 +18,14 @@ from bots.app import create_app
 from bots.runtime import build_pipeline, open_services
 from bots.settings import Settings
 from bots.wechat import WECHAT, WeChatOptions, WeChatTiming, open_wechat, wechat_routes
-from integration.models import Case, CaseMedia, CaseStatus
+from integration.models import (
+    Case,
+    CaseMedia,
+    CaseStatus,
+    Notification,
+    NotificationKind,
+    NotificationState,
+)
 from nlu.embedded import EmbeddedInterpreter
 from nlu.types import Parse
 from tests.emulators.wechat import TEMPLATE_ID, TOKEN, Tencent, WeChatAPIEmulator, sign
@@ -124,6 +131,32 @@ async def test_past_the_deadline_every_answer_comes_once_by_customer_service(
     assert texts[2].startswith("请确认以下信息")
     assert texts[3] == T("complaint.submitted", number=cases[0].number)
     assert len(texts) == 4 and len(cases) == 1
+
+
+async def test_a_late_answer_wechat_refuses_waits_in_the_push_queue_until_sent(
+    data_dir: Path, wechat_api: WeChatAPIEmulator, backend: dict[str, Any]
+) -> None:
+    # Every answer is late, and WeChat fails the channel's three quick tries.
+    settings = wechat_settings(data_dir, wechat_api, **backend)
+    async with serve(settings, wechat_api, deadline=0.0) as yimen:
+        wechat_api.fail("message/custom/send", 500, 500, 500)
+        resident = yimen.resident()
+        assert (await resident.send(yimen.tencent.text(resident.openid, COMPLAINT))).empty
+        await yimen.wait_texts(resident.openid, 1)
+        async with asyncio.timeout(10):
+            while True:  # the pump records the send just after WeChat took it
+                async with yimen.services.sessions() as session:
+                    [(kind, state, text)] = (
+                        await session.execute(
+                            select(Notification.kind, Notification.state, Notification.text)
+                        )
+                    ).all()
+                if state != NotificationState.pending.value:
+                    break
+                await asyncio.sleep(0.02)
+    assert yimen.texts_to(resident.openid) == [text]  # once, by the push queue
+    assert text.startswith(T("complaint.ask_where", category=T("category.noise")))
+    assert (kind, state) == (NotificationKind.reply.value, NotificationState.sent.value)
 
 
 class GatedInterpreter:

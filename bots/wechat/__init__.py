@@ -9,6 +9,7 @@ YIMEN_WECHAT_TOKEN is set; ``wechat_routes`` mounts the webhook.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -115,6 +116,7 @@ async def open_wechat(
             services.catalog,
             handle=handle,
             record=_recorder(services.transcript),
+            spool=functools.partial(services.notifications.queue_reply, CHANNEL),
             last_inbound=TranscriptWindow(services.sessions, CHANNEL).last_inbound,
             template_id=settings.wechat_template_status,
             timing=options.timing,

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Inbound], Awaitable[list[Outbound] | None]]
 Recorder = Callable[[Inbound], Awaitable[None]]
+Spooler = Callable[[str, str], Awaitable[None]]  # (openid, text): queue a reply durably
 LastInbound = Callable[[str], Awaitable[datetime | None]]
 
 TEMPLATE_FIELD = 20  # characters WeChat keeps in a template's "thing" field
@@ -85,6 +86,7 @@ class WeChatChannel:
         *,
         handle: Handler,
         record: Recorder,
+        spool: Spooler,
         last_inbound: LastInbound,
         template_id: str = "",
         timing: WeChatTiming | None = None,
@@ -95,6 +97,7 @@ class WeChatChannel:
         self._t = catalog
         self._handle = handle
         self._record = record
+        self._spool = spool
         self._last_inbound = last_inbound
         self._template_id = template_id
         self._timing = timing or WeChatTiming()
@@ -216,7 +219,12 @@ class WeChatChannel:
             await self._send_late(inbound, text)
 
     async def _send_late(self, inbound: Inbound, text: str) -> None:
-        """One customer-service message answering ``inbound``, retried a few times."""
+        """One customer-service message answering ``inbound``, tried a few times at once.
+
+        If WeChat keeps failing, the answer goes to the push queue, which retries it
+        with backoff for hours (and shows staff what never got through): an answer is
+        sent or durably queued, never dropped.
+        """
         delay = self._timing.send_backoff
         for attempt in range(1, self._timing.send_attempts + 1):
             try:
@@ -225,15 +233,15 @@ class WeChatChannel:
             except (WeChatError, RedisError) as exc:
                 error = delivery_error(exc) if isinstance(exc, WeChatError) else None
                 if attempt == self._timing.send_attempts or (error and not error.retryable):
-                    log.error(
-                        "reply to WeChat message %s of %s not delivered: %s",
+                    log.warning(
+                        "reply to WeChat message %s not sent (%s); queued for retry",
                         inbound.message_id,
-                        inbound.chat_id,
                         exc,
                     )
-                    return
+                    break
             await asyncio.sleep(delay)
             delay *= 2
+        await self._spool(inbound.chat_id, text)
 
     def _spawn(self, work: Awaitable[Any]) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.ensure_future(work)
