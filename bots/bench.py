@@ -63,6 +63,18 @@ class BenchResult:
         """Messages per second."""
         return self.messages / self.seconds
 
+    @classmethod
+    def of(cls, latencies: list[float], seconds: float) -> BenchResult:
+        """The summary of per-message latencies (in seconds) over a run of ``seconds``."""
+        ordered = sorted(latencies)
+        return cls(
+            messages=len(ordered),
+            seconds=seconds,
+            p50_ms=statistics.median(ordered) * 1000,
+            p99_ms=ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+            max_ms=ordered[-1] * 1000,
+        )
+
 
 async def _resident(
     pipeline: Pipeline, run: str, index: int, house: int, latencies: list[float]
@@ -98,11 +110,4 @@ async def bench(settings: Settings, conversations: int, concurrency: int) -> Ben
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    ordered = sorted(latencies)
-    return BenchResult(
-        messages=len(ordered),
-        seconds=elapsed,
-        p50_ms=statistics.median(ordered) * 1000,
-        p99_ms=ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
-        max_ms=ordered[-1] * 1000,
-    )
+    return BenchResult.of(latencies, elapsed)

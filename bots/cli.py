@@ -224,6 +224,13 @@ def bench_command(
     echo: Annotated[
         bool, typer.Option(help="WeChat: echo instead of the pipeline (the webhook alone).")
     ] = False,
+    rate: Annotated[
+        float | None,
+        typer.Option(
+            min=1,
+            help="WeChat: offer this many messages/s (open loop; --concurrency is ignored).",
+        ),
+    ] = None,
 ) -> None:
     """Measure throughput and latency with scripted resident conversations."""
     import tempfile
@@ -238,7 +245,7 @@ def bench_command(
             )
         if channel is BenchChannel.wechat:
             modes = mode or list(WeChatMode)
-            bench_wechat_report(settings, conversations, concurrency, modes, profile, echo)
+            bench_wechat_report(settings, conversations, concurrency, modes, profile, echo, rate)
             return
         result = run_async(bench(settings, conversations, concurrency))
     print(

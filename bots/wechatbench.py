@@ -21,7 +21,6 @@ import itertools
 import multiprocessing
 import secrets
 import socket
-import statistics
 import string
 import time
 import uuid
@@ -34,7 +33,7 @@ import aiohttp
 import xmltodict
 from wechatpy.crypto import PrpCrypto, WeChatCrypto
 
-from bots.bench import BenchResult, house_numbers, script
+from bots.bench import SCRIPT, BenchResult, house_numbers, script
 from bots.settings import Settings
 from bots.wechat.security import signature
 
@@ -207,38 +206,46 @@ async def _resident(
 
 
 async def _drive(
-    port: int, aes_key: str, conversations: int, concurrency: int
+    port: int, aes_key: str, conversations: int, concurrency: int, rate: float | None
 ) -> tuple[BenchResult, int]:
+    """Closed loop: ``concurrency`` residents at a time. Open loop with ``rate``: a new
+    resident every len(SCRIPT)/``rate`` seconds however many are still waiting, so the
+    offered load is ``rate`` messages/s and queueing shows up in the latencies."""
     url = f"http://127.0.0.1:{port}/wechat"
     wechat = _WeChat(aes_key)
     run = uuid.uuid4().hex[:8]
     latencies: list[float] = []
     late: list[int] = []
-    connector = aiohttp.TCPConnector(limit=concurrency + 1)
+    connector = aiohttp.TCPConnector(limit=0 if rate else concurrency + 1)
     async with aiohttp.ClientSession(connector=connector) as session:
         houses = house_numbers()
         await _resident(session, url, wechat, f"o-warmup-{run}", next(houses), [], [])
-        queue: asyncio.Queue[int] = asyncio.Queue()
-        for index in range(conversations):
-            queue.put_nowait(index)
 
-        async def worker() -> None:
-            while not queue.empty():
-                openid = f"o-bench-{run}-{queue.get_nowait()}"
-                await _resident(session, url, wechat, openid, next(houses), latencies, late)
+        async def resident(index: int) -> None:
+            openid = f"o-bench-{run}-{index}"
+            await _resident(session, url, wechat, openid, next(houses), latencies, late)
 
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        if rate:
+            interval, residents = len(SCRIPT) / rate, []
+            for index in range(conversations):
+                residents.append(asyncio.create_task(resident(index)))
+                await asyncio.sleep(
+                    max(0.0, started + (index + 1) * interval - time.perf_counter())
+                )
+            await asyncio.gather(*residents)
+        else:
+            queue: asyncio.Queue[int] = asyncio.Queue()
+            for index in range(conversations):
+                queue.put_nowait(index)
+
+            async def worker() -> None:
+                while not queue.empty():
+                    await resident(queue.get_nowait())
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    ordered = sorted(latencies)
-    result = BenchResult(
-        messages=len(ordered),
-        seconds=elapsed,
-        p50_ms=statistics.median(ordered) * 1000,
-        p99_ms=ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
-        max_ms=ordered[-1] * 1000,
-    )
-    return result, len(late)
+    return BenchResult.of(latencies, elapsed), len(late)
 
 
 def bench_wechat(
@@ -248,6 +255,7 @@ def bench_wechat(
     mode: str,
     profile: Path | None = None,
     echo: bool = False,
+    rate: float | None = None,
 ) -> WeChatBenchResult:
     """Serve the app in a child process and drive ``conversations`` through /wechat.
 
@@ -277,7 +285,7 @@ def bench_wechat(
         while not ready.wait(0.5):
             if not server.is_alive():
                 raise RuntimeError("the bench server exited before it was ready")
-        result, late = asyncio.run(_drive(port, aes_key, conversations, concurrency))
+        result, late = asyncio.run(_drive(port, aes_key, conversations, concurrency, rate))
     finally:
         stop.set()
         server.join(60)

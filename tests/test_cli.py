@@ -338,5 +338,31 @@ async def test_nlu_train_reports_its_data_and_writes_the_model(
     assert f"-> {env.data_dir / 'models' / models[0]}" in trained.stdout
 
 
+async def test_bench_measures_the_pipeline_and_the_signed_wechat_webhook(env: Env) -> None:
+    measured = re.compile(r"([\d,]+) messages/s; latency p50 [\d.]+ ms, p99 [\d.]+ ms")
+    pipeline = await yimen(env, "bench", "--conversations", "3", "--concurrency", "2")
+    assert pipeline.returncode == 0, pipeline.stderr
+    assert "pipeline: 21 messages (3 conversations x 7, 2 at once)" in pipeline.stdout
+    assert measured.search(pipeline.stdout), pipeline.stdout
+
+    # Open loop over the real webhook, in safe mode: signed, encrypted, every answer passive.
+    wechat = await yimen(
+        env,
+        "bench",
+        "--channel",
+        "wechat",
+        "--mode",
+        "safe",
+        "--rate",
+        "20",
+        "--conversations",
+        "3",
+    )
+    assert wechat.returncode == 0, wechat.stderr
+    assert "offered at 20 messages/s" in wechat.stdout
+    [line] = [line for line in wechat.stdout.splitlines() if line.strip().startswith("safe")]
+    assert measured.search(line) and line.endswith("0 answered late (custom/send)"), line
+
+
 def model_files(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.glob("embedded-*.joblib"))

@@ -63,6 +63,7 @@ def bench_wechat_report(
     modes: list[WeChatMode],
     profile: Path | None,
     echo: bool,
+    rate: float | None = None,
 ) -> None:
     """`yimen bench --channel wechat`: one server run per mode, one line each."""
     from bots.bench import SCRIPT
@@ -70,7 +71,8 @@ def bench_wechat_report(
 
     print(
         f"wechat webhook: {conversations} conversations x {len(SCRIPT)} messages, "
-        f"{concurrency} at once; database {describe_db(settings.resolved_database_url)}; "
+        + (f"offered at {rate:,.0f} messages/s" if rate else f"{concurrency} at once")
+        + f"; database {describe_db(settings.resolved_database_url)}; "
         f"state {'redis' if settings.redis_url else 'memory'}; "
         + ("echo instead of the pipeline" if echo else f"NLU {settings.nlu_backend}")
     )
@@ -78,7 +80,9 @@ def bench_wechat_report(
         report = (
             profile.with_name(f"{profile.stem}-{mode.value}{profile.suffix}") if profile else None
         )
-        measured = bench_wechat(settings, conversations, concurrency, mode.value, report, echo)
+        measured = bench_wechat(
+            settings, conversations, concurrency, mode.value, report, echo, rate
+        )
         result = measured.result
         print(
             f"  {mode.value:<5} {result.rate:,.0f} messages/s; latency p50 {result.p50_ms:.1f} ms, "
