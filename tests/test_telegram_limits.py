@@ -151,8 +151,8 @@ async def receiver(emulator: TelegramEmulator, tmp_path: Path) -> AsyncIterator[
 async def test_a_burst_of_pushes_is_delivered_in_full_within_the_limits(
     emulator: TelegramEmulator, receiver: TelegramReceiver
 ) -> None:
-    # Per-chat flood control: with many sends on the wire at once, a global 429 also
-    # hits requests already sent; the pump's one-at-a-time pushes meet the global kind.
+    # Per-chat flood control here; tests/test_telegram.py meets the global kind through
+    # the whole app.
     emulator.flood(50, 180, retry_after=1, scope="chat")
     chats = [3000 + i for i in range(30)]
     pushes = [(chats[i % 30], f"工单进展 第{i}条") for i in range(300)]
