@@ -88,7 +88,7 @@ class WeChatAPI:
         return await self._post(path, token, payload)
 
     async def _post(self, path: str, token: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-        # Unescaped UTF-8: some WeChat endpoints show \uXXXX escapes literally.
+        # Unescaped UTF-8: some WeChat endpoints show \u escapes (\u4e00 for 一) literally.
         data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         headers = {"Content-Type": "application/json; charset=utf-8"}
         try:
