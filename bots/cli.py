@@ -22,7 +22,7 @@ from bots.settings import Settings
 from bots.terminal import TerminalChannel, read_lines
 from handlers.messages import Outbound
 from handlers.notifier import NotificationPump
-from integration.cases import LOCAL_TZ
+from integration.cases import local_minute
 from integration.errors import IntegrationError
 from integration.models import CaseStatus
 
@@ -168,7 +168,7 @@ def cases_list(
         if not cases:
             print("no cases")
         for case in cases:
-            created = case.created_at.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M")
+            created = local_minute(case.created_at)
             print(
                 f"{case.number}  {case.category:<12} {case.status.value:<11} "
                 f"{case.address or '-'}  {created}"

@@ -12,17 +12,15 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from handlers.catalog import Catalog
 from handlers.flows.rating import rating_buttons
 from handlers.messages import Channel, DeliveryError, Outbound
+from integration.cases import local_minute
 from integration.models import NotificationKind
 from integration.notifications import NotificationQueue, PendingPush
 
 log = logging.getLogger(__name__)
-
-LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 
 
 class NotificationPump:
@@ -56,7 +54,7 @@ class NotificationPump:
             text = self._t("rating.reminder", number=push.case_number, category=category)
             return Outbound(text, rating_buttons(self._t, push.case_number))
         status = self._t(f"status.{push.status.value}")
-        time = push.changed_at.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M")
+        time = local_minute(push.changed_at)
         text = self._t(
             "push.status",
             number=push.case_number,

@@ -149,6 +149,11 @@ _VIEW_COLUMNS = (
 )
 
 
+def local_minute(moment: datetime) -> str:
+    """A time as residents and staff read it: Asia/Shanghai, to the minute."""
+    return moment.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M")
+
+
 def format_number(day: date, sequence: int) -> str:
     """A short case number: YM, the local date as yymmdd, and the day's sequence."""
     return f"{NUMBER_PREFIX}{day:%y%m%d}{sequence:04d}"

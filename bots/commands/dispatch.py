@@ -12,7 +12,7 @@ import typer
 from bots.commands import load_settings, run_async
 from bots.runtime import finish, open_services
 from bots.settings import Settings
-from integration.cases import LOCAL_TZ
+from integration.cases import local_minute
 
 dispatch_app = typer.Typer(help="The dispatch platform's outbox and ratings.", no_args_is_help=True)
 
@@ -57,7 +57,7 @@ def dispatch_dead(
         if not dead:
             print("no dead letters")
         for job in dead:
-            created = job.created_at.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M")
+            created = local_minute(job.created_at)
             print(
                 f"{job.number}  {job.kind.value:<7} {job.attempts:>3} tries  {created}  "
                 f"{job.last_error}"
