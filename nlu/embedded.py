@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -116,9 +117,16 @@ class EmbeddedModel:
         return np.asarray(softmax(logits / self.temperature, axis=1))
 
 
+# The modules whose code shapes the features and the fit: a change to any of them must
+# retrain, even when nobody remembers to bump MODEL_VERSION.
+_FEATURE_CODE = ("embedded.py", "normalize.py", "scoring.py", "training_data.py")
+
+
 def fingerprint(data_dir: Path = DATA_DIR) -> str:
-    """A hash of the training files, the model code version and scikit-learn's version."""
+    """A hash of the training files, the feature code and scikit-learn's version."""
     digest = hashlib.sha256(f"{MODEL_VERSION}:{sklearn.__version__}".encode())
+    for name in _FEATURE_CODE:
+        digest.update((Path(__file__).parent / name).read_bytes())
     for path in sorted(data_dir.glob("*.yml")):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
@@ -199,6 +207,22 @@ def load_or_train(
     """The cached model for the current training data, training and caching it if needed."""
     key = fingerprint(data_dir)
     path = cache_dir / f"embedded-{key}.joblib"
+    real = path.resolve()  # links to one cache file share its loaded model
+    with _loaded_lock:
+        if not force and (model := _loaded.get(real)) is not None:
+            return model
+        model = _load_or_train(path, key, data_dir, force=force)
+        _loaded[path.resolve()] = model
+        return model
+
+
+# Models already loaded by this process, by cache file: a model is immutable once
+# trained, so every app and interpreter in the process shares one copy.
+_loaded: dict[Path, EmbeddedModel] = {}
+_loaded_lock = threading.Lock()
+
+
+def _load_or_train(path: Path, key: str, data_dir: Path, *, force: bool) -> EmbeddedModel:
     if path.exists() and not force:
         try:
             model: EmbeddedModel = joblib.load(path)
@@ -210,8 +234,8 @@ def load_or_train(
                 tokenizer.add_word(word)
             return model
     model = train(load_training_data(sorted(data_dir.glob("*.yml"))), key)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # processes training at once don't collide
     joblib.dump(model, tmp)
     tmp.replace(path)  # atomic, so a concurrent reader never sees half a file
     log.info("trained embedded NLU model %s (%d intents)", path.name, len(model.intents))

@@ -28,7 +28,7 @@ from handlers.state import ConversationStore
 from integration.db import create_engine, session_factory, upgrade
 from integration.models import Base
 from integration.state import KeyBuilder, MemoryConversationStore, RedisConversationStore, Timing
-from nlu.embedded import EmbeddedInterpreter, EmbeddedModel, load_or_train
+from nlu.embedded import EmbeddedInterpreter, EmbeddedModel, fingerprint, load_or_train
 from nlu.entities import EntityExtractor
 from nlu.training_data import load as load_training_data
 from tests.emulators.dispatch import DispatchEmulator
@@ -191,9 +191,15 @@ def peer_of(store: ConversationStore, make_store: StoreMaker) -> ConversationSto
 
 
 @pytest.fixture(scope="session")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A directory holding the NLU model trained once for the whole session."""
-    return tmp_path_factory.mktemp("models")
+def model_dir() -> Path:
+    """The NLU model cache the tests share, across sessions and working trees.
+
+    Models are keyed by a fingerprint of the training data and the feature code, so a
+    cache that outlives the session only saves retraining an identical model.
+    YIMEN_TEST_MODEL_CACHE overrides where it is.
+    """
+    default = Path.home() / ".cache" / "yimen" / "test-models"
+    return Path(os.environ.get("YIMEN_TEST_MODEL_CACHE") or default)
 
 
 @pytest.fixture(scope="session")
@@ -215,10 +221,14 @@ def catalog() -> Catalog:
 
 
 def data_dir_with_model(directory: Path, model_dir: Path) -> Path:
-    """Make ``directory`` a Yimen data directory holding the session's trained model."""
+    """Make ``directory`` a Yimen data directory holding the session's trained model.
+
+    The model file is linked, not copied: every app in the process then shares the one
+    loaded model (load_or_train keys its in-process cache by the resolved file).
+    """
     (directory / "models").mkdir(parents=True)
-    for model in model_dir.glob("embedded-*.joblib"):
-        shutil.copy(model, directory / "models" / model.name)
+    name = f"embedded-{fingerprint()}.joblib"
+    (directory / "models" / name).symlink_to(model_dir / name)
     return directory
 
 

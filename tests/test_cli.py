@@ -334,7 +334,9 @@ async def test_nlu_train_reports_its_data_and_writes_the_model(
     assert f"{len(data.examples)} examples" in trained.stdout
     assert f"{len(nlu_model.intents)} intents" in trained.stdout
     models = model_files(env.data_dir / "models")
-    assert models == model_files(model_dir)  # the same data gives the same cache key
+    # The same data gives the same cache key as the session's model.
+    assert models == [f"embedded-{nlu_model.fingerprint}.joblib"]
+    assert (model_dir / models[0]).exists()
     assert f"-> {env.data_dir / 'models' / models[0]}" in trained.stdout
 
 
