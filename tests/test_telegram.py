@@ -8,6 +8,7 @@ Telegram does). Status pushes come from the app's own notification pump.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import re
 from collections import Counter
@@ -18,10 +19,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from PIL import Image
 from sqlalchemy import select
 from yarl import URL
 
 from bots.app import TELEGRAM, create_app
+from bots.media import MediaStore
 from bots.settings import Settings
 from bots.telegram import (
     SECRET_HEADER,
@@ -189,7 +192,8 @@ async def test_a_complaint_with_a_location_and_a_photo_is_opened_and_its_progres
     assert (kind, ref) == ("image", largest)
     served = await yimen.client.get(url)  # kept in the media directory, served by the app
     assert served.status == 200
-    assert await served.read() == photo
+    with Image.open(io.BytesIO(await served.read())) as kept:  # re-encoded, same picture
+        assert (kept.format, kept.size) == ("JPEG", Image.open(io.BytesIO(photo)).size)
 
     await yimen.services.cases.change_status(number, CaseStatus.in_progress, "已派城管中队")
     (push,) = await emulator.receive(resident.id)
@@ -462,13 +466,15 @@ def flaky_handle(calls: list[str]) -> Any:
 
 
 async def test_a_failed_webhook_update_answers_500_and_its_redelivery_is_handled(
-    sqlite_settings: Settings, emulator: TelegramEmulator
+    sqlite_settings: Settings, emulator: TelegramEmulator, media_store: MediaStore
 ) -> None:
     calls: list[str] = []
     settings = telegram_settings(sqlite_settings, emulator, "webhook")
     app = web.Application()
     app.add_routes(telegram_routes(settings))
-    async with open_telegram(settings, flaky_handle(calls), T, FAST) as receiver:
+    async with open_telegram(
+        settings, flaky_handle(calls), T, FAST, photos=media_store
+    ) as receiver:
         app[TELEGRAM] = receiver
         async with TestClient(TestServer(app, port=_port(settings))):
             await emulator.wait_for("setWebhook")
@@ -483,11 +489,11 @@ async def test_a_failed_webhook_update_answers_500_and_its_redelivery_is_handled
 
 
 async def test_a_failed_polled_update_asks_the_resident_to_send_it_again(
-    sqlite_settings: Settings, emulator: TelegramEmulator
+    sqlite_settings: Settings, emulator: TelegramEmulator, media_store: MediaStore
 ) -> None:
     calls: list[str] = []
     settings = telegram_settings(sqlite_settings, emulator, "polling")
-    async with open_telegram(settings, flaky_handle(calls), T, FAST):
+    async with open_telegram(settings, flaky_handle(calls), T, FAST, photos=media_store):
         resident = emulator.resident(10_041)
         await emulator.deliver(resident.text("你好"))
         (answer,) = await emulator.receive(resident.id)
