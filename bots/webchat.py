@@ -53,6 +53,7 @@ MESSAGE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # message still gets its polite answer, yet far below what fills a socket's buffers.
 MAX_FRAME = 64 * 1024
 MAX_MEDIA = 9  # photos in one message
+HISTORY_TEXT = 2000  # characters of one history line (an over-long message is cut)
 
 Handler = Callable[[Inbound], Awaitable[list[Outbound] | None]]
 OnConnect = Callable[[str], Awaitable[None]]
@@ -123,10 +124,11 @@ def outbound_json(message: Outbound) -> dict[str, Any]:
 def history_json(item: HistoryItem) -> dict[str, Any]:
     """The wire form of a history line."""
     sender = {"resident": "me", "bot": "bot", "push": "push"}[item.sender]
+    text = item.text if len(item.text) <= HISTORY_TEXT else item.text[:HISTORY_TEXT] + "…"
     frame: dict[str, Any] = {
         "id": item.key,
         "from": sender,
-        "text": item.text,
+        "text": text,
         "time": stamp(item.time),
     }
     if item.message_id:

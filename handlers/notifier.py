@@ -89,6 +89,7 @@ class NotificationPump:
         lease: float = 60.0,
         batch: int = 50,
         max_chats: int = 200,
+        stall_after: float | None = None,
     ) -> None:
         if send_timeout >= lease:
             # A send outliving its lease could be claimed and sent again by another pass.
@@ -103,6 +104,8 @@ class NotificationPump:
         self._lease = lease
         self._batch = batch
         self._max_chats = max_chats
+        # No finished pass for this long while running means the pump is stuck.
+        self._stall_after = stall_after or max(30.0, 10 * poll_interval)
         self._wakeup = asyncio.Event()
         self._stopping = False
         self._running = False
@@ -110,6 +113,7 @@ class NotificationPump:
         self._held: set[int] = set()  # ids of pushes in some lane
         self._sending: dict[int, float] = {}  # push id -> when its send began (monotonic)
         self._last_pass: tuple[float, datetime] | None = None
+        self._started = 0.0  # when run began (monotonic)
 
     def render(self, push: PendingPush) -> Outbound:
         """The resident-facing text of a status change; a resolution also asks for a rating."""
@@ -164,9 +168,9 @@ class NotificationPump:
         now = time.monotonic()
         age = now - self._last_pass[0] if self._last_pass else None
         longest = max((now - began for began in self._sending.values()), default=0.0)
-        stall_after = max(30.0, 10 * self._poll_interval)
+        since = age if age is not None else (now - self._started if self._started else 0.0)
         stalled = self._running and (
-            (age is not None and age > stall_after) or longest > self._send_timeout + 5.0
+            since > self._stall_after or longest > self._send_timeout + 5.0
         )
         return PumpStatus(
             running=self._running,
@@ -188,7 +192,7 @@ class NotificationPump:
 
     async def run(self) -> None:
         """Deliver until ``stop``, polling the queue and waking early on ``wake``."""
-        self._running = True
+        self._running, self._started = True, time.monotonic()
         try:
             while not self._stopping:
                 try:
