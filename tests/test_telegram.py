@@ -591,3 +591,58 @@ async def test_a_burst_of_status_changes_reaches_every_resident_exactly_once(
     # after it; no other send may break a pause.
     assert emulator.too_many == 2 + emulator.early
     assert emulator.early <= 2 * len(chats)
+
+
+# -- hostile and malformed updates (issue 10) ------------------------------------------------
+
+
+async def test_a_lone_surrogate_is_cleaned_and_answered_not_redelivered_forever(
+    webhook_yimen: Yimen,
+) -> None:
+    """The old defect: the transcript write failed, 500, and Telegram redelivered forever."""
+    yimen, resident = webhook_yimen, webhook_yimen.emulator.resident(10_050)
+    update = resident.text("路灯不亮了\ud800")
+    assert await yimen.emulator.deliver(update) == 200
+    (answer,) = await yimen.emulator.receive(resident.id)
+    assert answer.text  # answered like any message
+    lines = await yimen.services.transcript.lines("telegram", "10050")
+    assert lines[0].text == "路灯不亮了\ufffd"
+
+
+@pytest.mark.parametrize(
+    ("latitude", "longitude"), [(999.0, 109.7), (39.6, -999.0), (1e308, 1e308)]
+)
+async def test_an_impossible_location_is_answered_and_not_stored(
+    webhook_yimen: Yimen, latitude: float, longitude: float
+) -> None:
+    yimen, resident = webhook_yimen, webhook_yimen.emulator.resident(10_051)
+    answer = await yimen.one(resident.location(latitude, longitude), resident)
+    assert answer.text == T("chat.unsupported_media")
+    async with yimen.services.sessions() as session:
+        pins = (await session.execute(select(Case.latitude))).all()
+    assert pins == []
+
+
+async def webhook_post(yimen: Yimen, body: bytes, secret: str | None = None) -> int:
+    headers = {"Content-Type": "application/json"}
+    headers[SECRET_HEADER] = yimen.emulator.webhook.secret if secret is None else secret
+    response = await yimen.client.post("/telegram", data=body, headers=headers)
+    return response.status
+
+
+async def test_a_non_ascii_secret_header_is_a_401(webhook_yimen: Yimen) -> None:
+    body = b'{"update_id": 1}'
+    assert await webhook_post(webhook_yimen, body, "密钥".encode().decode("latin-1")) == 401
+
+
+async def test_a_deeply_nested_body_is_a_400(webhook_yimen: Yimen) -> None:
+    assert await webhook_post(webhook_yimen, b"[" * 100_000 + b"]" * 100_000) == 400
+    assert await webhook_post(webhook_yimen, b"{not json") == 400
+
+
+async def test_an_update_we_cannot_read_is_acknowledged_so_it_is_not_redelivered(
+    webhook_yimen: Yimen,
+) -> None:
+    assert await webhook_post(webhook_yimen, b'{"update_id": "not a number"}') == 200
+    assert await webhook_post(webhook_yimen, b"[1, 2, 3]") == 200
+    assert webhook_yimen.emulator.calls_of("sendMessage") == []
