@@ -224,6 +224,13 @@ class WebChatChannel:
             chat_id, {"type": "push", "time": stamp(), "message": outbound_json(message)}
         )
 
+    def disconnect(self, chat_id: str) -> int:
+        """Cut every open page of a visitor (their pages reconnect); how many were cut."""
+        sockets = list(self._sockets.get(chat_id, ()))
+        for socket in sockets:
+            self._cut(socket)
+        return len(sockets)
+
     def online(self, chat_id: str) -> bool:
         """Whether the visitor has a page open on this process."""
         return bool(self._sockets.get(chat_id))
