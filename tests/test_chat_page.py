@@ -16,15 +16,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 from PIL import Image
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from bots.app import SERVICES, WEBCHAT, create_app
-from bots.identity import COOKIE
+from bots.identity import COOKIE, VisitorIdentity
 from bots.settings import Settings
+from bots.webchat import STATIC, WebChatChannel, WebChatParts
 from handlers.catalog import Catalog
+from handlers.messages import Inbound, Outbound
 from integration.models import CaseStatus
+from integration.state.keys import KeyBuilder
+from integration.state.throttle import MemoryThrottle
+from tests.test_webchat import NoHistory, NoPhotos
 
 CHROMIUM = "/usr/bin/chromium"
 # Chromium as root in a sandbox with no network beyond loopback.
@@ -295,3 +301,45 @@ async def test_a_broken_picture_is_refused_with_a_chinese_answer(
     await expect(last_bot(page)).to_have_text(re.compile(T("webchat.upload_not_image")))
     await expect(page.locator(".row-msg.me")).to_have_count(0)
     await context.close()
+
+
+async def test_the_page_stops_resending_a_message_the_server_keeps_refusing(
+    browser: Browser,
+) -> None:
+    """The old defect: a "busy" answer was resent every 3 s forever."""
+    calls: list[str] = []
+
+    async def always_busy(inbound: Inbound) -> list[Outbound] | None:
+        calls.append(inbound.message_id)
+        raise TimeoutError("the conversation lock is never free")
+
+    async def on_connect(_: str) -> None:
+        return None
+
+    channel = WebChatChannel(VisitorIdentity(b"k" * 32))
+    channel.bind(
+        WebChatParts(
+            media=NoPhotos(),
+            throttle=MemoryThrottle(),
+            history=NoHistory(),
+            keys=KeyBuilder(),
+            catalog=T,
+            greeting=Outbound(T("chat.greet")),
+        )
+    )
+    app = web.Application()
+    app.add_routes(channel.routes(always_busy, on_connect))
+    app.router.add_static("/chat/static", STATIC / "assets")
+    async with TestServer(app) as server:
+        context = await phone(browser)
+        page = await open_chat(context, server)
+        await send(page, "你好")
+        failed = page.locator(".row-msg.me.failed")
+        await expect(failed).to_contain_text("系统繁忙", timeout=20_000)
+        await page.wait_for_timeout(4000)  # longer than a resend would take
+        assert len(calls) == 3 and len(set(calls)) == 1
+        # The resident can try again by hand.
+        await failed.get_by_role("button", name="重发").click()
+        await expect(page.locator(".row-msg.me.failed")).to_have_count(1, timeout=20_000)
+        assert len(calls) >= 4
+        await context.close()

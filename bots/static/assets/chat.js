@@ -34,12 +34,17 @@
   largeButton.addEventListener("click", () => setLarge(!document.documentElement.classList.contains("large")));
 
   // -- rendering ------------------------------------------------------------------
+  // Times as the street office reads them (Asia/Shanghai), like the times in its texts.
+  const clock = new Intl.DateTimeFormat("zh-CN", {
+    timeZone: "Asia/Shanghai", month: "numeric", day: "numeric",
+    hour: "2-digit", minute: "2-digit", hourCycle: "h23",
+  });
   function timeText(iso) {
-    const at = iso ? new Date(iso) : new Date();
-    const now = new Date();
-    const hm = at.toLocaleTimeString("zh-CN", { hour: "2-digit", minute: "2-digit", hour12: false });
-    if (at.toDateString() === now.toDateString()) return hm;
-    return `${at.getMonth() + 1}月${at.getDate()}日 ${hm}`;
+    const parts = (at) => Object.fromEntries(clock.formatToParts(at).map((p) => [p.type, p.value]));
+    const at = parts(iso ? new Date(iso) : new Date());
+    const today = parts(new Date());
+    const hm = `${at.hour}:${at.minute}`;
+    return at.month === today.month && at.day === today.day ? hm : `${at.month}月${at.day}日 ${hm}`;
   }
 
   function copyText(text, button) {
