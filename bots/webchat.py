@@ -26,19 +26,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from bots.identity import VisitorIdentity, same_origin
-from bots.sanitize import RefusedInput, clean_payload, clean_text, load_json, location
+from bots.sanitize import RefusedInput, load_json
+from bots.webframes import history_json, outbound_json, parse_frame, stamp
 from handlers.catalog import Catalog
 from handlers.history import HistoryItem
 from handlers.messages import DeliveryError, Inbound, Media, Outbound
@@ -48,12 +47,9 @@ from integration.state.throttle import Throttle
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-MESSAGE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Above the page's 4,000-character input (up to 12 KB as UTF-8), so an over-long
 # message still gets its polite answer, yet far below what fills a socket's buffers.
 MAX_FRAME = 64 * 1024
-MAX_MEDIA = 9  # photos in one message
-HISTORY_TEXT = 2000  # characters of one history line (an over-long message is cut)
 
 Handler = Callable[[Inbound], Awaitable[list[Outbound] | None]]
 OnConnect = Callable[[str], Awaitable[None]]
@@ -112,39 +108,6 @@ class _Socket:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
-def outbound_json(message: Outbound) -> dict[str, Any]:
-    """The wire form of a bot message."""
-    return {
-        "text": message.text,
-        "buttons": [{"label": b.label, "payload": b.payload} for b in message.buttons],
-        "media": [{"kind": m.kind, "url": m.url or m.ref} for m in message.media],
-    }
-
-
-def history_json(item: HistoryItem) -> dict[str, Any]:
-    """The wire form of a history line."""
-    sender = {"resident": "me", "bot": "bot", "push": "push"}[item.sender]
-    text = item.text if len(item.text) <= HISTORY_TEXT else item.text[:HISTORY_TEXT] + "…"
-    frame: dict[str, Any] = {
-        "id": item.key,
-        "from": sender,
-        "text": text,
-        "time": stamp(item.time),
-    }
-    if item.message_id:
-        frame["message_id"] = item.message_id
-    if item.media:
-        frame["media"] = list(item.media)
-    if item.location is not None:
-        frame["location"] = item.location
-    return frame
-
-
-def stamp(moment: datetime | None = None) -> str:
-    """A time on the wire: ISO 8601 in UTC, to the second."""
-    return (moment or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
-
-
 class WebChatChannel:
     """Serves the chat page and its sockets; pushes reach every open tab of a visitor."""
 
@@ -178,38 +141,8 @@ class WebChatChannel:
             return None
 
     def parse_frame(self, visitor: str, frame: Any) -> Inbound:
-        """A page frame as an Inbound; ``RefusedInput`` for anything malformed.
-
-        Text is cleaned (bots.sanitize.clean_text); a payload the bot cannot have sent
-        is dropped (the text still counts); coordinates must be a place on Earth.
-        """
-        if not isinstance(frame, dict) or frame.get("type") != "message":
-            raise RefusedInput("not a message frame")
-        message_id, text = frame.get("id"), frame.get("text", "")
-        if not isinstance(message_id, str) or not MESSAGE_ID.match(message_id):
-            raise RefusedInput("message id must be 1-64 letters, digits, - or _")
-        if not isinstance(text, str):
-            raise RefusedInput("text must be a string")
-        pin = frame.get("location")
-        if pin is not None and not isinstance(pin, dict):
-            raise RefusedInput("location must be an object")
-        refs = frame.get("media") or []
-        if not isinstance(refs, list) or len(refs) > MAX_MEDIA:
-            raise RefusedInput(f"media must be a list of at most {MAX_MEDIA} references")
-        if not all(isinstance(ref, str) and len(ref) <= 64 for ref in refs):
-            raise RefusedInput("media references must be short strings")
-        return Inbound(
-            channel=self.name,
-            user_id=visitor,
-            chat_id=visitor,
-            message_id=message_id,
-            text=clean_text(text),
-            location=location(pin.get("latitude"), pin.get("longitude"), pin.get("label", ""))
-            if pin is not None
-            else None,
-            media=tuple(Media("image", ref, ref) for ref in refs),
-            payload=clean_payload(frame.get("payload")),
-        )
+        """A page frame as an Inbound; ``RefusedInput`` for anything malformed."""
+        return parse_frame(self.name, visitor, frame)
 
     async def reply(self, inbound: Inbound, messages: list[Outbound]) -> None:
         """Send replies to every tab of the visitor."""
