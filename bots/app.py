@@ -10,19 +10,29 @@ from typing import Any
 
 from aiohttp import web
 
+from bots.identity import ClientAddress, VisitorIdentity, load_secret_key
 from bots.runtime import Services, finish, open_services
+from bots.security import forwarded_middleware, secure_headers
 from bots.settings import Settings
 from bots.telegram import TELEGRAM, SendLimits, open_telegram, telegram_routes
-from bots.webchat import WebChatChannel
+from bots.uploads import UploadLimits, UploadRoutes
+from bots.webchat import STATIC, WebChatChannel, WebChatLimits, WebChatParts
 from bots.wechat import WECHAT, WeChatOptions, open_wechat, wechat_routes
+from handlers.flows.chat import ChatFlow
+from handlers.history import ChatHistory
 from handlers.messages import Channel, Inbound, Outbound
 from handlers.notifier import NotificationPump
 from integration.dispatch.callbacks import CALLBACK_PATH
+from integration.history import TranscriptTail
 
 log = logging.getLogger(__name__)
 
 SERVICES = web.AppKey("services", Services)
 PUMP = web.AppKey("pump", NotificationPump)
+WEBCHAT = web.AppKey("webchat", WebChatChannel)
+SWEEP_INTERVAL = 3600.0  # seconds between sweeps of unused uploads
+# Bodies other than uploads (which stream) are small: callbacks, Telegram updates.
+MAX_BODY = 1024 * 1024
 
 
 def create_app(
@@ -36,8 +46,26 @@ def create_app(
     ``telegram_limits`` overrides Telegram's send rates (tests use faster ones);
     ``wechat_options`` WeChat's reply deadline and clock (tests, the benchmark).
     """
-    app = web.Application(client_max_size=settings.max_upload_bytes + 64 * 1024)
-    webchat = WebChatChannel(settings.media_dir, settings.max_upload_bytes)
+    app = web.Application(
+        client_max_size=MAX_BODY,
+        middlewares=[forwarded_middleware(ClientAddress(settings.proxies))],
+        # aiohttp closes a connection that has not sent a whole request this long
+        # after it opened (or after its last response): slow headers are cut off.
+        handler_args={"keepalive_timeout": settings.header_timeout},
+    )
+    app.on_response_prepare.append(secure_headers)
+    identity = VisitorIdentity(load_secret_key(settings.secret_key, settings.data_dir))
+    webchat = WebChatChannel(identity, webchat_limits(settings))
+    uploads = UploadRoutes(
+        identity,
+        webchat.name,
+        UploadLimits(
+            per_address=settings.upload_address_limit,
+            concurrent=settings.upload_concurrency,
+            origins=settings.origins,
+        ),
+    )
+    app[WEBCHAT] = webchat
 
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
         async with open_services(settings) as services, contextlib.AsyncExitStack() as stack:
@@ -45,7 +73,9 @@ def create_app(
             channels: dict[str, Channel[Any]] = {webchat.name: webchat}
             if settings.telegram_token:
                 telegram = await stack.enter_async_context(
-                    open_telegram(settings, handle, services.catalog, telegram_limits)
+                    open_telegram(
+                        settings, handle, services.catalog, telegram_limits, photos=services.media
+                    )
                 )
                 app[TELEGRAM], channels[telegram.channel.name] = telegram, telegram.channel
             if settings.wechat_token:
@@ -58,18 +88,37 @@ def create_app(
                 channels,
                 services.catalog,
                 poll_interval=settings.push_poll_interval,
+                send_timeout=settings.push_timeout,
             )
             app[PUMP] = pump
+            webchat.bind(
+                WebChatParts(
+                    media=services.media,
+                    throttle=services.throttle,
+                    history=ChatHistory(
+                        TranscriptTail(services.sessions), services.notifications, pump.render
+                    ),
+                    keys=services.keys,
+                    catalog=services.catalog,
+                    greeting=Outbound(
+                        services.catalog("chat.greet"), ChatFlow(services.catalog).menu()
+                    ),
+                )
+            )
+            uploads.bind(services.media, services.throttle, services.keys, services.catalog)
             services.dispatch.changed.connect(pump.wake)  # platform changes push at once
+            sweeping = asyncio.Event()  # set: stop sweeping
             tasks = [
                 asyncio.create_task(pump.run(), name="notification-pump"),
                 asyncio.create_task(services.dispatch.worker.run(), name="dispatch-worker"),
+                asyncio.create_task(sweep_uploads(services, sweeping), name="upload-sweeper"),
             ]
             try:
                 yield
             finally:
                 pump.stop()
                 services.dispatch.worker.stop()
+                sweeping.set()
                 await finish(tasks)
 
     async def handle(inbound: Inbound) -> list[Outbound] | None:
@@ -82,8 +131,12 @@ def create_app(
         app[PUMP].wake()
 
     async def healthz(request: web.Request) -> web.Response:
-        report = await request.app[SERVICES].health()
-        healthy = all(value == "ok" for value in report.values())
+        report: dict[str, Any] = dict(await request.app[SERVICES].health())
+        pump = request.app[PUMP].status()
+        report["pump"] = pump.as_dict()
+        healthy = not pump.stalled and all(
+            value == "ok" for key, value in report.items() if key != "pump"
+        )
         return web.json_response(
             {"status": "ok" if healthy else "degraded", **report}, status=200 if healthy else 503
         )
@@ -98,6 +151,37 @@ def create_app(
     app.add_routes([web.get("/", index), web.get("/healthz", healthz)])
     app.add_routes([web.post(CALLBACK_PATH, dispatch_callback)])
     app.add_routes(webchat.routes(handle, on_connect))
+    app.add_routes(uploads.routes())
+    app.router.add_static("/chat/static", STATIC / "assets", append_version=False)
     app.add_routes(telegram_routes(settings))
     app.add_routes(wechat_routes(settings))
     return app
+
+
+def webchat_limits(settings: Settings) -> WebChatLimits:
+    """The web chat's own limits from settings."""
+    return WebChatLimits(
+        send_timeout=settings.webchat_send_timeout,
+        window=settings.rate_window,
+        per_connection=settings.webchat_connection_limit,
+        per_address=settings.webchat_address_limit,
+        sockets_per_address=settings.webchat_address_sockets,
+        history=settings.webchat_history,
+        origins=settings.origins,
+    )
+
+
+async def sweep_uploads(
+    services: Services, stop: asyncio.Event, interval: float = SWEEP_INTERVAL
+) -> None:
+    """Delete uploads no message used in time, every ``interval`` seconds, until ``stop``."""
+    while not stop.is_set():
+        try:
+            swept = await services.media.sweep()
+            if swept:
+                log.info("deleted %d unused uploads", swept)
+        except Exception:
+            log.exception("sweeping unused uploads failed")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(interval):
+                await stop.wait()

@@ -18,9 +18,11 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bots.media import MediaLimits, MediaStore
 from bots.settings import Settings
 from handlers.catalog import Catalog
 from handlers.flows import standard_flows
+from handlers.nlu_guard import BoundedInterpreter
 from handlers.pipeline import Limits, Pipeline
 from handlers.router import Router
 from handlers.state import ConversationStore
@@ -30,7 +32,9 @@ from integration.dispatch import Dispatch, DispatchConfig, WorkerTiming, open_di
 from integration.dispatch.ratings import RatingBook
 from integration.notifications import NotificationQueue
 from integration.state import KeyBuilder, MemoryConversationStore, RedisConversationStore, Timing
+from integration.state.throttle import MemoryThrottle, RedisThrottle, Throttle
 from integration.transcript import Transcript
+from integration.uploads import UploadBook
 from nlu.gazetteer import Gazetteer
 from nlu.types import Interpreter
 
@@ -51,6 +55,9 @@ class Services:
     notifications: NotificationQueue
     pipeline: Pipeline | None  # None when opened without NLU (staff commands)
     dispatch: Dispatch  # the platform, its outbox worker, status sync and ratings
+    media: MediaStore  # residents' photos: kept, checked, served and swept
+    throttle: Throttle  # the channels' own counters (per connection, per address)
+    keys: KeyBuilder
 
     async def health(self) -> dict[str, str]:
         """Reachability of the database and, when configured, Redis."""
@@ -126,7 +133,13 @@ async def open_services(settings: Settings, *, with_nlu: bool = True) -> AsyncIt
         transcript = Transcript(sessions)
         pipeline = None
         if with_nlu:
-            interpreter = await open_interpreter(settings, stack)
+            bounded = BoundedInterpreter(
+                await open_interpreter(settings, stack),
+                inline_chars=settings.nlu_inline_chars,
+                max_chars=settings.nlu_max_chars,
+            )
+            stack.callback(bounded.close)
+            interpreter: Interpreter = bounded
             pipeline = build_pipeline(
                 settings, redis, interpreter, cases, transcript, catalog, dispatch.ratings
             )
@@ -142,7 +155,21 @@ async def open_services(settings: Settings, *, with_nlu: bool = True) -> AsyncIt
             notifications=NotificationQueue(sessions),
             pipeline=pipeline,
             dispatch=dispatch,
+            media=MediaStore(settings.media_dir, UploadBook(sessions), media_limits(settings)),
+            throttle=RedisThrottle(redis) if redis is not None else MemoryThrottle(),
+            keys=KeyBuilder(settings.redis_prefix),
         )
+
+
+def media_limits(settings: Settings) -> MediaLimits:
+    """What one photo, and one sender in a day, may take."""
+    return MediaLimits(
+        max_bytes=settings.max_upload_bytes,
+        max_pixels=settings.max_image_pixels,
+        daily_count=settings.upload_daily_count,
+        daily_bytes=settings.upload_daily_bytes,
+        ttl=settings.upload_ttl,
+    )
 
 
 def dispatch_config(settings: Settings) -> DispatchConfig:

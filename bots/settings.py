@@ -76,7 +76,26 @@ class Settings(BaseSettings):
     rate_window: float = Field(60.0, gt=0)
     state_ttl: float = Field(3 * 86_400.0, gt=0)
     push_poll_interval: float = Field(1.0, gt=0)
+    push_timeout: float = Field(30.0, gt=0, lt=60)  # one push's send; then it is retried
     max_upload_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+    # Security (README: Security). Empty: a random key kept in <data_dir>/secret.key.
+    secret_key: str = ""
+    allowed_origins: str = ""  # comma-separated origins allowed beside the page's own
+    trusted_proxies: str = ""  # comma-separated addresses/CIDRs whose X-Forwarded-* we believe
+    header_timeout: float = Field(15.0, gt=0)  # seconds to receive a request's headers
+    webchat_send_timeout: float = Field(5.0, gt=0)  # a page not reading by then is dropped
+    webchat_connection_limit: int = Field(30, ge=1)  # messages per socket per rate window
+    webchat_address_limit: int = Field(120, ge=1)  # messages per address per rate window
+    webchat_address_sockets: int = Field(20, ge=1)  # open sockets per address (per process)
+    webchat_history: int = Field(100, ge=0)  # lines a page gets when it connects
+    upload_daily_count: int = Field(30, ge=1)  # photos per visitor per 24 h
+    upload_daily_bytes: int = Field(60 * 1024 * 1024, ge=1024)
+    upload_address_limit: int = Field(30, ge=1)  # uploads per address per 10 minutes
+    upload_concurrency: int = Field(4, ge=1)  # uploads received at once (per process)
+    upload_ttl: float = Field(86_400.0, gt=0)  # an upload no message used is deleted after
+    max_image_pixels: int = Field(40_000_000, ge=10_000)
+    nlu_inline_chars: int = Field(200, ge=1)  # longer messages are parsed off the event loop
+    nlu_max_chars: int = Field(1000, ge=10)  # the NLU reads at most this much of a message
     log_level: str = "INFO"
 
     @property
@@ -88,6 +107,16 @@ class Settings(BaseSettings):
     def model_dir(self) -> Path:
         """Where trained NLU models are cached."""
         return self.data_dir / "models"
+
+    @property
+    def origins(self) -> tuple[str, ...]:
+        """The extra origins allowed to open chat sockets and upload."""
+        return tuple(o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip())
+
+    @property
+    def proxies(self) -> tuple[str, ...]:
+        """The reverse proxies whose X-Forwarded-For and -Proto are believed."""
+        return tuple(p.strip() for p in self.trusted_proxies.split(",") if p.strip())
 
     @property
     def media_dir(self) -> Path:

@@ -342,3 +342,29 @@ class CallbackReceipt(Base):
 
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+class MediaUpload(Base):
+    """A photo kept in the media directory, and who sent it.
+
+    A web-chat upload belongs to the visitor who sent it and is ``used`` once a message
+    of theirs names it; one still unused at ``expires_at`` is an orphan, and the sweeper
+    deletes its file and this row (``sweep_until`` is the sweeper's lease).
+    """
+
+    __tablename__ = "media_uploads"
+    __table_args__ = (
+        Index("ix_media_uploads_owner", "channel", "chat_id", "created_at"),
+        Index("ix_media_uploads_orphans", "used_at", "expires_at"),
+        UniqueConstraint("name", name="uq_media_uploads_name"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(32))
+    chat_id: Mapped[str] = mapped_column(String(128))
+    size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    sweep_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -24,6 +24,7 @@ from integration.models import (
     NotificationState,
     utcnow,
 )
+from integration.privacy import mask_personal
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,39 @@ class PendingPush:
     changed_at: datetime
     kind: NotificationKind = NotificationKind.status
     text: str = ""  # a reply's words
+
+
+@dataclass(frozen=True, slots=True)
+class SentPush:
+    """A push already delivered, and when."""
+
+    push: PendingPush
+    sent_at: datetime
+
+
+def _pending(n: Notification, e: CaseEvent | None, c: Case | None) -> PendingPush:
+    """A notification row, with its change and case, as a PendingPush.
+
+    A follower's copy (any chat but the reporter's) has phone and ID numbers in the
+    staff note masked: the note may be meant for the reporter (a call-back number, a
+    name), and a follower is a neighbour who joined the case, not its owner.
+    """
+    note = e.note if e else ""
+    if c is not None and (n.channel, n.chat_id) != (c.channel, c.chat_id):
+        note = mask_personal(note)
+    return PendingPush(
+        id=n.id,
+        channel=n.channel,
+        chat_id=n.chat_id,
+        attempts=n.attempts,
+        case_number=c.number if c else "",
+        category=c.category if c else "",
+        status=CaseStatus(e.status) if e else None,
+        note=note,
+        changed_at=e.created_at if e else n.created_at,
+        kind=NotificationKind(n.kind),
+        text=n.text,
+    )
 
 
 class NotificationQueue:
@@ -75,21 +109,26 @@ class NotificationQueue:
                     .where(Notification.id.in_([n.id for n, _, _ in rows]))
                     .values(next_attempt_at=now + timedelta(seconds=lease))
                 )
-        return [
-            PendingPush(
-                id=n.id,
-                channel=n.channel,
-                chat_id=n.chat_id,
-                attempts=n.attempts,
-                case_number=c.number if c else "",
-                category=c.category if c else "",
-                status=CaseStatus(e.status) if e else None,
-                note=e.note if e else "",
-                changed_at=e.created_at if e else n.created_at,
-                kind=NotificationKind(n.kind),
-                text=n.text,
+        return [_pending(n, e, c) for n, e, c in rows]
+
+    async def sent_to(self, channel: str, chat_id: str, limit: int = 50) -> list[SentPush]:
+        """The newest pushes delivered to a chat, oldest first (a page's history)."""
+        query = (
+            select(Notification, CaseEvent, Case)
+            .outerjoin(CaseEvent, CaseEvent.id == Notification.event_id)
+            .outerjoin(Case, Case.id == CaseEvent.case_id)
+            .where(
+                Notification.state == NotificationState.sent.value,
+                Notification.channel == channel,
+                Notification.chat_id == chat_id,
             )
-            for n, e, c in rows
+            .order_by(Notification.id.desc())
+            .limit(limit)
+        )
+        async with self._sessions() as session:
+            rows = (await session.execute(query)).all()
+        return [
+            SentPush(_pending(n, e, c), n.sent_at or n.created_at) for n, e, c in reversed(rows)
         ]
 
     async def queue_reply(self, channel: str, chat_id: str, text: str) -> None:

@@ -23,11 +23,13 @@ import pytest_asyncio
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bots.media import MediaStore
 from handlers.catalog import Catalog
 from handlers.state import ConversationStore
 from integration.db import create_engine, session_factory, upgrade
 from integration.models import Base
 from integration.state import KeyBuilder, MemoryConversationStore, RedisConversationStore, Timing
+from integration.uploads import UploadBook
 from nlu.embedded import EmbeddedInterpreter, EmbeddedModel, fingerprint, load_or_train
 from nlu.entities import EntityExtractor
 from nlu.training_data import load as load_training_data
@@ -121,6 +123,17 @@ async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncS
     engine = create_engine(database_url)
     try:
         yield session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def media_store(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[MediaStore]:
+    """A media store under tmp_path/media, recording uploads in a SQLite database."""
+    shutil.copy(sqlite_template, tmp_path / "media.db")
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'media.db'}")
+    try:
+        yield MediaStore(tmp_path / "media", UploadBook(session_factory(engine)))
     finally:
         await engine.dispose()
 

@@ -8,6 +8,7 @@ Telegram does). Status pushes come from the app's own notification pump.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import re
 from collections import Counter
@@ -18,10 +19,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from PIL import Image
 from sqlalchemy import select
 from yarl import URL
 
 from bots.app import TELEGRAM, create_app
+from bots.media import MediaStore
 from bots.settings import Settings
 from bots.telegram import (
     SECRET_HEADER,
@@ -189,7 +192,8 @@ async def test_a_complaint_with_a_location_and_a_photo_is_opened_and_its_progres
     assert (kind, ref) == ("image", largest)
     served = await yimen.client.get(url)  # kept in the media directory, served by the app
     assert served.status == 200
-    assert await served.read() == photo
+    with Image.open(io.BytesIO(await served.read())) as kept:  # re-encoded, same picture
+        assert (kept.format, kept.size) == ("JPEG", Image.open(io.BytesIO(photo)).size)
 
     await yimen.services.cases.change_status(number, CaseStatus.in_progress, "已派城管中队")
     (push,) = await emulator.receive(resident.id)
@@ -462,13 +466,15 @@ def flaky_handle(calls: list[str]) -> Any:
 
 
 async def test_a_failed_webhook_update_answers_500_and_its_redelivery_is_handled(
-    sqlite_settings: Settings, emulator: TelegramEmulator
+    sqlite_settings: Settings, emulator: TelegramEmulator, media_store: MediaStore
 ) -> None:
     calls: list[str] = []
     settings = telegram_settings(sqlite_settings, emulator, "webhook")
     app = web.Application()
     app.add_routes(telegram_routes(settings))
-    async with open_telegram(settings, flaky_handle(calls), T, FAST) as receiver:
+    async with open_telegram(
+        settings, flaky_handle(calls), T, FAST, photos=media_store
+    ) as receiver:
         app[TELEGRAM] = receiver
         async with TestClient(TestServer(app, port=_port(settings))):
             await emulator.wait_for("setWebhook")
@@ -483,11 +489,11 @@ async def test_a_failed_webhook_update_answers_500_and_its_redelivery_is_handled
 
 
 async def test_a_failed_polled_update_asks_the_resident_to_send_it_again(
-    sqlite_settings: Settings, emulator: TelegramEmulator
+    sqlite_settings: Settings, emulator: TelegramEmulator, media_store: MediaStore
 ) -> None:
     calls: list[str] = []
     settings = telegram_settings(sqlite_settings, emulator, "polling")
-    async with open_telegram(settings, flaky_handle(calls), T, FAST):
+    async with open_telegram(settings, flaky_handle(calls), T, FAST, photos=media_store):
         resident = emulator.resident(10_041)
         await emulator.deliver(resident.text("你好"))
         (answer,) = await emulator.receive(resident.id)
@@ -585,3 +591,58 @@ async def test_a_burst_of_status_changes_reaches_every_resident_exactly_once(
     # after it; no other send may break a pause.
     assert emulator.too_many == 2 + emulator.early
     assert emulator.early <= 2 * len(chats)
+
+
+# -- hostile and malformed updates (issue 10) ------------------------------------------------
+
+
+async def test_a_lone_surrogate_is_cleaned_and_answered_not_redelivered_forever(
+    webhook_yimen: Yimen,
+) -> None:
+    """The old defect: the transcript write failed, 500, and Telegram redelivered forever."""
+    yimen, resident = webhook_yimen, webhook_yimen.emulator.resident(10_050)
+    update = resident.text("路灯不亮了\ud800")
+    assert await yimen.emulator.deliver(update) == 200
+    (answer,) = await yimen.emulator.receive(resident.id)
+    assert answer.text  # answered like any message
+    lines = await yimen.services.transcript.lines("telegram", "10050")
+    assert lines[0].text == "路灯不亮了\ufffd"
+
+
+@pytest.mark.parametrize(
+    ("latitude", "longitude"), [(999.0, 109.7), (39.6, -999.0), (1e308, 1e308)]
+)
+async def test_an_impossible_location_is_answered_and_not_stored(
+    webhook_yimen: Yimen, latitude: float, longitude: float
+) -> None:
+    yimen, resident = webhook_yimen, webhook_yimen.emulator.resident(10_051)
+    answer = await yimen.one(resident.location(latitude, longitude), resident)
+    assert answer.text == T("chat.unsupported_media")
+    async with yimen.services.sessions() as session:
+        pins = (await session.execute(select(Case.latitude))).all()
+    assert pins == []
+
+
+async def webhook_post(yimen: Yimen, body: bytes, secret: str | None = None) -> int:
+    headers = {"Content-Type": "application/json"}
+    headers[SECRET_HEADER] = yimen.emulator.webhook.secret if secret is None else secret
+    response = await yimen.client.post("/telegram", data=body, headers=headers)
+    return response.status
+
+
+async def test_a_non_ascii_secret_header_is_a_401(webhook_yimen: Yimen) -> None:
+    body = b'{"update_id": 1}'
+    assert await webhook_post(webhook_yimen, body, "密钥".encode().decode("latin-1")) == 401
+
+
+async def test_a_deeply_nested_body_is_a_400(webhook_yimen: Yimen) -> None:
+    assert await webhook_post(webhook_yimen, b"[" * 100_000 + b"]" * 100_000) == 400
+    assert await webhook_post(webhook_yimen, b"{not json") == 400
+
+
+async def test_an_update_we_cannot_read_is_acknowledged_so_it_is_not_redelivered(
+    webhook_yimen: Yimen,
+) -> None:
+    assert await webhook_post(webhook_yimen, b'{"update_id": "not a number"}') == 200
+    assert await webhook_post(webhook_yimen, b"[1, 2, 3]") == 200
+    assert webhook_yimen.emulator.calls_of("sendMessage") == []

@@ -12,7 +12,9 @@ from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.types import Update
+from PIL import Image
 
+from bots.media import MediaStore
 from bots.telegram import SendLimiter, SendLimits, TelegramChannel, TelegramSender
 from bots.telegram.channel import contact_text
 from bots.telegram.keyboards import inline_keyboard
@@ -33,12 +35,14 @@ async def emulator() -> AsyncIterator[TelegramEmulator]:
 
 
 @pytest.fixture
-async def channel(emulator: TelegramEmulator, tmp_path: Path) -> AsyncIterator[TelegramChannel]:
-    """A channel whose Bot talks to the emulator; photos go to tmp_path/media."""
+async def channel(
+    emulator: TelegramEmulator, media_store: MediaStore
+) -> AsyncIterator[TelegramChannel]:
+    """A channel whose Bot talks to the emulator; photos go to the media store."""
     api = TelegramAPIServer.from_base(emulator.base_url)
     bot = Bot(TOKEN, session=AiohttpSession(api=api))
     sender = TelegramSender(bot, SendLimiter(SendLimits(rate=1000.0, chat_interval=0.0)))
-    yield TelegramChannel(bot, sender, tmp_path / "media", max_photo_bytes=100_000)
+    yield TelegramChannel(bot, sender, media_store, max_photo_bytes=100_000)
     await bot.session.close()
 
 
@@ -232,11 +236,11 @@ async def test_a_failed_push_says_whether_to_retry(
     assert [m.text for m in emulator.sent] == ["工单进展"]
 
 
-async def test_an_unreachable_telegram_is_a_retryable_failure(tmp_path: Path) -> None:
+async def test_an_unreachable_telegram_is_a_retryable_failure(media_store: MediaStore) -> None:
     api = TelegramAPIServer.from_base("http://127.0.0.1:9")  # nothing listens there
     bot = Bot(TOKEN, session=AiohttpSession(api=api))
     sender = TelegramSender(bot, SendLimiter())
-    channel = TelegramChannel(bot, sender, tmp_path, 1000)
+    channel = TelegramChannel(bot, sender, media_store, 1000)
     try:
         with pytest.raises(DeliveryError) as failed:
             await channel.push("555", Outbound("工单进展"))
@@ -246,13 +250,13 @@ async def test_an_unreachable_telegram_is_a_retryable_failure(tmp_path: Path) ->
 
 
 async def test_flood_control_that_never_ends_gives_the_push_back(
-    emulator: TelegramEmulator, tmp_path: Path
+    emulator: TelegramEmulator, media_store: MediaStore
 ) -> None:
     emulator.flood(1, 2, retry_after=1)
     api = TelegramAPIServer.from_base(emulator.base_url)
     bot = Bot(TOKEN, session=AiohttpSession(api=api))
     limits = SendLimits(rate=1000.0, chat_interval=0.0, max_retries=1)
-    channel = TelegramChannel(bot, TelegramSender(bot, SendLimiter(limits)), tmp_path, 1000)
+    channel = TelegramChannel(bot, TelegramSender(bot, SendLimiter(limits)), media_store, 1000)
     try:
         with pytest.raises(DeliveryError) as failed:
             await channel.push("555", Outbound("工单进展"))
@@ -273,7 +277,7 @@ async def test_a_long_text_is_split_with_the_keyboard_on_the_last_part(
 
 
 async def test_a_photo_is_downloaded_into_the_media_directory(
-    channel: TelegramChannel, resident: Resident, tmp_path: Path
+    channel: TelegramChannel, resident: Resident, media_store: MediaStore
 ) -> None:
     photo = jpeg()
     inbound = update(channel, resident.photo(photo))
@@ -281,7 +285,10 @@ async def test_a_photo_is_downloaded_into_the_media_directory(
     inbound = await channel.with_photos(inbound)
     (media,) = inbound.media
     assert re.fullmatch(r"/media/[0-9a-f]{32}\.jpg", media.url)
-    assert (tmp_path / "media" / media.url.removeprefix("/media/")).read_bytes() == photo
+    kept = media_store.path(media.url.removeprefix("/media/"))
+    assert kept is not None
+    with Image.open(kept) as image:  # decoded and encoded again: the same picture
+        assert (image.format, image.size) == ("JPEG", (64, 48))
 
 
 async def test_a_photo_that_cannot_be_fetched_keeps_its_file_id(

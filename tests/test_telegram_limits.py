@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bots.media import MediaStore
 from bots.settings import Settings
 from bots.telegram import SendLimiter, SendLimits, TelegramReceiver, open_telegram
 from handlers.catalog import Catalog
@@ -135,7 +136,9 @@ async def emulator() -> AsyncIterator[TelegramEmulator]:
 
 
 @pytest.fixture
-async def receiver(emulator: TelegramEmulator, tmp_path: Path) -> AsyncIterator[TelegramReceiver]:
+async def receiver(
+    emulator: TelegramEmulator, tmp_path: Path, media_store: MediaStore
+) -> AsyncIterator[TelegramReceiver]:
     """The Telegram channel alone (no pipeline behind it), polling the emulator."""
 
     async def handle(inbound: Inbound) -> list[Outbound] | None:
@@ -144,7 +147,9 @@ async def receiver(emulator: TelegramEmulator, tmp_path: Path) -> AsyncIterator[
     settings = Settings(
         data_dir=tmp_path, telegram_token=TOKEN, telegram_api_base=emulator.base_url
     )
-    async with open_telegram(settings, handle, Catalog.load(), BURST) as receiver:
+    async with open_telegram(
+        settings, handle, Catalog.load(), BURST, photos=media_store
+    ) as receiver:
         yield receiver
 
 

@@ -8,6 +8,8 @@ retrained). Status pushes come from the app's own notification pump.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import re
 import struct
 import uuid
@@ -20,13 +22,19 @@ import aiohttp
 import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient, TestServer
+from PIL import Image
 
 from bots.app import SERVICES, create_app
+from bots.identity import VisitorIdentity
 from bots.settings import Settings
-from bots.webchat import WebChatChannel
+from bots.webchat import WebChatChannel, WebChatParts
 from handlers.catalog import Catalog
+from handlers.history import HistoryItem
 from handlers.messages import Inbound, Outbound
 from integration.models import CaseStatus
+from integration.state.keys import KeyBuilder
+from integration.state.throttle import MemoryThrottle
+from tests.webchat_client import Visitor
 
 CASE_NUMBER = re.compile(r"YM\d{10}")
 TIMEOUT = 15.0  # well below the pump's 30 s offline retry, so a push proves a wake-up
@@ -69,8 +77,20 @@ async def backend_client(backend_settings: Settings) -> AsyncIterator[TestClient
 # -- helpers ------------------------------------------------------------------------
 
 
-def visitor_id() -> str:
-    return uuid.uuid4().hex
+@contextlib.asynccontextmanager
+async def chat(
+    client: TestClient[Any, Any], visitor: Visitor | None = None
+) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+    """A socket of ``visitor`` (a new browser by default), its history frame read."""
+    own = visitor is None
+    browser = visitor or Visitor(client)
+    ws, _ = await browser.connect()
+    try:
+        yield ws
+    finally:
+        await ws.close()
+        if own:
+            await browser.close()
 
 
 async def receive(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
@@ -166,7 +186,10 @@ async def test_chat_page_is_served_and_connects_to_the_socket(client: TestClient
     response = await client.get("/chat")
     assert response.status == 200
     assert response.content_type == "text/html"
-    assert "/chat/ws" in await response.text()
+    assert "/chat/static/chat.js" in await response.text()
+    script = await client.get("/chat/static/chat.js")
+    assert script.status == 200
+    assert "/chat/ws" in await script.text()
 
 
 async def test_root_redirects_to_the_chat(client: TestClient[Any, Any]) -> None:
@@ -194,8 +217,9 @@ async def test_complaint_opens_a_case_and_its_progress_is_pushed(
     backend_client: TestClient[Any, Any],
 ) -> None:
     services = backend_client.app[SERVICES]
-    visitor = visitor_id()
-    async with backend_client.ws_connect(f"/chat/ws?visitor={visitor}") as ws:
+    browser = Visitor(backend_client)
+    async with browser, chat(backend_client, browser) as ws:
+        visitor = browser.id
         reply = await up_to_photo(ws)
         reply = await press(ws, reply, T("button.skip"))
         assert text_of(reply) == T(
@@ -227,30 +251,27 @@ async def test_push_to_an_offline_visitor_is_delivered_when_they_come_back(
     client: TestClient[Any, Any],
 ) -> None:
     services = client.app[SERVICES]
-    visitor = visitor_id()
-    async with client.ws_connect(f"/chat/ws?visitor={visitor}") as ws:
-        reply = await up_to_photo(ws)
-        reply = await press(ws, reply, T("button.skip"))
-        number = number_in(await press(ws, reply, T("button.submit")))
+    async with Visitor(client) as visitor:
+        async with chat(client, visitor) as ws:
+            reply = await up_to_photo(ws)
+            reply = await press(ws, reply, T("button.skip"))
+            number = number_in(await press(ws, reply, T("button.submit")))
 
-    await services.cases.change_status(number, CaseStatus.accepted, "已受理，请耐心等待")
-    await asyncio.sleep(1.0)  # the pump (polling every 0.1 s) finds the visitor offline
+        await services.cases.change_status(number, CaseStatus.accepted, "已受理，请耐心等待")
+        await asyncio.sleep(1.0)  # the pump (polling every 0.1 s) finds the visitor offline
 
-    async with client.ws_connect(f"/chat/ws?visitor={visitor}") as ws:
-        push = await receive(ws)
-        assert push["type"] == "push", push
-        assert number in push["message"]["text"]
-        assert T("status.accepted") in push["message"]["text"]
-        assert "已受理，请耐心等待" in push["message"]["text"]
+        async with chat(client, visitor) as ws:
+            push = await receive(ws)
+            assert push["type"] == "push", push
+            assert number in push["message"]["text"]
+            assert T("status.accepted") in push["message"]["text"]
+            assert "已受理，请耐心等待" in push["message"]["text"]
 
 
 async def test_a_push_reaches_every_open_tab_of_the_visitor(client: TestClient[Any, Any]) -> None:
     services = client.app[SERVICES]
-    visitor = visitor_id()
-    async with (
-        client.ws_connect(f"/chat/ws?visitor={visitor}") as first,
-        client.ws_connect(f"/chat/ws?visitor={visitor}") as second,
-    ):
+    visitor = Visitor(client)
+    async with visitor, chat(client, visitor) as first, chat(client, visitor) as second:
         reply = await up_to_photo(first)
         reply = await press(first, reply, T("button.skip"))
         # Replies go to every tab too; drain them from the second one.
@@ -273,7 +294,7 @@ async def test_a_resent_frame_is_answered_as_duplicate_and_opens_no_second_case(
     client: TestClient[Any, Any],
 ) -> None:
     services = client.app[SERVICES]
-    async with client.ws_connect(f"/chat/ws?visitor={visitor_id()}") as ws:
+    async with chat(client) as ws:
         reply = await up_to_photo(ws)
         reply = await press(ws, reply, T("button.skip"))
         submit_id = uuid.uuid4().hex
@@ -292,7 +313,7 @@ async def test_typing_a_button_number_or_label_works_like_pressing_it(
     client: TestClient[Any, Any],
 ) -> None:
     services = client.app[SERVICES]
-    async with client.ws_connect(f"/chat/ws?visitor={visitor_id()}") as ws:
+    async with chat(client) as ws:
         await up_to_photo(ws)
         reply = await say(ws, "1")  # [1] 跳过
         assert text_of(reply).startswith("请确认以下信息")
@@ -328,25 +349,12 @@ async def test_typing_a_button_number_or_label_works_like_pressing_it(
 async def test_a_malformed_frame_gets_an_error_frame(
     client: TestClient[Any, Any], raw: str
 ) -> None:
-    async with client.ws_connect(f"/chat/ws?visitor={visitor_id()}") as ws:
+    async with chat(client) as ws:
         await ws.send_str(raw)
         assert (await receive(ws))["type"] == "error"
         # The socket stays usable.
         reply = await say(ws, "")
         assert text_of(reply) == T("chat.empty")
-
-
-@pytest.mark.parametrize("visitor", ["short", "x" * 65, "has%20space", "a/b/c/d/e/f"])
-async def test_a_bad_visitor_id_is_refused(client: TestClient[Any, Any], visitor: str) -> None:
-    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-        await client.ws_connect(f"/chat/ws?visitor={visitor}")
-    assert refused.value.status == 400
-
-
-async def test_a_socket_without_visitor_is_refused(client: TestClient[Any, Any]) -> None:
-    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-        await client.ws_connect("/chat/ws")
-    assert refused.value.status == 400
 
 
 @pytest.mark.parametrize(
@@ -363,7 +371,7 @@ async def test_a_socket_without_visitor_is_refused(client: TestClient[Any, Any])
 async def test_unusable_text_gets_a_polite_answer(
     client: TestClient[Any, Any], text: str, expected: str
 ) -> None:
-    async with client.ws_connect(f"/chat/ws?visitor={visitor_id()}") as ws:
+    async with chat(client) as ws:
         reply = await say(ws, text)
         assert text_of(reply) == expected
 
@@ -371,28 +379,35 @@ async def test_unusable_text_gets_a_polite_answer(
 # -- photo upload -----------------------------------------------------------------------
 
 
-async def test_an_uploaded_photo_is_served_back(client: TestClient[Any, Any]) -> None:
-    png = tiny_png()
-    response = await client.post("/chat/upload", data=upload_form(png))
-    assert response.status == 200
-    ref = (await response.json())["ref"]
-    assert re.fullmatch(r"/media/[0-9a-f]{32}\.png", ref), ref
+async def test_an_uploaded_photo_is_served_back_re_encoded(client: TestClient[Any, Any]) -> None:
+    async with Visitor(client) as visitor:
+        response = await visitor.upload(upload_form(tiny_png()))
+        assert response.status == 200
+        ref = (await response.json())["ref"]
+    assert re.fullmatch(r"/media/[0-9a-f]{32}\.jpg", ref), ref
 
     served = await client.get(ref)
     assert served.status == 200
-    assert await served.read() == png
+    assert served.content_type == "image/jpeg"
+    with Image.open(io.BytesIO(await served.read())) as image:
+        assert image.format == "JPEG" and image.size == (1, 1)
+        red, green, blue = image.convert("RGB").getpixel((0, 0))  # type: ignore[misc]
+        assert red > 200 and green < 60 and blue < 60  # the red pixel sent
 
 
 async def test_an_upload_that_is_not_an_image_is_refused(client: TestClient[Any, Any]) -> None:
     form = upload_form(b"%PDF-1.4 not a photo", "report.pdf", "application/pdf")
-    response = await client.post("/chat/upload", data=form)
+    async with Visitor(client) as visitor:
+        response = await visitor.upload(form)
     assert response.status == 415
+    assert (await response.json())["error"] == T("webchat.upload_not_image")
 
 
 @pytest.mark.parametrize("size", [MAX_UPLOAD + 500, MAX_UPLOAD * 10], ids=["streamed", "declared"])
 async def test_an_upload_over_the_limit_is_refused(client: TestClient[Any, Any], size: int) -> None:
     png = tiny_png()
-    response = await client.post("/chat/upload", data=upload_form(png + b"\0" * (size - len(png))))
+    async with Visitor(client) as visitor:
+        response = await visitor.upload(upload_form(png + b"\0" * (size - len(png))))
     assert response.status == 413
 
 
@@ -406,9 +421,10 @@ async def test_an_uploaded_photo_is_attached_to_the_complaint(
     client: TestClient[Any, Any],
 ) -> None:
     services = client.app[SERVICES]
-    response = await client.post("/chat/upload", data=upload_form(tiny_png()))
+    visitor = Visitor(client)
+    response = await visitor.upload(upload_form(tiny_png()))
     ref = (await response.json())["ref"]
-    async with client.ws_connect(f"/chat/ws?visitor={visitor_id()}") as ws:
+    async with visitor, chat(client, visitor) as ws:
         await up_to_photo(ws)
         reply = await say(ws, "", media=[ref])
         assert text_of(reply) == T(
@@ -424,7 +440,17 @@ async def test_an_uploaded_photo_is_attached_to_the_complaint(
     assert case.media_count == 1
 
 
-async def test_a_failed_turn_answers_busy_and_keeps_the_socket(tmp_path: Path) -> None:
+class NoHistory:
+    async def recent(self, channel: str, chat_id: str, limit: int = 100) -> list[HistoryItem]:
+        return []
+
+
+class NoPhotos:
+    async def claim(self, channel: str, chat_id: str, refs: list[str]) -> list[str]:
+        return []
+
+
+async def test_a_failed_turn_answers_busy_and_keeps_the_socket() -> None:
     calls: list[str] = []
 
     async def flaky(inbound: Inbound) -> list[Outbound] | None:
@@ -436,11 +462,22 @@ async def test_a_failed_turn_answers_busy_and_keeps_the_socket(tmp_path: Path) -
     async def on_connect(_: str) -> None:
         return None
 
-    channel = WebChatChannel(tmp_path, 1024)
+    channel = WebChatChannel(VisitorIdentity(b"k" * 32))
+    channel.bind(
+        WebChatParts(
+            media=NoPhotos(),
+            throttle=MemoryThrottle(),
+            history=NoHistory(),
+            keys=KeyBuilder(),
+            catalog=T,
+            greeting=Outbound("您好"),
+        )
+    )
     app = aiohttp.web.Application()
     app.add_routes(channel.routes(flaky, on_connect))
-    async with TestClient(TestServer(app)) as client:
-        ws = await client.ws_connect("/chat/ws?visitor=visitor-0001")
+    async with TestClient(TestServer(app)) as client, Visitor(client) as visitor:
+        ws, history = await visitor.connect()
+        assert history["greeting"]["text"] == "您好" and history["items"] == []
         await ws.send_json({"type": "message", "id": "m1", "text": "你好"})
         assert await ws.receive_json(timeout=TIMEOUT) == {
             "type": "error",

@@ -23,6 +23,7 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiohttp import web
 
+from bots.media import PhotoKeeper
 from bots.settings import Settings
 from bots.telegram.channel import TelegramChannel
 from bots.telegram.limiter import SendLimiter, SendLimits
@@ -70,7 +71,12 @@ def webhook_secret(settings: Settings) -> str:
 
 @contextlib.asynccontextmanager
 async def open_telegram(
-    settings: Settings, handle: Handler, catalog: Catalog, limits: SendLimits | None = None
+    settings: Settings,
+    handle: Handler,
+    catalog: Catalog,
+    limits: SendLimits | None = None,
+    *,
+    photos: PhotoKeeper,
 ) -> AsyncIterator[TelegramReceiver]:
     """Run the Telegram channel for the duration of the block.
 
@@ -90,7 +96,7 @@ async def open_telegram(
                 )
             ),
         )
-        channel = TelegramChannel(bot, sender, settings.media_dir, settings.max_upload_bytes)
+        channel = TelegramChannel(bot, sender, photos, settings.max_upload_bytes)
         receiver = TelegramReceiver(
             bot,
             channel,

@@ -11,14 +11,14 @@ import asyncio
 import dataclasses
 import logging
 import re
-from pathlib import Path
 
 import aiohttp
 from aiogram import Bot
 from aiogram.exceptions import AiogramError
 from aiogram.types import CallbackQuery, Message, Update
 
-from bots.media import keep_image
+from bots.media import PhotoKeeper
+from bots.sanitize import RefusedInput, clean_text, location
 from bots.telegram.keyboards import pressed
 from bots.telegram.sender import TelegramSender
 from handlers.messages import DeliveryError, Inbound, Location, Media, Outbound
@@ -46,11 +46,11 @@ class TelegramChannel:
     name = "telegram"
 
     def __init__(
-        self, bot: Bot, sender: TelegramSender, media_dir: Path, max_photo_bytes: int
+        self, bot: Bot, sender: TelegramSender, photos: PhotoKeeper, max_photo_bytes: int
     ) -> None:
         self._bot = bot
         self._sender = sender
-        self._media_dir = media_dir
+        self._photos = photos
         self._max_photo_bytes = max_photo_bytes
 
     # -- Channel protocol ----------------------------------------------------------
@@ -92,14 +92,14 @@ class TelegramChannel:
         if not any(m.kind == "image" and not m.url for m in inbound.media):
             return inbound
         media = [
-            Media(m.kind, m.ref, await self._download(m.ref))
+            Media(m.kind, m.ref, await self._download(inbound.chat_id, m.ref))
             if m.kind == "image" and not m.url
             else m
             for m in inbound.media
         ]
         return dataclasses.replace(inbound, media=tuple(media))
 
-    async def _download(self, file_id: str) -> str:
+    async def _download(self, chat_id: str, file_id: str) -> str:
         """The /media/ url of the downloaded photo, or "" when it could not be kept."""
         try:
             file = await self._bot.get_file(file_id)
@@ -112,7 +112,9 @@ class TelegramChannel:
             return ""
         data = buffer.read() if buffer is not None else b""
         ref = (
-            await keep_image(self._media_dir, data) if len(data) <= self._max_photo_bytes else None
+            await self._photos.keep(self.name, chat_id, data)
+            if len(data) <= self._max_photo_bytes
+            else None
         )
         if ref is None:
             log.info("telegram photo %s is not an image we keep", file_id)
@@ -143,22 +145,18 @@ def contact_text(phone_number: str) -> str:
 def _from_message(channel: str, message_id: str, message: Message) -> Inbound | None:
     if message.chat.type != "private" or message.from_user is None:
         return None
-    text = message.text or message.caption or ""
-    location: Location | None = None
+    text = clean_text(message.text or message.caption or "")
+    pin: Location | None = None
     media: tuple[Media, ...] = ()
-    if message.venue is not None:
-        pin = message.venue.location
-        label = f"{message.venue.title} {message.venue.address}".strip()
-        location = Location(pin.latitude, pin.longitude, label[:200])
-    elif message.location is not None:
-        location = Location(message.location.latitude, message.location.longitude)
+    if message.venue is not None or message.location is not None:
+        pin, media = _pin(message)
     elif message.photo:
         largest = max(message.photo, key=lambda size: size.width * size.height)
         media = (Media("image", largest.file_id),)
     elif message.contact is not None:
-        text = contact_text(message.contact.phone_number)
+        text = contact_text(clean_text(message.contact.phone_number))
     elif message.sticker is not None:
-        text = message.sticker.emoji or ""  # answered like any emoji-only message
+        text = clean_text(message.sticker.emoji or "")  # answered like any emoji-only message
     elif message.document is not None and (message.document.mime_type or "").startswith("image/"):
         media = (Media("image", message.document.file_id),)  # a photo sent as a file
     else:
@@ -175,16 +173,30 @@ def _from_message(channel: str, message_id: str, message: Message) -> Inbound | 
         chat_id=str(message.chat.id),
         message_id=message_id,
         text=_ADDRESSED_COMMAND.sub(r"\1", text),
-        location=location,
+        location=pin,
         media=media,
         time=message.date,
     )
+
+
+def _pin(message: Message) -> tuple[Location | None, tuple[Media, ...]]:
+    """A message's location (checked), or a media item the pipeline calls unreadable."""
+    try:
+        if message.venue is not None:
+            place = message.venue.location
+            label = f"{message.venue.title} {message.venue.address}"
+            return location(place.latitude, place.longitude, label), ()
+        assert message.location is not None
+        return location(message.location.latitude, message.location.longitude), ()
+    except RefusedInput:
+        return None, (Media("location", ""),)
 
 
 def _from_press(channel: str, message_id: str, query: CallbackQuery) -> Inbound | None:
     if query.message is not None and query.message.chat.type != "private":
         return None
     label, payload = pressed(query)
+    label, payload = clean_text(label), clean_text(payload)
     chat = query.message.chat.id if query.message is not None else query.from_user.id
     return Inbound(
         channel=channel,

@@ -23,6 +23,7 @@ from aiogram.exceptions import AiogramError, TelegramRetryAfter, TelegramUnautho
 from aiogram.types import BotCommand, CallbackQuery, Update
 from aiohttp import web
 
+from bots.sanitize import RefusedInput, load_json
 from bots.telegram.channel import TelegramChannel, chat_of
 from handlers.catalog import Catalog
 from handlers.messages import Inbound, Outbound
@@ -75,15 +76,27 @@ class TelegramReceiver:
     # -- webhook -------------------------------------------------------------------
 
     async def on_webhook(self, request: web.Request) -> web.Response:
-        """One update POSTed by Telegram; 401 without our secret, 500 to have it resent."""
-        given = request.headers.get(SECRET_HEADER, "").encode()
+        """One update POSTed by Telegram.
+
+        401 without our secret; 400 for a body that is not JSON at all (or absurdly
+        nested); 200 for an update we refuse or cannot read (Telegram would otherwise
+        deliver it again forever); 500 only when processing failed before the message
+        was stored, to have Telegram deliver it again.
+        """
+        # Header values are str decoded by aiohttp; a non-ASCII one is simply wrong.
+        given = request.headers.get(SECRET_HEADER, "").encode("utf-8", "surrogateescape")
         if not self._webhook_url or not secrets.compare_digest(given, self._secret):
             log.warning("telegram webhook call without the right secret from %s", request.remote)
             raise web.HTTPUnauthorized(text="wrong or missing secret token")
         try:
-            update = Update.model_validate(await request.json(), context={"bot": self.bot})
-        except ValueError:  # bad JSON or not an Update (ValidationError is a ValueError)
-            raise web.HTTPBadRequest(text="not a Telegram update") from None
+            document = load_json(await request.read())
+        except RefusedInput as refused:
+            raise web.HTTPBadRequest(text=f"not JSON: {refused.reason}") from None
+        try:
+            update = Update.model_validate(document, context={"bot": self.bot})
+        except ValueError as exc:  # not an Update (pydantic's ValidationError)
+            log.warning("telegram sent an update we cannot read: %s", str(exc)[:300])
+            return web.Response(text="ignored")
         inbound = await self._receive(update)
         if inbound is not None:
             try:

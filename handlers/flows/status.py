@@ -10,6 +10,7 @@ from handlers.messages import Outbound
 from handlers.state import ConversationState
 from integration.cases import CaseView
 from integration.errors import CaseNotFound
+from integration.privacy import mask_personal
 
 CASE_NUMBER = re.compile(r"(?<![A-Za-z0-9])YM\d{10,}(?!\d)", re.IGNORECASE)
 
@@ -36,7 +37,7 @@ class StatusFlow:
             # Only the resident who reported a case, or joined it, may read it here.
             if case is None or not case.readable_by(inbound.channel, inbound.chat_id):
                 return [Outbound(self._t("status_query.not_found", number=number))]
-            return [Outbound(self._detail(case))]
+            return [Outbound(self._detail(case, (inbound.channel, inbound.chat_id)))]
         cases = await self._desk.open_cases(inbound.channel, inbound.user_id)
         if not cases:
             return [Outbound(self._t("status_query.none"))]
@@ -49,8 +50,9 @@ class StatusFlow:
         return await self.start(turn, state)
 
     def _line(self, case: CaseView, chat: tuple[str, str]) -> str:
-        note = self._t("status_query.line_note", note=case.last_note) if case.last_note else ""
         joined = (case.channel, case.chat_id) != chat
+        last_note = note_for(case, chat)
+        note = self._t("status_query.line_note", note=last_note) if last_note else ""
         return self._t(
             "status_query.line",
             number=case.number,
@@ -61,8 +63,9 @@ class StatusFlow:
             followed=self._t("status_query.followed") if joined else "",
         )
 
-    def _detail(self, case: CaseView) -> str:
-        note = self._t("status_query.note_line", note=case.last_note) if case.last_note else ""
+    def _detail(self, case: CaseView, chat: tuple[str, str]) -> str:
+        last_note = note_for(case, chat)
+        note = self._t("status_query.note_line", note=last_note) if last_note else ""
         return self._t(
             "status_query.detail",
             number=case.number,
@@ -71,3 +74,11 @@ class StatusFlow:
             address=case.address,
             note=note,
         ).rstrip()
+
+
+def note_for(case: CaseView, chat: tuple[str, str]) -> str:
+    """The case's latest staff note as ``chat`` may read it: whole for the reporter,
+    with phone and ID numbers masked for a follower (the note may be for the reporter)."""
+    if (case.channel, case.chat_id) == chat:
+        return case.last_note
+    return mask_personal(case.last_note)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from aiohttp import ClientSession, ClientTimeout, TCPConnector
@@ -125,7 +125,13 @@ async def open_dispatch(
     outbox = Outbox(sessions, platform.name)
     sync = StatusSync(sessions, platform.name)
     ratings = RatingBook(sessions, platform=platform.name, can_reopen=platform.can_reopen)
-    worker = DispatchWorker(outbox, platform, sync, ratings, config.timing, on_change=changed)
+    # A replay must be refused for as long as its signature is accepted: keep receipts
+    # at least twice the tolerance (a callback may be up to that far ahead or behind).
+    timing = replace(
+        config.timing,
+        receipt_ttl=max(config.timing.receipt_ttl, 2 * config.callback_tolerance),
+    )
+    worker = DispatchWorker(outbox, platform, sync, ratings, timing, on_change=changed)
     receiver = CallbackReceiver(
         sync, config.secret, tolerance=config.callback_tolerance, on_change=changed
     )

@@ -50,7 +50,10 @@ def verify(
     given = headers.get(SIGNATURE_HEADER, "")
     if not timestamp or not given:
         raise CallbackRefused("unsigned callback")
-    if not timestamp.isdigit() or not given.startswith(SCHEME):
+    if not (timestamp.isascii() and given.isascii()):
+        # Never a signature we made; compare_digest would fail on it with a TypeError.
+        raise CallbackRefused("malformed signature headers", status=400)
+    if not timestamp.isdigit() or len(timestamp) > 12 or not given.startswith(SCHEME):
         raise CallbackRefused("malformed signature headers")
     if not secrets.compare_digest(given, signature(secret, timestamp, body)):
         raise CallbackRefused("bad signature")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -63,11 +63,13 @@ def parse_time(value: Any) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
+        if moment.tzinfo is None:
+            raise DispatchProtocolError(f"time without an offset {value!r}")
+        # In UTC now: 0001-01-01T00:00-23:59 or 9999-12-31T23:59+…, which no platform
+        # means, overflow here rather than in a comparison later.
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise DispatchProtocolError(f"unreadable time {value!r}") from None
-    if moment.tzinfo is None:
-        raise DispatchProtocolError(f"time without an offset {value!r}")
-    return moment
 
 
 def platform_id_of(document: Any) -> str | None:
