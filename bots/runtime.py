@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bots.settings import Settings
 from handlers.catalog import Catalog
 from handlers.flows import standard_flows
+from handlers.patience import Patience
 from handlers.pipeline import Limits, Pipeline
 from handlers.router import Router
 from handlers.state import ConversationStore
@@ -207,7 +208,7 @@ def build_pipeline(
         store=store,
         transcript=transcript,
         interpreter=interpreter,
-        router=Router(flows, catalog),
+        router=Router(flows, catalog, patience=Patience(quiet_for=settings.quiet_period)),
         catalog=catalog,
         keys=KeyBuilder(settings.redis_prefix),
         limits=Limits(max_text=settings.max_text_length, rate_limit=settings.rate_limit),

@@ -1,7 +1,8 @@
 """The message pipeline: every inbound message, from any channel, goes through here.
 
 In order: dedupe by (channel, message id) → per-conversation lock → per-user rate
-limit → transcript → NLU → flow → state saved → replies. State is saved before the
+limit (one notice per window) → ID numbers masked → transcript → NLU → router and
+flows → state saved → replies. State is saved before the
 replies are returned, so nothing the resident is told was saved can be lost to a
 crash between two messages.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from handlers.catalog import Catalog
@@ -19,6 +20,7 @@ from handlers.messages import Inbound, Outbound
 from handlers.router import COMMANDS, Router, is_cancel
 from handlers.state import ConversationState, ConversationStore
 from integration.errors import DuplicateMessage
+from integration.privacy import has_id_number, mask_id_numbers
 from integration.state.keys import KeyBuilder
 from integration.state.types import Admission, Ticket
 from integration.transcript import InboundRecord, Transcript
@@ -96,7 +98,15 @@ class Pipeline:
         """The replies, and the state to save (with whether it changed)."""
         saved = admission.state
         if admission.count > self._limits.rate_limit:
-            return [Outbound(self._t("chat.rate_limited"))], saved, False
+            # One notice per window: the first message over the limit hears why, the
+            # rest of the window's flood is dropped without an answer each.
+            notice = admission.count == self._limits.rate_limit + 1
+            return ([Outbound(self._t("chat.rate_limited"))] if notice else []), saved, False
+        # Residents never need to send an ID number, and staff never need one from chat:
+        # it is masked before anything stores, understands or echoes the message.
+        masked = has_id_number(inbound.text)
+        if masked:
+            inbound = replace(inbound, text=mask_id_numbers(inbound.text))
         try:
             stored = await self._transcript.record_inbound(transcript_record(inbound))
         except DuplicateMessage:
@@ -111,6 +121,8 @@ class Pipeline:
             # and keep the conversation where it was.
             log.exception("failed to handle %s message %s", inbound.channel, inbound.message_id)
             replies, state = [Outbound(self._t("chat.busy"))], ConversationState.from_dict(saved)
+        if masked:
+            replies = [Outbound(self._t("chat.id_masked")), *replies]
         await self._transcript.record_outcome(
             stored,
             parse.intent if parse else None,

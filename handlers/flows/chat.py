@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from handlers.catalog import Catalog
-from handlers.flows.base import Turn
+from handlers.flows.base import OneMessageFlow, Turn
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
 from nlu.types import BUTTON_INTENT, FALLBACK_INTENT
@@ -32,8 +32,21 @@ _WITH_MENU = frozenset(
 )
 
 
-class ChatFlow:
-    """Answers small talk and services that have no flow yet, in one message."""
+def menu(t: Catalog) -> tuple[Button, ...]:
+    """The main menu as quick replies."""
+    return (
+        Button(t("button.menu_report"), MENU_REPORT),
+        Button(t("button.menu_status"), MENU_STATUS),
+        Button(t("button.menu_human"), MENU_HUMAN),
+    )
+
+
+class ChatFlow(OneMessageFlow):
+    """Answers small talk and services that have no flow yet, in one message.
+
+    Registered as ``chat`` and, until the staff console's handoff flow replaces it, as
+    ``handoff`` (answering 转人工 with ``chat.human``).
+    """
 
     name = "chat"
 
@@ -43,25 +56,12 @@ class ChatFlow:
     async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """Answer the message; the conversation stays idle."""
         intent = turn.parse.intent
-        if intent == FALLBACK_INTENT:
-            # Ask again once; if the resident still can't be understood, offer a person.
-            state.misunderstood += 1
-            if state.misunderstood >= 2:
-                return [Outbound(self._t("chat.fallback_human"), self.menu())]
         key = _REPLIES.get(intent)
         if key is None:
             what = self._t.get(f"service_name.{intent}", intent)
             return [Outbound(self._t("chat.unsupported", what=what), self.menu())]
         return [Outbound(self._t(key), self.menu() if intent in _WITH_MENU else ())]
 
-    async def resume(self, turn: Turn, state: ConversationState) -> list[Outbound]:
-        """A one-message flow is never resumed; answer afresh."""
-        return await self.start(turn, state)
-
     def menu(self) -> tuple[Button, ...]:
         """The main menu as quick replies."""
-        return (
-            Button(self._t("button.menu_report"), MENU_REPORT),
-            Button(self._t("button.menu_status"), MENU_STATUS),
-            Button(self._t("button.menu_human"), MENU_HUMAN),
-        )
+        return menu(self._t)
