@@ -1,10 +1,11 @@
 """Patience with insults and nonsense: one calm answer, then a person, then quiet.
 
 A *strike* is a message that only insults (an insult with no request the model can
-act on), or, outside a flow, a message the model cannot place at all. Strikes in a
-row get, in turn:
+act on), or, outside a flow, one the model cannot place or finds out of scope
+(呃呃呃, asdfgh). Strikes in a row get, in turn:
 
-1. one calm answer (insults) or the usual "please say it another way" (nonsense);
+1. one calm answer (insults) or the usual answer (please say it another way, or
+   that is beyond the street's services);
 2. the offer of a person (the 转人工 button);
 3. silence: the bot stops answering strikes for ``quiet_for`` seconds
    (``YIMEN_QUIET_PERIOD``). The messages are still stored in the transcript, where
@@ -24,6 +25,9 @@ from handlers.state import ConversationState
 from handlers.words import ABUSE
 from nlu.types import FALLBACK_INTENT
 
+# Outside a flow, what the model cannot place, or places outside the street's work
+# (呃呃呃, asdfgh, 哈哈哈哈): each is answered, but in a row they are strikes.
+_NONSENSE = frozenset({FALLBACK_INTENT, "out_of_scope"})
 # Intents an insult may come with and still be nothing but an insult.
 _EMPTY_INTENTS = frozenset(
     {FALLBACK_INTENT, "out_of_scope", "greet", "goodbye", "thanks", "affirm", "deny", "help"}
@@ -51,7 +55,7 @@ class Patience:
         now = turn.inbound.time.timestamp()
         insult = bool(turn.text) and ABUSE.search(turn.text)
         insult = insult and turn.parse.intent in _EMPTY_INTENTS and not turn.payload
-        nonsense = state.idle and turn.parse.intent == FALLBACK_INTENT and not turn.payload
+        nonsense = state.idle and turn.parse.intent in _NONSENSE and not turn.payload
         if not (insult or nonsense):
             state.strikes, state.quiet_until = 0, 0.0
             return Verdict.answer

@@ -20,14 +20,13 @@ from handlers.catalog import Catalog
 from handlers.flows.base import OFFER_INTERRUPTS, Declined, Expect, RatingDesk, Turn
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
-from handlers.words import SKIP, clean, words
+from handlers.words import FILLERS, SKIP, clean, words
 from integration.dispatch.ratings import AlreadyRated, RatingRequest, Reopened, Score
-from nlu.types import FALLBACK_INTENT
+from nlu.contract import REPORT_INTENTS, SERVICE_INTENTS, VOLUNTEER_INTENTS
 
 RATE = "rate:"
 SKIP_COMMENT = "rating:skip"
 LABELS = {"满意": Score.satisfied, "基本满意": Score.basically, "不满意": Score.dissatisfied}
-_SCORE = r"(?:[1-5一二三四五]\s*分(?!钟)|[1-5一二三四五]\s*(?:星|颗星))"
 # Checked in order: 不满意 contains 满意, and 基本满意 is not plain 满意.
 _WORDS = (
     (
@@ -52,12 +51,12 @@ _WORDS = (
         ),
     ),
 )
-_BARE = re.compile(rf"^(?:{_SCORE}|非常|很|挺|比较|还|我|给|打|评|吧|了|的|啊)*$")
-# Intents a typed rating may come with when it answers a pending question: an
-# unrelated request that happens to say 满意 is routed by its intent instead.
-_RATING_LIKE = frozenset(
-    {"rate_service", FALLBACK_INTENT, "affirm", "deny", "thanks", "out_of_scope", "goodbye"}
-)
+_DEGREE = re.compile("非常|十分|特别|很|挺|比较|还|给|打|评|分|星")
+# Intents that make typed rating words a different request (a new report of another
+# kind, a service, volunteering, a person): 我对物业很不满意 电梯天天坏 is a report.
+_ELSEWHERE = frozenset(
+    {*REPORT_INTENTS, *SERVICE_INTENTS, *VOLUNTEER_INTENTS, "human_handoff", "help"}
+) - {"rate_service", "check_status"}
 _SKIP_COMMENT = words(
     "skip_comment", SKIP.pattern.pattern + "|没了|没意见|没有意见", whole=True, slack=2
 )
@@ -91,11 +90,11 @@ RATING_WORDS = _RatingWords()
 
 
 def _says_more(text: str) -> bool:
-    """Whether a typed answer is more than a score or a button label."""
-    cleaned = clean(text)
-    for label in sorted(LABELS, key=len, reverse=True):
-        cleaned = cleaned.replace(label, "")
-    return bool(cleaned) and not _BARE.match(cleaned)
+    """Whether a typed answer is more than a score (还行吧, 非常满意, 5分 are not)."""
+    rest = clean(text)
+    for _, pattern in _WORDS:
+        rest = pattern.sub("", rest)
+    return len(FILLERS.sub("", _DEGREE.sub("", rest))) > 1
 
 
 class RatingFlow:
@@ -172,7 +171,7 @@ class RatingFlow:
     def _fits(self, turn: Turn, request: RatingRequest) -> bool:
         """Whether typed rating words answer ``request`` rather than ask something else."""
         intent = turn.parse.intent
-        return intent in _RATING_LIKE or intent == f"report_{request.category}"
+        return intent not in _ELSEWHERE or intent == f"report_{request.category}"
 
     async def _rate(
         self, request: RatingRequest, score: Score, state: ConversationState, comment: str
