@@ -264,7 +264,11 @@ async def test_unbuilt_services_say_so_plainly(router: Router) -> None:
     state = ConversationState()
     [reply] = await say(router, state, turn("我想预约明天办居住证", "book_appointment"))
     assert "窗口预约" in reply.text and "暂未开通" in reply.text
-    assert state.idle
+    assert (state.flow, state.step) == ("chat", "service")  # follow-ups stay in context
+    [again] = await say(router, state, turn("那需要带什么证件吗", "report_construction"))
+    assert "窗口预约" in again.text
+    [report] = await say(router, state, turn("楼道灯坏了", "report_facility"))
+    assert state.flow == "complaint" and "公共设施" in report.text
 
 
 async def test_misunderstood_twice_offers_a_human(router: Router, catalog: Catalog) -> None:
