@@ -26,7 +26,7 @@ from handlers.pipeline import Limits, Pipeline
 from handlers.router import Router
 from handlers.state import ConversationStore
 from integration.cases import CaseBook
-from integration.db import create_engine, session_factory, upgrade
+from integration.db import check_exists, create_engine, session_factory, upgrade
 from integration.dispatch import Dispatch, DispatchConfig, WorkerTiming, open_dispatch
 from integration.dispatch.ratings import RatingBook
 from integration.notifications import NotificationQueue
@@ -108,8 +108,16 @@ async def open_interpreter(settings: Settings, stack: AsyncExitStack) -> Interpr
 
 
 @asynccontextmanager
-async def open_services(settings: Settings, *, with_nlu: bool = True) -> AsyncIterator[Services]:
-    """Build, migrate and connect everything; close it all on exit."""
+async def open_services(
+    settings: Settings, *, with_nlu: bool = True, create: bool = True
+) -> AsyncIterator[Services]:
+    """Build, migrate and connect everything; close it all on exit.
+
+    With ``create=False`` (staff commands) a database that does not exist yet is not
+    created: ``DatabaseMissing`` is raised instead.
+    """
+    if not create:
+        await check_exists(settings.resolved_database_url)
     async with AsyncExitStack() as stack:
         engine = create_engine(settings.resolved_database_url)
         stack.push_async_callback(engine.dispose)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from handlers.flows.base import Turn
 from handlers.state import ConversationState
-from handlers.words import ABUSE
+from handlers.words import ABUSE, CANCEL, HANDOFF
 from nlu.types import FALLBACK_INTENT
 
 # Outside a flow, what the model cannot place, or places outside the street's work
@@ -53,6 +53,8 @@ class Patience:
     def judge(self, turn: Turn, state: ConversationState) -> Verdict:
         """The verdict on ``turn``, updating ``state.strikes`` and ``state.quiet_until``."""
         now = turn.inbound.time.timestamp()
+        if turn.text and (HANDOFF.search(turn.text) or CANCEL.search(turn.text)):
+            return Verdict.answer  # 转人工 / 取消, however rudely put, is a request
         insult = bool(turn.text) and ABUSE.search(turn.text)
         insult = insult and turn.parse.intent in _EMPTY_INTENTS and not turn.payload
         nonsense = state.idle and turn.parse.intent in _NONSENSE and not turn.payload

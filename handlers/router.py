@@ -150,6 +150,8 @@ class Router:
     async def _idle(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         if is_cancel(turn):
             return [Outbound(self._t("chat.nothing_to_cancel"))]
+        if wants_person(turn) and turn.parse.intent != HANDOFF_INTENT:
+            turn = replace(turn, parse=replace(turn.parse, intent=HANDOFF_INTENT))
         for trigger in self._triggers:
             if trigger.fires(turn):
                 try:

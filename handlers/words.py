@@ -68,14 +68,39 @@ FILLERS = re.compile(
 
 _NEGATED = "(?<![不没别未非否])"
 
-YES = words(
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    """A matcher that says yes when any of its matchers does."""
+
+    name: str
+    matchers: tuple[Words, ...]
+
+    def search(self, text: str) -> bool:
+        """Whether any of the matchers finds its words in ``text``."""
+        return any(m.search(text) for m in self.matchers)
+
+
+# Yes: unambiguous words anywhere, or a lone 好 / 对 / 是 / 嗯 (which inside other
+# words — 你好, 好几天, 还是 — say nothing of the kind).
+YES = AnyOf(
     "yes",
-    f"{_NEGATED}(是的|是啊|是滴|对的|对啊|对头|没错|没问题|可以|确认|确定|提交|就这样|"
-    f"同意|好滴|好嘞|好的|好吧|好啊|好|行|嗯嗯|嗯|对|是|ok|yes|yeah)",
+    (
+        words(
+            "yes_words",
+            f"{_NEGATED}(是的|是啊|是滴|对的|对啊|对头|没错|没问题|没有问题|可以|确认|确定|提交|就这样|"
+            f"就这么|同意|好滴|好嘞|好的|好吧|好啊|行吧|行的|ok|yes|yeah)",
+        ),
+        words("yes_alone", "好|行|对|是|嗯|中|成", whole=True),
+    ),
 )
-NO = words(
+# No: unambiguous words anywhere, or a lone 不 / 否 / 别 / 没.
+NO = AnyOf(
     "no",
-    "不是|不对|不用|不要|不需要|不行|不了|不必|没必要|否|别|no$|nope",
+    (
+        words("no_words", "不是|不对|不用|不要|不需要|不行|不必|没必要|nope"),
+        words("no_alone", "不了?|否|别|没|no", whole=True),
+    ),
 )
 SKIP = words(
     "skip",

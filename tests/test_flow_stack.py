@@ -417,3 +417,12 @@ async def test_an_insult_mid_report_is_answered_calmly_and_the_question_asked_ag
     calm, again = await say(router, state, turn("你们就是一群废物", "nlu_fallback"))
     assert calm.text == catalog("chat.calm") and "位置" in again.text
     assert state.step == "where"
+
+
+async def test_a_rude_request_for_a_person_is_still_a_request(
+    router: Router, catalog: Catalog
+) -> None:
+    state = ConversationState()
+    await say(router, state, turn("傻逼", "out_of_scope"))
+    [human] = await say(router, state, turn("你们这帮废物 给我转人工", "nlu_fallback"))
+    assert human.text == catalog("chat.human")
