@@ -78,7 +78,7 @@ class Router:
             return []
         if verdict is not Verdict.answer:
             return self._soothe(verdict, state)
-        if turn.payload.startswith(RATE) and state.flow != "rating":
+        if turn.payload.startswith(RATE) and state.flow != "rating" and "rating" in self._flows:
             # A rating button on a push answers at any time, without leaving the flow.
             return await self._flows["rating"].start(turn, state)
         if expect is None:
@@ -141,7 +141,7 @@ class Router:
             state.finish()
         if turn.parse.intent != intent:
             turn = replace(turn, parse=replace(turn.parse, intent=intent), expected="")
-        flow = self._flows[self._routes.get(intent, DEFAULT_FLOW)]
+        flow = self._flow(self._routes.get(intent, DEFAULT_FLOW))
         replies += await flow.start(turn, state)
         return replies + await self._after(state)
 
@@ -153,13 +153,13 @@ class Router:
         if wants_person(turn) and turn.parse.intent != HANDOFF_INTENT:
             turn = replace(turn, parse=replace(turn.parse, intent=HANDOFF_INTENT))
         for trigger in self._triggers:
-            if trigger.fires(turn):
+            if trigger.flow in self._flows and trigger.fires(turn):
                 try:
                     replies = await self._flows[trigger.flow].start(turn, state)
                 except Declined:
                     break
                 return replies + await self._after(state)
-        flow = self._flows[self._routes.get(turn.parse.intent, DEFAULT_FLOW)]
+        flow = self._flow(self._routes.get(turn.parse.intent, DEFAULT_FLOW))
         return await flow.start(turn, state) + await self._after(state)
 
     # -- the stack -----------------------------------------------------------------------
@@ -181,6 +181,10 @@ class Router:
             return [Outbound(lead)]
         first = question[0]
         return [replace(first, text=f"{lead}\n{first.text}"), *question[1:]]
+
+    def _flow(self, name: str) -> Flow:
+        """The flow registered as ``name``; the default one when it is not registered."""
+        return self._flows.get(name) or self._flows[DEFAULT_FLOW]
 
     def _expect(self, state: ConversationState) -> Expect | None:
         if state.flow is None:

@@ -74,7 +74,7 @@ class AnyOf:
     """A matcher that says yes when any of its matchers does."""
 
     name: str
-    matchers: tuple[Words, ...]
+    matchers: tuple[Matcher, ...]
 
     def search(self, text: str) -> bool:
         """Whether any of the matchers finds its words in ``text``."""

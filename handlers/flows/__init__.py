@@ -16,7 +16,7 @@ from handlers.flows.chat import ChatFlow
 from handlers.flows.complaint import ComplaintFlow, Places
 from handlers.flows.rating import RATING_WORDS, RatingFlow
 from handlers.flows.status import StatusFlow
-from handlers.words import Matcher, words
+from handlers.words import NO, YES, AnyOf, Matcher, words
 from nlu.contract import REPORT_INTENTS
 
 # Intent -> the name of the flow it starts. Intents not listed go to DEFAULT_FLOW.
@@ -45,9 +45,20 @@ class Trigger:
 # CASE_NUMBER over the clean (lower-cased, unpunctuated) text.
 _CASE_NUMBER = words("case_number", r"(?<![a-z0-9])ym\d{10,}(?!\d)")
 
+# 我要投诉 / 我想反映个问题 / 报修, before saying what: the menu's 我要反映, typed.
+_REPORT = words(
+    "report",
+    "(我|俺)?(要|想|想要|得|需要)?(投诉|反映|举报|报修|报告|报个?事)"
+    "(一下|下|个|一个|件|点)?(问题|情况|事情?|事儿)?",
+    whole=True,
+    slack=1,
+)
+
 TRIGGERS: tuple[Trigger, ...] = (
     Trigger(_CASE_NUMBER, "status"),  # a typed case number asks about that case
+    Trigger(_REPORT, "complaint"),
     Trigger(RATING_WORDS, "rating"),  # 满意 / 1分 / 根本没修好: answers a pending question
+    Trigger(AnyOf("yes_or_no", (YES, NO)), "rating"),  # 嗯 after a rating push: which?
 )
 
 

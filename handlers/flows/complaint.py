@@ -53,6 +53,7 @@ from handlers.flows.report_steps import (
     SUBMIT,
     SUBMIT_WORDS,
     UNKNOWN_PLACE,
+    VAGUE_PLACE,
     category_of,
     confirm_buttons,
     duplicate_buttons,
@@ -162,6 +163,8 @@ class ComplaintFlow:
             return [self._msg("complaint.photo_on_where", count=len(slots["photos"]))]
         if UNKNOWN_PLACE.search(turn.text):
             return [self._msg("complaint.where_unknown")]
+        if VAGUE_PLACE.search(turn.text):
+            return [self._reprompt(state, "complaint.where_vague")]
         if report_intent(turn) and add_detail(slots, turn.text):
             return [self._msg("complaint.noted_detail")]
         return [self._reprompt(state, "complaint.reask_where")]

@@ -109,9 +109,10 @@ class RatingFlow:
     async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """Answer a question by button or by typed words.
 
-        Started by rating words (not the rate_service intent) in a message that says
-        more than a score with no question waiting, or that asks for something else
-        (an unrelated request that happens to say 满意), it declines the message.
+        Started by a trigger (rating words, or a lone 嗯 / 好 / 不 that may answer the
+        question a push asked) with no question waiting — unless the message is a bare
+        score — or with a message that asks for something else (an unrelated request
+        that happens to say 满意), it declines the message.
         """
         inbound = turn.inbound
         number, score = _pressed(turn.payload)
@@ -122,7 +123,7 @@ class RatingFlow:
         if self._ratings is not None:
             request = await self._ratings.request(inbound.channel, inbound.chat_id, number)
         if typed and (
-            (request is None and _says_more(turn.text))
+            (request is None and (score is None or _says_more(turn.text)))
             or (request is not None and not self._fits(turn, request))
         ):
             raise Declined  # rating words in a message about something else
@@ -183,11 +184,12 @@ class RatingFlow:
             return [Outbound(self._t("rating.already", number=request.number))]
         key = "rating.thanks" if reopened is None else f"rating.reopened_{reopened.value}"
         text = self._t(key, number=request.number)
+        said = self._t("rating.thanked") if reopened is None else text.splitlines()[0]
         if comment:
             await self._ratings.comment(request.id, comment)
-            return [Outbound(f"{text.splitlines()[0]}\n{self._t('rating.comment_kept')}")]
+            return [Outbound(f"{said}\n{self._t('rating.comment_kept')}")]
         if not state.idle:  # answered from an older push in the middle of something else
-            return [Outbound(text.splitlines()[0])]
+            return [Outbound(said)]
         state.begin(self.name, "comment", {"rating_id": request.id})
         return [Outbound(text, self._skip())]
 

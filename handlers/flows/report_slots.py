@@ -68,12 +68,20 @@ def take_pin(inbound: Inbound, slots: Slots) -> bool:
 
 # A 路/街 that is the start of a word, not the end of a place: 路灯, 路面, 街灯.
 _NOT_A_PLACE_END = re.compile(r"[路街](?=[灯面牌障沿])")
+# Words no place name holds: 不知道叫啥路 is not an address.
+_NOT_A_PLACE = re.compile("不知道|不清楚|不记得|啥|什么|哪")
 
 
 def typed_address(parse: Parse) -> Entity | None:
-    """The message's address entity, unless it is a word cut in half (楼下路|灯)."""
+    """The message's address entity, unless it is no place at all.
+
+    The extractor's spans are taken as they are, except a word cut in half (楼下路|灯)
+    and a "place" that says it is not known (不知道叫啥路).
+    """
     entity = parse.first("address")
     if entity is None or _NOT_A_PLACE_END.match(parse.text, entity.end - 1):
+        return None
+    if _NOT_A_PLACE.search(entity.value):
         return None
     return entity
 

@@ -25,6 +25,16 @@ ABOUT_TEXT = words("about_text", "描述|内容|情况|说明|问题写")
 SUBMIT_WORDS = words("submit", "(?<![不别没])提交|就这样|发吧|报吧|没问题")
 JOIN_WORDS = words("join", "加入|跟进|关注|一起|同一个|就是这个")
 NEW_WORDS = words("new", "新建|新的|单独|重新提交|另外|不是这个|不是同一")
+# A place said too vaguely to dispatch to (就是我们小区门口啊, 在我家楼下): the whole
+# message is place words, so it answers "where" (asking for more), not a new report.
+VAGUE_PLACE = words(
+    "vague_place",
+    "(我们|我家|咱们|咱家|俺们|俺家|你们)?(小区|社区|楼|单元|院|村)?"
+    "(门口|楼下|楼上|楼道|附近|旁边|对面|这边|那边|这儿|那儿|这里|那里|里面|外面|后面|前面|大门|院子|路边|马路上?)"
+    "|在哪|哪里|哪儿|什么地方|就是|就在|在|我们|我家|咱们|小区|社区|家",
+    whole=True,
+    slack=1,
+)
 UNKNOWN_PLACE = words("unknown_place", "不知道|不清楚|说不清|不记得|不认识|叫不上")
 _AFFIRM_DENY = frozenset({"affirm", "deny"})
 
@@ -45,7 +55,7 @@ def expectation(step: str, category: str | None) -> Expect:
             media=True,
             location=True,
             entities=frozenset({"address"}),
-            words=(UNKNOWN_PLACE,),
+            words=(UNKNOWN_PLACE, VAGUE_PLACE),
             intents=same,
         )
     if step == "photo":
