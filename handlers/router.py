@@ -133,11 +133,13 @@ class Router:
         self, turn: Turn, state: ConversationState, intent: str, policy: Paused
     ) -> list[Outbound]:
         replies: list[Outbound] = []
+        if policy is Paused.end:
+            state.finish()  # an offer nobody took: the message is routed as if idle
+            return await self._idle(turn, state)
         if policy is Paused.keep:
             state.pause()
         else:
-            if policy is Paused.drop:
-                replies.append(Outbound(self._cancelled(state.flow)))
+            replies.append(Outbound(self._cancelled(state.flow)))
             state.finish()
         if turn.parse.intent != intent:
             turn = replace(turn, parse=replace(turn.parse, intent=intent), expected="")

@@ -51,7 +51,7 @@ _REPORT = words(
     "(我|俺)?(要|想|想要|得|需要)?(投诉|反映|举报|报修|报告|报个?事)"
     "(一下|下|个|一个|件|点)?(问题|情况|事情?|事儿)?",
     whole=True,
-    slack=1,
+    slack=2,
 )
 
 TRIGGERS: tuple[Trigger, ...] = (

@@ -125,10 +125,14 @@ def road_only(slots: Slots, places: Places | None) -> bool:
     return not _PRECISE.search(address) and bool(_ROAD_ONLY.search(address))
 
 
+# A question (电梯那个呢, 什么时候来修) asks something; it adds nothing to a description.
+_QUESTION = re.compile(r"[?？]|[吗呢么嘛][\s。!！~]*$|怎么样|咋样|如何|进度|什么时候|啥时候|多久")
+
+
 def add_detail(slots: Slots, text: str) -> bool:
     """Add a further description to the report; False when it says nothing new."""
     description = str(slots.get("description") or "")
-    if not text or text in description:
+    if not text or text in description or _QUESTION.search(text):
         return False
     joined = f"{description}；{text}" if description else text
     slots["description"] = joined[:MAX_DESCRIPTION]
