@@ -82,6 +82,35 @@ class Pipeline:
         await self._store.leave(ticket, state, changed=changed)
         return replies
 
+    async def release(self, channel: str, chat_id: str) -> list[Outbound]:
+        """End a flow that holds the conversation (staff hand it back); what to push.
+
+        Under the conversation's lock, like a turn: a flow whose step ``holds`` (the
+        human handoff) is ended, and the flow the resident was in before resumes with
+        its question, which the caller pushes to the chat. Nothing held: no replies.
+        """
+        build, token = self._keys.build, uuid.uuid4().hex
+        ticket = Ticket(
+            mark=build("dedupe", channel, f"release-{token}"),
+            lock=build("lock", channel, chat_id),
+            rate=build("rate", "staff", chat_id),
+            state=build("state", channel, chat_id),
+            token=token,
+        )
+        admission = await self._store.enter(ticket)
+        if admission is None:  # cannot happen: the mark is fresh
+            return []
+        try:
+            state = ConversationState.from_dict(admission.state)
+            replies = await self._router.release(state)
+            state.offer(replies[-1].buttons if replies else ())
+        except BaseException:
+            await self._store.abort(ticket)
+            raise
+        after = None if state.empty else state.to_dict()
+        await self._store.leave(ticket, after, changed=after != admission.state)
+        return replies
+
     def _ticket(self, inbound: Inbound) -> Ticket:
         channel, build = inbound.channel, self._keys.build
         return Ticket(

@@ -85,11 +85,20 @@ class Router:
             return await self._idle(turn, state)
         return await self._active(turn, state, expect)
 
-    async def resume_paused(self, state: ConversationState) -> list[Outbound]:
-        """Resume the most recent paused flow, if the conversation is idle; its question.
+    async def release(self, state: ConversationState) -> list[Outbound]:
+        """End a flow that holds the conversation, and resume the one paused under it.
 
-        For whoever ends a flow outside a turn (staff handing a conversation back).
+        For staff handing a conversation back (``Pipeline.release``); no replies when
+        nothing held it.
         """
+        expect = self._expect(state)
+        if expect is None or not expect.holds:
+            return []
+        state.finish()
+        return await self.resume_paused(state)
+
+    async def resume_paused(self, state: ConversationState) -> list[Outbound]:
+        """Resume the most recent paused flow, if the conversation is idle; its question."""
         return await self._after(state)
 
     # -- an active flow ------------------------------------------------------------------

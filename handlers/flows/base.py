@@ -42,6 +42,11 @@ Routing, for each message of an active flow (``Expect`` declares each part):
 6. otherwise the message goes to ``resume`` (free text when ``Expect.text``, else
    the flow reprompts; from the second reprompt on, a person is offered).
 
+A person holding the conversation (the human handoff) is a flow whose steps say
+``holds=True``: every message goes to its ``resume`` and the bot adds nothing of its
+own. ``Pipeline.release`` ends it when staff hand the conversation back, and the
+flow paused under it resumes.
+
 Corrections and repeated answers are expectations too: a step that lists an earlier
 slot's entity (``entities={"address"}`` at the confirmation) receives 地址写错了 是金辉
 小区5号楼 in ``resume`` and updates the slot instead of treating it as a wrong answer.
