@@ -48,7 +48,14 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def scenarios() -> list[Any]:
-    return [pytest.param(path, id=path.stem) for path in sorted(DIALOGUES.glob("*.yml"))]
+    """Every scenario; one that names a ``model_issue`` is expected to fail until the
+    NLU model gets that message right (listed as XPASS by -ra once it does)."""
+    params = []
+    for path in sorted(DIALOGUES.glob("*.yml")):
+        issue = load(path).get("model_issue")
+        marks = [pytest.mark.xfail(reason=f"NLU: {issue}", strict=False)] if issue else []
+        params.append(pytest.param(path, id=path.stem, marks=marks))
+    return params
 
 
 @dataclass
