@@ -13,9 +13,10 @@ from typing import Annotated
 import typer
 from aiohttp import web
 
-from bots.commands import describe_db, load_settings, run_async
+from bots.commands import describe_db, load_settings, run_async, staff_services
 from bots.commands.dispatch import describe_dispatch, dispatch_app, worker
 from bots.commands.nlu import nlu_app
+from bots.commands.residents import residents_app
 from bots.commands.wechat import WeChatMode, bench_wechat_report, wechat_app
 from bots.runtime import finish, open_services
 from bots.settings import Settings
@@ -40,6 +41,7 @@ app.add_typer(cases_app, name="cases")
 app.add_typer(db_app, name="db")
 app.add_typer(wechat_app, name="wechat")
 app.add_typer(dispatch_app, name="dispatch")
+app.add_typer(residents_app, name="residents")
 app.command()(worker)
 
 
@@ -163,7 +165,7 @@ def cases_list(
     """One line per case: number, category, status, address, created time."""
 
     async def go() -> None:
-        async with open_services(load_settings(), with_nlu=False) as services:
+        async with staff_services(load_settings()) as services:
             cases = await services.cases.list_cases(status or (), limit)
         if not cases:
             print("no cases")
@@ -187,7 +189,7 @@ def cases_set_status(
     """Move a case along its lifecycle; the resident is notified on their channel."""
 
     async def go() -> None:
-        async with open_services(load_settings(), with_nlu=False) as services:
+        async with staff_services(load_settings()) as services:
             view = await services.cases.change_status(case, status, note, actor)
         print(f"{view.number} -> {view.status.value}; the resident will be notified")
 
@@ -260,11 +262,12 @@ def bench_command(
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Apply database migrations (also done automatically at start)."""
+    """Create the database, or apply new migrations (`yimen run` does this at start too)."""
+    settings = load_settings()
 
     async def go() -> None:
-        async with open_services(load_settings(), with_nlu=False):
+        async with open_services(settings, with_nlu=False):
             pass
 
     run_async(go())
-    print("database is up to date")
+    print(f"database is up to date: {describe_db(settings.resolved_database_url)}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from integration.privacy import mask_personal as mask
+from integration.privacy import mask
 
 __all__ = ["MaskingFilter", "configure", "mask"]
 

@@ -23,11 +23,12 @@ from bots.settings import Settings
 from handlers.catalog import Catalog
 from handlers.flows import standard_flows
 from handlers.nlu_guard import BoundedInterpreter
+from handlers.patience import Patience
 from handlers.pipeline import Limits, Pipeline
 from handlers.router import Router
 from handlers.state import ConversationStore
 from integration.cases import CaseBook
-from integration.db import create_engine, session_factory, upgrade
+from integration.db import check_exists, create_engine, session_factory, upgrade
 from integration.dispatch import Dispatch, DispatchConfig, WorkerTiming, open_dispatch
 from integration.dispatch.ratings import RatingBook
 from integration.notifications import NotificationQueue
@@ -114,8 +115,16 @@ async def open_interpreter(settings: Settings, stack: AsyncExitStack) -> Interpr
 
 
 @asynccontextmanager
-async def open_services(settings: Settings, *, with_nlu: bool = True) -> AsyncIterator[Services]:
-    """Build, migrate and connect everything; close it all on exit."""
+async def open_services(
+    settings: Settings, *, with_nlu: bool = True, create: bool = True
+) -> AsyncIterator[Services]:
+    """Build, migrate and connect everything; close it all on exit.
+
+    With ``create=False`` (staff commands) a database that does not exist yet is not
+    created: ``DatabaseMissing`` is raised instead.
+    """
+    if not create:
+        await check_exists(settings.resolved_database_url)
     async with AsyncExitStack() as stack:
         engine = create_engine(settings.resolved_database_url)
         stack.push_async_callback(engine.dispose)
@@ -234,7 +243,7 @@ def build_pipeline(
         store=store,
         transcript=transcript,
         interpreter=interpreter,
-        router=Router(flows, catalog),
+        router=Router(flows, catalog, patience=Patience(quiet_for=settings.quiet_period)),
         catalog=catalog,
         keys=KeyBuilder(settings.redis_prefix),
         limits=Limits(max_text=settings.max_text_length, rate_limit=settings.rate_limit),

@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     max_text_length: int = Field(2000, ge=10)
     rate_limit: int = Field(30, ge=1)  # messages per user per rate window
     rate_window: float = Field(60.0, gt=0)
+    quiet_period: float = Field(600.0, gt=0)  # silence after repeated insults or nonsense
     state_ttl: float = Field(3 * 86_400.0, gt=0)
     push_poll_interval: float = Field(1.0, gt=0)
     push_timeout: float = Field(30.0, gt=0, lt=60)  # one push's send; then it is retried

@@ -1,7 +1,8 @@
 """The message pipeline: every inbound message, from any channel, goes through here.
 
 In order: dedupe by (channel, message id) → per-conversation lock → per-user rate
-limit → transcript → NLU → flow → state saved → replies. State is saved before the
+limit (one notice per window) → ID numbers masked → transcript → NLU → router and
+flows → state saved → replies. State is saved before the
 replies are returned, so nothing the resident is told was saved can be lost to a
 crash between two messages.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from handlers.catalog import Catalog
@@ -19,6 +20,7 @@ from handlers.messages import Inbound, Outbound
 from handlers.router import COMMANDS, Router, is_cancel
 from handlers.state import ConversationState, ConversationStore
 from integration.errors import DuplicateMessage
+from integration.privacy import has_id_number, mask_id_numbers
 from integration.state.keys import KeyBuilder
 from integration.state.types import Admission, Ticket
 from integration.transcript import InboundRecord, Transcript
@@ -80,6 +82,35 @@ class Pipeline:
         await self._store.leave(ticket, state, changed=changed)
         return replies
 
+    async def release(self, channel: str, chat_id: str) -> list[Outbound]:
+        """End a flow that holds the conversation (staff hand it back); what to push.
+
+        Under the conversation's lock, like a turn: a flow whose step ``holds`` (the
+        human handoff) is ended, and the flow the resident was in before resumes with
+        its question, which the caller pushes to the chat. Nothing held: no replies.
+        """
+        build, token = self._keys.build, uuid.uuid4().hex
+        ticket = Ticket(
+            mark=build("dedupe", channel, f"release-{token}"),
+            lock=build("lock", channel, chat_id),
+            rate=build("rate", "staff", chat_id),
+            state=build("state", channel, chat_id),
+            token=token,
+        )
+        admission = await self._store.enter(ticket)
+        if admission is None:  # cannot happen: the mark is fresh
+            return []
+        try:
+            state = ConversationState.from_dict(admission.state)
+            replies = await self._router.release(state)
+            state.offer(replies[-1].buttons if replies else ())
+        except BaseException:
+            await self._store.abort(ticket)
+            raise
+        after = None if state.empty else state.to_dict()
+        await self._store.leave(ticket, after, changed=after != admission.state)
+        return replies
+
     def _ticket(self, inbound: Inbound) -> Ticket:
         channel, build = inbound.channel, self._keys.build
         return Ticket(
@@ -96,7 +127,15 @@ class Pipeline:
         """The replies, and the state to save (with whether it changed)."""
         saved = admission.state
         if admission.count > self._limits.rate_limit:
-            return [Outbound(self._t("chat.rate_limited"))], saved, False
+            # One notice per window: the first message over the limit hears why, the
+            # rest of the window's flood is dropped without an answer each.
+            notice = admission.count == self._limits.rate_limit + 1
+            return ([Outbound(self._t("chat.rate_limited"))] if notice else []), saved, False
+        # Residents never need to send an ID number, and staff never need one from chat:
+        # it is masked before anything stores, understands or echoes the message.
+        masked = has_id_number(inbound.text)
+        if masked:
+            inbound = replace(inbound, text=mask_id_numbers(inbound.text))
         try:
             stored = await self._transcript.record_inbound(transcript_record(inbound))
         except DuplicateMessage:
@@ -111,6 +150,8 @@ class Pipeline:
             # and keep the conversation where it was.
             log.exception("failed to handle %s message %s", inbound.channel, inbound.message_id)
             replies, state = [Outbound(self._t("chat.busy"))], ConversationState.from_dict(saved)
+        if masked:
+            replies = [Outbound(self._t("chat.id_masked")), *replies]
         await self._transcript.record_outcome(
             stored,
             parse.intent if parse else None,

@@ -1,28 +1,30 @@
-"""Routes each turn to a flow: the active one, else the one the intent starts."""
+"""Routes each turn: to the active flow's step, to an interruption, or to a new flow.
+
+A conversation is a stack of flows (handlers.state). For an active flow, the order is
+the one documented in handlers.flows.base: an expected button; withdrawal; a request
+for a person; the step's expectations (photos, pins, entities, rule words, then the
+model's ranking restricted to the step's intents); the step's interruptions; and
+finally the flow itself (free text, or a reprompt). An idle conversation goes to the
+flow a rule trigger names, else to the flow of its top intent. Whenever a flow ends
+and another is paused, the paused one is resumed and its question asked again.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from handlers.catalog import Catalog
-from handlers.flows.base import CANCEL, Flow, Turn, finish
-from handlers.flows.rating import RATE, is_rating_answer
-from handlers.flows.status import CASE_NUMBER
-from handlers.messages import Outbound
+from handlers.flows import DEFAULT_FLOW, ROUTES, TRIGGERS, Trigger
+from handlers.flows.base import CANCEL, HANDOFF_INTENT, Declined, Expect, Flow, Paused, Turn
+from handlers.flows.chat import MENU_HUMAN, menu
+from handlers.flows.rating import RATE
+from handlers.messages import Button, Outbound
+from handlers.patience import Patience, Verdict
 from handlers.state import ConversationState
-from nlu.contract import REPORT_INTENTS
-from nlu.types import FALLBACK_INTENT
-
-# Intent -> flow name. Intents not listed go to the chat flow, which answers them.
-ROUTES: Mapping[str, str] = {
-    **dict.fromkeys(REPORT_INTENTS, "complaint"),
-    "report": "complaint",  # the menu's 我要反映, before the resident says what
-    "check_status": "status",
-    "rate_service": "rating",
-}
-DEFAULT_FLOW = "chat"
-
-CANCEL_WORDS = frozenset({"取消", "取消反映", "退出", "cancel", "/cancel", "quit"})
+from handlers.words import CANCEL as CANCEL_WORDS
+from handlers.words import HANDOFF
+from nlu.types import BUTTON_INTENT
 
 # Slash commands (Telegram's, and typed anywhere) and the intents they stand for.
 COMMANDS: Mapping[str, str] = {
@@ -31,43 +33,205 @@ COMMANDS: Mapping[str, str] = {
     "/menu": "help",
     "/status": "check_status",
 }
+OFFER_PERSON_AFTER = 2  # reprompts of one step before a person is offered
 
 
 def is_cancel(turn: Turn) -> bool:
-    """Whether the resident asked to leave the current flow."""
-    return turn.payload == CANCEL or turn.text.lower().rstrip("。.!！") in CANCEL_WORDS
+    """Whether the message withdraws what is under way (the 取消 button, 算了先别提交了…)."""
+    return turn.payload == CANCEL or (
+        not turn.payload and bool(turn.text) and CANCEL_WORDS.search(turn.text)
+    )
+
+
+def wants_person(turn: Turn) -> bool:
+    """Whether the message asks for a person (the intent, or 转人工 anywhere in it)."""
+    if turn.parse.intent == HANDOFF_INTENT:
+        return True
+    return not turn.payload and bool(turn.text) and HANDOFF.search(turn.text)
 
 
 class Router:
-    """Dispatches turns to flows by conversation state and intent."""
+    """Dispatches turns to flows by conversation state, expectations and intent."""
 
-    def __init__(self, flows: Mapping[str, Flow], catalog: Catalog) -> None:
+    def __init__(
+        self,
+        flows: Mapping[str, Flow],
+        catalog: Catalog,
+        *,
+        routes: Mapping[str, str] = ROUTES,
+        triggers: Sequence[Trigger] = TRIGGERS,
+        patience: Patience | None = None,
+    ) -> None:
         self._flows = flows
         self._t = catalog
+        self._routes = routes
+        self._triggers = triggers
+        self._patience = patience or Patience()
 
     async def route(self, turn: Turn, state: ConversationState) -> list[Outbound]:
-        """Handle one turn, updating ``state``; returns the replies."""
-        if turn.parse.intent != FALLBACK_INTENT:
-            state.misunderstood = 0
-        if is_cancel(turn):
-            if state.idle:
-                return [Outbound(self._t("chat.nothing_to_cancel"))]
-            key = f"{state.flow}.cancelled"
-            finish(state)
-            return [Outbound(self._t(key))]
-        if turn.payload.startswith(RATE) and state.flow != "rating":
+        """Handle one turn, updating ``state``; returns the replies (none when silent)."""
+        expect = self._expect(state)
+        if expect is not None and expect.holds:
+            return await self._resume(turn, state)  # a person has the conversation
+        verdict = self._patience.judge(turn, state)
+        if verdict is Verdict.silent:
+            return []
+        if verdict is not Verdict.answer:
+            return self._soothe(verdict, state)
+        if turn.payload.startswith(RATE) and state.flow != "rating" and "rating" in self._flows:
             # A rating button on a push answers at any time, without leaving the flow.
             return await self._flows["rating"].start(turn, state)
-        if state.flow == "rating" and ROUTES.get(turn.parse.intent) in ("complaint", "status"):
-            finish(state)  # the optional comment gave way to a new request
-        if not state.idle:
-            return await self._flows[state.flow or DEFAULT_FLOW].resume(turn, state)
-        return await self._flows[self._pick(turn)].start(turn, state)
+        if expect is None:
+            return await self._idle(turn, state)
+        return await self._active(turn, state, expect)
 
-    def _pick(self, turn: Turn) -> str:
-        """The flow an idle conversation's message starts."""
-        if CASE_NUMBER.search(turn.text):
-            return "status"  # a typed case number asks about that case
-        if is_rating_answer(turn.text):
-            return "rating"  # 满意 / 基本满意 / 不满意 typed instead of pressed
-        return ROUTES.get(turn.parse.intent, DEFAULT_FLOW)
+    async def release(self, state: ConversationState) -> list[Outbound]:
+        """End a flow that holds the conversation, and resume the one paused under it.
+
+        For staff handing a conversation back (``Pipeline.release``); no replies when
+        nothing held it.
+        """
+        expect = self._expect(state)
+        if expect is None or not expect.holds:
+            return []
+        state.finish()
+        return await self.resume_paused(state)
+
+    async def resume_paused(self, state: ConversationState) -> list[Outbound]:
+        """Resume the most recent paused flow, if the conversation is idle; its question."""
+        return await self._after(state)
+
+    # -- an active flow ------------------------------------------------------------------
+
+    async def _active(self, turn: Turn, state: ConversationState, expect: Expect) -> list[Outbound]:
+        if turn.payload and expect.takes_payload(turn.payload):
+            return await self._resume(turn, state)
+        if is_cancel(turn):
+            return await self._withdraw(state)
+        if wants_person(turn) and HANDOFF_INTENT not in expect.intents:
+            handoff = expect.interruption(HANDOFF_INTENT) or Paused.keep
+            return await self._interrupt(turn, state, HANDOFF_INTENT, handoff)
+        if expect.answered_by(turn):
+            return await self._resume(turn, state)
+        expected = expect.ranked(turn.parse)
+        if expected:
+            return await self._resume(replace(turn, expected=expected), state)
+        intent = turn.parse.intent
+        policy = expect.interruption(intent) if intent != BUTTON_INTENT else None
+        if policy is not None:
+            return await self._interrupt(turn, state, intent, policy)
+        if expect.optional and not expect.text:
+            state.finish()  # an offer nobody took: the message is routed as usual
+            return await self._idle(turn, state)
+        flow = state.flow
+        replies = await self._resume(turn, state)
+        if state.flow == flow and state.reprompts >= OFFER_PERSON_AFTER and replies:
+            replies[-1] = self._with_person(replies[-1])
+        return replies
+
+    async def _resume(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        flow = self._flows[state.flow or DEFAULT_FLOW]
+        return await flow.resume(turn, state) + await self._after(state)
+
+    async def _withdraw(self, state: ConversationState) -> list[Outbound]:
+        word = self._cancelled(state.flow)
+        state.finish()
+        return [Outbound(word)] + await self._after(state)
+
+    async def _interrupt(
+        self, turn: Turn, state: ConversationState, intent: str, policy: Paused
+    ) -> list[Outbound]:
+        replies: list[Outbound] = []
+        if policy is Paused.end:
+            state.finish()  # an offer nobody took: the message is routed as if idle
+            return await self._idle(turn, state)
+        if policy is Paused.keep:
+            state.pause()
+        else:
+            replies.append(Outbound(self._cancelled(state.flow)))
+            state.finish()
+        if turn.parse.intent != intent:
+            turn = replace(turn, parse=replace(turn.parse, intent=intent), expected="")
+        flow = self._flow(self._routes.get(intent, DEFAULT_FLOW))
+        replies += await flow.start(turn, state)
+        return replies + await self._after(state)
+
+    # -- an idle conversation ------------------------------------------------------------
+
+    async def _idle(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        if is_cancel(turn):
+            return [Outbound(self._t("chat.nothing_to_cancel"))]
+        if wants_person(turn) and turn.parse.intent != HANDOFF_INTENT:
+            turn = replace(turn, parse=replace(turn.parse, intent=HANDOFF_INTENT))
+        for trigger in self._triggers:
+            if trigger.flow in self._flows and trigger.fires(turn):
+                try:
+                    replies = await self._flows[trigger.flow].start(turn, state)
+                except Declined:
+                    break
+                return replies + await self._after(state)
+        flow = self._flow(self._routes.get(turn.parse.intent, DEFAULT_FLOW))
+        return await flow.start(turn, state) + await self._after(state)
+
+    # -- the stack -----------------------------------------------------------------------
+
+    async def _after(self, state: ConversationState) -> list[Outbound]:
+        """Once a flow ends (or only offers something), resume the paused one."""
+        if not state.paused:
+            return []
+        expect = self._expect(state)
+        if expect is not None:
+            if not expect.optional:
+                return []
+            state.finish()  # an offer gives way to the flow that was waiting
+        state.unpause()
+        name = state.flow or DEFAULT_FLOW
+        question = self._flows[name].ask(state)
+        lead = self._t.get(f"{name}.resume", self._t("flow.resume"))
+        if not question:
+            return [Outbound(lead)]
+        first = question[0]
+        return [replace(first, text=f"{lead}\n{first.text}"), *question[1:]]
+
+    def _flow(self, name: str) -> Flow:
+        """The flow registered as ``name``; the default one when it is not registered."""
+        return self._flows.get(name) or self._flows[DEFAULT_FLOW]
+
+    def _expect(self, state: ConversationState) -> Expect | None:
+        if state.flow is None:
+            return None
+        flow = self._flows.get(state.flow)
+        if flow is None:  # a flow of an older version, saved before an upgrade
+            state.finish()
+            return None
+        return flow.expect(state)
+
+    # -- texts -----------------------------------------------------------------------------
+
+    def _cancelled(self, flow: str | None) -> str:
+        return self._t.get(f"{flow}.cancelled", self._t("flow.cancelled"))
+
+    def _soothe(self, verdict: Verdict, state: ConversationState) -> list[Outbound]:
+        """The calm answer, or the offer of a person; then the active step's question."""
+        key = {
+            Verdict.calm: "chat.calm",
+            Verdict.offer_person: "chat.calm_human",
+            Verdict.offer_menu: "chat.fallback_human",
+        }[verdict]
+        buttons: tuple[Button, ...] = ()
+        if verdict is Verdict.offer_person:
+            buttons = (Button(self._t("button.menu_human"), MENU_HUMAN),)
+        elif verdict is Verdict.offer_menu:
+            buttons = menu(self._t)
+        replies = [Outbound(self._t(key), buttons)]
+        if state.flow is not None:
+            replies += self._flows[state.flow].ask(state)
+        return replies
+
+    def _with_person(self, reply: Outbound) -> Outbound:
+        """``reply`` with the 转人工 button and a word about it, once."""
+        if any(b.payload == MENU_HUMAN for b in reply.buttons):
+            return reply
+        human = Button(self._t("button.menu_human"), MENU_HUMAN)
+        text = f"{reply.text}\n{self._t('flow.offer_person')}"
+        return replace(reply, text=text, buttons=(*reply.buttons, human))

@@ -1,20 +1,67 @@
-"""Conversation state and the protocols of the stores that keep it between messages."""
+"""Conversation state and the protocols of the stores that keep it between messages.
+
+A conversation is a stack of flows. The active flow's frame (``flow``, ``step``,
+``slots``, ``reprompts``) sits on the state itself; flows interrupted by the resident
+(转人工, 我的进度, a new question) wait in ``paused``, most recent last, and the router
+resumes them when the interruption is over.
+
+The state lives in Redis for every resident, so its saved form is compact: keys that
+hold their default value are left out (an idle conversation saves nothing at all).
+States saved by earlier versions, with every key written out, still load.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from handlers.messages import Button
 from integration.state.types import Admission, Ticket
 
+MAX_PAUSED = 3  # deeper interruptions forget the oldest paused flow
+
+
+@dataclass(slots=True)
+class Frame:
+    """One flow's place in the conversation: its name, step, slots and reprompt count."""
+
+    flow: str
+    step: str | None = None
+    slots: dict[str, Any] = field(default_factory=dict)
+    reprompts: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The compact saved form (defaults left out)."""
+        data: dict[str, Any] = {"flow": self.flow}
+        if self.step is not None:
+            data["step"] = self.step
+        if self.slots:
+            data["slots"] = self.slots
+        if self.reprompts:
+            data["reprompts"] = self.reprompts
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Frame:
+        """Rebuild a frame saved by ``to_dict``."""
+        return cls(
+            flow=str(data["flow"]),
+            step=data.get("step"),
+            slots=dict(data.get("slots") or {}),
+            reprompts=int(data.get("reprompts") or 0),
+        )
+
 
 @dataclass(slots=True)
 class ConversationState:
-    """Where one resident's conversation stands: the active flow, its step and slots.
+    """Where one resident's conversation stands.
 
-    ``buttons`` are the quick replies last offered, so a resident on any channel can
-    answer with a button's label or its number instead of pressing it.
+    - ``flow``/``step``/``slots``/``reprompts``: the active flow's frame (None: idle);
+    - ``paused``: interrupted flows waiting to be resumed, most recent last;
+    - ``buttons``: the quick replies last offered, so a resident on any channel can
+      answer with a button's label or its number instead of pressing it;
+    - ``strikes``: abusive or meaningless messages in a row (handlers.patience);
+    - ``quiet_until``: POSIX time until which such messages get no answer.
     """
 
     flow: str | None = None
@@ -22,15 +69,28 @@ class ConversationState:
     slots: dict[str, Any] = field(default_factory=dict)
     reprompts: int = 0
     buttons: list[tuple[str, str]] = field(default_factory=list)
-    misunderstood: int = 0  # messages in a row the NLU could not place
+    paused: list[Frame] = field(default_factory=list)
+    strikes: int = 0
+    quiet_until: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-compatible form for the store."""
-        return asdict(self)
+        """The compact, JSON-safe form for the store (defaults left out)."""
+        data: dict[str, Any] = {}
+        if self.flow is not None:
+            data.update(Frame(self.flow, self.step, self.slots, self.reprompts).to_dict())
+        if self.buttons:
+            data["buttons"] = [list(b) for b in self.buttons]
+        if self.paused:
+            data["paused"] = [frame.to_dict() for frame in self.paused]
+        if self.strikes:
+            data["strikes"] = self.strikes
+        if self.quiet_until:
+            data["quiet_until"] = self.quiet_until
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> ConversationState:
-        """Rebuild a state saved by ``to_dict`` (unknown keys are ignored)."""
+        """Rebuild a state saved by ``to_dict`` or by earlier versions (unknown keys ignored)."""
         if not data:
             return cls()
         return cls(
@@ -39,8 +99,53 @@ class ConversationState:
             slots=dict(data.get("slots") or {}),
             reprompts=int(data.get("reprompts") or 0),
             buttons=[(str(a), str(b)) for a, b in data.get("buttons") or []],
-            misunderstood=int(data.get("misunderstood") or 0),
+            paused=[Frame.from_dict(f) for f in data.get("paused") or [] if f.get("flow")],
+            strikes=int(data.get("strikes") or 0),
+            quiet_until=float(data.get("quiet_until") or 0.0),
         )
+
+    # -- the flow stack ----------------------------------------------------------------
+
+    @property
+    def frame(self) -> Frame | None:
+        """The active flow's frame (a copy of its fields), None when idle."""
+        if self.flow is None:
+            return None
+        return Frame(self.flow, self.step, self.slots, self.reprompts)
+
+    def begin(
+        self, flow: str, step: str | None = None, slots: dict[str, Any] | None = None
+    ) -> None:
+        """Make ``flow`` the active flow at ``step`` with fresh ``slots``."""
+        self.flow, self.step, self.slots, self.reprompts = flow, step, dict(slots or {}), 0
+
+    def finish(self) -> None:
+        """End the active flow (paused flows stay paused until the router resumes one)."""
+        self.flow, self.step, self.slots, self.reprompts = None, None, {}, 0
+
+    def pause(self) -> None:
+        """Put the active flow aside to be resumed later; the conversation becomes idle."""
+        frame = self.frame
+        if frame is None:
+            return
+        self.paused.append(frame)
+        del self.paused[:-MAX_PAUSED]
+        self.finish()
+
+    def unpause(self) -> bool:
+        """Make the most recently paused flow active again; False when none waits."""
+        if self.flow is not None or not self.paused:
+            return False
+        frame = self.paused.pop()
+        self.flow, self.step, self.slots, self.reprompts = (
+            frame.flow,
+            frame.step,
+            frame.slots,
+            frame.reprompts,
+        )
+        return True
+
+    # -- buttons -------------------------------------------------------------------------
 
     def offer(self, buttons: tuple[Button, ...]) -> None:
         """Remember the buttons just offered (an empty tuple clears them)."""
@@ -56,13 +161,13 @@ class ConversationState:
 
     @property
     def idle(self) -> bool:
-        """Whether no flow is active."""
+        """Whether no flow is active (flows may still be paused)."""
         return self.flow is None
 
     @property
     def empty(self) -> bool:
         """Whether there is nothing worth saving."""
-        return self.idle and not self.buttons and not self.misunderstood
+        return not self.to_dict()
 
 
 class ConversationStore(Protocol):

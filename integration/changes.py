@@ -204,7 +204,8 @@ async def record_changes(
     for change, event_id in zip(changes, event_ids, strict=True):
         case, resolved = change.case, change.status == CaseStatus.resolved
         recipients: dict[tuple[str, str], NotificationKind] = {}
-        if change.notify_reporter or resolved:
+        reporter = bool(case.chat_id)  # "" once the reporter asked to be forgotten
+        if reporter and (change.notify_reporter or resolved):
             kind = NotificationKind.rating if resolved else NotificationKind.status
             recipients[(case.channel, case.chat_id)] = kind
         for chat in followers.get(case.id, ()):
@@ -213,7 +214,7 @@ async def record_changes(
             notification_row(event_id, channel, chat_id, kind, now)
             for (channel, chat_id), kind in recipients.items()
         ]
-        if resolved:
+        if resolved and reporter:
             ratings.append(
                 {
                     "case_id": case.id,

@@ -7,8 +7,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy import event, inspect
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -16,7 +16,10 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from integration.errors import DatabaseMissing
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+VERSION_TABLE = "alembic_version"
 
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
@@ -70,3 +73,41 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
 
     async with engine.begin() as connection:
         await connection.run_sync(run)
+
+
+def sqlite_file(url: str | URL) -> Path | None:
+    """The absolute path of a SQLite database file; None for other databases and memory."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database or "").resolve()
+
+
+def shown(url: str) -> str:
+    """The database as staff should read it: a SQLite file's absolute path, else the URL.
+
+    A password in the URL is hidden.
+    """
+    path = sqlite_file(url)
+    return str(path) if path is not None else make_url(url).render_as_string(hide_password=True)
+
+
+async def check_exists(url: str) -> None:
+    """Raise ``DatabaseMissing`` unless a migrated Yimen database is at ``url``.
+
+    Nothing is created: a missing SQLite file is not touched, and a database without
+    Yimen's tables (an empty file, another application's database) is refused too.
+    """
+    path = sqlite_file(url)
+    if path is not None and not path.is_file():
+        raise DatabaseMissing(shown(url), "the file does not exist")
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            tables = await connection.run_sync(lambda c: inspect(c).get_table_names())
+    except Exception as exc:  # the server refused: no such database, no access
+        raise DatabaseMissing(shown(url), f"cannot connect ({type(exc).__name__}: {exc})") from exc
+    finally:
+        await engine.dispose()
+    if VERSION_TABLE not in tables:
+        raise DatabaseMissing(shown(url), "it has no Yimen tables")

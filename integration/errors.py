@@ -27,3 +27,16 @@ class InvalidTransition(IntegrationError):
 
 class DuplicateMessage(IntegrationError):
     """An inbound message with this channel and message id is already stored."""
+
+
+class DatabaseMissing(IntegrationError):
+    """There is no Yimen database where the settings point, and none may be created here.
+
+    ``where`` is the database as it can be shown (a SQLite file's absolute path, or a
+    URL without its password); ``reason`` says what was found instead.
+    """
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f"no Yimen database at {where}: {reason}")
+        self.where = where
+        self.reason = reason

@@ -24,7 +24,7 @@ from integration.models import (
     NotificationState,
     utcnow,
 )
-from integration.privacy import mask_personal
+from integration.privacy import mask
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +61,7 @@ def _pending(n: Notification, e: CaseEvent | None, c: Case | None) -> PendingPus
     """
     note = e.note if e else ""
     if c is not None and (n.channel, n.chat_id) != (c.channel, c.chat_id):
-        note = mask_personal(note)
+        note = mask(note)
     return PendingPush(
         id=n.id,
         channel=n.channel,

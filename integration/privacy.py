@@ -1,20 +1,48 @@
-"""Masking personal numbers: in logs, and wherever a reader does not need them.
+"""Masking personal numbers: one implementation for logs, the transcript and staff views.
 
-Resident ID numbers (18 digits, the last may be X), mainland mobiles and landlines
-keep their first and last digits and lose the middle: 139****5678.
+- ID numbers (居民身份证): 18 digits (the last may be X) and the old 15-digit form,
+  recognised by their birth date, so order numbers, case numbers (YM…), booking
+  numbers and dates are left alone. The region (first 6) and the last 4 stay
+  visible: ``150602********1234``.
+- Phone numbers: mainland mobiles (1[3-9]x, with or without spaces or dashes) and
+  landlines with an area code: ``139****5678``, ``0477-****1234``.
+
+Where each applies: ID numbers are masked before a message is stored or understood
+(residents never need to send one, and staff never need one from chat); phones are
+kept in the transcript (staff may call back) and masked in logs and in the views of
+roles that do not need them.
 """
 
 from __future__ import annotations
 
 import re
 
-_ID_NUMBER = re.compile(r"(?<!\d)(\d{6})\d{8}(\d{3}[\dXx])(?!\d)")
-_MOBILE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
-_LANDLINE = re.compile(r"(?<!\d)(0\d{2,3}-?)\d{3,4}(\d{4})(?!\d)")
+_DATE = r"(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])"
+_ID_18 = re.compile(
+    rf"(?<![A-Za-z0-9])(\d{{6}})(?:19|20)\d{{2}}{_DATE}(\d{{3}}[\dXx])(?![A-Za-z0-9])"
+)
+_ID_15 = re.compile(rf"(?<![A-Za-z0-9])(\d{{6}})\d{{2}}{_DATE}(\d{{3}})(?![A-Za-z0-9])")
+_MOBILE = re.compile(r"(?<![A-Za-z0-9])(1[3-9]\d)[ -]?\d{4}[ -]?(\d{4})(?![A-Za-z0-9])")
+_LANDLINE = re.compile(r"(?<![A-Za-z0-9])(0\d{2,3}-?)\d{3,4}(\d{4})(?![A-Za-z0-9])")
 
 
-def mask_personal(text: str) -> str:
-    """Hide the middle digits of ID, mobile and landline numbers."""
-    text = _ID_NUMBER.sub(r"\1********\2", text)
+def mask_id_numbers(text: str) -> str:
+    """Hide the birth date and sequence of every ID number in ``text``."""
+    text = _ID_18.sub(r"\1********\2", text)
+    return _ID_15.sub(r"\1******\2", text)
+
+
+def has_id_number(text: str) -> bool:
+    """Whether ``text`` holds an ID number in clear."""
+    return bool(_ID_18.search(text) or _ID_15.search(text))
+
+
+def mask_phones(text: str) -> str:
+    """Hide the middle digits of every mobile and landline number in ``text``."""
     text = _MOBILE.sub(r"\1****\2", text)
     return _LANDLINE.sub(r"\1****\2", text)
+
+
+def mask(text: str) -> str:
+    """Hide ID and phone numbers (for logs and views without a need to know)."""
+    return mask_phones(mask_id_numbers(text))

@@ -1,7 +1,8 @@
 """The transcript: every inbound and outbound message, kept in the relational store.
 
 Inbound messages are unique by (channel, platform message id), so the store itself is
-the last line of defence against a redelivered message being processed twice.
+the last line of defence against a redelivered message being processed twice. ID
+numbers are masked in every line stored (integration.privacy), whoever writes it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from integration.batch import GroupCommit
 from integration.errors import DuplicateMessage
 from integration.models import Conversation, Direction, Message, utcnow
+from integration.privacy import mask_id_numbers
 from integration.upsert import ensure_conversation, ensure_resident, insert_for
 
 
@@ -127,7 +129,7 @@ class Transcript:
                         "channel": record.channel,
                         "direction": Direction.inbound.value,
                         "external_id": record.message_id,
-                        "text": record.text,
+                        "text": mask_id_numbers(record.text),
                         "latitude": record.latitude,
                         "longitude": record.longitude,
                         "location_label": record.location_label,
@@ -165,7 +167,7 @@ class Transcript:
                 "channel": o.stored.channel,
                 "direction": Direction.outbound.value,
                 "external_id": None,
-                "text": text,
+                "text": mask_id_numbers(text),
                 "latitude": None,
                 "longitude": None,
                 "location_label": "",

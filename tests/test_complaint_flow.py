@@ -150,14 +150,27 @@ async def test_photo_sent_before_the_address_is_kept_and_where_is_asked_again(
     assert state.step == "confirm" and "1张" in confirm.text
 
 
-async def test_unrelated_text_mid_flow_gets_a_reprompt_and_keeps_the_flow(router: Router) -> None:
+async def test_a_question_mid_flow_is_answered_and_the_step_asked_again(
+    router: Router, catalog: Catalog
+) -> None:
     state = ConversationState()
     await say(router, state, turn("半夜施工扰民", "report_noise"))
-    [reprompt] = await say(router, state, turn("今天天气怎么样", "out_of_scope"))
-    assert state.flow == "complaint" and state.step == "where"
-    assert "位置" in reprompt.text and state.reprompts == 1
-    [reprompt] = await say(router, state, turn("我要转人工", "human_handoff"))
+    answer, again = await say(router, state, turn("今天天气怎么样", "out_of_scope"))
+    assert answer.text == catalog("chat.out_of_scope")
+    assert again.text.startswith(catalog("complaint.resume")) and "位置" in again.text
+    assert (state.flow, state.step, state.paused) == ("complaint", "where", [])
+    assert state.reprompts == 0
+
+
+async def test_unclear_answers_reprompt_and_then_offer_a_person(router: Router) -> None:
+    state = ConversationState()
+    await say(router, state, turn("半夜施工扰民", "report_noise"))
+    [first] = await say(router, state, turn("嗯嗯那个", "nlu_fallback"))
+    assert "位置" in first.text and state.reprompts == 1
+    assert "intent:human_handoff" not in [b.payload for b in first.buttons]
+    [second] = await say(router, state, turn("啊这", "nlu_fallback"))
     assert state.step == "where" and state.reprompts == 2
+    assert "intent:human_handoff" in [b.payload for b in second.buttons]
 
 
 @pytest.mark.parametrize("words", ["取消", "cancel", "/cancel"])
@@ -251,7 +264,11 @@ async def test_unbuilt_services_say_so_plainly(router: Router) -> None:
     state = ConversationState()
     [reply] = await say(router, state, turn("我想预约明天办居住证", "book_appointment"))
     assert "窗口预约" in reply.text and "暂未开通" in reply.text
-    assert state.idle
+    assert (state.flow, state.step) == ("chat", "service")  # follow-ups stay in context
+    [again] = await say(router, state, turn("那需要带什么证件吗", "report_construction"))
+    assert "窗口预约" in again.text
+    [report] = await say(router, state, turn("楼道灯坏了", "report_facility"))
+    assert state.flow == "complaint" and "公共设施" in report.text
 
 
 async def test_misunderstood_twice_offers_a_human(router: Router, catalog: Catalog) -> None:
@@ -262,7 +279,7 @@ async def test_misunderstood_twice_offers_a_human(router: Router, catalog: Catal
     assert second.text == catalog("chat.fallback_human")
     assert "intent:human_handoff" in [b.payload for b in second.buttons]
     await say(router, state, turn("你好", "greet"))
-    assert state.misunderstood == 0
+    assert state.strikes == 0
     [again] = await say(router, state, turn("啊？", "nlu_fallback"))
     assert again.text == catalog("chat.fallback")  # the count starts afresh
 

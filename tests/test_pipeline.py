@@ -185,7 +185,7 @@ async def test_other_conversations_are_not_blocked(
     assert slow.peak > 1
 
 
-async def test_rate_limit_refuses_politely_and_stores_nothing(
+async def test_rate_limit_refuses_once_per_window_and_stores_nothing(
     make: Make,
     sessions: async_sessionmaker[AsyncSession],
     catalog: Catalog,
@@ -195,6 +195,7 @@ async def test_rate_limit_refuses_politely_and_stores_nothing(
     for _ in range(3):
         assert catalog("chat.rate_limited") not in await texts(pipeline, message("你好"))
     assert await texts(pipeline, message("你好")) == [catalog("chat.rate_limited")]
+    assert await texts(pipeline, message("你好")) == []  # one notice per window
     assert await texts(pipeline, message("你好", chat="someone-else")) != [
         catalog("chat.rate_limited")
     ]
@@ -202,7 +203,7 @@ async def test_rate_limit_refuses_politely_and_stores_nothing(
         inbound = await session.scalar(
             select(func.count()).select_from(Message).where(Message.direction == "in")
         )
-    assert inbound == 4
+    assert inbound == 4  # three, and someone else's: refused messages are not stored
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from bots.commands import load_settings, run_async
-from bots.runtime import finish, open_services
+from bots.commands import load_settings, run_async, staff_services
+from bots.runtime import finish
 from bots.settings import Settings
 from integration.cases import local_minute
 
@@ -31,7 +31,7 @@ def worker() -> None:
 
 
 async def _work(settings: Settings) -> None:
-    async with open_services(settings, with_nlu=False) as services:
+    async with staff_services(settings) as services:
         task = asyncio.create_task(services.dispatch.worker.run(), name="dispatch-worker")
         print(f"dispatch worker: {describe_dispatch(settings)}", flush=True)
         stop = asyncio.Event()
@@ -52,7 +52,7 @@ def dispatch_dead(
     """Cases the platform has not taken (or cannot reopen), waiting for staff."""
 
     async def go() -> None:
-        async with open_services(load_settings(), with_nlu=False) as services:
+        async with staff_services(load_settings()) as services:
             dead = await services.dispatch.outbox.dead(limit)
         if not dead:
             print("no dead letters")
@@ -77,7 +77,7 @@ def dispatch_retry(
         raise typer.Exit(2)
 
     async def go() -> int:
-        async with open_services(load_settings(), with_nlu=False) as services:
+        async with staff_services(load_settings()) as services:
             count: int = await services.dispatch.outbox.requeue(case)
             return count
 
@@ -93,7 +93,7 @@ def dispatch_ratings() -> None:
     """Satisfaction with resolved cases: every answer, and how many never answered."""
 
     async def go() -> Any:
-        async with open_services(load_settings(), with_nlu=False) as services:
+        async with staff_services(load_settings()) as services:
             return await services.dispatch.ratings.summary()
 
     summary = run_async(go())

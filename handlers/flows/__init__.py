@@ -1,13 +1,65 @@
-"""Conversation flows: one per capability, each plain code over a ConversationState."""
+"""Conversation flows: one per capability, each plain code over a ConversationState.
+
+The one registry of flows (``standard_flows``), the intents that start each
+(``ROUTES``) and the rule triggers that start one whatever the model says
+(``TRIGGERS``). A new flow is added here and nowhere else (see handlers.flows.base).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 from handlers.catalog import Catalog
-from handlers.flows.base import CaseDesk, Flow, RatingDesk
+from handlers.flows.base import HANDOFF_INTENT, CaseDesk, Flow, RatingDesk, Turn
 from handlers.flows.chat import ChatFlow
 from handlers.flows.complaint import ComplaintFlow, Places
-from handlers.flows.rating import RatingFlow
+from handlers.flows.rating import RATING_WORDS, RatingFlow
 from handlers.flows.status import StatusFlow
+from handlers.words import NO, YES, AnyOf, Matcher, words
+from nlu.contract import REPORT_INTENTS
+
+# Intent -> the name of the flow it starts. Intents not listed go to DEFAULT_FLOW.
+ROUTES: Mapping[str, str] = {
+    **dict.fromkeys(REPORT_INTENTS, "complaint"),
+    "report": "complaint",  # the menu's 我要反映, before the resident says what
+    "check_status": "status",
+    "rate_service": "rating",
+    HANDOFF_INTENT: "handoff",
+}
+DEFAULT_FLOW = "chat"
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """Words that start a flow in an idle conversation, before the intent is looked at."""
+
+    matcher: Matcher
+    flow: str
+
+    def fires(self, turn: Turn) -> bool:
+        """Whether the message carries the trigger's words."""
+        return bool(turn.text) and self.matcher.search(turn.text)
+
+
+# CASE_NUMBER over the clean (lower-cased, unpunctuated) text.
+_CASE_NUMBER = words("case_number", r"(?<![a-z0-9])ym\d{10,}(?!\d)")
+
+# 我要投诉 / 我想反映个问题 / 报修, before saying what: the menu's 我要反映, typed.
+_REPORT = words(
+    "report",
+    "(我|俺)?(要|想|想要|得|需要)?(投诉|反映|举报|报修|报告|报个?事)"
+    "(一下|下|个|一个|件|点)?(问题|情况|事情?|事儿)?",
+    whole=True,
+    slack=2,
+)
+
+TRIGGERS: tuple[Trigger, ...] = (
+    Trigger(_CASE_NUMBER, "status"),  # a typed case number asks about that case
+    Trigger(_REPORT, "complaint"),
+    Trigger(RATING_WORDS, "rating"),  # 满意 / 1分 / 根本没修好: answers a pending question
+    Trigger(AnyOf("yes_or_no", (YES, NO)), "rating"),  # 嗯 after a rating push: which?
+)
 
 
 def standard_flows(
@@ -16,10 +68,15 @@ def standard_flows(
     places: Places | None = None,
     ratings: RatingDesk | None = None,
 ) -> dict[str, Flow]:
-    """Every flow by the name the router knows it by."""
+    """Every flow by the name the router knows it by.
+
+    ``handoff`` answers 转人工 until the staff console's handoff flow replaces it here.
+    """
+    chat = ChatFlow(catalog)
     return {
         "complaint": ComplaintFlow(desk, catalog, places),
         "status": StatusFlow(desk, catalog),
         "rating": RatingFlow(ratings, catalog),
-        "chat": ChatFlow(catalog),
+        "handoff": chat,
+        "chat": chat,
     }

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
 from handlers.catalog import Catalog
-from handlers.flows.base import Turn
+from handlers.flows.base import OFFER_INTERRUPTS, Expect, OneMessageFlow, Turn
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
+from handlers.words import clean
+from nlu.contract import SERVICE_INTENTS
 from nlu.types import BUTTON_INTENT, FALLBACK_INTENT
 
 MENU_REPORT, MENU_STATUS, MENU_HUMAN = (
@@ -32,8 +37,44 @@ _WITH_MENU = frozenset(
 )
 
 
-class ChatFlow:
-    """Answers small talk and services that have no flow yet, in one message."""
+# Services without a flow of their own yet: answered, and their follow-up questions too.
+_SERVICES = frozenset(SERVICE_INTENTS) - {"check_status", "rate_service"}
+
+
+@dataclass(frozen=True, slots=True)
+class _ServiceQuestion:
+    """A follow-up question about papers or procedure (没有房产证咋办, 要带什么材料)."""
+
+    topic: re.Pattern[str] = re.compile(
+        "证|材料|手续|证明|户口|户籍|社保|医保|低保|补贴|窗口|大厅|办理|申请|登记|盖章|预约|代办|上门"
+    )
+    asks: re.Pattern[str] = re.compile(
+        "咋办|怎么办|怎么弄|怎么搞|如何|需要|要带|带什么|哪里|在哪|多久|几天|能不能|可不可以|可以吗|行不行|吗$|呢$"
+    )
+
+    def search(self, text: str) -> bool:
+        cleaned = clean(text)
+        return bool(self.topic.search(cleaned) and self.asks.search(cleaned))
+
+
+SERVICE_QUESTION = _ServiceQuestion()
+
+
+def menu(t: Catalog) -> tuple[Button, ...]:
+    """The main menu as quick replies."""
+    return (
+        Button(t("button.menu_report"), MENU_REPORT),
+        Button(t("button.menu_status"), MENU_STATUS),
+        Button(t("button.menu_human"), MENU_HUMAN),
+    )
+
+
+class ChatFlow(OneMessageFlow):
+    """Answers small talk and services that have no flow yet, in one message.
+
+    Registered as ``chat`` and, until the staff console's handoff flow replaces it, as
+    ``handoff`` (answering 转人工 with ``chat.human``).
+    """
 
     name = "chat"
 
@@ -41,27 +82,42 @@ class ChatFlow:
         self._t = catalog
 
     async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
-        """Answer the message; the conversation stays idle."""
+        """Answer the message; the conversation stays idle, except after a service.
+
+        A service without its own flow leaves an optional ``service`` step, so a
+        follow-up question about it (我是租的房子 没有房产证咋办) is answered in that
+        context instead of being taken for a new report.
+        """
         intent = turn.parse.intent
-        if intent == FALLBACK_INTENT:
-            # Ask again once; if the resident still can't be understood, offer a person.
-            state.misunderstood += 1
-            if state.misunderstood >= 2:
-                return [Outbound(self._t("chat.fallback_human"), self.menu())]
         key = _REPLIES.get(intent)
         if key is None:
-            what = self._t.get(f"service_name.{intent}", intent)
-            return [Outbound(self._t("chat.unsupported", what=what), self.menu())]
+            if intent in _SERVICES:
+                state.begin(self.name, "service", {"intent": intent})
+            return [self._unsupported(intent)]
         return [Outbound(self._t(key), self.menu() if intent in _WITH_MENU else ())]
 
     async def resume(self, turn: Turn, state: ConversationState) -> list[Outbound]:
-        """A one-message flow is never resumed; answer afresh."""
-        return await self.start(turn, state)
+        """A follow-up question about the service last asked about."""
+        intent = str(state.slots.get("intent", ""))
+        state.begin(self.name, "service", {"intent": intent})
+        return [self._unsupported(intent)]
+
+    def expect(self, state: ConversationState) -> Expect:
+        """After a service: questions about papers and procedure, or about it again.
+
+        Other services interrupt (quietly), so they reach their own flows once built.
+        """
+        return Expect(
+            words=(SERVICE_QUESTION,),
+            intents=frozenset({str(state.slots.get("intent", ""))}),
+            interrupts=OFFER_INTERRUPTS,
+            optional=True,
+        )
+
+    def _unsupported(self, intent: str) -> Outbound:
+        what = self._t.get(f"service_name.{intent}", intent)
+        return Outbound(self._t("chat.unsupported", what=what), self.menu())
 
     def menu(self) -> tuple[Button, ...]:
         """The main menu as quick replies."""
-        return (
-            Button(self._t("button.menu_report"), MENU_REPORT),
-            Button(self._t("button.menu_status"), MENU_STATUS),
-            Button(self._t("button.menu_human"), MENU_HUMAN),
-        )
+        return menu(self._t)

@@ -1,9 +1,19 @@
 """The complaint flow: what happened, where, an optional photo, confirm, open a case.
 
 Steps: ``what`` (only when started without a description) → ``where`` → ``photo`` →
-``confirm``; from ``confirm`` the resident may ``edit`` the address or the description.
-Slots hold the category (a report_* intent's suffix), description, address,
-coordinates and photos.
+``confirm``; from ``confirm`` the resident may ``edit`` the address or the description
+(``describe``). Slots are described in handlers.flows.report_slots.
+
+Residents answer in their own words, so each step takes more than its own answer:
+
+- a photo or a location pin at any step (a pin adds coordinates, never replaces a
+  typed address); when only a road or street is known, the photo question offers to
+  take a pin;
+- an address at ``photo`` or ``confirm`` corrects the address (地址写错了 是金辉小区5号楼);
+  the same kind of report again adds to the description instead of starting over;
+- 好的 / 确认 at ``photo`` go on without one; 跳过 / 不用了 / 没有 skip it;
+- at ``confirm``, yes (提交, 就这样吧) submits, and no (不对, 不要了) withdraws: 已取消，
+  未提交, nothing reaches dispatch; 修改 / 地址写错了 edits.
 
 Before the first confirmation (and again whenever the place or category changes) the
 desk is asked for others' open cases of the same category within 200 m or at the same
@@ -13,41 +23,66 @@ address in the last 24 hours; if there is one, step ``duplicate`` offers to join
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Awaitable, Callable
 
 from handlers.catalog import Catalog
-from handlers.flows.base import CANCEL, CaseDesk, Turn, finish
-from handlers.messages import Button, Inbound, Outbound
+from handlers.flows.base import CANCEL, CaseDesk, Expect, Turn
+from handlers.flows.report_slots import (
+    MAX_PHOTOS,
+    Places,
+    add_detail,
+    address_only,
+    has_images,
+    road_only,
+    take_address,
+    take_media,
+    take_pin,
+)
+from handlers.flows.report_steps import (
+    ABOUT_PLACE,
+    ABOUT_TEXT,
+    EDIT,
+    EDIT_ADDRESS,
+    EDIT_DESCRIPTION,
+    EDIT_WORDS,
+    JOIN,
+    JOIN_WORDS,
+    NEW,
+    NEW_WORDS,
+    SKIP_PHOTO,
+    SUBMIT,
+    SUBMIT_WORDS,
+    UNKNOWN_PLACE,
+    VAGUE_PLACE,
+    category_of,
+    confirm_buttons,
+    duplicate_buttons,
+    edit_buttons,
+    expectation,
+    photo_buttons,
+    report_intent,
+)
+from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
+from handlers.words import NO, YES
+from handlers.words import SKIP as SKIP_WORDS
 from integration.cases import CaseDraft
-from nlu.gazetteer import Community
-from nlu.types import Parse
 
-REPORT_PREFIX = "report_"
-MAX_PHOTOS = 5
-SKIP_WORDS = frozenset({"跳过", "没有", "没有照片", "不用", "不用了", "无", "不需要", "skip", "no"})
+__all__ = [
+    "EDIT",
+    "EDIT_ADDRESS",
+    "EDIT_DESCRIPTION",
+    "JOIN",
+    "NEW",
+    "SKIP",
+    "SUBMIT",
+    "ComplaintFlow",
+    "Places",
+]
 
-SUBMIT, EDIT, SKIP = "complaint:submit", "complaint:edit", "complaint:skip"
-JOIN, NEW = "complaint:join", "complaint:new"
-EDIT_ADDRESS, EDIT_DESCRIPTION = "complaint:edit_address", "complaint:edit_description"
+SKIP = SKIP_PHOTO  # the photo step's 跳过 button (kept under its old name)
 
-
-def category_of(parse: Parse) -> str:
-    """The case category: the suffix of the best-ranked report_* intent, else "other"."""
-    if parse.intent.startswith(REPORT_PREFIX):
-        return parse.intent.removeprefix(REPORT_PREFIX)
-    for intent, _ in parse.ranking:
-        if intent.startswith(REPORT_PREFIX):
-            return intent.removeprefix(REPORT_PREFIX)
-    return "other"
-
-
-class Places(Protocol):
-    """Finds the community an address names (the gazetteer), for its coordinates."""
-
-    def locate(self, text: str) -> Community | None:
-        """The community named in ``text``, if any."""
-        ...
+Step = Callable[[Turn, ConversationState], Awaitable[list[Outbound]]]
 
 
 class ComplaintFlow:
@@ -59,21 +94,7 @@ class ComplaintFlow:
         self._desk = desk
         self._t = catalog
         self._places = places
-
-    async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
-        """Begin with the report itself, or ask for one when started from the menu."""
-        state.flow, state.slots = self.name, {"photos": []}
-        _take_media(turn.inbound, state)
-        if turn.text and turn.parse.intent.startswith(REPORT_PREFIX):
-            return await self._described(turn, state)
-        if turn.inbound.location:
-            _take_location(turn.inbound, state)
-        state.step = "what"
-        return [self._msg("complaint.ask_what")]
-
-    async def resume(self, turn: Turn, state: ConversationState) -> list[Outbound]:
-        """Continue at the current step."""
-        step = {
+        self._steps: dict[str, Step] = {
             "what": self._on_what,
             "where": self._on_where,
             "photo": self._on_photo,
@@ -81,99 +102,191 @@ class ComplaintFlow:
             "edit": self._on_edit,
             "describe": self._on_describe,
             "duplicate": self._on_duplicate,
-        }[state.step or "what"]
-        return await step(turn, state)
+        }
+
+    # -- the Flow protocol -------------------------------------------------------------
+
+    async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        """Begin with the report itself, or ask for one when started from the menu."""
+        state.begin(self.name, "what", {"photos": []})
+        take_media(turn.inbound, state.slots)
+        take_pin(turn.inbound, state.slots)
+        if turn.text and report_intent(turn):
+            return await self._described(turn, state)
+        if turn.text and address_only(turn.parse):
+            take_address(turn.parse, state.slots, self._places)
+        return self.ask(state)
+
+    async def resume(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        """Continue at the current step."""
+        return await self._steps[state.step or "what"](turn, state)
+
+    def expect(self, state: ConversationState) -> Expect:
+        """What answers each step (see the module docstring and report_steps)."""
+        return expectation(state.step or "what", state.slots.get("category"))
+
+    def ask(self, state: ConversationState) -> list[Outbound]:
+        """The active step's question."""
+        slots, step = state.slots, state.step or "what"
+        if step == "what":
+            return [self._msg("complaint.ask_what")]
+        if step == "where":
+            category = self._t(f"category.{slots.get('category', 'other')}")
+            return [self._msg("complaint.ask_where", category=category)]
+        if step == "photo":
+            return [self._photo_question(state)]
+        if step == "confirm":
+            return [self._summary(state)]
+        if step == "edit":
+            return [self._msg("complaint.ask_edit", edit_buttons(self._t))]
+        if step == "describe":
+            return [self._msg("complaint.ask_new_description")]
+        return [self._duplicate_offer(state)]
 
     # -- steps ---------------------------------------------------------------------
 
     async def _on_what(self, turn: Turn, state: ConversationState) -> list[Outbound]:
-        if _take_media(turn.inbound, state) or turn.inbound.location:
-            _take_location(turn.inbound, state)
-            return [self._msg("complaint.ask_what")]
+        slots = state.slots
+        took = take_media(turn.inbound, slots) | take_pin(turn.inbound, slots)
+        if turn.text and address_only(turn.parse) and not report_intent(turn):
+            take_address(turn.parse, slots, self._places)
+            return [self._msg("complaint.noted_place", address=slots["address"])]
         if not turn.text:
-            return [self._msg("complaint.ask_what")]
+            return self.ask(state) if took else [self._reprompt(state, "complaint.ask_what")]
         return await self._described(turn, state)
 
     async def _on_where(self, turn: Turn, state: ConversationState) -> list[Outbound]:
-        if _take_location(turn.inbound, state) or _take_address(turn.parse, state, self._places):
+        slots = state.slots
+        if take_pin(turn.inbound, slots) or take_address(turn.parse, slots, self._places):
             return await self._after_address(turn, state)
-        if _take_media(turn.inbound, state):
-            count = len(state.slots["photos"])
-            return [self._msg("complaint.photo_on_where", count=count)]
+        if take_media(turn.inbound, slots):
+            return [self._msg("complaint.photo_on_where", count=len(slots["photos"]))]
+        if UNKNOWN_PLACE.search(turn.text):
+            return [self._msg("complaint.where_unknown")]
+        if VAGUE_PLACE.search(turn.text):
+            return [self._reprompt(state, "complaint.where_vague")]
+        if report_intent(turn) and add_detail(slots, turn.text):
+            return [self._msg("complaint.noted_detail")]
         return [self._reprompt(state, "complaint.reask_where")]
 
     async def _on_photo(self, turn: Turn, state: ConversationState) -> list[Outbound]:
-        if _take_media(turn.inbound, state):
+        slots = state.slots
+        if has_images(turn.inbound):
+            take_media(turn.inbound, slots)
             return await self._review(turn, state)
-        if turn.payload == SKIP or _says_skip(turn):
+        if take_pin(turn.inbound, slots):
+            return [self._msg("complaint.pin_added", photo_buttons(self._t))]
+        if take_address(turn.parse, slots, self._places) or (
+            report_intent(turn) and add_detail(slots, turn.text)
+        ):
+            return await self._review(turn, state)  # a repeated answer: go on without a photo
+        if (
+            turn.payload == SKIP_PHOTO
+            or any(m.search(turn.text) for m in (SKIP_WORDS, YES, NO))
+            or turn.means("affirm", "deny")
+        ):
             return await self._review(turn, state)
-        return [self._reprompt(state, "complaint.reask_photo", self._photo_buttons())]
+        return [self._reprompt(state, "complaint.reask_photo", photo_buttons(self._t))]
 
     async def _on_confirm(self, turn: Turn, state: ConversationState) -> list[Outbound]:
-        if turn.payload == SUBMIT or (not turn.payload and turn.parse.intent == "affirm"):
+        slots, text = state.slots, turn.text
+        if turn.payload == SUBMIT:
             return await self._submit(turn, state)
-        if turn.payload == EDIT or (not turn.payload and turn.parse.intent == "deny"):
-            state.step = "edit"
-            return [self._msg("complaint.ask_edit", self._edit_buttons())]
-        if any(m.kind == "image" for m in turn.inbound.media):
-            if not _take_media(turn.inbound, state):
+        if turn.payload == EDIT:
+            return self._to_edit(state)
+        if has_images(turn.inbound):
+            if not take_media(turn.inbound, slots):
                 return [self._msg("complaint.photo_limit", limit=MAX_PHOTOS, count=MAX_PHOTOS)]
-            return self._confirm(state)
-        if turn.inbound.location:
-            _take_location(turn.inbound, state)
+            return [self._summary(state)]
+        if take_pin(turn.inbound, slots) or take_address(turn.parse, slots, self._places):
             return await self._review(turn, state)
-        return [self._reprompt(state, "complaint.reconfirm", self._confirm_buttons())]
+        if EDIT_WORDS.search(text) or (ABOUT_PLACE.search(text) and NO.search(text)):
+            return self._edit_what(turn, state)
+        if report_intent(turn) and not turn.means("affirm", "deny") and add_detail(slots, text):
+            return [self._summary(state)]
+        if SUBMIT_WORDS.search(text):
+            return await self._submit(turn, state)
+        if NO.search(text) or turn.means("deny"):
+            state.finish()
+            return [Outbound(self._t("complaint.cancelled"))]
+        if YES.search(text) or turn.means("affirm"):
+            return await self._submit(turn, state)
+        return [self._reprompt(state, "complaint.reconfirm", confirm_buttons(self._t))]
 
     async def _on_edit(self, turn: Turn, state: ConversationState) -> list[Outbound]:
-        if turn.payload == EDIT_ADDRESS:
-            state.step, state.slots["editing"] = "where", True
-            return [self._msg("complaint.ask_new_address")]
-        if turn.payload == EDIT_DESCRIPTION:
-            state.step = "describe"
-            return [self._msg("complaint.ask_new_description")]
-        if _take_location(turn.inbound, state) or _take_address(turn.parse, state, self._places):
+        slots = state.slots
+        if take_pin(turn.inbound, slots) or take_address(turn.parse, slots, self._places):
             return await self._review(turn, state)
-        return [self._reprompt(state, "complaint.ask_edit", self._edit_buttons())]
+        if has_images(turn.inbound) and take_media(turn.inbound, slots):
+            return await self._review(turn, state)
+        if turn.payload == EDIT_ADDRESS or (not turn.payload and ABOUT_PLACE.search(turn.text)):
+            state.step, state.reprompts, slots["editing"] = "where", 0, True
+            return [self._msg("complaint.ask_new_address")]
+        if turn.payload == EDIT_DESCRIPTION or (not turn.payload and ABOUT_TEXT.search(turn.text)):
+            state.step, state.reprompts = "describe", 0
+            return [self._msg("complaint.ask_new_description")]
+        if report_intent(turn) and turn.text:
+            return await self._redescribed(turn, state)
+        return [self._reprompt(state, "complaint.ask_edit", edit_buttons(self._t))]
 
     async def _on_describe(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        slots = state.slots
+        took = take_media(turn.inbound, slots) | take_pin(turn.inbound, slots)
         if not turn.text:
-            return [self._msg("complaint.ask_new_description")]
-        state.slots["description"] = turn.text
-        if turn.parse.intent.startswith(REPORT_PREFIX):
-            state.slots["category"] = category_of(turn.parse)
-        return await self._review(turn, state)
+            return await self._review(turn, state) if took else self.ask(state)
+        return await self._redescribed(turn, state)
 
     async def _on_duplicate(self, turn: Turn, state: ConversationState) -> list[Outbound]:
-        if turn.payload == JOIN or (not turn.payload and turn.parse.intent == "affirm"):
-            inbound = turn.inbound
-            case = await self._desk.follow(
-                state.slots["duplicate"], inbound.channel, inbound.user_id, inbound.chat_id
-            )
-            finish(state)
-            status = self._t(f"status.{case.status.value}")
-            return [self._msg("duplicate.joined", (), number=case.number, status=status)]
-        if turn.payload == NEW or (not turn.payload and turn.parse.intent == "deny"):
+        slots, text = state.slots, turn.text
+        if take_media(turn.inbound, slots) | take_pin(turn.inbound, slots):
+            return [self._duplicate_offer(state)]
+        if turn.payload == NEW or NEW_WORDS.search(text):
             return self._confirm(state)
-        return [self._reprompt(state, "duplicate.reprompt", self._duplicate_buttons())]
+        if turn.payload == JOIN or JOIN_WORDS.search(text):
+            return await self._join(turn, state)
+        if NO.search(text) or turn.means("deny"):
+            return self._confirm(state)
+        if YES.search(text) or turn.means("affirm"):
+            return await self._join(turn, state)
+        return [self._reprompt(state, "duplicate.reprompt", duplicate_buttons(self._t))]
 
     # -- transitions -----------------------------------------------------------------
 
     async def _described(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         state.slots["description"] = turn.text
         state.slots["category"] = category_of(turn.parse)
-        if "address" in state.slots or _take_address(turn.parse, state, self._places):
+        has_place = "address" in state.slots
+        if take_address(turn.parse, state.slots, self._places) or has_place:
             return await self._after_address(turn, state)
         state.step, state.reprompts = "where", 0
-        category = self._t(f"category.{state.slots['category']}")
-        return [self._msg("complaint.ask_where", category=category)]
+        return self.ask(state)
+
+    async def _redescribed(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        state.slots["description"] = turn.text
+        if report_intent(turn):
+            state.slots["category"] = category_of(turn.parse)
+        take_address(turn.parse, state.slots, self._places)
+        return await self._review(turn, state)
 
     async def _after_address(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         if state.slots.pop("editing", False) or state.slots["photos"]:
             return await self._review(turn, state)
         state.step, state.reprompts = "photo", 0
-        return [
-            self._msg("complaint.ask_photo", self._photo_buttons(), address=state.slots["address"])
-        ]
+        return [self._photo_question(state)]
+
+    def _to_edit(self, state: ConversationState) -> list[Outbound]:
+        state.step, state.reprompts = "edit", 0
+        return [self._msg("complaint.ask_edit", edit_buttons(self._t))]
+
+    def _edit_what(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        """地址写错了 → ask the new address; 描述不对 → ask the new text; else which."""
+        if ABOUT_PLACE.search(turn.text):
+            state.step, state.reprompts, state.slots["editing"] = "where", 0, True
+            return [self._msg("complaint.ask_new_address")]
+        if ABOUT_TEXT.search(turn.text):
+            state.step, state.reprompts = "describe", 0
+            return [self._msg("complaint.ask_new_description")]
+        return self._to_edit(state)
 
     async def _review(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """Offer a matching open case to join, once per place and category; else confirm."""
@@ -186,35 +299,26 @@ class ComplaintFlow:
         if not similar:
             return self._confirm(state)
         case = similar[0]
-        state.step, state.reprompts, slots["duplicate"] = "duplicate", 0, case.number
-        offer = self._t(
-            "duplicate.offer",
-            number=case.number,
-            category=self._t(f"category.{case.category}"),
-            status=self._t(f"status.{case.status.value}"),
-            address=case.address,
-        )
-        return [Outbound(offer, self._duplicate_buttons())]
+        state.step, state.reprompts = "duplicate", 0
+        slots["duplicate"] = [case.number, case.category, case.status.value, case.address]
+        return [self._duplicate_offer(state)]
 
     def _confirm(self, state: ConversationState) -> list[Outbound]:
         state.step, state.reprompts = "confirm", 0
-        slots = state.slots
-        photos = slots["photos"]
-        summary = self._t(
-            "complaint.confirm",
-            category=self._t(f"category.{slots['category']}"),
-            description=slots["description"],
-            address=slots["address"],
-            photos=self._t("complaint.photo_count", count=len(photos))
-            if photos
-            else self._t("complaint.no_photo"),
-        )
-        return [Outbound(summary, self._confirm_buttons())]
+        return [self._summary(state)]
 
     async def _submit(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         case = await self._desk.create_case(self._draft(turn, state))
-        finish(state)
+        state.finish()
         return [self._msg("complaint.submitted", (), number=case.number)]
+
+    async def _join(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        inbound = turn.inbound
+        number = state.slots["duplicate"][0]
+        case = await self._desk.follow(number, inbound.channel, inbound.user_id, inbound.chat_id)
+        state.finish()
+        status = self._t(f"status.{case.status.value}")
+        return [self._msg("duplicate.joined", (), number=case.number, status=status)]
 
     def _draft(self, turn: Turn, state: ConversationState) -> CaseDraft:
         slots, inbound = state.slots, turn.inbound
@@ -232,6 +336,37 @@ class ComplaintFlow:
 
     # -- texts -----------------------------------------------------------------------
 
+    def _summary(self, state: ConversationState) -> Outbound:
+        slots = state.slots
+        photos = slots.get("photos") or []
+        text = self._t(
+            "complaint.confirm",
+            category=self._t(f"category.{slots['category']}"),
+            description=slots["description"],
+            address=slots["address"] + (self._t("complaint.pinned") if slots.get("pinned") else ""),
+            photos=self._t("complaint.photo_count", count=len(photos))
+            if photos
+            else self._t("complaint.no_photo"),
+        )
+        return Outbound(text, confirm_buttons(self._t))
+
+    def _photo_question(self, state: ConversationState) -> Outbound:
+        text = self._t("complaint.ask_photo", address=state.slots["address"])
+        if road_only(state.slots, self._places):
+            text = f"{text}\n{self._t('complaint.offer_pin')}"
+        return Outbound(text, photo_buttons(self._t))
+
+    def _duplicate_offer(self, state: ConversationState) -> Outbound:
+        number, category, status, address = state.slots["duplicate"]
+        offer = self._t(
+            "duplicate.offer",
+            number=number,
+            category=self._t(f"category.{category}"),
+            status=self._t(f"status.{status}"),
+            address=address,
+        )
+        return Outbound(offer, duplicate_buttons(self._t))
+
     def _msg(
         self, key: str, buttons: tuple[Button, ...] | None = None, **values: object
     ) -> Outbound:
@@ -245,65 +380,3 @@ class ComplaintFlow:
     ) -> Outbound:
         state.reprompts += 1
         return self._msg(key, buttons)
-
-    def _photo_buttons(self) -> tuple[Button, ...]:
-        return (Button(self._t("button.skip"), SKIP), Button(self._t("button.cancel"), CANCEL))
-
-    def _confirm_buttons(self) -> tuple[Button, ...]:
-        return (
-            Button(self._t("button.submit"), SUBMIT),
-            Button(self._t("button.edit"), EDIT),
-            Button(self._t("button.cancel"), CANCEL),
-        )
-
-    def _duplicate_buttons(self) -> tuple[Button, ...]:
-        return (
-            Button(self._t("duplicate.join"), JOIN),
-            Button(self._t("duplicate.new"), NEW),
-            Button(self._t("button.cancel"), CANCEL),
-        )
-
-    def _edit_buttons(self) -> tuple[Button, ...]:
-        return (
-            Button(self._t("button.edit_address"), EDIT_ADDRESS),
-            Button(self._t("button.edit_description"), EDIT_DESCRIPTION),
-            Button(self._t("button.cancel"), CANCEL),
-        )
-
-
-def _take_media(inbound: Inbound, state: ConversationState) -> bool:
-    """Keep the message's photos; False when there were none or the limit is reached."""
-    photos: list[dict[str, str]] = state.slots.setdefault("photos", [])
-    images = [m for m in inbound.media if m.kind == "image"]
-    room = MAX_PHOTOS - len(photos)
-    if not images or room <= 0:
-        return False
-    photos += [{"kind": m.kind, "ref": m.ref, "url": m.url} for m in images[:room]]
-    return True
-
-
-def _take_location(inbound: Inbound, state: ConversationState) -> bool:
-    location = inbound.location
-    if location is None:
-        return False
-    state.slots["latitude"], state.slots["longitude"] = location.latitude, location.longitude
-    state.slots["address"] = location.label or f"{location.latitude:.5f},{location.longitude:.5f}"
-    return True
-
-
-def _take_address(parse: Parse, state: ConversationState, places: Places | None) -> bool:
-    """Keep a typed address; its community's coordinates stand in for a pin's."""
-    entity = parse.first("address")
-    if entity is None:
-        return False
-    state.slots["address"] = entity.value
-    community = places.locate(entity.value) if places else None
-    state.slots["latitude"] = community.latitude if community else None
-    state.slots["longitude"] = community.longitude if community else None
-    return True
-
-
-def _says_skip(turn: Turn) -> bool:
-    return turn.text.lower().rstrip("。.!！") in SKIP_WORDS or (
-        not turn.payload and turn.parse.intent == "deny"
-    )

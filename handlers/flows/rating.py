@@ -1,31 +1,65 @@
 """Satisfaction after resolution: 满意 / 基本满意 / 不满意, then an optional comment.
 
 The question arrives with the ``resolved`` push, whose buttons carry
-``rate:{case number}:{score}``. A resident may also type the answer (满意, 没解决…):
-it then answers their latest unanswered question. 不满意 reopens the case (on the
+``rate:{case number}:{score}``. A resident may also answer in words or numbers:
+满意, 还行, 一般, 差评, 1分–5分, 根本没修好, 你们就会糊弄人, 对 重新派人来看 (``score_of``).
+Typed, it answers their latest unanswered question. 不满意 reopens the case (on the
 platform, or with staff when the platform cannot) and says so.
+
+A typed answer that says more than the score (1分 根本没修好 晚上还是黑乎乎的) is kept
+as the comment, so the resident is not asked for one again; otherwise the flow waits
+at the optional ``comment`` step.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from handlers.catalog import Catalog
-from handlers.flows.base import RatingDesk, Turn, finish
+from handlers.flows.base import OFFER_INTERRUPTS, Declined, Expect, RatingDesk, Turn
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
+from handlers.words import FILLERS, SKIP, clean, words
 from integration.dispatch.ratings import AlreadyRated, RatingRequest, Reopened, Score
+from nlu.contract import REPORT_INTENTS, SERVICE_INTENTS, VOLUNTEER_INTENTS
 
 RATE = "rate:"
 SKIP_COMMENT = "rating:skip"
 LABELS = {"满意": Score.satisfied, "基本满意": Score.basically, "不满意": Score.dissatisfied}
 # Checked in order: 不满意 contains 满意, and 基本满意 is not plain 满意.
 _WORDS = (
-    (Score.dissatisfied, re.compile(r"不满意|没解决|没有解决|不行|太差|差评|不认可|敷衍")),
-    (Score.basically, re.compile(r"基本满意|还行|一般|凑合|还可以")),
-    (Score.satisfied, re.compile(r"满意|很好|非常好|好评|点赞|及时|解决了")),
+    (
+        Score.dissatisfied,
+        re.compile(
+            r"不满意|没解决|没有解决|没修好|没有修好|没弄好|没处理|没人管|不行|太差|很差|差劲|"
+            r"差评|不认可|敷衍|糊弄|应付|走过场|重新派|再派人|派人再|重新处理|重新办|重新弄|返工|"
+            r"根本没|还是没|(?<![\d.])[12一二]\s*分(?!钟)|[12一二]\s*(?:星|颗星)|零分|0分"
+        ),
+    ),
+    (
+        Score.basically,
+        re.compile(
+            r"基本满意|还行|一般|凑合|还可以|马马虎虎|过得去|(?<![\d.])[3三]\s*分(?!钟)|[3三]\s*星"
+        ),
+    ),
+    (
+        Score.satisfied,
+        re.compile(
+            r"满意|很好|非常好|挺好|好评|点赞|及时|解决了|修好了|处理好了|"
+            r"(?<![\d.])[45四五]\s*分(?!钟)|[45四五]\s*(?:星|颗星)"
+        ),
+    ),
 )
-_SKIP_WORDS = frozenset({"跳过", "不用", "不用了", "没有", "无", "没了", "skip"})
+_DEGREE = re.compile("非常|十分|特别|很|挺|比较|还|给|打|评|分|星")
+# Intents that make typed rating words a different request (a new report of another
+# kind, a service, volunteering, a person): 我对物业很不满意 电梯天天坏 is a report.
+_ELSEWHERE = frozenset(
+    {*REPORT_INTENTS, *SERVICE_INTENTS, *VOLUNTEER_INTENTS, "human_handoff", "help"}
+) - {"rate_service", "check_status"}
+_SKIP_COMMENT = words(
+    "skip_comment", SKIP.pattern.pattern + "|没了|没意见|没有意见", whole=True, slack=2
+)
 
 
 def rating_buttons(t: Catalog, number: str) -> tuple[Button, ...]:
@@ -44,9 +78,23 @@ def score_of(text: str) -> Score | None:
     return None
 
 
-def is_rating_answer(text: str) -> bool:
-    """Whether a message is exactly one of the button labels (typed, not pressed)."""
-    return text.strip().rstrip("。.!！") in LABELS
+@dataclass(frozen=True, slots=True)
+class _RatingWords:
+    """The rating trigger: any message ``score_of`` can score."""
+
+    def search(self, text: str) -> bool:
+        return score_of(text) is not None
+
+
+RATING_WORDS = _RatingWords()
+
+
+def _says_more(text: str) -> bool:
+    """Whether a typed answer is more than a score (还行吧, 非常满意, 5分 are not)."""
+    rest = clean(text)
+    for _, pattern in _WORDS:
+        rest = pattern.sub("", rest)
+    return len(FILLERS.sub("", _DEGREE.sub("", rest))) > 1
 
 
 class RatingFlow:
@@ -59,14 +107,26 @@ class RatingFlow:
         self._t = catalog
 
     async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
-        """Answer a question by button or by typed words."""
+        """Answer a question by button or by typed words.
+
+        Started by a trigger (rating words, or a lone 嗯 / 好 / 不 that may answer the
+        question a push asked) with no question waiting — unless the message is a bare
+        score — or with a message that asks for something else (an unrelated request
+        that happens to say 满意), it declines the message.
+        """
         inbound = turn.inbound
         number, score = _pressed(turn.payload)
-        if self._ratings is None:
-            return [Outbound(self._t("rating.nothing_to_rate"))]
+        typed = number is None and turn.parse.intent != "rate_service"
         if number is None:
             score = score_of(turn.text)
-        request = await self._ratings.request(inbound.channel, inbound.chat_id, number)
+        request = None
+        if self._ratings is not None:
+            request = await self._ratings.request(inbound.channel, inbound.chat_id, number)
+        if typed and (
+            (request is None and (score is None or _says_more(turn.text)))
+            or (request is not None and not self._fits(turn, request))
+        ):
+            raise Declined  # rating words in a message about something else
         if request is None:
             return [Outbound(self._t("rating.nothing_to_rate"))]
         if request.score is not None:
@@ -74,26 +134,48 @@ class RatingFlow:
         if score is None:
             choose = self._t("rating.choose", number=request.number)
             return [Outbound(choose, rating_buttons(self._t, request.number))]
-        return await self._rate(request, score, state)
+        comment = turn.text if number is None and _says_more(turn.text) else ""
+        return await self._rate(request, score, state, comment)
 
     async def resume(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """The optional comment, or 跳过."""
         if turn.payload.startswith(RATE):
-            finish(state)
+            state.finish()
             return await self.start(turn, state)
         rating_id = int(state.slots.get("rating_id", 0))
         text = turn.text
-        if turn.payload == SKIP_COMMENT or text.lower().rstrip("。.!！") in _SKIP_WORDS:
-            finish(state)
+        if turn.payload == SKIP_COMMENT or (text and _SKIP_COMMENT.search(text)):
+            state.finish()
             return [Outbound(self._t("rating.comment_skipped"))]
         if not text or self._ratings is None:
             return [Outbound(self._t("rating.reprompt_comment"), self._skip())]
         await self._ratings.comment(rating_id, text)
-        finish(state)
+        state.finish()
         return [Outbound(self._t("rating.comment_thanks"))]
 
+    def expect(self, state: ConversationState) -> Expect:
+        """The comment: any text but a new request, which ends it quietly."""
+        comment_like = {"thanks", "goodbye", "out_of_scope", "deny", "affirm", "rate_service"}
+        interrupts = {k: v for k, v in OFFER_INTERRUPTS.items() if k not in comment_like}
+        return Expect(
+            payloads=frozenset({SKIP_COMMENT}),
+            prefixes=(RATE,),
+            text=True,
+            interrupts=interrupts,
+            optional=True,
+        )
+
+    def ask(self, state: ConversationState) -> list[Outbound]:
+        """The comment question again."""
+        return [Outbound(self._t("rating.reprompt_comment"), self._skip())]
+
+    def _fits(self, turn: Turn, request: RatingRequest) -> bool:
+        """Whether typed rating words answer ``request`` rather than ask something else."""
+        intent = turn.parse.intent
+        return intent not in _ELSEWHERE or intent == f"report_{request.category}"
+
     async def _rate(
-        self, request: RatingRequest, score: Score, state: ConversationState
+        self, request: RatingRequest, score: Score, state: ConversationState, comment: str
     ) -> list[Outbound]:
         assert self._ratings is not None
         try:
@@ -102,9 +184,13 @@ class RatingFlow:
             return [Outbound(self._t("rating.already", number=request.number))]
         key = "rating.thanks" if reopened is None else f"rating.reopened_{reopened.value}"
         text = self._t(key, number=request.number)
+        said = self._t("rating.thanked") if reopened is None else text.splitlines()[0]
+        if comment:
+            await self._ratings.comment(request.id, comment)
+            return [Outbound(f"{said}\n{self._t('rating.comment_kept')}")]
         if not state.idle:  # answered from an older push in the middle of something else
-            return [Outbound(text.splitlines()[0])]
-        state.flow, state.step, state.slots = self.name, "comment", {"rating_id": request.id}
+            return [Outbound(said)]
+        state.begin(self.name, "comment", {"rating_id": request.id})
         return [Outbound(text, self._skip())]
 
     def _skip(self) -> tuple[Button, ...]:
@@ -122,4 +208,11 @@ def _pressed(payload: str) -> tuple[str | None, Score | None]:
         return number.upper(), None
 
 
-__all__ = ["RATE", "RatingFlow", "Reopened", "is_rating_answer", "rating_buttons", "score_of"]
+__all__ = [
+    "RATE",
+    "RATING_WORDS",
+    "RatingFlow",
+    "Reopened",
+    "rating_buttons",
+    "score_of",
+]

@@ -1,18 +1,81 @@
-"""Status queries: a resident's open cases (reported or joined), or one case by number."""
+"""Status queries: a resident's open cases (reported or joined), or one case by number.
+
+With two or more open cases the list is numbered and the flow waits at the optional
+``pick`` step: 第二个, 最后一个, the case number, or words of its place or description
+(就是鄂托克西街那个, 路灯那个怎么样了) show that case. Anything else ends the step
+quietly and is routed as usual.
+"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from handlers.catalog import Catalog
-from handlers.flows.base import CaseDesk, Turn
+from handlers.flows.base import OFFER_INTERRUPTS, CaseDesk, Expect, Turn
 from handlers.messages import Outbound
 from handlers.state import ConversationState
+from handlers.words import clean, ordinal
 from integration.cases import CaseView
 from integration.errors import CaseNotFound
-from integration.privacy import mask_personal
+from integration.privacy import mask
 
 CASE_NUMBER = re.compile(r"(?<![A-Za-z0-9])YM\d{10,}(?!\d)", re.IGNORECASE)
+# Words too common in residents' cases to tell one from another.
+_COMMON = re.compile(
+    "小区|社区|街道|我家|楼下|楼上|那个|这个|怎么|还没|没有|一直|已经|问题|处理|情况|进度|现在|"
+    "什么|时候|反映|工单|怎样|样了|么样|了吗|好了|是不|不是|就是|那边|这边|附近|旁边|一下"
+)
+_CJK = re.compile(r"[\u4e00-\u9fff]{2,}")
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """One case of the numbered list, as kept in the state: number, place, description."""
+
+    number: str
+    address: str
+    description: str
+
+
+def _bigrams(text: str) -> set[str]:
+    grams: set[str] = set()
+    for run in _CJK.findall(_COMMON.sub(" ", clean(text))):
+        grams |= {run[i : i + 2] for i in range(len(run) - 1)}
+    return grams
+
+
+def which(text: str, listed: list[Listed]) -> int | None:
+    """The position in ``listed`` that ``text`` picks, if it picks exactly one."""
+    position = ordinal(text, len(listed))
+    if position is not None:
+        return position
+    match = CASE_NUMBER.search(text)
+    if match:
+        numbers = [c.number for c in listed]
+        number = match.group().upper()
+        return numbers.index(number) if number in numbers else None
+    words = _bigrams(text)
+    if not words:
+        return None
+    scores = [
+        (2 * len(words & _bigrams(c.address)) + len(words & _bigrams(c.description)), i)
+        for i, c in enumerate(listed)
+    ]
+    best = max(scores)
+    if best[0] == 0 or [s for s, _ in scores].count(best[0]) > 1:
+        return None
+    return best[1]
+
+
+@dataclass(frozen=True, slots=True)
+class _Picks:
+    """The pick step's matcher: whether a message picks one of the listed cases."""
+
+    listed: tuple[Listed, ...]
+
+    def search(self, text: str) -> bool:
+        return which(text, list(self.listed)) is not None
 
 
 class StatusFlow:
@@ -25,29 +88,62 @@ class StatusFlow:
         self._t = catalog
 
     async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
-        """Answer in one message; the conversation stays idle."""
+        """One case by number, or the list (then, with two or more, the pick step)."""
         inbound = turn.inbound
         match = CASE_NUMBER.search(turn.text)
         if match:
-            number = match.group().upper()
-            try:
-                case = await self._desk.get(number)
-            except CaseNotFound:
-                case = None
-            # Only the resident who reported a case, or joined it, may read it here.
-            if case is None or not case.readable_by(inbound.channel, inbound.chat_id):
-                return [Outbound(self._t("status_query.not_found", number=number))]
-            return [Outbound(self._detail(case, (inbound.channel, inbound.chat_id)))]
+            return [await self._one(turn, match.group().upper())]
         cases = await self._desk.open_cases(inbound.channel, inbound.user_id)
         if not cases:
             return [Outbound(self._t("status_query.none"))]
+        chat = (inbound.channel, inbound.chat_id)
+        numbered = len(cases) > 1
         lines = [self._t("status_query.header", count=len(cases))]
-        lines += [self._line(c, (inbound.channel, inbound.chat_id)) for c in cases]
+        lines += [
+            (f"{i}. " if numbered else "") + self._line(c, chat) for i, c in enumerate(cases, 1)
+        ]
+        if numbered:
+            lines.append(self._t("status_query.pick_hint"))
+            listed = [[c.number, c.address, c.description[:60]] for c in cases[:20]]
+            state.begin(self.name, "pick", {"cases": listed})
         return [Outbound("\n".join(lines))]
 
     async def resume(self, turn: Turn, state: ConversationState) -> list[Outbound]:
-        """A one-message flow is never resumed; answer afresh."""
-        return await self.start(turn, state)
+        """A pick from the list: that case's details (the list stays open for another)."""
+        listed = self._listed(state)
+        position = which(turn.text, listed)
+        if position is None:  # 我的进度 again, or a case number not in the list
+            state.finish()
+            return await self.start(turn, state)
+        return [await self._one(turn, listed[position].number)]
+
+    def expect(self, state: ConversationState) -> Expect:
+        """A pick: a position, a case number, words of a listed case; or 我的进度 again."""
+        return Expect(
+            words=(_Picks(tuple(self._listed(state))),),
+            intents=frozenset({"check_status"}),
+            interrupts=OFFER_INTERRUPTS,
+            optional=True,
+        )
+
+    def ask(self, state: ConversationState) -> list[Outbound]:
+        """How to pick."""
+        return [Outbound(self._t("status_query.pick_again"))]
+
+    async def _one(self, turn: Turn, number: str) -> Outbound:
+        inbound = turn.inbound
+        try:
+            case = await self._desk.get(number)
+        except CaseNotFound:
+            case = None
+        # Only the resident who reported a case, or joined it, may read it here.
+        if case is None or not case.readable_by(inbound.channel, inbound.chat_id):
+            return Outbound(self._t("status_query.not_found", number=number))
+        return Outbound(self._detail(case, (inbound.channel, inbound.chat_id)))
+
+    @staticmethod
+    def _listed(state: ConversationState) -> list[Listed]:
+        return [Listed(*row) for row in state.slots.get("cases") or []]
 
     def _line(self, case: CaseView, chat: tuple[str, str]) -> str:
         joined = (case.channel, case.chat_id) != chat
@@ -81,4 +177,4 @@ def note_for(case: CaseView, chat: tuple[str, str]) -> str:
     with phone and ID numbers masked for a follower (the note may be for the reporter)."""
     if (case.channel, case.chat_id) == chat:
         return case.last_note
-    return mask_personal(case.last_note)
+    return mask(case.last_note)

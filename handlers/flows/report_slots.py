@@ -1,0 +1,139 @@
+"""The complaint flow's slots: what a message adds to a report being prepared.
+
+Slots (JSON-safe, in the conversation state): ``category``, ``description``,
+``address``, ``latitude``/``longitude``, ``pinned`` (the coordinates come from a
+location pin, not from the gazetteer), ``address_from_pin`` (no address was typed,
+so the pin's label stands in), ``photos`` (kind, ref, url), and bookkeeping
+(``checked``, ``duplicate``, ``editing``).
+
+A pin adds coordinates to a typed address and never replaces it; a typed address
+replaces an address that only came from a pin's label, and keeps the pin's
+coordinates (they are more precise than a community's).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Protocol
+
+from handlers.messages import Inbound
+from nlu.gazetteer import Community
+from nlu.types import Entity, Parse
+
+MAX_PHOTOS = 5
+MAX_DESCRIPTION = 1000
+
+Slots = dict[str, Any]
+
+
+class Places(Protocol):
+    """Finds the community an address names (the gazetteer), for its coordinates."""
+
+    def locate(self, text: str) -> Community | None:
+        """The community named in ``text``, if any."""
+        ...
+
+
+def take_media(inbound: Inbound, slots: Slots) -> bool:
+    """Keep the message's photos; False when there were none or the limit is reached."""
+    photos: list[dict[str, str]] = slots.setdefault("photos", [])
+    images = [m for m in inbound.media if m.kind == "image"]
+    room = MAX_PHOTOS - len(photos)
+    if not images or room <= 0:
+        return False
+    photos += [{"kind": m.kind, "ref": m.ref, "url": m.url} for m in images[:room]]
+    return True
+
+
+def has_images(inbound: Inbound) -> bool:
+    """Whether the message carries a photo."""
+    return any(m.kind == "image" for m in inbound.media)
+
+
+def take_pin(inbound: Inbound, slots: Slots) -> bool:
+    """Keep a location pin's coordinates; its label is the address only if none was typed."""
+    location = inbound.location
+    if location is None:
+        return False
+    slots["latitude"], slots["longitude"], slots["pinned"] = (
+        location.latitude,
+        location.longitude,
+        True,
+    )
+    if not slots.get("address") or slots.get("address_from_pin"):
+        label = location.label or f"{location.latitude:.5f},{location.longitude:.5f}"
+        slots["address"], slots["address_from_pin"] = label, True
+    return True
+
+
+# A 路/街 that is the start of a word, not the end of a place: 路灯, 路面, 街灯.
+_NOT_A_PLACE_END = re.compile(r"[路街](?=[灯面牌障沿])")
+# Words no place name holds: 不知道叫啥路 is not an address.
+_NOT_A_PLACE = re.compile("不知道|不清楚|不记得|啥|什么|哪")
+
+
+def typed_address(parse: Parse) -> Entity | None:
+    """The message's address entity, unless it is no place at all.
+
+    The extractor's spans are taken as they are, except a word cut in half (楼下路|灯)
+    and a "place" that says it is not known (不知道叫啥路).
+    """
+    entity = parse.first("address")
+    if entity is None or _NOT_A_PLACE_END.match(parse.text, entity.end - 1):
+        return None
+    if _NOT_A_PLACE.search(entity.value):
+        return None
+    return entity
+
+
+def take_address(parse: Parse, slots: Slots, places: Places | None) -> bool:
+    """Keep a typed address; without a pin, its community's coordinates stand in."""
+    entity = typed_address(parse)
+    if entity is None:
+        return False
+    slots["address"], slots["address_from_pin"] = entity.value, False
+    if not slots.get("pinned"):
+        community = places.locate(entity.value) if places else None
+        slots["latitude"] = community.latitude if community else None
+        slots["longitude"] = community.longitude if community else None
+    return True
+
+
+def address_only(parse: Parse) -> bool:
+    """Whether the message is little more than an address (金辉小区3号楼)."""
+    entity = typed_address(parse)
+    if entity is None:
+        return False
+    rest = parse.text[: entity.start] + parse.text[entity.end :]
+    return len(re.sub(r"[\W_]|就|是|在|那|个|吧|了|的", "", rest)) <= 3
+
+
+# Only a road or a street: the place a pin would make findable.
+_ROAD_ONLY = re.compile(r"(路|街|大街|大道|巷|胡同)(上|边|旁边|附近|那边|这边|沿线)?$")
+_PRECISE = re.compile(
+    r"\d|号|交叉口|路口|与|和|门|楼|栋|单元|小区|广场|公园|市场|学校|医院|花园|苑|村"
+)
+
+
+def road_only(slots: Slots, places: Places | None) -> bool:
+    """Whether the typed address names only a road or a street, and no pin was sent."""
+    address = str(slots.get("address") or "")
+    if slots.get("pinned") or not address:
+        return False
+    if places is not None and places.locate(address) is not None:
+        return False
+    return not _PRECISE.search(address) and bool(_ROAD_ONLY.search(address))
+
+
+# A question (电梯那个呢, 什么时候来修) asks something; it adds nothing to a description.
+_QUESTION = re.compile(r"[?？]|[吗呢么嘛][\s。!！~]*$|怎么样|咋样|如何|进度|什么时候|啥时候|多久")
+
+
+def add_detail(slots: Slots, text: str) -> bool:
+    """Add a further description to the report; False when it says nothing new."""
+    description = str(slots.get("description") or "")
+    if not text or text in description or _QUESTION.search(text):
+        return False
+    joined = f"{description}；{text}" if description else text
+    slots["description"] = joined[:MAX_DESCRIPTION]
+    return True

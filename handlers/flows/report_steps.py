@@ -1,0 +1,144 @@
+"""The complaint flow's vocabulary: payloads, words, expectations, buttons.
+
+Kept apart from the flow's transitions (handlers.flows.complaint); the README's
+interruption table is this module in prose.
+"""
+
+from __future__ import annotations
+
+from handlers.catalog import Catalog
+from handlers.flows.base import CANCEL, Expect, Turn
+from handlers.messages import Button
+from handlers.words import NO, YES, words
+from handlers.words import SKIP as SKIP_WORDS
+from nlu.contract import REPORT_INTENTS
+from nlu.types import Parse
+
+REPORT_PREFIX = "report_"
+SUBMIT, EDIT, SKIP_PHOTO = "complaint:submit", "complaint:edit", "complaint:skip"
+JOIN, NEW = "complaint:join", "complaint:new"
+EDIT_ADDRESS, EDIT_DESCRIPTION = "complaint:edit_address", "complaint:edit_description"
+
+EDIT_WORDS = words("edit", "修改|改一下|改下|改改|改成|改为|写错|错了|更正|换个|重新填|重填|不是这")
+ABOUT_PLACE = words("about_place", "地址|地点|位置|地方|门牌|楼号|小区名")
+ABOUT_TEXT = words("about_text", "描述|内容|情况|说明|问题写")
+SUBMIT_WORDS = words("submit", "(?<![不别没])提交|就这样|发吧|报吧|没问题")
+JOIN_WORDS = words("join", "加入|跟进|关注|一起|同一个|就是这个")
+NEW_WORDS = words("new", "新建|新的|单独|重新提交|另外|不是这个|不是同一")
+# A place said too vaguely to dispatch to (就是我们小区门口啊, 在我家楼下): the whole
+# message is place words, so it answers "where" (asking for more), not a new report.
+VAGUE_PLACE = words(
+    "vague_place",
+    "(我们|我家|咱们|咱家|俺们|俺家|你们)?(小区|社区|楼|单元|院|村)?"
+    "(门口|楼下|楼上|楼道|附近|旁边|对面|这边|那边|这儿|那儿|这里|那里|里面|外面|后面|前面|大门|院子|路边|马路上?)"
+    "|在哪|哪里|哪儿|什么地方|就是|就在|在|我们|我家|咱们|小区|社区|家",
+    whole=True,
+    slack=1,
+)
+UNKNOWN_PLACE = words("unknown_place", "不知道|不清楚|说不清|不记得|不认识|叫不上")
+_AFFIRM_DENY = frozenset({"affirm", "deny"})
+
+
+def expectation(step: str, category: str | None) -> Expect:
+    """The expectations of ``step`` in a report of ``category`` (None: not known yet)."""
+    same = frozenset({f"{REPORT_PREFIX}{category}"}) if category else frozenset()
+    if step in ("what", "describe"):
+        return Expect(
+            media=True,
+            location=True,
+            entities=frozenset({"address"}) if step == "what" else frozenset(),
+            intents=frozenset(REPORT_INTENTS),
+            text=True,
+        )
+    if step == "where":
+        return Expect(
+            media=True,
+            location=True,
+            entities=frozenset({"address"}),
+            words=(UNKNOWN_PLACE, VAGUE_PLACE),
+            intents=same,
+        )
+    if step == "photo":
+        return Expect(
+            payloads=frozenset({SKIP_PHOTO}),
+            media=True,
+            location=True,
+            entities=frozenset({"address"}),
+            words=(SKIP_WORDS, YES, NO),
+            intents=same | _AFFIRM_DENY,
+        )
+    if step == "confirm":
+        return Expect(
+            payloads=frozenset({SUBMIT, EDIT}),
+            media=True,
+            location=True,
+            entities=frozenset({"address"}),
+            words=(EDIT_WORDS, SUBMIT_WORDS, YES, NO),
+            intents=same | _AFFIRM_DENY,
+        )
+    if step == "edit":
+        return Expect(
+            payloads=frozenset({EDIT_ADDRESS, EDIT_DESCRIPTION}),
+            media=True,
+            location=True,
+            entities=frozenset({"address"}),
+            words=(ABOUT_PLACE, ABOUT_TEXT),
+            intents=frozenset(REPORT_INTENTS),
+        )
+    return Expect(  # duplicate
+        payloads=frozenset({JOIN, NEW}),
+        media=True,
+        location=True,
+        words=(JOIN_WORDS, NEW_WORDS, YES, NO),
+        intents=_AFFIRM_DENY,
+    )
+
+
+def category_of(parse: Parse) -> str:
+    """The case category: the suffix of the best-ranked report_* intent, else "other"."""
+    if parse.intent.startswith(REPORT_PREFIX):
+        return parse.intent.removeprefix(REPORT_PREFIX)
+    for intent, _ in parse.ranking:
+        if intent.startswith(REPORT_PREFIX):
+            return intent.removeprefix(REPORT_PREFIX)
+    return "other"
+
+
+def report_intent(turn: Turn) -> str:
+    """The report intent of the message (top, or read from the ranking), or ""."""
+    for intent in (turn.parse.intent, turn.expected):
+        if intent.startswith(REPORT_PREFIX):
+            return intent
+    return ""
+
+
+def photo_buttons(t: Catalog) -> tuple[Button, ...]:
+    """跳过 and 取消, under the photo question."""
+    return (Button(t("button.skip"), SKIP_PHOTO), Button(t("button.cancel"), CANCEL))
+
+
+def confirm_buttons(t: Catalog) -> tuple[Button, ...]:
+    """提交, 修改 and 取消, under the summary."""
+    return (
+        Button(t("button.submit"), SUBMIT),
+        Button(t("button.edit"), EDIT),
+        Button(t("button.cancel"), CANCEL),
+    )
+
+
+def duplicate_buttons(t: Catalog) -> tuple[Button, ...]:
+    """加入已有工单, 仍然新建工单 and 取消, under the offer of a similar case."""
+    return (
+        Button(t("duplicate.join"), JOIN),
+        Button(t("duplicate.new"), NEW),
+        Button(t("button.cancel"), CANCEL),
+    )
+
+
+def edit_buttons(t: Catalog) -> tuple[Button, ...]:
+    """修改地点, 修改描述 and 取消."""
+    return (
+        Button(t("button.edit_address"), EDIT_ADDRESS),
+        Button(t("button.edit_description"), EDIT_DESCRIPTION),
+        Button(t("button.cancel"), CANCEL),
+    )

@@ -1,0 +1,157 @@
+"""Rule matchers: the words that answer a step whatever the model predicts.
+
+The NLU model ranks intents; these matchers catch the short, fixed answers residents
+give to a bot's questions (好的, 不用了, 跳过, 算了先别提交了, 转人工, 第二个), which a
+classifier trained on whole requests is least sure of. Each is a named regex over the
+message's *clean* form: NFKC-normalised, lower-cased, with spaces and punctuation
+removed. Flows list them in their steps' expectations (handlers.flows.base.Expect).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Protocol
+
+_NOT_TEXT = re.compile(r"[\W_]+")
+
+
+def clean(text: str) -> str:
+    """``text`` NFKC-normalised, lower-cased, without spaces or punctuation."""
+    return _NOT_TEXT.sub("", unicodedata.normalize("NFKC", text).lower())
+
+
+class Matcher(Protocol):
+    """Anything that tells whether a message says something (Words, or a flow's own)."""
+
+    def search(self, text: str) -> bool:
+        """Whether ``text`` (raw, as the resident wrote it) says it."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Words:
+    """A named rule matcher.
+
+    ``whole``: the message must say nothing else, once matches and ``FILLERS`` are
+    removed (at most ``slack`` characters may remain), so 算了先别提交了 is a withdrawal
+    but 取消我明天的预约 is not.
+    """
+
+    name: str
+    pattern: re.Pattern[str]
+    whole: bool = False
+    slack: int = 0
+
+    def search(self, text: str) -> bool:
+        """Whether ``text`` says this."""
+        cleaned = clean(text)
+        if not self.pattern.search(cleaned):
+            return False
+        if not self.whole:
+            return True
+        rest = FILLERS.sub("", self.pattern.sub("", cleaned))
+        return len(rest) <= self.slack
+
+
+def words(name: str, pattern: str, *, whole: bool = False, slack: int = 0) -> Words:
+    """A ``Words`` matcher from a regex over the clean text."""
+    return Words(name, re.compile(pattern), whole, slack)
+
+
+# Particles and hedges that carry no answer of their own.
+FILLERS = re.compile(
+    "等等|等一下|等下|那个|这个|那就|就先|还是|我看|我想|我要|我|先|就|那|吧|了|啊|呀|啦|哈|"
+    "嗯|哦|噢|呃|额|的|呢|么|吗|嘛|哎|唉|诶|ok"
+)
+
+_NEGATED = "(?<![不没别未非否])"
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    """A matcher that says yes when any of its matchers does."""
+
+    name: str
+    matchers: tuple[Matcher, ...]
+
+    def search(self, text: str) -> bool:
+        """Whether any of the matchers finds its words in ``text``."""
+        return any(m.search(text) for m in self.matchers)
+
+
+# Yes: unambiguous words anywhere, or a lone 好 / 对 / 是 / 嗯 (which inside other
+# words — 你好, 好几天, 还是 — say nothing of the kind).
+YES = AnyOf(
+    "yes",
+    (
+        words(
+            "yes_words",
+            f"{_NEGATED}(是的|是啊|是滴|对的|对啊|对头|没错|没问题|没有问题|可以|确认|确定|提交|就这样|"
+            f"就这么|同意|好滴|好嘞|好的|好吧|好啊|行吧|行的|ok|yes|yeah)",
+        ),
+        words("yes_alone", "好|行|对|是|嗯|中|成", whole=True),
+    ),
+)
+# No: unambiguous words anywhere, or a lone 不 / 否 / 别 / 没.
+NO = AnyOf(
+    "no",
+    (
+        words("no_words", "不是|不对|不用|不要|不需要|不行|不必|没必要|nope"),
+        words("no_alone", "不了?|否|别|没|no", whole=True),
+    ),
+)
+SKIP = words(
+    "skip",
+    "跳过|没有照片|没照片|没有图|没图|没拍|不拍|拍不了|不发|发不了|不用|不需要|没有|^无$|^没$|skip",
+)
+# A withdrawal of what is being prepared; it must be (almost) the whole message.
+CANCEL = words(
+    "cancel",
+    "取消|算了|先别提交|别提交|不提交|不要提交|不用提交|不报了|不反映了|不投诉了|不举报了|"
+    "撤回|撤销|不弄了|不办了|不要了|退出|cancel|quit",
+    whole=True,
+    slack=2,
+)
+# Asking for a person; 工作人员 alone is not enough (物业工作人员态度很差 is a report).
+HANDOFF = words(
+    "handoff",
+    "转人工|人工(?!湖|智能|草|费)|真人|活人|"
+    "(找|叫|让|要|请|转|换|接)(个|一个|你们的?)?(工作人员|客服|领导|负责人|人来|人工)",
+)
+GOODBYE = words("goodbye", "拜拜|再见|bye|^88$|先这样|没事了")
+# Insults. 垃圾 only counts aimed at people or the service: 垃圾没人清 is a report.
+ABUSE = words(
+    "abuse",
+    "傻逼|煞笔|沙比|傻b|傻x|sb|脑残|智障|白痴|弱智|废物|饭桶|蠢货|蠢猪|去死|妈的|你妈|尼玛|"
+    "tmd|nmsl|cnm|草泥马|操你|日你|狗屁|狗东西|王八|混蛋|混账|屁用|放屁|滚蛋|滚开|^滚|"
+    "(你们|这帮|这群|一群|一帮)(就是|真是|都是)?(垃圾|人渣)|垃圾(政府|街道|机器人|客服|玩意|东西|系统)",
+)
+# "The second one", "number 2", "the last one": picking from a list just shown.
+ORDINAL = re.compile(
+    r"第(\d{1,2}|[一二三四五六七八九十]{1,2})(个|件|条|项|单)?|^(\d{1,2})(号|个)?$|最后(一)?(个|件|条|项)"
+)
+_CHINESE_DIGITS = {c: i for i, c in enumerate("零一二三四五六七八九十")}
+
+
+def ordinal(text: str, count: int) -> int | None:
+    """The 0-based position ``text`` picks from a list of ``count``, if it picks one."""
+    match = ORDINAL.search(clean(text))
+    if match is None:
+        return None
+    if match.group(0).startswith("最后"):
+        return count - 1
+    raw = match.group(1) or match.group(3)
+    position = int(raw) if raw.isdigit() else _chinese_number(raw)
+    return position - 1 if 1 <= position <= count else None
+
+
+def _chinese_number(raw: str) -> int:
+    if raw == "十":
+        return 10
+    if raw.startswith("十"):
+        return 10 + _CHINESE_DIGITS[raw[1]]
+    if raw.endswith("十"):
+        return _CHINESE_DIGITS[raw[0]] * 10
+    return _CHINESE_DIGITS.get(raw[0], 0)
