@@ -312,7 +312,9 @@ async def test_run_serves_the_chat_and_health_until_stopped(env: Env, stop: sign
 
         async with aiohttp.ClientSession() as http, http.get(f"{base}/healthz") as response:
             assert response.status == 200
-            assert await response.json() == {"status": "ok", "database": "ok"}
+            health = await response.json()
+            assert (health["status"], health["database"]) == ("ok", "ok")
+            assert health["pump"]["stalled"] is False
 
         server.send_signal(stop)
         async with asyncio.timeout(10):  # it stops promptly, not when the test gives up
