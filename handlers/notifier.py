@@ -206,9 +206,13 @@ class NotificationPump:
             await self._settle()
         finally:
             self._running = False
-            for lane in list(self._lanes.values()):
-                if lane.task is not None:
-                    lane.task.cancel()
+            # Cancelled (not stopped): the lanes are cancelled too, and awaited, so no
+            # send or query is left running on a connection the caller is about to close.
+            lanes = [lane.task for lane in self._lanes.values() if lane.task is not None]
+            for task in lanes:
+                task.cancel()
+            if lanes:
+                await asyncio.gather(*lanes, return_exceptions=True)
 
     async def _settle(self) -> None:
         """Wait for every lane in hand to finish."""

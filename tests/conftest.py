@@ -301,3 +301,10 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     """A client session with a short timeout, as the dispatch worker shares one."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.5)) as session:
         yield session
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The Rasa tests may build Rasa's venv and train a model first: give them longer."""
+    for item in items:
+        if item.get_closest_marker("rasa") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(2400))

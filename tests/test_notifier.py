@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -106,16 +105,18 @@ async def test_running_pump_delivers_changes_from_elsewhere(
 ) -> None:
     book, channel = CaseBook(sessions), CollectingChannel()
     number = await open_case(book)
-    task = asyncio.create_task(pump_for(sessions, channel, catalog).run())
+    pump = pump_for(sessions, channel, catalog)
+    task = asyncio.create_task(pump.run())
     try:
         await book.change_status(number, CaseStatus.accepted, "已受理")
         async with asyncio.timeout(10):
             while not channel.pushes:  # noqa: ASYNC110 - the fake channel has no event to await
                 await asyncio.sleep(0.02)
     finally:
-        # Awaited, so a claim cut short rolls back before the tables are truncated.
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        # Stopped, not cancelled, the way the app stops it: the sends in hand finish
+        # and no query is cut off before the tables are truncated.
+        pump.stop()
+        async with asyncio.timeout(10):
             await task
     assert number in channel.pushes[0][1].text
 
