@@ -10,6 +10,7 @@ the phone and desktop views are written to docs/ for the README.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -45,7 +46,9 @@ CHROMIUM_ARGS = [
 ]
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
-DOCS = Path(__file__).parent.parent / "docs"
+# Where the screenshots go: var/screenshots, to look at after a run, or docs/ (the README's)
+# with YIMEN_SCREENSHOTS=docs, so a plain test run leaves the working tree clean.
+SHOTS = Path(__file__).parent.parent / os.environ.get("YIMEN_SCREENSHOTS", "var/screenshots")
 T = Catalog.load()
 
 pytestmark = pytest.mark.slow
@@ -98,8 +101,8 @@ async def box(page: Page, selector: str) -> dict[str, float]:
 
 
 def screenshot(name: str) -> str:
-    DOCS.mkdir(exist_ok=True)
-    return str(DOCS / name)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    return str(SHOTS / name)
 
 
 # -- the first screen -----------------------------------------------------------------

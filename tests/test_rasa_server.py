@@ -2,7 +2,8 @@
 
 The server is the one scripts/rasa-server.sh builds, trains on nlu/data and serves,
 with token auth, on a port of the tests' own (5055), so a server a developer runs on
-5005 is left alone. The fixture starts it when it is not already serving: the first run
+5005 is left alone. The fixture starts it when it is not already serving (and stops what it
+started when the tests end): the first run
 on a machine installs Rasa into ~/.cache/yimen/rasa-venv (a few minutes) and trains a
 YIMEN_TEST_RASA_EPOCHS-epoch model (5 by default, enough for these tests; cached by
 data, config and epochs). Point YIMEN_TEST_RASA_URL (and YIMEN_TEST_RASA_TOKEN) at a
@@ -13,6 +14,7 @@ be had.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -60,6 +62,7 @@ def rasa_server() -> Iterator[tuple[str, str]]:
     }
     log = CACHE / "rasa-tests.log"
     log.parent.mkdir(parents=True, exist_ok=True)
+    was_serving = _serving(PORT)
     with log.open("w") as out:
         done = subprocess.run(
             ["bash", str(ROOT / "scripts" / "rasa-server.sh"), "all", "--epochs", EPOCHS],
@@ -71,8 +74,24 @@ def rasa_server() -> Iterator[tuple[str, str]]:
     if done.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
         pytest.fail(f"scripts/rasa-server.sh all failed ({done.returncode}):\n{tail}")
-    # Left running: the next test run finds it serving the same model and starts at once.
-    yield f"http://127.0.0.1:{PORT}", token
+    try:
+        yield f"http://127.0.0.1:{PORT}", token
+    finally:
+        if not was_serving:  # the tests started it, so the tests stop it
+            subprocess.run(
+                ["bash", str(ROOT / "scripts" / "rasa-server.sh"), "stop"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=False,
+            )
+
+
+def _serving(port: int) -> bool:
+    """Whether something already listens on the port (a server a developer left up)."""
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture

@@ -174,7 +174,7 @@ async def test_a_complaint_with_a_location_and_a_photo_is_opened_and_its_progres
         "complaint.confirm",
         category=T("category.noise"),
         description=COMPLAINT,
-        address="39.60800,109.78100",
+        address="39.60800,109.78100" + T("complaint.pinned"),
         photos=T("complaint.photo_count", count=1),
     )
 
