@@ -164,6 +164,10 @@ class Pipeline:
     async def _respond(
         self, inbound: Inbound, state: ConversationState
     ) -> tuple[Parse | None, list[Outbound]]:
+        if inbound.payload and not inbound.text.strip():
+            # A press whose label the channel could not read (Telegram leaves out the
+            # message of an old button): the label offered with that payload, if any.
+            inbound = replace(inbound, text=state.label(inbound.payload))
         refusal = self._refusal(inbound)
         if refusal is not None:
             return None, [refusal]
@@ -184,7 +188,7 @@ class Pipeline:
                 return None
             return Outbound(self._t("chat.unsupported_media"))
         if not text:
-            return Outbound(self._t("chat.empty"))
+            return None if inbound.payload else Outbound(self._t("chat.empty"))
         if len(text) > self._limits.max_text:
             return Outbound(self._t("chat.too_long", limit=self._limits.max_text))
         if not has_content(text):

@@ -159,6 +159,10 @@ class ConversationState:
                 return payload
         return None
 
+    def label(self, payload: str) -> str:
+        """The label of the offered button with ``payload``; empty when none has it."""
+        return next((label for label, offered in self.buttons if offered == payload), "")
+
     @property
     def idle(self) -> bool:
         """Whether no flow is active (flows may still be paused)."""

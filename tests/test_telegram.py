@@ -288,6 +288,18 @@ async def test_the_cancel_button_leaves_the_complaint(yimen: Yimen) -> None:
     assert yimen.emulator.answered == [press["callback_query"]["id"]]
 
 
+async def test_a_button_under_a_message_telegram_no_longer_includes_still_works(
+    yimen: Yimen,
+) -> None:
+    """An old message comes back as an InaccessibleMessage: the payload alone decides."""
+    resident = yimen.emulator.resident(10_013)
+    asked = await report_noise(yimen, resident)
+    press = resident.press(asked, T("button.cancel"), inaccessible=True)
+    answer = await yimen.one(press, resident)
+    assert answer.text == T("complaint.cancelled")
+    assert await yimen.services.cases.list_cases() == []
+
+
 async def test_wordless_messages_get_a_polite_answer_and_group_chats_none(
     yimen: Yimen,
 ) -> None:

@@ -531,18 +531,26 @@ class Resident:
         group = {"id": -1000000000000 - self.id, "title": "小区业主群", "type": "supergroup"}
         return self.message(chat=group, text=text)
 
-    def press(self, message: Sent, label: str) -> dict[str, Any]:
-        """An update for pressing the button labelled ``label`` under ``message``."""
+    def press(self, message: Sent, label: str, *, inaccessible: bool = False) -> dict[str, Any]:
+        """An update for pressing the button labelled ``label`` under ``message``.
+
+        ``inaccessible``: Telegram no longer includes the message (older than 48 hours),
+        only an InaccessibleMessage (its chat and id, date 0), so there is no keyboard
+        to read the label from.
+        """
         data = {b["text"]: b.get("callback_data") for b in message.buttons}
         assert label in data, f"no {label} button in {list(data)}"
         query_id = f"{self.id}{self.emulator.next_update_id()}"
         self.emulator._queries.add(query_id)
+        shown = message.json(self.emulator.bot)
+        if inaccessible:
+            shown = {"chat": shown["chat"], "message_id": shown["message_id"], "date": 0}
         return {
             "update_id": self.emulator.next_update_id(),
             "callback_query": {
                 "id": query_id,
                 "from": self.user,
-                "message": message.json(self.emulator.bot),
+                "message": shown,
                 "chat_instance": f"ci{self.id}",
                 "data": data[label],
             },
