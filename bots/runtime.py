@@ -7,9 +7,11 @@ knows which implementation (SQLite or PostgreSQL, memory or Redis) is in use.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+import statistics
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +32,7 @@ from handlers.state import ConversationStore
 from integration.cases import CaseBook
 from integration.db import check_exists, create_engine, session_factory, upgrade
 from integration.dispatch import Dispatch, DispatchConfig, WorkerTiming, open_dispatch
+from integration.dispatch.open311 import Locate, Place
 from integration.dispatch.ratings import RatingBook
 from integration.notifications import NotificationQueue
 from integration.state import KeyBuilder, MemoryConversationStore, RedisConversationStore, Timing
@@ -40,6 +43,9 @@ from nlu.gazetteer import Gazetteer
 from nlu.types import Interpreter
 
 log = logging.getLogger(__name__)
+# What the centre of all the gazetteer's communities is called, for a platform's staff
+# (see ``place_for``): the district the street offices serve.
+DISTRICT = "本辖区"
 
 
 @dataclass(slots=True)
@@ -212,14 +218,38 @@ def dispatch_config(settings: Settings) -> DispatchConfig:
     )
 
 
-def _locator(gazetteer: Gazetteer) -> Callable[[str], tuple[float, float] | None]:
-    """Coordinates of the community a typed address names (for platforms that need them)."""
+def _locator(gazetteer: Gazetteer) -> Locate:
+    """Coordinates for a typed address, for platforms that need them (see ``place_for``)."""
+    return functools.partial(place_for, gazetteer)
 
-    def locate(address: str) -> tuple[float, float] | None:
-        community = gazetteer.locate(address)
-        return (community.latitude, community.longitude) if community else None
 
-    return locate
+def place_for(gazetteer: Gazetteer, address: str) -> Place | None:
+    """The best coordinates the gazetteer knows for a typed address, never exact.
+
+    The centre of the community it names; else of the street (街道) it names; else of
+    the whole district, so that a platform that needs coordinates still takes the
+    case, with the address as the truth. ``near`` says which, for the platform's staff.
+    """
+    if not address.strip():
+        return None
+    community = gazetteer.locate(address)
+    if community is not None:
+        return Place(community.latitude, community.longitude, community.name)
+    communities = list(gazetteer)
+    streets = {c.street for c in communities if c.street in address}
+    if streets:
+        street = max(streets, key=len)
+        communities = [c for c in communities if c.street == street]
+        near = street
+    else:
+        near = DISTRICT
+    if not communities:
+        return None
+    return Place(
+        round(statistics.fmean(c.latitude for c in communities), 6),
+        round(statistics.fmean(c.longitude for c in communities), 6),
+        near,
+    )
 
 
 def build_pipeline(

@@ -6,11 +6,13 @@ ways real servers do; the client must read all of it and map failures to types.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
 
+from bots.runtime import DISTRICT, place_for
 from integration.dispatch.errors import (
     DispatchAuthError,
     DispatchProtocolError,
@@ -18,7 +20,12 @@ from integration.dispatch.errors import (
     DispatchUnavailable,
     DispatchUnsupported,
 )
-from integration.dispatch.open311 import Open311Platform, ServiceMap, decode
+from integration.dispatch.open311 import (
+    SAME_REQUEST_FAULTS,
+    Open311Platform,
+    ServiceMap,
+    decode,
+)
 from integration.dispatch.types import CaseTicket
 from integration.models import CaseStatus
 from nlu.gazetteer import Gazetteer
@@ -165,24 +172,92 @@ async def test_server_errors_and_timeouts_are_retryable(
     assert first.value.retryable and second.value.retryable
 
 
-async def test_an_address_without_coordinates_gets_the_gazetteers(
+async def test_an_address_without_coordinates_gets_the_gazetteers_marked_approximate(
     open311: Open311Emulator, http: aiohttp.ClientSession
 ) -> None:
-    open311.quirks.needs_latlong = True  # an address-only request gets a 500 HTML page
     unplaced = ticket(latitude=None, longitude=None)
     gazetteer = Gazetteer.load()
+    platform = client(open311, http, locate=functools.partial(place_for, gazetteer))
 
-    def locate(address: str) -> tuple[float, float] | None:
-        community = gazetteer.locate(address)
-        return (community.latitude, community.longitude) if community else None
+    receipt = await platform.create(unplaced, maybe_sent=False)
 
-    with pytest.raises(DispatchUnavailable) as html_page:
-        await client(open311, http).create(unplaced, maybe_sent=False)
-    receipt = await client(open311, http, locate=locate).create(unplaced, maybe_sent=False)
-
-    assert html_page.value.status == 500
     assert receipt.platform_id is not None
-    assert (open311.posts[-1]["lat"], open311.posts[-1]["long"]) == ("39.609100", "109.771200")
+    posted = open311.posts[-1]
+    assert (posted["lat"], posted["long"]) == ("39.609100", "109.771200")
+    assert posted["address_string"] == posted["address"] == "金辉小区3号楼"
+    assert posted["description"].startswith("[YM2611250001] 楼下烧烤店每天半夜还很吵")
+    assert "坐标为金辉小区的大致位置" in posted["description"]
+
+
+async def test_a_pinned_case_sends_its_own_coordinates_unmarked(
+    open311: Open311Emulator, http: aiohttp.ClientSession
+) -> None:
+    gazetteer = Gazetteer.load()
+    platform = client(open311, http, locate=functools.partial(place_for, gazetteer))
+    await platform.create(ticket(latitude=39.5, longitude=109.5), maybe_sent=False)
+    posted = open311.posts[-1]
+    assert (posted["lat"], posted["long"]) == ("39.500000", "109.500000")
+    assert "大致位置" not in posted["description"]
+
+
+def test_the_best_known_place_is_the_community_then_the_street_then_the_district() -> None:
+    gazetteer = Gazetteer.load()
+    community = place_for(gazetteer, "金辉小区3号楼")
+    street = place_for(gazetteer, "交通街道东边那条路上")
+    district = place_for(gazetteer, "幸福路88号")
+    assert community is not None and community.near == "金辉小区"
+    assert street is not None and street.near == "交通街道"
+    assert district is not None and district.near == DISTRICT
+    on_street = [c for c in gazetteer if c.street == "交通街道"]
+    assert (
+        min(c.latitude for c in on_street) <= street.latitude <= max(c.latitude for c in on_street)
+    )
+    assert (street.latitude, street.longitude) != (district.latitude, district.longitude)
+    assert place_for(gazetteer, "  ") is None
+
+
+async def test_a_server_that_reads_only_address_takes_an_unknown_place(
+    open311: Open311Emulator, http: aiohttp.ClientSession
+) -> None:
+    """幸福路88号 is in no gazetteer: the non-standard ``address`` field carries it."""
+    open311.quirks.needs_latlong = True
+    receipt = await client(open311, http).create(
+        ticket(address="幸福路88号", latitude=None, longitude=None), maybe_sent=False
+    )
+    assert receipt.platform_id is not None
+    assert "lat" not in open311.posts[-1] and open311.posts[-1]["address"] == "幸福路88号"
+
+
+async def test_a_500_to_the_same_request_while_the_server_answers_is_named_clearly(
+    open311: Open311Emulator, http: aiohttp.ClientSession
+) -> None:
+    open311.quirks.required = ("attribute[building_type]",)
+    platform = client(open311, http)
+    for _ in range(SAME_REQUEST_FAULTS - 1):
+        with pytest.raises(DispatchUnavailable) as failed:
+            await platform.create(ticket(), maybe_sent=False)
+        assert "same request" not in str(failed.value)
+    with pytest.raises(DispatchUnavailable) as failed:
+        await platform.create(ticket(), maybe_sent=False)
+    assert failed.value.retryable  # the server may yet recover; the reason is for staff
+    reason = str(failed.value)
+    assert f"HTTP 500 to this same request {SAME_REQUEST_FAULTS} times" in reason
+    assert "address_string" in reason and "api_key" not in reason
+
+
+async def test_a_server_in_trouble_is_never_taken_for_a_bad_request(
+    open311: Open311Emulator, http: aiohttp.ClientSession
+) -> None:
+    platform = client(open311, http)
+    await platform.service_code("noise")  # the codes are known before the trouble
+    open311.quirks.broken = 502
+    for _ in range(SAME_REQUEST_FAULTS + 2):
+        with pytest.raises(DispatchUnavailable) as failed:
+            await platform.create(ticket(), maybe_sent=False)
+        assert "same request" not in str(failed.value)
+    open311.quirks.broken = 0
+    assert (await platform.create(ticket(), maybe_sent=False)).platform_id is not None
+    assert len(open311.created_for("YM2611250001")) == 1
 
 
 def test_html_and_malformed_answers_are_protocol_errors() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -16,6 +17,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bots.runtime import place_for
 from integration.cases import CaseBook, CaseDraft, format_number
 from integration.changes import outbox_key
 from integration.dispatch.open311 import Open311Platform, ServiceMap
@@ -34,6 +36,7 @@ from integration.models import (
     OutboxState,
     utcnow,
 )
+from nlu.gazetteer import Gazetteer
 from tests.conftest import DISPATCH_SECRET
 from tests.emulators.dispatch import DispatchEmulator
 from tests.emulators.open311 import Open311Emulator
@@ -218,6 +221,31 @@ async def test_platform_down_for_a_whole_run_then_back(rig: Rig) -> None:
     assert None not in (await rig.platform_ids()).values()
 
 
+async def test_an_unplaced_case_reaches_a_georeport_server_that_needs_a_place(
+    sessions: Sessions, http: aiohttp.ClientSession, open311: Open311Emulator
+) -> None:
+    """Issue 16 item 8: 幸福路88号 (in no gazetteer), no pin, the platform down when the
+    case is opened, and a server that 500s without coordinates or ``address``."""
+    open311.quirks.needs_latlong = True
+    platform = Open311Platform(
+        http, open311.base, api_key="test-key", locate=partial(place_for, Gazetteer.load())
+    )
+    rig = build(sessions, platform, open311)
+    await open311.stop()
+    case = await rig.book.create_case(draft(address="幸福路88号", latitude=None, longitude=None))
+    await rig.worker.forward_due()
+    assert [job.state for job in await jobs(sessions)] == ["pending"]
+
+    await open311.start()
+    await rig.drain()
+
+    rig.assert_each_once([case.number])
+    [posted] = open311.posts
+    assert posted["address"] == posted["address_string"] == "幸福路88号"
+    assert posted["lat"] and "大致位置" in posted["description"]
+    assert [job.state for job in await jobs(sessions)] == ["done"]
+
+
 async def test_server_errors_are_retried_with_backoff(rig: Rig) -> None:
     rig.emulator.faults.fail = [500, 502, 503]
     numbers = await rig.open(1)
@@ -273,6 +301,8 @@ async def test_cases_that_keep_failing_go_dead_and_staff_can_retry(rig: Rig) -> 
     [dead] = await rig.outbox.dead()
     assert (dead.number, dead.kind, dead.attempts) == (number, OutboxKind.create, 6)
     assert "500" in dead.last_error
+    if isinstance(rig.emulator, Open311Emulator):  # it answers GET services all along
+        assert "500 to this same request" in dead.last_error
     assert rig.emulator.created_for(number) == []
 
     assert await rig.outbox.requeue(number) == 1

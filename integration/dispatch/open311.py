@@ -14,6 +14,7 @@ a create that may already have reached the server first looks the case up by the
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -27,9 +28,12 @@ import yaml
 from aiohttp import ClientSession
 
 from integration.dispatch.errors import (
+    DispatchError,
     DispatchNotFound,
     DispatchProtocolError,
     DispatchRejected,
+    DispatchRetryAfter,
+    DispatchUnavailable,
     DispatchUnsupported,
 )
 from integration.dispatch.http import check_status, is_html, parse_json, send
@@ -44,7 +48,23 @@ DEFAULT_KEY = "__default__"
 LOOKUP_SLACK = timedelta(minutes=10)  # clock skew allowed between us and the server
 BATCH = 50  # service_request_ids per status query
 
-Locate = Callable[[str], tuple[float, float] | None]
+# A POST the server answers with 5xx this many times in a row, while it answers other
+# calls, is reported as the request's fault (a field the server requires and we do not
+# send), so the dead-letter reason tells staff what to fix.
+SAME_REQUEST_FAULTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Coordinates for a typed address: ``near`` names what they are the centre of
+    (a community, a street, the district) when they are only approximate."""
+
+    latitude: float
+    longitude: float
+    near: str = ""
+
+
+Locate = Callable[[str], Place | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +75,8 @@ class ServiceMap:
     attributes: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     statuses: Mapping[str, CaseStatus] = field(default_factory=dict)
     open_with_notes: CaseStatus | None = None
+    # Added to the description when the coordinates sent are only a centre ({near}).
+    approximate_note: str = "（坐标为{near}的大致位置，请以地址为准）"
 
     @classmethod
     def load(cls, path: Path | None = None) -> ServiceMap:
@@ -82,6 +104,11 @@ class ServiceMap:
             },
             statuses=statuses,
             open_with_notes=CaseStatus(with_notes) if with_notes else None,
+            **(
+                {"approximate_note": str(document["approximate_note"])}
+                if document.get("approximate_note")
+                else {}
+            ),
         )
 
     def resolve(self, services: Sequence[Mapping[str, Any]]) -> dict[str, str]:
@@ -184,6 +211,9 @@ class Open311Platform:
         self._ttl = services_ttl
         self._codes: dict[str, str] = {}
         self._codes_at = 0.0
+        # case number -> (hash of the request, 5xx answers to it in a row); in memory
+        # only: it words a reason, and a restart merely counts again.
+        self._faults: dict[str, tuple[str, int]] = {}
 
     async def create(self, ticket: CaseTicket, *, maybe_sent: bool) -> Receipt:
         """POST the request; first look for it when an earlier attempt may have landed."""
@@ -191,18 +221,57 @@ class Open311Platform:
         if maybe_sent and (found := await self.find(ticket, code)):
             log.info("case %s was already on the platform as %s", ticket.number, found)
             return Receipt(platform_id=found)
+        form = self._form(ticket, code)
         try:
-            document = await self._call("POST", "requests", data=self._form(ticket, code))
+            document = await self._call("POST", "requests", data=form)
         except DispatchRejected as exc:
             if any("service_code" in f"{c} {d}".lower() for c, d in exc.errors):
                 self._codes_at = 0.0  # the service list changed: read it again next time
             raise
+        except DispatchUnavailable as exc:
+            await self._judge_server_error(ticket.number, form, exc)
+            raise
+        self._faults.pop(ticket.number, None)
         [request, *_] = requests_in(document) or [{}]
         platform_id = _text(request.get("service_request_id"))
         token = _text(request.get("token"))
         if not platform_id and not token:
             raise DispatchProtocolError("the POST answer has neither service_request_id nor token")
         return Receipt(platform_id=platform_id or None, token=token or None)
+
+    async def _judge_server_error(
+        self, number: str, form: Mapping[str, str], exc: DispatchUnavailable
+    ) -> None:
+        """Say so when a 5xx looks like the request's fault rather than the server's.
+
+        A server that is down fails every call. One that answers ``GET services`` at
+        once but answers the same POST with 5xx, ``SAME_REQUEST_FAULTS`` times in a
+        row, most likely lacks a field it requires (GeoReport servers are known to
+        answer 500 without coordinates). The attempt is still retried (a server may
+        yet recover), but with a reason staff can act on when it reaches the dead
+        letters, instead of "HTTP 500: -".
+        """
+        if exc.status is None or exc.status < 500 or isinstance(exc, DispatchRetryAfter):
+            return  # unreachable, timed out, or asked to come back later
+        try:
+            await self._call("GET", "services")
+        except DispatchError:
+            self._faults.pop(number, None)
+            return  # the server is in trouble, not the request
+        digest = hashlib.sha256(repr(sorted(form.items())).encode()).hexdigest()
+        seen, count = self._faults.get(number, ("", 0))
+        count = count + 1 if seen == digest else 1
+        self._faults[number] = (digest, count)
+        if count < SAME_REQUEST_FAULTS:
+            return
+        fields = ", ".join(sorted(k for k in form if k not in ("api_key", "description")))
+        raise DispatchUnavailable(
+            f"the platform answered HTTP {exc.status} to this same request {count} times "
+            f"in a row while answering other calls: it likely requires a field we do not "
+            f"send (sent: {fields}); check its service definition and the mapping file. "
+            f"Last answer: {exc}",
+            exc.status,
+        ) from exc
 
     async def resolve_token(self, token: str) -> str | None:
         """``GET tokens/{token}``: the request's id once the server has made it."""
@@ -262,14 +331,18 @@ class Open311Platform:
             form["api_key"] = self._api_key
         if self._jurisdiction:
             form["jurisdiction_id"] = self._jurisdiction
-        point = (ticket.latitude, ticket.longitude)
-        if None in point and ticket.address and self._locate:
-            point = self._locate(ticket.address) or point
-        if point[0] is not None and point[1] is not None:
-            # Many servers need coordinates even when they accept an address.
-            form["lat"], form["long"] = f"{point[0]:.6f}", f"{point[1]:.6f}"
+        if ticket.latitude is not None and ticket.longitude is not None:
+            form["lat"], form["long"] = f"{ticket.latitude:.6f}", f"{ticket.longitude:.6f}"
+        elif ticket.address and self._locate and (place := self._locate(ticket.address)):
+            # Many servers need coordinates even when they accept an address: the best
+            # known, said to be approximate when they are only a community's or street's.
+            form["lat"], form["long"] = f"{place.latitude:.6f}", f"{place.longitude:.6f}"
+            if place.near:
+                form["description"] += self._map.approximate_note.format(near=place.near)
         if ticket.address:
             form["address_string"] = ticket.address
+            # Not in the spec, but widely deployed servers read it (and fail without it).
+            form["address"] = ticket.address
         media = next((u for u in ticket.media_urls if u.startswith(("http://", "https://"))), "")
         if media:
             form["media_url"] = media

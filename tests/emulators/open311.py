@@ -66,7 +66,11 @@ class Quirks:
     token_pending: int = 0  # GET tokens/{t} answers without an id this many times
     errors_as_object: bool = False  # {"code":…, "description":…} instead of an array
     post_returns_request: bool = False  # answer POST with the whole request object
-    needs_latlong: bool = False  # an address-only POST gets a 500 HTML page
+    # As a widely deployed server does: a POST with neither lat/long nor the non-standard
+    # `address` field (address_string alone is not read) gets a 500 HTML page.
+    needs_latlong: bool = False
+    required: tuple[str, ...] = ()  # form fields whose absence gets a 500 HTML page
+    broken: int = 0  # every call is answered with this status (a server in trouble)
     html_without_suffix: bool = True  # no .json/.xml suffix: an HTML page
     xml_always: bool = False  # answer XML even when JSON was asked for
 
@@ -124,6 +128,8 @@ class Open311Emulator(Served):
         else:
             if self.quirks.html_without_suffix:
                 return _html(200, "<html><body><h1>311 portal</h1></body></html>")
+        if self.quirks.broken:
+            return _html(self.quirks.broken, "<html><body><h1>Bad Gateway</h1></body></html>")
         if self.quirks.xml_always:
             fmt = "xml"
         parts = path.strip("/").split("/")
@@ -153,7 +159,8 @@ class Open311Emulator(Served):
         has_point = bool(form.get("lat") and form.get("long"))
         if not has_point and not form.get("address_string"):
             return self._error(fmt, 400, "a location is required: lat/long or address_string")
-        if self.quirks.needs_latlong and not has_point:
+        lacking = [name for name in self.quirks.required if not form.get(name)]
+        if (self.quirks.needs_latlong and not has_point and not form.get("address")) or lacking:
             return _html(500, "<html><body><h1>Internal Server Error</h1></body></html>")
         faults = self.faults
         if faults.fail:
