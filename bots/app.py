@@ -24,6 +24,9 @@ from handlers.messages import Channel, Inbound, Outbound
 from handlers.notifier import NotificationPump
 from integration.dispatch.callbacks import CALLBACK_PATH
 from integration.history import TranscriptTail
+from integration.metrics import OUTBOX_AGE, OUTBOX_DEPTH, exposition
+from nlu.rasa_client import FallbackInterpreter
+from nlu.types import Interpreter
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +144,44 @@ def create_app(
             {"status": "ok" if healthy else "degraded", **report}, status=200 if healthy else 503
         )
 
+    async def readyz(request: web.Request) -> web.Response:
+        """Whether to send this process traffic, with each part named.
+
+        Not ready (503) when the database or Redis cannot be reached: nothing could be
+        kept. The NLU backend and the platform are named but do not decide: with Rasa
+        down the embedded model answers, and with the platform down cases wait in the
+        outbox and are forwarded later.
+        """
+        services = request.app[SERVICES]
+        report: dict[str, Any] = dict(await services.health())
+        ready = all(value == "ok" for value in report.values())
+        report["nlu"] = nlu_status(services.pipeline.interpreter if services.pipeline else None)
+        worker = services.dispatch.worker
+        report["platform"] = {
+            "name": services.dispatch.platform.name,
+            "state": "ok" if worker.last_error is None else "unreachable",
+            **({"last_error": worker.last_error} if worker.last_error else {}),
+        }
+        report["pump"] = request.app[PUMP].status().as_dict()
+        return web.json_response(
+            {"status": "ready" if ready else "not ready", **report}, status=200 if ready else 503
+        )
+
+    async def metrics(request: web.Request) -> web.Response:
+        """Prometheus metrics; the outbox gauges are read from the database now."""
+        outbox = request.app[SERVICES].dispatch.outbox
+        try:
+            counts = await outbox.counts()
+            for state in ("pending", "dead"):
+                OUTBOX_DEPTH.labels(state).set(counts.get(state, 0))
+            OUTBOX_AGE.set(await outbox.oldest_pending_age())
+        except Exception:  # the counters still tell; /readyz names the database
+            log.warning("outbox gauges not read", exc_info=True)
+        body, content_type = exposition()
+        response = web.Response(body=body)
+        response.headers["Content-Type"] = content_type
+        return response
+
     async def index(_: web.Request) -> web.Response:
         raise web.HTTPFound("/chat")
 
@@ -149,6 +190,7 @@ def create_app(
 
     app.cleanup_ctx.append(lifespan)
     app.add_routes([web.get("/", index), web.get("/healthz", healthz)])
+    app.add_routes([web.get("/readyz", readyz), web.get("/metrics", metrics)])
     app.add_routes([web.post(CALLBACK_PATH, dispatch_callback)])
     app.add_routes(webchat.routes(handle, on_connect))
     app.add_routes(uploads.routes())
@@ -185,3 +227,13 @@ async def sweep_uploads(
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(interval):
                 await stop.wait()
+
+
+def nlu_status(interpreter: Interpreter | None) -> str:
+    """Which NLU backend answers now: embedded, rasa, or embedded standing in for Rasa."""
+    if interpreter is None:
+        return "none"
+    if isinstance(interpreter, FallbackInterpreter):
+        failure = interpreter.failure
+        return "rasa" if failure is None else f"embedded (rasa unavailable: {failure})"
+    return "embedded"

@@ -27,6 +27,7 @@ from handlers.catalog import Catalog
 from handlers.flows.rating import rating_buttons
 from handlers.messages import Channel, DeliveryError, Outbound
 from integration.cases import local_minute
+from integration.metrics import PUSH_FAILURES
 from integration.models import NotificationKind
 from integration.notifications import NotificationQueue, PendingPush
 
@@ -290,6 +291,14 @@ class NotificationPump:
         return None
 
     async def _failed(self, push: PendingPush, exc: DeliveryError) -> tuple[float, str]:
+        outcome = (
+            "offline"
+            if exc.offline
+            else "retry"
+            if exc.retryable and push.attempts + 1 < self._max_attempts
+            else "failed"
+        )
+        PUSH_FAILURES.labels(push.channel, outcome).inc()
         if exc.offline:
             await self._queue.retry_later(
                 push.id, exc.reason, self._offline_retry, count_attempt=False

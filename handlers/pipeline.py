@@ -10,6 +10,7 @@ crash between two messages.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass, replace
 from typing import Any
@@ -20,6 +21,7 @@ from handlers.messages import Inbound, Outbound
 from handlers.router import COMMANDS, Router, is_cancel
 from handlers.state import ConversationState, ConversationStore
 from integration.errors import DuplicateMessage
+from integration.metrics import MESSAGES, NLU_FALLBACKS, NLU_SECONDS
 from integration.privacy import has_id_number, mask_id_numbers
 from integration.state.keys import KeyBuilder
 from integration.state.types import Admission, Ticket
@@ -61,6 +63,11 @@ class Pipeline:
         self._t = catalog
         self._keys = keys
         self._limits = limits or Limits()
+
+    @property
+    def interpreter(self) -> Interpreter:
+        """The NLU backend messages are understood with."""
+        return self._interpreter
 
     async def handle(self, inbound: Inbound) -> list[Outbound] | None:
         """Process one message; None when it is a duplicate that was already handled."""
@@ -152,6 +159,7 @@ class Pipeline:
             replies, state = [Outbound(self._t("chat.busy"))], ConversationState.from_dict(saved)
         if masked:
             replies = [Outbound(self._t("chat.id_masked")), *replies]
+        MESSAGES.labels(inbound.channel, parse.intent if parse else "none").inc()
         await self._transcript.record_outcome(
             stored,
             parse.intent if parse else None,
@@ -210,7 +218,12 @@ class Pipeline:
                 return Parse(text, COMMANDS[command], 1.0)
             turn = Turn(inbound, Parse(text, FALLBACK_INTENT, 0.0))
             return turn.parse if is_cancel(turn) else None
-        return await self._interpreter.parse(text)
+        started = time.perf_counter()
+        parse = await self._interpreter.parse(text)
+        NLU_SECONDS.observe(time.perf_counter() - started)
+        if parse.intent == FALLBACK_INTENT:
+            NLU_FALLBACKS.inc()
+        return parse
 
 
 def transcript_record(inbound: Inbound) -> InboundRecord:

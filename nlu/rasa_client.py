@@ -276,11 +276,18 @@ class FallbackInterpreter:
         self._logged_count = 0
         self._failure: RasaError | None = None
 
+    @property
+    def failure(self) -> RasaError | None:
+        """Why the primary was last skipped, while it still is; None when it answers."""
+        return self._failure
+
     async def parse(self, text: str) -> Parse:
         """The primary's parse, or the fallback's when the primary is unavailable."""
         if time.monotonic() >= self._skip_until:
             try:
-                return await self.primary.parse(text)
+                parse = await self.primary.parse(text)
+                self._failure = None
+                return parse
             except RasaError as exc:
                 self._skip_until = time.monotonic() + self._retry_after
                 self._failure = exc

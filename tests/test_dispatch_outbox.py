@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -246,11 +247,29 @@ async def test_an_unplaced_case_reaches_a_georeport_server_that_needs_a_place(
     assert [job.state for job in await jobs(sessions)] == ["done"]
 
 
+def dispatch_errors(rig: Rig) -> float:
+    """The yimen_dispatch_errors_total samples of the rig's platform, summed."""
+    name = rig.worker._platform.name
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        if metric.name == "yimen_dispatch_errors"
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.labels.get("platform") == name
+    )
+
+
 async def test_server_errors_are_retried_with_backoff(rig: Rig) -> None:
     rig.emulator.faults.fail = [500, 502, 503]
     numbers = await rig.open(1)
+    errors = dispatch_errors(rig)
 
+    await rig.worker.forward_due()
+    assert rig.worker.last_error is not None and "500" in rig.worker.last_error
     await rig.drain()
+
+    assert dispatch_errors(rig) == errors + 3  # counted for /metrics
+    assert rig.worker.last_error is None  # /readyz: the platform answers again
 
     rig.assert_each_once(numbers)
     [job] = await jobs(rig.sessions)

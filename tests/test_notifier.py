@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -75,8 +76,11 @@ async def test_offline_recipient_keeps_the_push_without_using_attempts(
     number = await open_case(book)
     await book.change_status(number, CaseStatus.accepted)
     pump = pump_for(sessions, channel, catalog)
+    labels = {"channel": channel.name, "outcome": "offline"}
+    before = REGISTRY.get_sample_value("yimen_push_failures_total", labels) or 0.0
     assert await pump.deliver_due() == 0
     assert await states(sessions) == [("pending", 0)]
+    assert REGISTRY.get_sample_value("yimen_push_failures_total", labels) == before + 1
     channel.offline.clear()
     await NotificationQueue(sessions).release("collect", "r1")  # the visitor came back
     assert await pump.deliver_due() == 1

@@ -211,6 +211,15 @@ class Outbox:
             )
         return int(result.rowcount or 0)
 
+    async def oldest_pending_age(self) -> float:
+        """Seconds since the oldest job still pending was queued (0 when none is)."""
+        query = select(func.min(OutboxJob.created_at)).where(
+            OutboxJob.state == OutboxState.pending.value
+        )
+        async with self._engine.connect() as connection:
+            oldest = (await connection.execute(query)).scalar()
+        return max(0.0, (utcnow() - oldest).total_seconds()) if oldest else 0.0
+
     async def counts(self) -> dict[str, int]:
         """How many jobs are in each state."""
         query = select(OutboxJob.state, func.count()).group_by(OutboxJob.state)

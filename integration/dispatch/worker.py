@@ -21,6 +21,7 @@ from integration.dispatch.ratings import RatingBook
 from integration.dispatch.sync import Outcome, StatusSync, news
 from integration.dispatch.types import DispatchPlatform
 from integration.errors import CaseNotFound
+from integration.metrics import DISPATCH_ERRORS
 from integration.models import OutboxKind, utcnow
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,9 @@ class DispatchWorker:
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
         self._slots = asyncio.Semaphore(self._timing.concurrency)
+        # Why the last attempt to reach the platform failed; None once one succeeds
+        # (for /readyz: the platform is named there, and queued cases wait safely).
+        self.last_error: str | None = None
 
     def wake(self) -> None:
         """Look at the outbox now (a case was just created in this process)."""
@@ -156,6 +160,7 @@ class DispatchWorker:
                 log.exception("forwarding case %s failed", job.ticket.number)
                 await self._failed(job, exc)
                 return False
+        self.last_error = None
         if changed:
             self._on_change()
         return changed is not None
@@ -187,6 +192,9 @@ class DispatchWorker:
     async def _failed(self, job: Job, exc: Exception) -> None:
         timing = self._timing
         reason = f"{type(exc).__name__}: {exc}"
+        if not isinstance(exc, _TokenPending):
+            DISPATCH_ERRORS.labels(self._platform.name, type(exc).__name__).inc()
+            self.last_error = reason[:300]
         retryable = getattr(exc, "retryable", True)
         if not retryable or job.attempts >= timing.max_attempts:
             log.error("case %s %s gave up: %s", job.ticket.number, job.kind.value, reason)

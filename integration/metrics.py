@@ -1,0 +1,51 @@
+"""Prometheus metrics, one set per process, served at /metrics (bots.app).
+
+Counters and histograms are updated where things happen (the pipeline, the NLU call,
+the dispatch worker, the push pump); gauges that describe stored queues (the outbox)
+are read from the database when /metrics is scraped, so they are right whichever
+process did the work. Labels are bounded sets (channels, intents, error types,
+failure kinds), never resident input.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+MESSAGES = Counter(
+    "yimen_messages_total",
+    "Messages from residents, by channel and by the intent they were understood as",
+    ["channel", "intent"],
+)
+NLU_SECONDS = Histogram(
+    "yimen_nlu_seconds",
+    "Time to understand one message (the configured backend, fallback included)",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+NLU_FALLBACKS = Counter(
+    "yimen_nlu_fallback_total",
+    "Messages the model could not place (intent nlu_fallback)",
+)
+DISPATCH_ERRORS = Counter(
+    "yimen_dispatch_errors_total",
+    "Failed attempts to forward a case or a reopening to the dispatch platform",
+    ["platform", "error"],
+)
+OUTBOX_DEPTH = Gauge(
+    "yimen_outbox_depth",
+    "Outbox jobs by state (pending: waiting to reach the platform; dead: for staff)",
+    ["state"],
+)
+OUTBOX_AGE = Gauge(
+    "yimen_outbox_oldest_pending_seconds",
+    "Age of the oldest job still waiting to reach the dispatch platform (0: none)",
+)
+PUSH_FAILURES = Counter(
+    "yimen_push_failures_total",
+    "Status pushes that could not be delivered, by channel and by what happens next",
+    ["channel", "outcome"],  # outcome: offline (kept), retry (kept), failed (given up)
+)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text exposition of every metric, and its content type."""
+    return generate_latest(), CONTENT_TYPE_LATEST
