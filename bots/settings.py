@@ -98,6 +98,7 @@ class Settings(BaseSettings):
     nlu_inline_chars: int = Field(200, ge=1)  # longer messages are parsed off the event loop
     nlu_max_chars: int = Field(1000, ge=10)  # the NLU reads at most this much of a message
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one object per line, for collectors
 
     @property
     def resolved_database_url(self) -> str:

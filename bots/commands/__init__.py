@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 def load_settings(**overrides: Any) -> Settings:
     """The settings, with command-line values (those given) over the environment."""
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-    configure(settings.log_level)
+    configure(settings.log_level, settings.log_format)
     return settings
 
 
