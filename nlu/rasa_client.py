@@ -102,20 +102,32 @@ def to_parse(
     ISO 8601 relative to ``now`` (by default the current time in Asia/Shanghai), a mobile
     number loses its dashes.
     """
-    ranked = body.get("intent_ranking") or [body["intent"]]
-    ranking = tuple(
-        (str(item["name"]), float(item["confidence"]))
-        for item in ranked
-        if item.get("name") in INTENTS
-    )
-    name = body["intent"].get("name")
-    confidence = float(body["intent"].get("confidence") or 0.0)
-    if name not in INTENTS:
-        name, confidence = FALLBACK_INTENT, ranking[0][1] if ranking else confidence
-    elif unsure(((name, confidence), *ranking[1:]), threshold, margin):
-        name = FALLBACK_INTENT
-    entities = _entities(text, body.get("entities") or (), now)
+    try:
+        ranked = body.get("intent_ranking") or [body["intent"]]
+        ranking = tuple(
+            (str(item["name"]), _confidence(item.get("confidence")))
+            for item in ranked
+            if item.get("name") in INTENTS
+        )
+        name = body["intent"].get("name")
+        confidence = _confidence(body["intent"].get("confidence"))
+        if name not in INTENTS:
+            name, confidence = FALLBACK_INTENT, ranking[0][1] if ranking else confidence
+        elif unsure(((name, confidence), *ranking[1:]), threshold, margin):
+            name = FALLBACK_INTENT
+        entities = _entities(text, body.get("entities") or (), now)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        # Not the shape rasa.server answers: the fallback interpreter takes the message.
+        raise RasaError(f"Rasa's answer cannot be read: {type(exc).__name__}: {exc}") from exc
     return Parse(text, name, confidence, entities, ranking)
+
+
+def _confidence(value: Any) -> float:
+    """A confidence in [0, 1]; anything else is not an answer we can rank by."""
+    number = float(value or 0.0)
+    if not 0.0 <= number <= 1.0:  # also NaN
+        raise ValueError(f"confidence {value!r} outside [0, 1]")
+    return number
 
 
 def _value(name: str, span: str, value: str, now: datetime | None) -> str | None:
