@@ -280,17 +280,19 @@ class WebChatChannel:
                 socket, {"type": "error", "error": "bad_frame", "reason": refused.reason}
             )
             return
-        if not await self._admit(socket, inbound):
-            return
-        if inbound.media:
-            owned = await self._with_own_media(socket, inbound)
-            if owned is None:
-                return
-            inbound = owned
         try:
+            if not await self._admit(socket, inbound):
+                return
+            if inbound.media:
+                owned = await self._with_own_media(socket, inbound)
+                if owned is None:
+                    return
+                inbound = owned
             replies = await handle(inbound)
         except Exception:
-            # Nothing was stored (the pipeline let go of the message): the page resends it.
+            # Nothing was stored (the pipeline let go of the message, or a store such as
+            # Redis is down before it got there): the page resends it, and the socket
+            # stays open for the resend.
             log.exception("web chat message %s failed", inbound.message_id)
             await self._answer(
                 socket, {"type": "error", "error": "busy", "in_reply_to": inbound.message_id}

@@ -1,0 +1,157 @@
+"""Faults in the stores under a running app (issue 16, item 5): nothing accepted is lost.
+
+PostgreSQL's connections are killed under the app (pg_terminate_backend); Redis is a
+server of the test's own, on a port of its own, killed and started again (the shared
+Redis other tests use is never touched). Every server started here is stopped here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from bots.app import SERVICES, create_app
+from bots.settings import Settings
+from handlers.catalog import Catalog
+from integration.state import KeyBuilder
+from tests.emulators.dispatch_base import free_port
+from tests.test_webchat import ADDRESS, COMPLAINT, chat, labels_of, press, say, send, text_of
+from tests.webchat_client import Visitor
+
+pytestmark = pytest.mark.fault
+
+T = Catalog.load()
+
+
+class RedisServer:
+    """A redis-server of the test's own: no persistence, like the machine's."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is not installed (.ci/run installs it)"
+        command = [binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        self._process = subprocess.Popen(  # noqa: ASYNC220 - it starts at once; we poll below
+            [*command, "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(100):
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            await writer.wait_closed()
+            return
+        raise AssertionError(f"redis-server did not open port {self.port}")
+
+    def kill(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait(10)
+            self._process = None
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    server = RedisServer(free_port())
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+async def kill_connections(database_url: str) -> int:
+    """Terminate every other connection to the test's database; how many there were."""
+    plain = database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    connection = await asyncpg.connect(plain)
+    try:
+        rows = await connection.fetch(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await connection.close()
+    return len(rows)
+
+
+@pytest.fixture
+async def pg_client(
+    postgres: str, keys: KeyBuilder, data_dir: Path
+) -> AsyncIterator[TestClient[Any, Any]]:
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=postgres,
+        redis_url="redis://127.0.0.1:6379/0",
+        redis_prefix=keys.prefix,
+        push_poll_interval=0.1,
+    )
+    async with TestClient(TestServer(create_app(settings))) as client:
+        yield client
+
+
+async def test_postgres_connections_killed_mid_report_lose_nothing(
+    postgres: str, pg_client: TestClient[Any, Any]
+) -> None:
+    services = pg_client.app[SERVICES]
+    async with Visitor(pg_client) as browser, chat(pg_client, browser) as ws:
+        await say(ws, COMPLAINT)
+        assert await kill_connections(postgres) >= 1  # the app's pooled connections
+        reply = await say(ws, ADDRESS)
+        assert text_of(reply) == T("complaint.ask_photo", address=ADDRESS)
+        reply = await press(ws, reply, T("button.skip"))
+        assert T("button.submit") in labels_of(reply)
+        await kill_connections(postgres)
+        reply = await press(ws, reply, T("button.submit"))
+        assert "YM" in text_of(reply)
+    cases = await services.cases.list_cases()
+    assert [(c.category, c.address) for c in cases] == [("noise", ADDRESS)]
+
+
+async def test_redis_restarted_mid_conversation_loses_no_confirmed_case(
+    postgres: str, keys: KeyBuilder, data_dir: Path, own_redis: RedisServer
+) -> None:
+    await own_redis.start()
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=postgres,
+        redis_url=own_redis.url,
+        redis_prefix=keys.prefix,
+        push_poll_interval=0.1,
+    )
+    async with TestClient(TestServer(create_app(settings))) as client:
+        services = client.app[SERVICES]
+        async with Visitor(client) as browser, chat(client, browser) as ws:
+            reply = await say(ws, COMPLAINT)
+            reply = await say(ws, ADDRESS)
+            reply = await press(ws, reply, T("button.skip"))
+            reply = await press(ws, reply, T("button.submit"))
+            assert "YM" in text_of(reply)
+
+            own_redis.kill()
+            # While Redis is down: a plain "busy" answer (the page resends), never silence.
+            answer = await send(ws, "路灯不亮了")
+            assert (answer["type"], answer.get("error")) == ("error", "busy")
+
+            await own_redis.start()  # empty: the conversation state is gone
+            reply = await say(ws, "鄂托克西街的路灯不亮了")
+            assert text_of(reply)  # answered again, as a new conversation
+        cases = await services.cases.list_cases()
+        assert [c.category for c in cases] == ["noise"]  # the confirmed case is kept
