@@ -2,7 +2,8 @@
 
 PostgreSQL's connections are killed under the app (pg_terminate_backend); Redis is a
 server of the test's own, on a port of its own, killed and started again (the shared
-Redis other tests use is never touched). Every server started here is stopped here.
+Redis other tests use is never touched). Two workers share PostgreSQL and Redis while
+WeChat redelivers to both. Every server started here is stopped here.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from bots.settings import Settings
 from handlers.catalog import Catalog
 from integration.state import KeyBuilder
 from tests.emulators.dispatch_base import free_port
+from tests.emulators.wechat import WeChatAPIEmulator
+from tests.emulators.wechat_app import far_away, number_in, serve, wechat_settings
 from tests.test_webchat import ADDRESS, COMPLAINT, chat, labels_of, press, say, send, text_of
 from tests.webchat_client import Visitor
 
@@ -155,3 +158,40 @@ async def test_redis_restarted_mid_conversation_loses_no_confirmed_case(
             assert text_of(reply)  # answered again, as a new conversation
         cases = await services.cases.list_cases()
         assert [c.category for c in cases] == ["noise"]  # the confirmed case is kept
+
+
+async def test_wechat_redelivering_to_two_workers_gets_one_case_and_one_answer_a_turn(
+    postgres: str, keys: KeyBuilder, data_dir: Path, wechat_api: WeChatAPIEmulator
+) -> None:
+    """WeChat delivers each message three times within 15 s; a load balancer sends the
+    copies to either of two workers sharing PostgreSQL and Redis."""
+    settings = wechat_settings(
+        data_dir,
+        wechat_api,
+        database_url=postgres,
+        redis_url="redis://127.0.0.1:6379/0",
+        redis_prefix=keys.prefix,
+    )
+    async with serve(settings, wechat_api) as one, serve(settings, wechat_api) as two:
+        openid = "o-two-workers"
+        lat, lon = far_away()
+        turns = [
+            one.tencent.text(openid, COMPLAINT),
+            one.tencent.location(openid, lat, lon, "测试路1号"),
+            one.tencent.text(openid, T("button.skip")),
+            one.tencent.text(openid, T("button.submit")),
+        ]
+        answers = []
+        for xml in turns:
+            deliveries = [
+                await one.tencent.deliver(xml),
+                await two.tencent.deliver(xml),
+                await one.tencent.deliver(xml),
+            ]
+            answered = [d for d in deliveries if not d.empty]
+            assert len(answered) == 1, [d.body for d in deliveries]
+            answers.append(answered[0].text)
+        number = number_in(answers[-1])
+        cases = await one.services.cases.open_cases("wechat", openid)
+        assert [c.number for c in cases] == [number]
+        assert wechat_api.texts == []  # every answer went once, passively
