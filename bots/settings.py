@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     data_dir: Path = Path("var")
+    # The service catalogue (integration/services/catalogue.yml format); empty: the shipped one.
+    service_catalogue: Path | None = None
     database_url: str = ""  # default: sqlite+aiosqlite:///<data_dir>/yimen.db
     redis_url: str = ""  # empty: in-process state (one worker only)
     redis_prefix: str = "yimen"
