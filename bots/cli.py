@@ -17,6 +17,7 @@ from bots.commands import describe_db, load_settings, run_async, staff_services
 from bots.commands.dispatch import describe_dispatch, dispatch_app, worker
 from bots.commands.nlu import nlu_app
 from bots.commands.residents import residents_app
+from bots.commands.services import services_app
 from bots.commands.wechat import WeChatMode, bench_wechat_report, wechat_app
 from bots.runtime import finish, open_services
 from bots.settings import Settings
@@ -42,6 +43,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(wechat_app, name="wechat")
 app.add_typer(dispatch_app, name="dispatch")
 app.add_typer(residents_app, name="residents")
+app.add_typer(services_app, name="services")
 app.command()(worker)
 
 

@@ -1,0 +1,59 @@
+"""`yimen services check [FILE]`: validate a service catalogue and its holiday calendar.
+
+Staff run it after editing the catalogue; the server runs the same validation at
+start. Each problem is printed as ``file:line: field: what`` and the exit status is 1.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from integration.services import CatalogueError, ServiceCatalogue, load_catalogue
+
+services_app = typer.Typer(help="The service catalogue (办事指南).", no_args_is_help=True)
+
+
+@services_app.command("check")
+def check(
+    file: Annotated[
+        Path | None,
+        typer.Argument(
+            help="The catalogue to check (default: YIMEN_SERVICE_CATALOGUE, else the shipped one)."
+        ),
+    ] = None,
+) -> None:
+    """Validate a catalogue and the calendar it names; print each problem with its line."""
+    if file is None:
+        from bots.settings import Settings
+
+        file = Settings().service_catalogue
+    try:
+        catalogue = load_catalogue(file)
+    except CatalogueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    print(_summary(catalogue))
+
+
+def _summary(catalogue: ServiceCatalogue) -> str:
+    calendar = catalogue.calendar
+    provisional = " (provisional: check it against the State Council notice)"
+    years = ", ".join(
+        f"{year}{provisional if year in calendar.provisional else ''}"
+        for year in sorted(calendar.years)
+    )
+    lines = [
+        f"ok: {catalogue.path}",
+        f"  services: {len(catalogue.services)} in {len(catalogue.windows)} windows",
+        f"  out of remit: {len(catalogue.out_of_remit.topics)} topics, "
+        f"hotline {catalogue.out_of_remit.hotline}",
+        f"  calendar years: {years}",
+    ]
+    if not calendar.covers(date.today()):
+        lines.append(f"  warning: the calendar does not cover {date.today().year}")
+    return "\n".join(lines)
