@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from bots.commands import load_settings
 from integration.services import CatalogueError, ServiceCatalogue, load_catalogue
 
 services_app = typer.Typer(help="The service catalogue (办事指南).", no_args_is_help=True)
@@ -29,9 +30,7 @@ def check(
 ) -> None:
     """Validate a catalogue and the calendar it names; print each problem with its line."""
     if file is None:
-        from bots.settings import Settings
-
-        file = Settings().service_catalogue
+        file = load_settings().service_catalogue
     try:
         catalogue = load_catalogue(file)
     except CatalogueError as exc:
