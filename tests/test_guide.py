@@ -6,6 +6,7 @@ model's parse (never a hand-set intent), so each answer is the one a resident ge
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -243,3 +244,22 @@ def test_services_check_fails_on_a_broken_catalogue_with_file_and_line(tmp_path:
     )
     assert done.returncode == 1
     assert f"{broken}:{line}: services[0].bookable:" in done.stderr
+
+
+def test_the_server_refuses_to_start_with_a_broken_catalogue(tmp_path: Path) -> None:
+    text = DEFAULT_CATALOGUE.read_text(encoding="utf-8")
+    broken = tmp_path / "catalogue.yml"
+    broken.write_text(text.replace("    window: population\n", "    window: nowhere\n", 1), "utf-8")
+    shutil.copy(DEFAULT_CATALOGUE.parent / "calendar.yml", tmp_path / "calendar.yml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YIMEN_")}
+    env |= {"YIMEN_SERVICE_CATALOGUE": str(broken), "YIMEN_DATA_DIR": str(tmp_path / "data")}
+    done = subprocess.run(
+        [yimen_script(), "run", "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1
+    assert f"{broken}:" in done.stderr and "services[0].window: no window 'nowhere'" in done.stderr

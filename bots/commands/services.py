@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from bots.commands import load_settings
+from bots.settings import Settings
 from integration.services import CatalogueError, ServiceCatalogue, load_catalogue
 
 services_app = typer.Typer(help="The service catalogue (办事指南).", no_args_is_help=True)
@@ -37,6 +38,19 @@ def check(
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None
     print(_summary(catalogue))
+
+
+def check_catalogue(settings: Settings) -> None:
+    """Refuse to start with a broken catalogue: its problems on stderr, exit status 1.
+
+    The composition root validates it again; checking first fails before the NLU
+    model loads, with the problems instead of a traceback.
+    """
+    try:
+        load_catalogue(settings.service_catalogue)
+    except CatalogueError as exc:
+        print(f"error: the service catalogue is not valid:\n{exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
 
 
 def _summary(catalogue: ServiceCatalogue) -> str:
