@@ -110,7 +110,7 @@ async def test_following_greets_with_the_menu_and_unfollowing_is_only_recorded(
     [
         ("report", T("complaint.ask_what")),
         ("book_appointment", T("chat.unsupported", what=T("service_name.book_appointment"))),
-        ("ask_service_info", T("chat.unsupported", what=T("service_name.ask_service_info"))),
+        ("ask_service_info", T("guide.ask_which")),
         ("volunteer_browse", T("chat.unsupported", what=T("service_name.volunteer_browse"))),
         ("a-key-of-an-old-menu", T("chat.help")),
     ],

@@ -45,10 +45,9 @@ ASKS = re.compile(
 GUIDE_WORDS = Words(
     "guide",
     re.compile(
-        "(我|俺)?(想|要|得)?(看看?|查查?|问问?|咨询)?(一下)?(办事指南|办个?事|办业务|办证)(指南)?"
+        "(我|俺)?(想|要|得)?(看看?|查查?|问问?|咨询)?(一下)?(办事指南|办(个|点)?事|办业务|办证)(指南)?"
     ),
     whole=True,
-    slack=2,
 )
 # Any question: the guide's rule trigger (the flow declines what it cannot answer).
 QUESTION = Words("question", ASKS)
