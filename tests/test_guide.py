@@ -16,7 +16,7 @@ import pytest
 
 from handlers.catalog import Catalog
 from handlers.flows.base import Turn
-from handlers.flows.chat import MENU_HUMAN
+from handlers.flows.chat import MENU_HUMAN, ChatFlow
 from handlers.flows.guide import BOOK, MATERIALS, PROXY, GuideFlow
 from handlers.flows.guide_match import ServiceMatcher
 from handlers.messages import Inbound, Outbound
@@ -209,6 +209,35 @@ async def test_an_entity_the_catalogue_lacks_falls_back_to_the_words(
     turn = Turn(Inbound("webchat", "r1", "r1", "m", text), parse)
     (reply,) = await flow.start(turn, ConversationState())
     assert "开具证明" in reply.text
+
+
+async def test_a_booking_for_a_known_service_gets_the_card_and_the_honest_answer(
+    flow: GuideFlow, interpreter: EmbeddedInterpreter
+) -> None:
+    state = ConversationState()
+    card, honest = await ask(flow, interpreter, "我想预约明天上午办居住证", state)
+    assert "租房合同" in card.text and not card.buttons
+    assert "线上预约即将开通" in honest.text and "0477-8581238" in honest.text
+    assert (state.step, state.slots) == ("answered", {"service": "residence_permit"})
+
+
+async def test_proxy_for_a_service_that_needs_the_resident_says_so(
+    flow: GuideFlow, interpreter: EmbeddedInterpreter
+) -> None:
+    state = ConversationState()
+    await ask(flow, interpreter, "失业登记要带什么", state)
+    (reply,) = await ask(flow, interpreter, "申请代办", state, f"{PROXY}employment_registration")
+    assert "需要本人到就业服务窗口办理，不能代办" in reply.text
+
+
+async def test_a_booking_naming_no_service_is_answered_as_before(
+    services: ServiceCatalogue, catalog: Catalog, interpreter: EmbeddedInterpreter
+) -> None:
+    flow = GuideFlow(services, catalog, fallback=ChatFlow(catalog))
+    state = ConversationState()
+    (reply,) = await ask(flow, interpreter, "帮我约个号", state)
+    assert "暂未开通线上办理" in reply.text
+    assert (state.flow, state.step) == ("chat", "service")
 
 
 # -- the command line ----------------------------------------------------------------------

@@ -123,6 +123,16 @@ def test_a_word_naming_two_services_is_an_error(tmp_path: Path) -> None:
         load_catalogue(path)
 
 
+def test_a_service_word_out_of_remit_is_an_error(tmp_path: Path) -> None:
+    path = broken(tmp_path, "words: [公积金,", "words: [老年证, 公积金,")
+    with pytest.raises(CatalogueError) as caught:
+        load_catalogue(path)
+    (problem,) = caught.value.problems
+    assert problem.field == "out_of_remit.topics[4].words[0]"
+    assert problem.line == line_of(path, "words: [老年证, 公积金,")
+    assert "'老年证' already names 'senior_card'" in problem.message
+
+
 def test_broken_yaml_names_its_line(tmp_path: Path) -> None:
     path = broken(tmp_path, "  name: 交通街道政务服务中心\n", "  name: [交通街道政务服务中心\n")
     with pytest.raises(CatalogueError) as caught:

@@ -29,6 +29,8 @@ ROUTES: Mapping[str, str] = {
     "check_status": "status",
     "rate_service": "rating",
     "ask_service_info": "guide",
+    "book_appointment": "guide",  # until appointments exist: the guide's honest answer
+    "proxy_service": "guide",  # until 代办 exists: the same
     HANDOFF_INTENT: "handoff",
 }
 DEFAULT_FLOW = "chat"
@@ -85,7 +87,7 @@ def standard_flows(
     chat = ChatFlow(catalog)
     return {
         "complaint": ComplaintFlow(desk, catalog, places),
-        "guide": GuideFlow(services or load_catalogue(), catalog),
+        "guide": GuideFlow(services or load_catalogue(), catalog, fallback=chat),
         "status": StatusFlow(desk, catalog),
         "rating": RatingFlow(ratings, catalog),
         "handoff": chat,

@@ -14,6 +14,10 @@ entity, else the best match of the words (handlers.flows.guide_match). Then:
 - no service named: which one, with the common services as buttons (labels and
   numbers typed answer too); a question about hours gets the centre's hours first.
 
+Until appointments and 代办 have flows of their own, book_appointment and
+proxy_service come here too: for a known service, the card and the honest answer of
+its button; naming no service, the fallback flow (chat) answers as before.
+
 After an answer the optional step ``answered`` keeps the service, so a follow-up
 question (我是租的房子 没有房产证咋办, 要多久) is answered in the guide, not taken for a
 report; anything else ends it quietly and is routed as usual.
@@ -22,7 +26,7 @@ report; anything else ends it quietly and is routed as usual.
 from __future__ import annotations
 
 from handlers.catalog import Catalog
-from handlers.flows.base import OFFER_INTERRUPTS, Declined, Expect, Turn
+from handlers.flows.base import OFFER_INTERRUPTS, Declined, Expect, Flow, Turn
 from handlers.flows.chat import MENU_HUMAN
 from handlers.flows.guide_match import (
     GUIDE_WORDS,
@@ -45,7 +49,10 @@ BOOK, PROXY, MATERIALS, PICK = (
     f"{GUIDE}{verb}:" for verb in ("book", "proxy", "materials", "pick")
 )
 # Intents the guide answers when started; other intents decline a rule-triggered start.
-STARTS = frozenset({"ask_service_info", "out_of_scope", FALLBACK_INTENT})
+# book_appointment and proxy_service come here too until their own flows exist: for a
+# named service, the card and the honest word that online booking/代办 is coming.
+ERRANDS = {"book_appointment": "book", "proxy_service": "proxy"}
+STARTS = frozenset({"ask_service_info", "out_of_scope", FALLBACK_INTENT, *ERRANDS})
 _WEEKDAYS = "一二三四五六日"
 
 
@@ -70,9 +77,12 @@ class GuideFlow:
 
     name = "guide"
 
-    def __init__(self, services: ServiceCatalogue, catalog: Catalog) -> None:
+    def __init__(
+        self, services: ServiceCatalogue, catalog: Catalog, fallback: Flow | None = None
+    ) -> None:
         self._services = services
         self._t = catalog
+        self._fallback = fallback  # answers a booking or 代办 that names no known service
         self.matcher = ServiceMatcher(services)
         self._follow_up = _FollowUp(self.matcher)
 
@@ -85,6 +95,8 @@ class GuideFlow:
             return self._answer(turn, state)
         if intent not in STARTS:
             raise Declined
+        if intent in ERRANDS:
+            return await self._errand(ERRANDS[intent], turn, state)
         if intent != "ask_service_info":  # the trigger: only what the catalogue names well
             found = self._match(turn)
             if found is None or found.score < STRONG:
@@ -101,6 +113,12 @@ class GuideFlow:
                 return self._on_button(verb, service, state)
         if state.step == "answered" and state.slots.get("service"):
             service = self._services.service(state.slots["service"])
+            errand = next((verb for i, verb in ERRANDS.items() if turn.means(i)), None)
+            if errand is not None:  # 那我预约一下 / 能代办吗: this service, unless another is named
+                found = self._match(turn)
+                if found is not None and found.key != service.id:
+                    return await self._errand(errand, turn, state)
+                return self._on_button(errand, service, state)
             if self._about(service, turn):
                 lead = self._t("guide.about", name=service.name)
                 card = self._card(service)
@@ -116,14 +134,13 @@ class GuideFlow:
                 prefixes=(GUIDE,),
                 words=(self.matcher,),
                 intents=frozenset({"ask_service_info"}),
-                text=False,
                 interrupts=OFFER_INTERRUPTS,
                 optional=True,
             )
         return Expect(
             prefixes=(GUIDE,),
             words=(self._follow_up,),
-            intents=frozenset({"ask_service_info"}),
+            intents=frozenset({"ask_service_info", *ERRANDS}),
             interrupts=OFFER_INTERRUPTS,
             optional=True,
         )
@@ -158,6 +175,20 @@ class GuideFlow:
             replies.append(Outbound(self._centre_hours()))
         replies.append(Outbound(self._t("guide.ask_which"), self._common_buttons()))
         return replies
+
+    async def _errand(self, verb: str, turn: Turn, state: ConversationState) -> list[Outbound]:
+        """A booking or 代办 request: the card and the honest answer for a known service."""
+        found = self._match(turn)
+        if found is None or found.kind != "service":
+            if found is not None:
+                state.begin(self.name, "answered", {})
+                return [self._out_of_remit(int(found.key))]
+            if self._fallback is None:
+                return self._answer(turn, state)
+            return await self._fallback.start(turn, state)
+        service = self._services.service(found.key)
+        card = self._card(service)
+        return [Outbound(card.text), *self._on_button(verb, service, state)]
 
     def _about(self, service: Service, turn: Turn) -> bool:
         """Whether a follow-up asks about ``service`` (its papers, time, fee), not another."""

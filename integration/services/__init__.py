@@ -94,7 +94,10 @@ def load_catalogue(path: Path | None = None) -> ServiceCatalogue:
 
 
 def _check_references(document: Document, data: CatalogueFile) -> None:
-    """Checks across entries: unique ids and words, windows and common ids that exist."""
+    """Checks across entries: unique ids and words, windows and common ids that exist.
+
+    A word names one service; a topic out of remit may not use a service's word.
+    """
     problems: list[Problem] = []
     problems += _duplicates(document, "windows", [w.id for w in data.windows], "id")
     problems += _duplicates(document, "services", [s.id for s in data.services], "id")
@@ -114,6 +117,11 @@ def _check_references(document: Document, data: CatalogueFile) -> None:
             if owner != service.id:
                 loc = ("services", i, "name") if j == 0 else ("services", i, "synonyms", j - 1)
                 problems.append(document.problem(loc, f"{word!r} already names {owner!r}"))
+    for i, topic in enumerate(data.out_of_remit.topics):
+        for j, word in enumerate(topic.words):
+            if word in seen:
+                loc = ("out_of_remit", "topics", i, "words", j)
+                problems.append(document.problem(loc, f"{word!r} already names {seen[word]!r}"))
     if problems:
         raise document.fail(problems)
 
