@@ -15,7 +15,14 @@ from datetime import date, datetime
 from pathlib import Path
 
 from integration.services.calendar import OfficeCalendar
-from integration.services.loading import CatalogueError, Document, Problem, parse, validate
+from integration.services.loading import (
+    CatalogueError,
+    Document,
+    Loc,
+    Problem,
+    parse,
+    validate,
+)
 from integration.services.models import (
     CalendarFile,
     CatalogueFile,
@@ -115,13 +122,13 @@ def _check_references(document: Document, data: CatalogueFile) -> None:
         for j, word in enumerate(service.words):
             owner = seen.setdefault(word, service.id)
             if owner != service.id:
-                loc = ("services", i, "name") if j == 0 else ("services", i, "synonyms", j - 1)
+                loc: Loc = ("services", i, "name") if j == 0 else ("services", i, "synonyms", j - 1)
                 problems.append(document.problem(loc, f"{word!r} already names {owner!r}"))
     for i, topic in enumerate(data.out_of_remit.topics):
         for j, word in enumerate(topic.words):
             if word in seen:
-                loc = ("out_of_remit", "topics", i, "words", j)
-                problems.append(document.problem(loc, f"{word!r} already names {seen[word]!r}"))
+                where: Loc = ("out_of_remit", "topics", i, "words", j)
+                problems.append(document.problem(where, f"{word!r} already names {seen[word]!r}"))
     if problems:
         raise document.fail(problems)
 
