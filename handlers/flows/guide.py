@@ -54,6 +54,7 @@ BOOK, PROXY, MATERIALS, PICK = (
 ERRANDS = {"book_appointment": "book", "proxy_service": "proxy"}
 STARTS = frozenset({"ask_service_info", "out_of_scope", FALLBACK_INTENT, *ERRANDS})
 _WEEKDAYS = "一二三四五六日"
+_ECHO_CHARS = 20  # of the resident's words quoted back when nothing matches
 
 
 class _FollowUp:
@@ -168,7 +169,10 @@ class GuideFlow:
         if text and names_a_thing(text) and not turn.payload:
             state.begin(self.name, "pick", {})
             human = Button(self._t("button.menu_human"), MENU_HUMAN)
-            return [Outbound(self._t("guide.no_match", words=turn.text.strip()), (human,))]
+            words = turn.text.strip()
+            if len(words) > _ECHO_CHARS:  # a long message is not echoed whole
+                words = f"{words[:_ECHO_CHARS]}…"
+            return [Outbound(self._t("guide.no_match", words=words), (human,))]
         state.begin(self.name, "pick", {})
         replies = []
         if HOURS_QUESTION.search(text):
