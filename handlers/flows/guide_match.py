@@ -3,7 +3,7 @@
 Residents write 老年正 for 老年证 and 社宝卡 for 社保卡 (pinyin input and voice typing
 give homophones), so each catalogue word is looked for three ways, strongest first:
 as it is written, as its toneless pinyin, and as a near copy (one character in four
-may differ). The longest, strongest word wins; a service beats a topic the office
+replaced). The longest, strongest word wins; a service beats a topic the office
 does not handle (out of remit) only on a tie. Nothing below ``GOOD`` is a match:
 the guide then says so instead of guessing.
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from difflib import SequenceMatcher
 
 from pypinyin import lazy_pinyin
 
@@ -24,7 +23,6 @@ GOOD = 0.6  # the least score that counts as a match
 STRONG = 0.9  # as written or as pinyin: enough to take a message the model missed
 _NEAR_WEIGHT = 0.8
 _NEAR_MIN_CHARS = 4  # shorter words differ too much with one wrong character
-_NEAR_RATIO = 0.75
 
 # Nouns of the things people come to a service centre for: a message with one of these
 # that matches nothing names a service the catalogue does not know.
@@ -69,11 +67,12 @@ class _Word:
     kind: str
     key: str
     text: str
-    pinyin: tuple[str, ...]
+    pinyin: str
 
 
-def _pinyin(text: str) -> tuple[str, ...]:
-    return tuple(lazy_pinyin(text))
+def _pinyin(text: str) -> str:
+    """Toneless pinyin, each syllable between spaces (so a word's is a substring)."""
+    return f" {' '.join(lazy_pinyin(text))} "
 
 
 class ServiceMatcher:
@@ -137,21 +136,19 @@ def asks(text: str) -> bool:
     return bool(ASKS.search(clean(text)))
 
 
-def _score(word: _Word, text: str, spoken: tuple[str, ...]) -> float:
+def _score(word: _Word, text: str, spoken: str) -> float:
     if word.text in text:
         return 1.0
-    if _contains(spoken, word.pinyin):
+    if word.pinyin in spoken:
         return STRONG
     size = len(word.text)
-    if size < _NEAR_MIN_CHARS or len(text) < size - 1:
+    if size < _NEAR_MIN_CHARS or len(text) < size:
         return 0.0
-    ratio = max(
-        SequenceMatcher(None, word.text, text[i : i + size]).ratio()
-        for i in range(max(1, len(text) - size + 1))
-    )
-    return ratio * _NEAR_WEIGHT if ratio >= _NEAR_RATIO else 0.0
-
-
-def _contains(haystack: tuple[str, ...], needle: tuple[str, ...]) -> bool:
-    size = len(needle)
-    return any(haystack[i : i + size] == needle for i in range(len(haystack) - size + 1))
+    if len(set(word.text) & set(text)) < size - size // _NEAR_MIN_CHARS:
+        return 0.0  # too few of the word's characters to be a near copy (most words)
+    allowed = size // _NEAR_MIN_CHARS  # one wrong character in four
+    for i in range(len(text) - size + 1):
+        wrong = sum(a != b for a, b in zip(word.text, text[i : i + size], strict=True))
+        if wrong <= allowed:
+            return (1 - wrong / size) * _NEAR_WEIGHT
+    return 0.0
