@@ -186,10 +186,12 @@ async def test_no_service_named_asks_which_with_common_services(
     flow: GuideFlow, interpreter: EmbeddedInterpreter
 ) -> None:
     state = ConversationState()
-    replies = await ask(flow, interpreter, "办事指南", state)
-    labels = [b.label for b in replies[-1].buttons]
-    assert labels[:3] == ["居住证", "社保卡申领/补换", "城乡居民医保参保"]
-    assert state.step == "pick"
+    for text in ("办事指南", "我想办个证", "办证"):
+        replies = await ask(flow, interpreter, text, state)
+        labels = [b.label for b in replies[-1].buttons]
+        assert labels[:3] == ["居住证", "社保卡申领/补换", "城乡居民医保参保"], text
+        assert state.step == "pick"
+        state.finish()
 
 
 async def test_a_follow_up_about_papers_stays_with_the_service(

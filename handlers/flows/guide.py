@@ -166,7 +166,8 @@ class GuideFlow:
             state.begin(self.name, "answered", {})
             return [self._out_of_remit(int(found.key))]
         text = clean(turn.text)
-        if text and names_a_thing(text) and not turn.payload:
+        named = not turn.payload and not GUIDE_WORDS.search(turn.text)  # 办证 names nothing
+        if text and named and names_a_thing(text):
             state.begin(self.name, "pick", {})
             human = Button(self._t("button.menu_human"), MENU_HUMAN)
             words = turn.text.strip()
