@@ -113,6 +113,8 @@ class GuideFlow:
             if service is not None:
                 return self._on_button(verb, service, state)
         if state.step == "answered" and state.slots.get("service"):
+            if GUIDE_WORDS.search(turn.text):  # 办事指南 again (the menu): which service
+                return self._answer(turn, state)
             service = self._services.service(state.slots["service"])
             errand = next((verb for i, verb in ERRANDS.items() if turn.means(i)), None)
             if errand is not None:  # 那我预约一下 / 能代办吗: this service, unless another is named
