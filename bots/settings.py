@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from nlu.types import DEFAULT_MARGIN, DEFAULT_THRESHOLD
@@ -100,6 +100,12 @@ class Settings(BaseSettings):
     nlu_inline_chars: int = Field(200, ge=1)  # longer messages are parsed off the event loop
     nlu_max_chars: int = Field(1000, ge=10)  # the NLU reads at most this much of a message
     log_level: str = "INFO"
+
+    @field_validator("service_catalogue", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        """YIMEN_SERVICE_CATALOGUE= (empty) means the shipped catalogue, not the directory."""
+        return None if value == "" else value
 
     @property
     def resolved_database_url(self) -> str:
