@@ -54,6 +54,8 @@ def test_the_service_entity_comes_first(matcher: ServiceMatcher) -> None:
         ("外地户口能办居住证吗", "residence_permit"),  # the longer word wins
         ("社保卡丢了怎么补", "social_security_card"),  # over 社保 (灵活就业)
         ("灵活就业怎么交社保", "flexible_employment_insurance"),
+        ("残疾人两项补贴怎么申请", "disability_subsidies"),  # not 残疾人证 nearly copied
+        ("养老认证在哪做", "pension_certification"),  # not 老人证, its homophone
     ],
 )
 def test_names_and_synonyms(matcher: ServiceMatcher, text: str, service: str) -> None:
@@ -86,6 +88,7 @@ def test_typo_ish_wording(matcher: ServiceMatcher, text: str, service: str) -> N
         ("公积金怎么提取", "住房公积金管理中心"),
         ("护照在哪办", "出入境"),
         ("驾照到期了去哪换", "车管所"),
+        ("我想咨询一下营业执照怎么办", "市场监督管理部门"),
     ],
 )
 def test_out_of_remit_topics(
@@ -256,7 +259,7 @@ def test_services_check_passes_on_the_shipped_catalogue() -> None:
         [yimen_script(), "services", "check"], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    assert "ok:" in done.stdout and "services: 14" in done.stdout
+    assert "ok:" in done.stdout and "services: 16" in done.stdout
 
 
 def test_services_check_fails_on_a_broken_catalogue_with_file_and_line(tmp_path: Path) -> None:

@@ -96,7 +96,7 @@ def test_a_missing_field_names_the_entry(tmp_path: Path) -> None:
     with pytest.raises(CatalogueError) as caught:
         load_catalogue(path)
     (problem,) = caught.value.problems
-    assert problem.field == "services[8].fee"
+    assert problem.field == "services[10].fee"
     assert problem.line == line_of(path, "- id: disability_card")
     assert "Field required" in problem.message
 
