@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -195,6 +196,19 @@ async def test_no_service_named_asks_which_with_common_services(
         assert labels[:3] == ["居住证", "社保卡申领/补换", "城乡居民医保参保"], text
         assert state.step == "pick"
         state.finish()
+
+
+async def test_hours_name_the_coming_holidays_and_make_up_days(
+    flow: GuideFlow, interpreter: EmbeddedInterpreter
+) -> None:
+    text = "你们国庆几点上班"
+    when = datetime(2026, 9, 15, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
+    inbound = Inbound("webchat", "r1", "r1", "m", text, time=when)
+    turn = Turn(inbound, await interpreter.parse(text))
+    replies = await flow.start(turn, ConversationState())
+    assert "09:00-12:00、13:30-17:30" in replies[0].text
+    assert "近期安排：中秋节9月25日至9月27日休息；国庆节10月1日至10月7日休息" in replies[0].text
+    assert "9月20日（周日）调休上班；10月10日（周六）调休上班" in replies[0].text
 
 
 async def test_a_follow_up_about_papers_stays_with_the_service(

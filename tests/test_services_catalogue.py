@@ -204,3 +204,12 @@ def test_next_opening_after_lunch_and_over_a_weekend(catalogue: ServiceCatalogue
     assert calendar.next_opening(at(2026, 12, 4, 12, 10)) == at(2026, 12, 4, 13, 30)
     assert calendar.next_opening(at(2026, 12, 4, 18, 0)) == at(2026, 12, 7, 9, 0)
     assert calendar.provisional == frozenset({2027})
+
+
+def test_upcoming_holidays_and_make_up_days(catalogue: ServiceCatalogue) -> None:
+    closures, workdays = catalogue.calendar.upcoming(date(2026, 9, 15))
+    assert [c[0] for c in closures] == ["中秋节", "国庆节"]
+    assert workdays == [date(2026, 9, 20), date(2026, 10, 10)]
+    closures, _ = catalogue.calendar.upcoming(date(2026, 10, 3))  # under way
+    assert closures[0] == ("国庆节", date(2026, 10, 1), date(2026, 10, 7))
+    assert catalogue.calendar.upcoming(date(2026, 11, 1)) == ([], [])

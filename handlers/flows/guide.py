@@ -25,6 +25,8 @@ report; anything else ends it quietly and is routed as usual.
 
 from __future__ import annotations
 
+from datetime import date
+
 from handlers.catalog import Catalog
 from handlers.flows.base import OFFER_INTERRUPTS, Declined, Expect, Flow, Turn
 from handlers.flows.chat import MENU_HUMAN
@@ -42,6 +44,7 @@ from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
 from handlers.words import clean
 from integration.services import Service, ServiceCatalogue
+from integration.services.calendar import LOCAL_TZ
 from nlu.types import FALLBACK_INTENT
 
 GUIDE = "guide:"  # every button payload of the guide starts with this
@@ -127,7 +130,7 @@ class GuideFlow:
                 card = self._card(service)
                 return [Outbound(f"{lead}\n{card.text}", card.buttons)]
             if self._match(turn) is None and HOURS_QUESTION.search(clean(turn.text)):
-                return [Outbound(self._centre_hours())]
+                return [Outbound(self._centre_hours(turn))]
         return self._answer(turn, state)
 
     def expect(self, state: ConversationState) -> Expect:
@@ -179,7 +182,7 @@ class GuideFlow:
         state.begin(self.name, "pick", {})
         replies = []
         if HOURS_QUESTION.search(text):
-            replies.append(Outbound(self._centre_hours()))
+            replies.append(Outbound(self._centre_hours(turn)))
         replies.append(Outbound(self._t("guide.ask_which"), self._common_buttons()))
         return replies
 
@@ -297,15 +300,29 @@ class GuideFlow:
         )
         return Outbound(text, (Button(self._t("button.menu_human"), MENU_HUMAN),))
 
-    def _centre_hours(self) -> str:
+    def _centre_hours(self, turn: Turn) -> str:
         centre = self._services.centre
-        return self._t(
+        text = self._t(
             "guide.centre_hours",
             centre=centre.name,
             address=centre.address,
             hours=self._hours(),
             phone=centre.phone,
         )
+        today = turn.inbound.time.astimezone(LOCAL_TZ).date()
+        closures, workdays = self._services.calendar.upcoming(today)
+        items = [
+            self._t("guide.closure", name=name, first=_day(first), last=_day(last))
+            if first != last
+            else self._t("guide.closure_day", name=name, day=_day(first))
+            for name, first, last in closures
+        ]
+        items += [
+            self._t("guide.make_up", day=_day(d), weekday=_WEEKDAYS[d.weekday()]) for d in workdays
+        ]
+        if not items:
+            return text
+        return f"{text}\n{self._t('guide.upcoming', items='；'.join(items))}"
 
     def _hours(self) -> str:
         hours = self._services.hours
@@ -321,3 +338,7 @@ class GuideFlow:
         return "\n".join(
             self._t("guide.material", number=n, item=item) for n, item in enumerate(items, 1)
         )
+
+
+def _day(day: date) -> str:
+    return f"{day.month}月{day.day}日"

@@ -28,15 +28,18 @@ class OfficeCalendar:
     workdays: frozenset[date]
     years: frozenset[int]  # the years the calendar file covers
     provisional: frozenset[int] = frozenset()  # years projected before their notice
+    closures: tuple[tuple[str, date, date], ...] = ()  # each holiday: name, first, last day
 
     @classmethod
     def build(cls, hours: Hours, calendar: CalendarFile) -> OfficeCalendar:
         """The calendar from the catalogue's hours and the calendar file."""
         holidays: set[date] = set()
         workdays: set[date] = set()
+        closures: list[tuple[str, date, date]] = []
         for year in calendar.years.values():
             for holiday in year.holidays:
                 holidays |= set(_days(holiday.first, holiday.last))
+                closures.append((holiday.name, holiday.first, holiday.last))
             workdays |= set(year.workdays)
         return cls(
             weekdays=frozenset(hours.weekdays),
@@ -45,6 +48,7 @@ class OfficeCalendar:
             workdays=frozenset(workdays),
             years=frozenset(calendar.years),
             provisional=frozenset(n for n, y in calendar.years.items() if y.provisional),
+            closures=tuple(sorted(closures, key=lambda c: c[1])),
         )
 
     def is_working_day(self, day: date) -> bool:
@@ -86,6 +90,18 @@ class OfficeCalendar:
                     return datetime.combine(local.date(), start, LOCAL_TZ)
         day = self.next_working_days(local.date())[0]
         return datetime.combine(day, self.sessions[0][0], LOCAL_TZ)
+
+    def upcoming(
+        self, today: date, days: int = 30
+    ) -> tuple[list[tuple[str, date, date]], list[date]]:
+        """Holidays (name, first, last) and make-up working days in the next ``days`` days.
+
+        A holiday already under way on ``today`` is included.
+        """
+        until = today + timedelta(days=days)
+        closures = [c for c in self.closures if c[2] >= today and c[1] <= until]
+        workdays = sorted(d for d in self.workdays if today <= d <= until)
+        return closures, workdays
 
     def covers(self, day: date) -> bool:
         """Whether the calendar file lists ``day``'s year (else only weekdays are known)."""
