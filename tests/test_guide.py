@@ -218,6 +218,8 @@ async def test_a_follow_up_about_papers_stays_with_the_service(
     await ask(flow, interpreter, "办残疾证需要什么", state)
     (reply,) = await ask(flow, interpreter, "身份证要复印件吗", state)
     assert reply.text.startswith("关于“残疾证”")
+    (reply,) = await ask(flow, interpreter, "户口本也要带吗", state)  # 户口 is out of remit
+    assert reply.text.startswith("关于“残疾证”")
 
 
 async def test_an_entity_the_catalogue_lacks_falls_back_to_the_words(

@@ -213,7 +213,8 @@ class GuideFlow:
             )
         )
         if found is not None:
-            return found.key == service.id or (found.kind == "remit" and found.word in said)
+            # 户口本 after 居住证 asks about its papers (户口簿), not about 户口 in general.
+            return found.key == service.id or (found.kind == "remit" and found.word[:2] in said)
         if HOURS_QUESTION.search(clean(turn.text)):
             return False
         return all(thing in said for thing in things(turn.text))
