@@ -17,6 +17,7 @@ from bots.commands import describe_db, load_settings, run_async, staff_services
 from bots.commands.dispatch import describe_dispatch, dispatch_app, worker
 from bots.commands.nlu import nlu_app
 from bots.commands.residents import residents_app
+from bots.commands.services import check_catalogue, services_app
 from bots.commands.wechat import WeChatMode, bench_wechat_report, wechat_app
 from bots.runtime import finish, open_services
 from bots.settings import Settings
@@ -42,6 +43,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(wechat_app, name="wechat")
 app.add_typer(dispatch_app, name="dispatch")
 app.add_typer(residents_app, name="residents")
+app.add_typer(services_app, name="services")
 app.command()(worker)
 
 
@@ -78,6 +80,7 @@ def run(
 ) -> None:
     """Start the server: web chat, health check and webhooks."""
     settings = load_settings(host=host, port=port)
+    check_catalogue(settings)
     run_async(_serve(settings))
 
 
@@ -116,7 +119,9 @@ def chat(
     user: Annotated[str, typer.Option(help="The resident identity to chat as.")] = "resident",
 ) -> None:
     """Chat as a resident in this terminal; also reads piped input, one message per line."""
-    run_async(_chat(load_settings(), user))
+    settings = load_settings()
+    check_catalogue(settings)
+    run_async(_chat(settings, user))
 
 
 async def _chat(settings: Settings, user: str) -> None:

@@ -35,6 +35,7 @@ from integration.dispatch import Dispatch, DispatchConfig, WorkerTiming, open_di
 from integration.dispatch.open311 import Locate, Place
 from integration.dispatch.ratings import RatingBook
 from integration.notifications import NotificationQueue
+from integration.services import load_catalogue
 from integration.state import KeyBuilder, MemoryConversationStore, RedisConversationStore, Timing
 from integration.state.throttle import MemoryThrottle, RedisThrottle, Throttle
 from integration.transcript import Transcript
@@ -261,14 +262,19 @@ def build_pipeline(
     catalog: Catalog,
     ratings: RatingBook | None = None,
 ) -> Pipeline:
-    """Wire the pipeline, its flows and its shared state."""
+    """Wire the pipeline, its flows and its shared state.
+
+    Reads and validates the service catalogue: a broken one raises ``CatalogueError``
+    (file:line: field), so the server does not start with it.
+    """
     timing = Timing(rate_window=settings.rate_window, state_ttl=settings.state_ttl)
     store: ConversationStore = (
         RedisConversationStore(redis, timing)
         if redis is not None
         else MemoryConversationStore(timing)
     )
-    flows = standard_flows(cases, catalog, Gazetteer.load(), ratings)
+    services = load_catalogue(settings.service_catalogue)
+    flows = standard_flows(cases, catalog, Gazetteer.load(), ratings, services)
     return Pipeline(
         store=store,
         transcript=transcript,

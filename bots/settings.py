@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from nlu.types import DEFAULT_MARGIN, DEFAULT_THRESHOLD
@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     data_dir: Path = Path("var")
+    # The service catalogue (integration/services/catalogue.yml format); empty: the shipped one.
+    service_catalogue: Path | None = None
     database_url: str = ""  # default: sqlite+aiosqlite:///<data_dir>/yimen.db
     redis_url: str = ""  # empty: in-process state (one worker only)
     redis_prefix: str = "yimen"
@@ -99,6 +101,12 @@ class Settings(BaseSettings):
     nlu_max_chars: int = Field(1000, ge=10)  # the NLU reads at most this much of a message
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"  # json: one object per line, for collectors
+
+    @field_validator("service_catalogue", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        """YIMEN_SERVICE_CATALOGUE= (empty) means the shipped catalogue, not the directory."""
+        return None if value == "" else value
 
     @property
     def resolved_database_url(self) -> str:

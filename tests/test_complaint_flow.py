@@ -262,7 +262,8 @@ async def test_status_lists_open_cases_and_reads_a_typed_number(
 
 async def test_unbuilt_services_say_so_plainly(router: Router) -> None:
     state = ConversationState()
-    [reply] = await say(router, state, turn("我想预约明天办居住证", "book_appointment"))
+    # A booking that names no service (one that does gets the guide's card).
+    [reply] = await say(router, state, turn("我想预约明天上午", "book_appointment"))
     assert "窗口预约" in reply.text and "暂未开通" in reply.text
     assert (state.flow, state.step) == ("chat", "service")  # follow-ups stay in context
     [again] = await say(router, state, turn("那需要带什么证件吗", "report_construction"))

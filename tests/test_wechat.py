@@ -65,6 +65,21 @@ async def test_typed_address_skip_submit_and_status_query(yimen: Yimen) -> None:
     assert reply == await resident.click("check_status")  # the menu entry does the same
 
 
+async def test_service_guide_in_wechat_with_numbered_buttons(yimen: Yimen) -> None:
+    resident = yimen.resident()
+    reply = await resident.say("办居住证要带啥")
+    assert reply.startswith("【办事指南】居住证") and "人口与流动人口服务窗口" in reply
+    assert reply.endswith(
+        options(T("button.guide_book"), T("button.guide_proxy"), T("button.guide_materials"))
+    )
+    reply = await resident.say("1")  # 回复 1：预约办理
+    assert reply.startswith("线上预约即将开通") and "0477-8581238" in reply
+    reply = await resident.click("ask_service_info")  # the menu's 办事指南
+    assert reply.startswith(T("guide.ask_which"))
+    reply = await resident.say("4")  # 回复 4：老年证
+    assert reply.startswith("【办事指南】老年证")
+
+
 async def test_chat_fallback_and_cancel(yimen: Yimen) -> None:
     resident = yimen.resident()
     reply = await resident.say("你好")
@@ -112,7 +127,7 @@ async def test_following_greets_with_the_menu_and_unfollowing_is_only_recorded(
     [
         ("report", T("complaint.ask_what")),
         ("book_appointment", T("chat.unsupported", what=T("service_name.book_appointment"))),
-        ("ask_service_info", T("chat.unsupported", what=T("service_name.ask_service_info"))),
+        ("ask_service_info", T("guide.ask_which")),
         ("volunteer_browse", T("chat.unsupported", what=T("service_name.volunteer_browse"))),
         ("a-key-of-an-old-menu", T("chat.help")),
     ],

@@ -14,9 +14,12 @@ from handlers.catalog import Catalog
 from handlers.flows.base import HANDOFF_INTENT, CaseDesk, Flow, RatingDesk, Turn
 from handlers.flows.chat import ChatFlow
 from handlers.flows.complaint import ComplaintFlow, Places
+from handlers.flows.guide import GuideFlow
+from handlers.flows.guide_match import GUIDE_WORDS, QUESTION
 from handlers.flows.rating import RATING_WORDS, RatingFlow
 from handlers.flows.status import StatusFlow
 from handlers.words import NO, YES, AnyOf, Matcher, words
+from integration.services import ServiceCatalogue, load_catalogue
 from nlu.contract import REPORT_INTENTS
 
 # Intent -> the name of the flow it starts. Intents not listed go to DEFAULT_FLOW.
@@ -25,6 +28,9 @@ ROUTES: Mapping[str, str] = {
     "report": "complaint",  # the menu's 我要反映, before the resident says what
     "check_status": "status",
     "rate_service": "rating",
+    "ask_service_info": "guide",
+    "book_appointment": "guide",  # until appointments exist: the guide's honest answer
+    "proxy_service": "guide",  # until 代办 exists: the same
     HANDOFF_INTENT: "handoff",
 }
 DEFAULT_FLOW = "chat"
@@ -59,6 +65,10 @@ TRIGGERS: tuple[Trigger, ...] = (
     Trigger(_REPORT, "complaint"),
     Trigger(RATING_WORDS, "rating"),  # 满意 / 1分 / 根本没修好: answers a pending question
     Trigger(AnyOf("yes_or_no", (YES, NO)), "rating"),  # 嗯 after a rating push: which?
+    # A question the model took for small talk that names a service (退役军人优待证怎么办);
+    # the guide declines any other. Last: a declined trigger ends the search.
+    Trigger(GUIDE_WORDS, "guide"),  # 办事指南 / 我想办个事, typed
+    Trigger(QUESTION, "guide"),
 )
 
 
@@ -67,14 +77,17 @@ def standard_flows(
     catalog: Catalog,
     places: Places | None = None,
     ratings: RatingDesk | None = None,
+    services: ServiceCatalogue | None = None,
 ) -> dict[str, Flow]:
     """Every flow by the name the router knows it by.
 
     ``handoff`` answers 转人工 until the staff console's handoff flow replaces it here.
+    ``services`` is the service catalogue (the shipped one when not given).
     """
     chat = ChatFlow(catalog)
     return {
         "complaint": ComplaintFlow(desk, catalog, places),
+        "guide": GuideFlow(services or load_catalogue(), catalog, fallback=chat),
         "status": StatusFlow(desk, catalog),
         "rating": RatingFlow(ratings, catalog),
         "handoff": chat,

@@ -38,7 +38,7 @@ _WITH_MENU = frozenset(
 
 
 # Services without a flow of their own yet: answered, and their follow-up questions too.
-_SERVICES = frozenset(SERVICE_INTENTS) - {"check_status", "rate_service"}
+_SERVICES = frozenset(SERVICE_INTENTS) - {"check_status", "rate_service", "ask_service_info"}
 
 
 @dataclass(frozen=True, slots=True)

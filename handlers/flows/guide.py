@@ -1,0 +1,345 @@
+"""The service guide (办事指南): materials, window, hours and fees, from the catalogue.
+
+Started by ask_service_info; by 办事指南 / 我想办个事 typed (``GUIDE_WORDS``); or by the
+rule trigger ``QUESTION`` when a question the model took for small talk names a
+catalogue service or out-of-remit topic as written or as pinyin (退役军人优待证怎么办);
+other questions are declined back to their intent. The service is the NLU ``service``
+entity, else the best match of the words (handlers.flows.guide_match). Then:
+
+- a service: one message (materials, where, hours, fee, time limit) with 预约办理,
+  申请代办 (when it may be done by proxy) and 再看材料; until appointments and 代办 are
+  built, the first two say so honestly and give the window, its hours and phone;
+- a topic the street office does not handle: who does, and the 12345 hotline;
+- a thing the catalogue does not know (宠物证): said plainly, with 转人工 offered;
+- no service named: which one, with the common services as buttons (labels and
+  numbers typed answer too); a question about hours gets the centre's hours first.
+
+Until appointments and 代办 have flows of their own, book_appointment and
+proxy_service come here too: for a known service, the card and the honest answer of
+its button; naming no service, the fallback flow (chat) answers as before.
+
+After an answer the optional step ``answered`` keeps the service, so a follow-up
+question (我是租的房子 没有房产证咋办, 要多久) is answered in the guide, not taken for a
+report; anything else ends it quietly and is routed as usual.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from handlers.catalog import Catalog
+from handlers.flows.base import OFFER_INTERRUPTS, Declined, Expect, Flow, Turn
+from handlers.flows.chat import MENU_HUMAN
+from handlers.flows.guide_match import (
+    GUIDE_WORDS,
+    HOURS_QUESTION,
+    STRONG,
+    Match,
+    ServiceMatcher,
+    asks,
+    names_a_thing,
+    things,
+)
+from handlers.messages import Button, Outbound
+from handlers.state import ConversationState
+from handlers.words import clean
+from integration.services import Service, ServiceCatalogue
+from integration.services.calendar import LOCAL_TZ
+from nlu.types import FALLBACK_INTENT
+
+GUIDE = "guide:"  # every button payload of the guide starts with this
+BOOK, PROXY, MATERIALS, PICK = (
+    f"{GUIDE}{verb}:" for verb in ("book", "proxy", "materials", "pick")
+)
+# Intents the guide answers when started; other intents decline a rule-triggered start.
+# book_appointment and proxy_service come here too until their own flows exist: for a
+# named service, the card and the honest word that online booking/代办 is coming.
+ERRANDS = {"book_appointment": "book", "proxy_service": "proxy"}
+STARTS = frozenset({"ask_service_info", "out_of_scope", FALLBACK_INTENT, *ERRANDS})
+_WEEKDAYS = "一二三四五六日"
+_ECHO_CHARS = 20  # of the resident's words quoted back when nothing matches
+
+
+class _FollowUp:
+    """A follow-up question in the guide: a question naming a service, or about papers."""
+
+    def __init__(self, matcher: ServiceMatcher) -> None:
+        self._matcher = matcher
+
+    def search(self, text: str) -> bool:
+        if not asks(text):
+            return False
+        return names_a_thing(text) or self._matcher.search(text) or _about_papers(text)
+
+
+def _about_papers(text: str) -> bool:
+    return any(w in clean(text) for w in ("材料", "手续", "窗口", "大厅", "办理", "申请", "多久"))
+
+
+class GuideFlow:
+    """Answers questions about services from the catalogue."""
+
+    name = "guide"
+
+    def __init__(
+        self, services: ServiceCatalogue, catalog: Catalog, fallback: Flow | None = None
+    ) -> None:
+        self._services = services
+        self._t = catalog
+        self._fallback = fallback  # answers a booking or 代办 that names no known service
+        self.matcher = ServiceMatcher(services)
+        self._follow_up = _FollowUp(self.matcher)
+
+    # -- the Flow protocol -------------------------------------------------------------
+
+    async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        """Answer the question (a rule-triggered start declines other intents)."""
+        intent = turn.parse.intent
+        if GUIDE_WORDS.search(turn.text):
+            return self._answer(turn, state)
+        if intent not in STARTS:
+            raise Declined
+        if intent in ERRANDS:
+            return await self._errand(ERRANDS[intent], turn, state)
+        if intent != "ask_service_info":  # the trigger: only what the catalogue names well
+            found = self._match(turn)
+            if found is None or found.score < STRONG:
+                raise Declined
+        return self._answer(turn, state)
+
+    async def resume(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        """A button, a picked service, or a follow-up question."""
+        payload = turn.payload
+        if payload.startswith(GUIDE):
+            verb, _, service_id = payload.removeprefix(GUIDE).partition(":")
+            service = self._services.services.get(service_id)
+            if service is not None:
+                return self._on_button(verb, service, state)
+        if state.step == "answered" and state.slots.get("service"):
+            if GUIDE_WORDS.search(turn.text):  # 办事指南 again (the menu): which service
+                return self._answer(turn, state)
+            service = self._services.service(state.slots["service"])
+            errand = next((verb for i, verb in ERRANDS.items() if turn.means(i)), None)
+            if errand is not None:  # 那我预约一下 / 能代办吗: this service, unless another is named
+                found = self._match(turn)
+                if found is not None and found.key != service.id:
+                    return await self._errand(errand, turn, state)
+                return self._on_button(errand, service, state)
+            if self._about(service, turn):
+                lead = self._t("guide.about", name=service.name)
+                card = self._card(service)
+                return [Outbound(f"{lead}\n{card.text}", card.buttons)]
+            if self._match(turn) is None and HOURS_QUESTION.search(clean(turn.text)):
+                return [Outbound(self._centre_hours(turn))]
+        return self._answer(turn, state)
+
+    def expect(self, state: ConversationState) -> Expect:
+        """Buttons, then service names (at ``pick``) or follow-up questions (``answered``)."""
+        if state.step == "pick":
+            return Expect(
+                prefixes=(GUIDE,),
+                words=(self.matcher,),
+                intents=frozenset({"ask_service_info"}),
+                interrupts=OFFER_INTERRUPTS,
+                optional=True,
+            )
+        return Expect(
+            prefixes=(GUIDE,),
+            words=(self._follow_up,),
+            intents=frozenset({"ask_service_info", *ERRANDS}),
+            interrupts=OFFER_INTERRUPTS,
+            optional=True,
+        )
+
+    def ask(self, state: ConversationState) -> list[Outbound]:
+        """The service's card again, or which service."""
+        service_id = state.slots.get("service")
+        if state.step == "answered" and service_id in self._services.services:
+            return [self._card(self._services.service(service_id))]
+        if state.step == "pick":
+            return [Outbound(self._t("guide.ask_which_again"), self._common_buttons())]
+        return []
+
+    # -- answers -----------------------------------------------------------------------
+
+    def _answer(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        found = self._match(turn)
+        if found is not None and found.kind == "service":
+            state.begin(self.name, "answered", {"service": found.key})
+            return [self._card(self._services.service(found.key))]
+        if found is not None:
+            state.begin(self.name, "answered", {})
+            return [self._out_of_remit(int(found.key))]
+        text = clean(turn.text)
+        named = not turn.payload and not GUIDE_WORDS.search(turn.text)  # 办证 names nothing
+        if text and named and names_a_thing(text):
+            state.begin(self.name, "pick", {})
+            human = Button(self._t("button.menu_human"), MENU_HUMAN)
+            words = turn.text.strip()
+            if len(words) > _ECHO_CHARS:  # a long message is not echoed whole
+                words = f"{words[:_ECHO_CHARS]}…"
+            return [Outbound(self._t("guide.no_match", words=words), (human,))]
+        state.begin(self.name, "pick", {})
+        replies = []
+        if HOURS_QUESTION.search(text):
+            replies.append(Outbound(self._centre_hours(turn)))
+        replies.append(Outbound(self._t("guide.ask_which"), self._common_buttons()))
+        return replies
+
+    async def _errand(self, verb: str, turn: Turn, state: ConversationState) -> list[Outbound]:
+        """A booking or 代办 request: the card and the honest answer for a known service."""
+        found = self._match(turn)
+        if found is None or found.kind != "service":
+            if found is not None:
+                state.begin(self.name, "answered", {})
+                return [self._out_of_remit(int(found.key))]
+            if self._fallback is None:
+                return self._answer(turn, state)
+            return await self._fallback.start(turn, state)
+        service = self._services.service(found.key)
+        card = self._card(service)
+        return [Outbound(card.text), *self._on_button(verb, service, state)]
+
+    def _about(self, service: Service, turn: Turn) -> bool:
+        """Whether a follow-up asks about ``service`` (its papers, time, fee), not another."""
+        found = self._match(turn)
+        said = "".join(
+            (
+                *service.words,
+                *service.materials,
+                *service.proxy_materials,
+                service.fee,
+                service.notes,
+            )
+        )
+        if found is not None:
+            # 户口本 after 居住证 asks about its papers (户口簿), not about 户口 in general.
+            return found.key == service.id or (found.kind == "remit" and found.word[:2] in said)
+        if HOURS_QUESTION.search(clean(turn.text)):
+            return False
+        return all(thing in said for thing in things(turn.text))
+
+    def _match(self, turn: Turn) -> Match | None:
+        values = [e.value for e in turn.parse.entities if e.entity == "service"]
+        found = self.matcher.match(turn.text, [str(v) for v in values])
+        if found is None:
+            return None
+        # A near copy only counts for a message the model also reads as a service question.
+        if found.score < STRONG and not turn.means("ask_service_info"):
+            return None
+        return found
+
+    def _on_button(self, verb: str, service: Service, state: ConversationState) -> list[Outbound]:
+        state.begin(self.name, "answered", {"service": service.id})
+        window = self._services.window_for(service.id)
+        buttons = self._buttons(service)
+        if verb == "book":
+            text = self._t(
+                "guide.book_soon",
+                name=service.name,
+                hours=self._hours(),
+                window=window.name,
+                place=window.place,
+                phone=window.phone,
+            )
+            return [Outbound(text, buttons)]
+        if verb == "proxy":
+            if not service.proxy:
+                text = self._t(
+                    "guide.proxy_not_allowed",
+                    name=service.name,
+                    window=window.name,
+                    phone=window.phone,
+                )
+                return [Outbound(text, buttons)]
+            text = self._t(
+                "guide.proxy_soon",
+                name=service.name,
+                materials=self._list(service.proxy_materials),
+                window=window.name,
+                place=window.place,
+                phone=window.phone,
+            )
+            return [Outbound(text, buttons)]
+        return [self._card(service)]  # 再看材料, or a service picked from the list
+
+    # -- texts -------------------------------------------------------------------------
+
+    def _card(self, service: Service) -> Outbound:
+        window = self._services.window_for(service.id)
+        text = self._t(
+            "guide.card",
+            name=service.name,
+            materials=self._list(service.materials),
+            centre=self._services.centre.name,
+            window=window.name,
+            place=window.place,
+            hours=self._hours(),
+            fee=service.fee,
+            time_limit=service.time_limit,
+            notes=self._t("guide.notes", notes=service.notes) if service.notes else "",
+        )
+        return Outbound(text, self._buttons(service))
+
+    def _buttons(self, service: Service) -> tuple[Button, ...]:
+        buttons = [Button(self._t("button.guide_book"), f"{BOOK}{service.id}")]
+        if service.proxy:
+            buttons.append(Button(self._t("button.guide_proxy"), f"{PROXY}{service.id}"))
+        buttons.append(Button(self._t("button.guide_materials"), f"{MATERIALS}{service.id}"))
+        return tuple(buttons)
+
+    def _common_buttons(self) -> tuple[Button, ...]:
+        services = self._services
+        ids = services.common or tuple(services.services)[:6]
+        return tuple(Button(services.service(i).name, f"{PICK}{i}") for i in ids)
+
+    def _out_of_remit(self, position: int) -> Outbound:
+        remit = self._services.out_of_remit
+        topic = remit.topics[position]
+        text = self._t(
+            "guide.out_of_remit", topic=topic.name, where=topic.where, hotline=remit.hotline
+        )
+        return Outbound(text, (Button(self._t("button.menu_human"), MENU_HUMAN),))
+
+    def _centre_hours(self, turn: Turn) -> str:
+        centre = self._services.centre
+        text = self._t(
+            "guide.centre_hours",
+            centre=centre.name,
+            address=centre.address,
+            hours=self._hours(),
+            phone=centre.phone,
+        )
+        today = turn.inbound.time.astimezone(LOCAL_TZ).date()
+        closures, workdays = self._services.calendar.upcoming(today)
+        items = [
+            self._t("guide.closure", name=name, first=_day(first), last=_day(last))
+            if first != last
+            else self._t("guide.closure_day", name=name, day=_day(first))
+            for name, first, last in closures
+        ]
+        items += [
+            self._t("guide.make_up", day=_day(d), weekday=_WEEKDAYS[d.weekday()]) for d in workdays
+        ]
+        if not items:
+            return text
+        return f"{text}\n{self._t('guide.upcoming', items='；'.join(items))}"
+
+    def _hours(self) -> str:
+        hours = self._services.hours
+        days = sorted(hours.weekdays)
+        if days == list(range(days[0], days[-1] + 1)) and len(days) > 1:
+            named = f"周{_WEEKDAYS[days[0] - 1]}至周{_WEEKDAYS[days[-1] - 1]}"
+        else:
+            named = "、".join(f"周{_WEEKDAYS[d - 1]}" for d in days)
+        sessions = "、".join(f"{a:%H:%M}-{b:%H:%M}" for a, b in hours.sessions)
+        return self._t("guide.hours", days=named, sessions=sessions)
+
+    def _list(self, items: list[str]) -> str:
+        return "\n".join(
+            self._t("guide.material", number=n, item=item) for n, item in enumerate(items, 1)
+        )
+
+
+def _day(day: date) -> str:
+    return f"{day.month}月{day.day}日"

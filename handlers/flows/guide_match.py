@@ -1,0 +1,154 @@
+"""Which service a resident's words name: the NLU entity first, then names and synonyms.
+
+Residents write 老年正 for 老年证 and 社宝卡 for 社保卡 (pinyin input and voice typing
+give homophones), so each catalogue word is looked for three ways, strongest first:
+as it is written, as its toneless pinyin, and as a near copy (one character in four
+replaced). The longest, strongest word wins; a service beats a topic the office
+does not handle (out of remit) only on a tie. Nothing below ``GOOD`` is a match:
+the guide then says so instead of guessing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from pypinyin import lazy_pinyin
+
+from handlers.words import Words, clean
+from integration.services import ServiceCatalogue
+
+GOOD = 0.6  # the least score that counts as a match
+STRONG = 0.9  # as written or as pinyin: enough to take a message the model missed
+_NEAR_WEIGHT = 0.8
+_NEAR_MIN_CHARS = 4  # shorter words differ too much with one wrong character
+
+# Nouns of the things people come to a service centre for: a message with one of these
+# that matches nothing names a service the catalogue does not know.
+_THING = re.compile(
+    "证|卡|补贴|津贴|补助|保险|登记|证明|手续|救助|奖励|保障|执照|许可|资格|待遇|年审|认证"
+)
+# Questions about the centre's hours rather than a service.
+HOURS_QUESTION = re.compile(
+    "几点|上班|下班|开门|关门|营业|办公时间|工作时间|周末|周六|周日|节假日|午休|中午"
+)
+# A question (as opposed to a report or an answer).
+ASKS = re.compile(
+    "咋办|怎么|怎样|如何|需要|要带|带什么|带啥|要啥|什么材料|哪里|哪儿|在哪|去哪|多久|几天|多少钱|"
+    "收费|能不能|可不可以|可以吗|行不行|能办|能否|吗$|呢$|么$|啥$"
+)
+
+# Asking for the guide itself, with no service named (the menu's 办事指南, typed).
+GUIDE_WORDS = Words(
+    "guide",
+    re.compile(
+        "(我|俺)?(想|要|得)?(看看?|查查?|问问?|咨询)?(一下)?(办事指南|办(个|点)?(事|证)|办业务)(指南)?"
+    ),
+    whole=True,
+)
+# Any question: the guide's rule trigger (the flow declines what it cannot answer).
+QUESTION = Words("question", ASKS)
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """What the words name: a service (``kind`` "service", ``key`` its id) or a topic
+    out of remit (``kind`` "remit", ``key`` its position in the catalogue's list)."""
+
+    kind: str
+    key: str
+    word: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Word:
+    kind: str
+    key: str
+    text: str
+    pinyin: str
+
+
+def _pinyin(text: str) -> str:
+    """Toneless pinyin, each syllable between spaces (so a word's is a substring)."""
+    return f" {' '.join(lazy_pinyin(text))} "
+
+
+class ServiceMatcher:
+    """Finds the service (or out-of-remit topic) a message names, if it names one well."""
+
+    def __init__(self, catalogue: ServiceCatalogue) -> None:
+        words: list[_Word] = []
+        for service in catalogue.services.values():
+            for word in service.words:
+                words.append(_Word("service", service.id, clean(word), _pinyin(clean(word))))
+        for position, topic in enumerate(catalogue.out_of_remit.topics):
+            for word in topic.words:
+                words.append(_Word("remit", str(position), clean(word), _pinyin(clean(word))))
+        self._words = tuple(words)
+
+    def match(self, text: str, entities: Iterable[str] = ()) -> Match | None:
+        """The best match for ``text``: a named entity value first, then the words."""
+        for value in entities:
+            found = [w for w in self._words if w.text == clean(value)]
+            if found:
+                word = found[0]
+                return Match(word.kind, word.key, word.text, 1.0)
+        return self.best(text)
+
+    def best(self, text: str) -> Match | None:
+        """The catalogue word ``text`` names best, when it scores at least ``GOOD``."""
+        cleaned = clean(text)
+        if not cleaned:
+            return None
+        spoken = _pinyin(cleaned)
+        best: _Word | None = None
+        best_rank = (0.0, 0, False)
+        for word in self._words:
+            score = _score(word, cleaned, spoken)
+            rank = (score, len(word.text), word.kind == "service")
+            if score >= GOOD and rank > best_rank:
+                best, best_rank = word, rank
+        if best is None:
+            return None
+        return Match(best.kind, best.key, best.text, best_rank[0])
+
+    def search(self, text: str) -> bool:
+        """Whether ``text`` names a service or topic strongly (a rule matcher)."""
+        found = self.best(text)
+        return found is not None and found.score >= STRONG
+
+
+def names_a_thing(text: str) -> bool:
+    """Whether ``text`` mentions something one applies for (证, 补贴, 证明 …)."""
+    return bool(_THING.search(clean(text)))
+
+
+def things(text: str) -> list[str]:
+    """Each thing ``text`` mentions, with the two characters before it (宠物证, 身份证)."""
+    cleaned = clean(text)
+    return [cleaned[max(0, m.start() - 2) : m.end()] for m in _THING.finditer(cleaned)]
+
+
+def asks(text: str) -> bool:
+    """Whether ``text`` is a question."""
+    return bool(ASKS.search(clean(text)))
+
+
+def _score(word: _Word, text: str, spoken: str) -> float:
+    if word.text in text:
+        return 1.0
+    if word.pinyin in spoken:
+        return STRONG
+    size = len(word.text)
+    if size < _NEAR_MIN_CHARS or len(text) < size:
+        return 0.0
+    if len(set(word.text) & set(text)) < size - size // _NEAR_MIN_CHARS:
+        return 0.0  # too few of the word's characters to be a near copy (most words)
+    allowed = size // _NEAR_MIN_CHARS  # one wrong character in four
+    for i in range(len(text) - size + 1):
+        wrong = sum(a != b for a, b in zip(word.text, text[i : i + size], strict=True))
+        if wrong <= allowed:
+            return (1 - wrong / size) * _NEAR_WEIGHT
+    return 0.0
