@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -163,6 +164,7 @@ def create_app(
             **({"last_error": worker.last_error} if worker.last_error else {}),
         }
         report["pump"] = request.app[PUMP].status().as_dict()
+        report["worker"] = os.getpid()  # which of `run --workers N` answered
         return web.json_response(
             {"status": "ready" if ready else "not ready", **report}, status=200 if ready else 503
         )

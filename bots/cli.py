@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import signal
@@ -19,6 +20,7 @@ from bots.commands.nlu import nlu_app
 from bots.commands.residents import residents_app
 from bots.commands.services import check_catalogue, services_app
 from bots.commands.wechat import WeChatMode, bench_wechat_report, wechat_app
+from bots.logs import configure
 from bots.runtime import finish, open_services
 from bots.settings import Settings
 from bots.terminal import TerminalChannel, read_lines
@@ -77,33 +79,42 @@ def _describe_telegram(settings: Settings) -> str:
 def run(
     host: Annotated[str | None, typer.Option(help="Address to bind (YIMEN_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on (YIMEN_PORT).")] = None,
+    workers: Annotated[
+        int,
+        typer.Option(min=1, help="Processes sharing the port (needs PostgreSQL and Redis)."),
+    ] = 1,
 ) -> None:
     """Start the server: web chat, health check and webhooks."""
     settings = load_settings(host=host, port=port)
     check_catalogue(settings)
-    run_async(_serve(settings))
+    if workers == 1:
+        run_async(_serve(settings))
+        return
+    from bots.workers import refusal, supervise
+
+    problem = refusal(settings, workers)
+    if problem:
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2)
+    raise typer.Exit(supervise(settings, workers, _worker))
 
 
-async def _serve(settings: Settings) -> None:
+def _worker(settings: Settings, index: int, workers: int) -> None:
+    """One of `run --workers N`'s processes (spawned: logging is set up again here)."""
+    configure(settings.log_level, settings.log_format)
+    with contextlib.suppress(KeyboardInterrupt):  # interrupted while still starting
+        asyncio.run(_serve(settings, workers=workers, banner=index == 0))
+
+
+async def _serve(settings: Settings, *, workers: int = 1, banner: bool = True) -> None:
     from bots.app import create_app  # the channels' SDKs (aiogram: 3 s) only for the server
 
     runner = web.AppRunner(create_app(settings), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_port=workers > 1 or None)
     await site.start()
-    base = f"http://{settings.host}:{settings.port}"
-    print(
-        f"Yimen is serving on {base}\n"
-        f"  web chat   {base}/chat\n"
-        f"  health     {base}/healthz\n"
-        f"  database   {describe_db(settings.resolved_database_url)}\n"
-        f"  state      {'redis' if settings.redis_url else 'in-process memory (one worker)'}\n"
-        f"  NLU        {_describe_nlu(settings)}\n"
-        f"  telegram   {_describe_telegram(settings)}\n"
-        f"  wechat     {_describe_wechat(settings)}\n"
-        f"  dispatch   {describe_dispatch(settings)}",
-        flush=True,
-    )
+    if banner:
+        print(_banner(settings, workers), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -112,6 +123,23 @@ async def _serve(settings: Settings) -> None:
         await stop.wait()
     finally:
         await runner.cleanup()
+
+
+def _banner(settings: Settings, workers: int) -> str:
+    """What `yimen run` prints once it serves: where, and with what."""
+    base = f"http://{settings.host}:{settings.port}"
+    return (
+        f"Yimen is serving on {base}\n"
+        f"  web chat   {base}/chat\n"
+        f"  health     {base}/healthz  {base}/readyz  {base}/metrics\n"
+        f"  database   {describe_db(settings.resolved_database_url)}\n"
+        f"  state      {'redis' if settings.redis_url else 'in-process memory (one worker)'}\n"
+        f"  workers    {workers}\n"
+        f"  NLU        {_describe_nlu(settings)}\n"
+        f"  telegram   {_describe_telegram(settings)}\n"
+        f"  wechat     {_describe_wechat(settings)}\n"
+        f"  dispatch   {describe_dispatch(settings)}"
+    )
 
 
 @app.command()

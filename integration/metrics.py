@@ -5,11 +5,24 @@ the dispatch worker, the push pump); gauges that describe stored queues (the out
 are read from the database when /metrics is scraped, so they are right whichever
 process did the work. Labels are bounded sets (channels, intents, error types,
 failure kinds), never resident input.
+
+Under `yimen run --workers N` (bots.workers) PROMETHEUS_MULTIPROC_DIR is set: every
+worker writes its samples there and /metrics, whichever worker answers, adds them up.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 MESSAGES = Counter(
     "yimen_messages_total",
@@ -34,10 +47,12 @@ OUTBOX_DEPTH = Gauge(
     "yimen_outbox_depth",
     "Outbox jobs by state (pending: waiting to reach the platform; dead: for staff)",
     ["state"],
+    multiprocess_mode="livemostrecent",  # the database's answer, whichever worker read it
 )
 OUTBOX_AGE = Gauge(
     "yimen_outbox_oldest_pending_seconds",
     "Age of the oldest job still waiting to reach the dispatch platform (0: none)",
+    multiprocess_mode="livemostrecent",
 )
 PUSH_FAILURES = Counter(
     "yimen_push_failures_total",
@@ -47,5 +62,9 @@ PUSH_FAILURES = Counter(
 
 
 def exposition() -> tuple[bytes, str]:
-    """The text exposition of every metric, and its content type."""
+    """The text exposition of every metric (of every worker), and its content type."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST

@@ -28,8 +28,10 @@ from bots.settings import Settings
 from handlers.catalog import Catalog
 from integration.cases import CaseDraft
 from integration.models import CaseStatus
+from integration.state import KeyBuilder
 from nlu.embedded import EmbeddedModel
 from nlu.training_data import load as load_training_data
+from tests.conftest import REDIS_URL
 
 pytestmark = pytest.mark.slow
 
@@ -320,6 +322,57 @@ async def test_run_serves_the_chat_and_health_until_stopped(env: Env, stop: sign
         async with asyncio.timeout(10):  # it stops promptly, not when the test gives up
             code = await server.wait()
     assert code == 0, code  # both signals shut the server down cleanly
+
+
+async def test_run_with_two_workers_serves_from_both_and_stops_both(
+    env: Env, postgres: str, keys: KeyBuilder
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env.vars |= {
+        "YIMEN_DATABASE_URL": postgres,
+        "YIMEN_REDIS_URL": REDIS_URL,
+        "YIMEN_REDIS_PREFIX": keys.prefix,
+    }
+    async with spawned(env, "run", "--port", str(port), "--workers", "2") as server:
+        out = Lines(server)
+        banner = await out.until(r"\bworkers\b")
+        assert re.search(r"workers\s+2", banner)
+
+        seen: set[int] = set()
+        async with asyncio.timeout(TIMEOUT):
+            while len(seen) < 2:  # the second worker may still be loading its model
+                connector = aiohttp.TCPConnector(force_close=True)  # a new connection each
+                async with aiohttp.ClientSession(connector=connector) as http:
+                    for _ in range(20):
+                        try:
+                            async with http.get(f"{base}/readyz") as response:
+                                report = await response.json()
+                        except aiohttp.ClientConnectionError:
+                            continue
+                        assert response.status == 200, report
+                        seen.add(report["worker"])
+                await asyncio.sleep(0.2)
+        assert server.pid not in seen  # the supervisor serves nothing itself
+        async with aiohttp.ClientSession() as http, http.get(f"{base}/metrics") as response:
+            metrics = await response.text()
+        assert response.status == 200
+        # Multiprocess mode: whichever worker answers adds up every worker's samples.
+        assert 'yimen_outbox_depth{state="pending"} 0.0' in metrics
+
+        server.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(20):
+            code = await server.wait()
+    assert code == 0, code
+    for pid in seen:  # both workers are gone too
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+async def test_several_workers_on_the_embedded_defaults_are_refused(env: Env) -> None:
+    refused = await yimen(env, "run", "--workers", "2")
+    assert refused.returncode == 2
+    assert "--workers 2 needs PostgreSQL" in refused.stderr
 
 
 # -- NLU training ---------------------------------------------------------------------------
