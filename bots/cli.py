@@ -266,13 +266,26 @@ def bench_command(
             help="WeChat: offer this many messages/s (open loop; --concurrency is ignored).",
         ),
     ] = None,
+    workers: Annotated[
+        list[int] | None,
+        typer.Option(
+            min=1,
+            help="WeChat: server processes on one port; repeat to compare (--workers 1 "
+            "--workers 2). More than one needs PostgreSQL and Redis.",
+        ),
+    ] = None,
 ) -> None:
     """Measure throughput and latency with scripted resident conversations."""
     import tempfile
 
     from bots.bench import SCRIPT, bench
+    from bots.workers import refusal
 
     settings = load_settings(log_level="WARNING")
+    problem = refusal(settings, max(workers or [1]))
+    if problem:
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2)
     with tempfile.TemporaryDirectory() as tmp:
         if scratch and not settings.database_url:
             settings = settings.model_copy(
@@ -280,7 +293,9 @@ def bench_command(
             )
         if channel is BenchChannel.wechat:
             modes = mode or list(WeChatMode)
-            bench_wechat_report(settings, conversations, concurrency, modes, profile, echo, rate)
+            bench_wechat_report(
+                settings, conversations, concurrency, modes, profile, echo, rate, workers
+            )
             return
         result = run_async(bench(settings, conversations, concurrency))
     print(

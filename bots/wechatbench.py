@@ -51,6 +51,7 @@ class WeChatBenchResult:
     mode: str
     result: BenchResult
     late: int
+    workers: int = 1
 
 
 def _free_port() -> int:
@@ -97,8 +98,10 @@ def _serve(
     stop: ProcessEvent,
     profile: str,
     echo: bool,
+    reuse_port: bool = False,
 ) -> None:
-    """The server process: the app on 127.0.0.1:port until ``stop`` is set."""
+    """A server process: the app on 127.0.0.1:port until ``stop`` is set (with
+    ``reuse_port``, one of several sharing the port, as `yimen run --workers` runs)."""
     from aiohttp import web
 
     from bots.app import create_app
@@ -111,7 +114,7 @@ def _serve(
         app = _echo_app(settings) if echo else create_app(settings)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        await web.TCPSite(runner, "127.0.0.1", port, reuse_port=reuse_port or None).start()
         ready.set()
         try:
             await asyncio.get_running_loop().run_in_executor(None, stop.wait)
@@ -256,8 +259,10 @@ def bench_wechat(
     profile: Path | None = None,
     echo: bool = False,
     rate: float | None = None,
+    workers: int = 1,
 ) -> WeChatBenchResult:
-    """Serve the app in a child process and drive ``conversations`` through /wechat.
+    """Serve the app in ``workers`` child processes and drive ``conversations`` through
+    /wechat.
 
     ``echo`` replaces the pipeline with an echo: what the webhook itself costs.
     """
@@ -273,24 +278,39 @@ def bench_wechat(
         }
     )
     context = multiprocessing.get_context("spawn")
-    ready, stop = context.Event(), context.Event()
+    stop = context.Event()
     port = _free_port()
-    server = context.Process(
-        target=_serve,
-        args=(server_settings.model_dump(), port, ready, stop, str(profile or ""), echo),
-        name="yimen-bench-server",
-    )
-    server.start()
+    servers = []
+    for index in range(workers):
+        ready = context.Event()
+        server = context.Process(
+            target=_serve,
+            args=(
+                server_settings.model_dump(),
+                port,
+                ready,
+                stop,
+                str(profile or "") if index == 0 else "",
+                echo,
+                workers > 1,
+            ),
+            name=f"yimen-bench-server-{index}",
+        )
+        servers.append((server, ready))
     try:
-        while not ready.wait(0.5):
-            if not server.is_alive():
-                raise RuntimeError("the bench server exited before it was ready")
+        for server, _ in servers:
+            server.start()
+        for server, ready in servers:
+            while not ready.wait(0.5):
+                if not server.is_alive():
+                    raise RuntimeError("a bench server exited before it was ready")
         result, late = asyncio.run(_drive(port, aes_key, conversations, concurrency, rate))
     finally:
         stop.set()
-        server.join(60)
-        if server.is_alive():
-            server.terminate()
-            with contextlib.suppress(Exception):
-                server.join(5)
-    return WeChatBenchResult(mode, result, late)
+        for server, _ in servers:
+            server.join(60)
+            if server.is_alive():
+                server.terminate()
+                with contextlib.suppress(Exception):
+                    server.join(5)
+    return WeChatBenchResult(mode, result, late, workers)

@@ -373,6 +373,9 @@ async def test_several_workers_on_the_embedded_defaults_are_refused(env: Env) ->
     refused = await yimen(env, "run", "--workers", "2")
     assert refused.returncode == 2
     assert "--workers 2 needs PostgreSQL" in refused.stderr
+    bench = await yimen(env, "bench", "--channel", "wechat", "--workers", "1", "--workers", "2")
+    assert bench.returncode == 2
+    assert "--workers 2 needs PostgreSQL" in bench.stderr
 
 
 # -- NLU training ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import itertools
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -64,8 +65,10 @@ def bench_wechat_report(
     profile: Path | None,
     echo: bool,
     rate: float | None = None,
+    workers: list[int] | None = None,
 ) -> None:
-    """`yimen bench --channel wechat`: one server run per mode, one line each."""
+    """`yimen bench --channel wechat`: one server run per mode (and worker count), one
+    line each."""
     from bots.bench import SCRIPT
     from bots.wechatbench import bench_wechat
 
@@ -76,16 +79,17 @@ def bench_wechat_report(
         f"state {'redis' if settings.redis_url else 'memory'}; "
         + ("echo instead of the pipeline" if echo else f"NLU {settings.nlu_backend}")
     )
-    for mode in modes:
+    for mode, count in itertools.product(modes, workers or [1]):
         report = (
             profile.with_name(f"{profile.stem}-{mode.value}{profile.suffix}") if profile else None
         )
         measured = bench_wechat(
-            settings, conversations, concurrency, mode.value, report, echo, rate
+            settings, conversations, concurrency, mode.value, report, echo, rate, count
         )
         result = measured.result
         print(
-            f"  {mode.value:<5} {result.rate:,.0f} messages/s; latency p50 {result.p50_ms:.1f} ms, "
+            f"  {mode.value:<5} {count} worker{'s' if count > 1 else ' '} "
+            f"{result.rate:,.0f} messages/s; latency p50 {result.p50_ms:.1f} ms, "
             f"p99 {result.p99_ms:.1f} ms, max {result.max_ms:.1f} ms; "
             f"{measured.late} answered late (custom/send)"
             + (f"; profile {report}" if report else "")
