@@ -9,6 +9,7 @@ crash between two messages.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
@@ -71,7 +72,7 @@ class Pipeline:
 
     async def handle(self, inbound: Inbound) -> list[Outbound] | None:
         """Process one message; None when it is a duplicate that was already handled."""
-        ticket = self._ticket(inbound)
+        ticket = turn_ticket(self._keys, inbound)
         try:
             admission = await self._store.enter(ticket)
         except BaseException:
@@ -96,12 +97,13 @@ class Pipeline:
         human handoff) is ended, and the flow the resident was in before resumes with
         its question, which the caller pushes to the chat. Nothing held: no replies.
         """
-        build, token = self._keys.build, uuid.uuid4().hex
+        token = uuid.uuid4().hex
+        build = functools.partial(self._keys.build, tag=self._keys.conversation(channel, chat_id))
         ticket = Ticket(
             mark=build("dedupe", channel, f"release-{token}"),
             lock=build("lock", channel, chat_id),
             rate=build("rate", "staff", chat_id),
-            state=build("state", channel, chat_id),
+            state=self._keys.state(channel, chat_id),
             token=token,
         )
         admission = await self._store.enter(ticket)
@@ -117,16 +119,6 @@ class Pipeline:
         after = None if state.empty else state.to_dict()
         await self._store.leave(ticket, after, changed=after != admission.state)
         return replies
-
-    def _ticket(self, inbound: Inbound) -> Ticket:
-        channel, build = inbound.channel, self._keys.build
-        return Ticket(
-            mark=build("dedupe", channel, inbound.message_id),
-            lock=build("lock", channel, inbound.chat_id),
-            rate=build("rate", channel, inbound.user_id),
-            state=build("state", channel, inbound.chat_id),
-            token=uuid.uuid4().hex,
-        )
 
     async def _admitted(
         self, inbound: Inbound, admission: Admission
@@ -224,6 +216,23 @@ class Pipeline:
         if parse.intent == FALLBACK_INTENT:
             NLU_FALLBACKS.inc()
         return parse
+
+
+def turn_ticket(keys: KeyBuilder, inbound: Inbound) -> Ticket:
+    """The shared-state keys of one message's turn, with a fresh token.
+
+    One hash tag (the conversation) for all four: the store's scripts touch them
+    together, and Redis Cluster runs a script only on keys of one hash slot.
+    """
+    channel = inbound.channel
+    build = functools.partial(keys.build, tag=keys.conversation(channel, inbound.chat_id))
+    return Ticket(
+        mark=build("dedupe", channel, inbound.message_id),
+        lock=build("lock", channel, inbound.chat_id),
+        rate=build("rate", channel, inbound.user_id),
+        state=keys.state(channel, inbound.chat_id),
+        token=uuid.uuid4().hex,
+    )
 
 
 def transcript_record(inbound: Inbound) -> InboundRecord:

@@ -13,8 +13,10 @@ import uuid
 from typing import Any
 
 import pytest
+from redis.crc import key_slot
 
-from handlers.messages import Button
+from handlers.messages import Button, Inbound
+from handlers.pipeline import turn_ticket
 from handlers.state import ConversationState, ConversationStore
 from integration.state import KeyBuilder, MemoryConversationStore, RedisConversationStore, Ticket
 from integration.state.types import Timing
@@ -344,3 +346,17 @@ def test_offer_replaces_and_clears_the_buttons() -> None:
     state.offer(())
     assert state.buttons == []
     assert state.choice("1") is None
+
+
+def test_a_turns_keys_share_one_redis_cluster_hash_slot() -> None:
+    """Its scripts touch the dedupe mark, lock, rate counter and state together."""
+    keys = KeyBuilder("yimen")
+    turn = Inbound("wechat", "o-user", "o-user", "msg-1", "路灯不亮了")
+    ticket = turn_ticket(keys, turn)
+    slots = {key_slot(k.encode()) for k in (ticket.mark, ticket.lock, ticket.rate, ticket.state)}
+    assert len(slots) == 1
+    other = turn_ticket(keys, Inbound("wechat", "o-other", "o-other", "msg-1", "你好"))
+    assert other.mark != ticket.mark  # the same message id in another chat is another key
+    assert ticket.state == keys.state("wechat", "o-user")
+    with pytest.raises(ValueError, match="braces"):
+        KeyBuilder("{yimen}")

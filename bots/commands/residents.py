@@ -62,7 +62,7 @@ async def _forget(
         forgotten = await book.forget(identity)
         if services.redis is not None:
             keys = KeyBuilder(settings.redis_prefix)
-            names = [keys.build("state", identity.channel, chat) for chat in forgotten.chats]
+            names = [keys.state(identity.channel, chat) for chat in forgotten.chats]
             if names:
                 await services.redis.delete(*names)
         await asyncio.to_thread(_delete_photos, settings.media_dir, forgotten.media)
