@@ -16,7 +16,6 @@ from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -36,7 +35,14 @@ from integration.dispatch.open311 import Locate, Place
 from integration.dispatch.ratings import RatingBook
 from integration.notifications import NotificationQueue
 from integration.services import load_catalogue
-from integration.state import KeyBuilder, MemoryConversationStore, RedisConversationStore, Timing
+from integration.state import (
+    KeyBuilder,
+    MemoryConversationStore,
+    RedisClient,
+    RedisConversationStore,
+    Timing,
+    open_redis,
+)
 from integration.state.throttle import MemoryThrottle, RedisThrottle, Throttle
 from integration.transcript import Transcript
 from integration.uploads import UploadBook
@@ -56,7 +62,7 @@ class Services:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
-    redis: Redis | None
+    redis: RedisClient | None
     catalog: Catalog
     cases: CaseBook
     transcript: Transcript
@@ -135,7 +141,11 @@ async def open_services(
     async with AsyncExitStack() as stack:
         engine = create_engine(settings.resolved_database_url)
         stack.push_async_callback(engine.dispose)
-        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        redis = (
+            open_redis(settings.redis_url, cluster=settings.redis_cluster)
+            if settings.redis_url
+            else None
+        )
         if redis is not None:
             stack.push_async_callback(redis.aclose)
         await upgrade(engine)
@@ -255,7 +265,7 @@ def place_for(gazetteer: Gazetteer, address: str) -> Place | None:
 
 def build_pipeline(
     settings: Settings,
-    redis: Redis | None,
+    redis: RedisClient | None,
     interpreter: Interpreter,
     cases: CaseBook,
     transcript: Transcript,

@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     database_url: str = ""  # default: sqlite+aiosqlite:///<data_dir>/yimen.db
     redis_url: str = ""  # empty: in-process state (one worker only)
     redis_prefix: str = "yimen"
+    redis_cluster: bool = False  # YIMEN_REDIS_URL names a node of a Redis Cluster
     nlu_backend: Literal["embedded", "rasa"] = "embedded"
     nlu_threshold: float = Field(DEFAULT_THRESHOLD, ge=0.0, le=1.0)
     nlu_margin: float = Field(DEFAULT_MARGIN, ge=0.0, le=1.0)

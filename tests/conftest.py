@@ -10,7 +10,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import random
 import shutil
+import socket
+import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -28,7 +32,14 @@ from handlers.catalog import Catalog
 from handlers.state import ConversationStore
 from integration.db import create_engine, session_factory, upgrade
 from integration.models import Base
-from integration.state import KeyBuilder, MemoryConversationStore, RedisConversationStore, Timing
+from integration.state import (
+    KeyBuilder,
+    MemoryConversationStore,
+    RedisClient,
+    RedisConversationStore,
+    Timing,
+    open_redis,
+)
 from integration.uploads import UploadBook
 from nlu.embedded import EmbeddedInterpreter, EmbeddedModel, fingerprint, load_or_train
 from nlu.entities import EntityExtractor
@@ -161,16 +172,111 @@ async def keys(redis: Redis) -> AsyncIterator[KeyBuilder]:
 StoreMaker = Callable[[Timing | None], ConversationStore]
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A three-node Redis Cluster of the session's own (no replicas, nothing on disk).
+
+    Started here, not by .ci/run, so the tests need nothing but redis-server and
+    redis-cli; stopped when the session ends.
+    """
+    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    assert server and cli, "redis-server and redis-cli are needed (.ci/run installs them)"
+    home = tmp_path_factory.mktemp("redis-cluster")
+    ports = _cluster_ports(3)
+    nodes = [
+        subprocess.Popen(
+            [
+                *(server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes"),
+                *(
+                    "--cluster-config-file",
+                    f"nodes-{port}.conf",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ),
+            ],
+            cwd=home,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for port in ports
+    ]
+    try:
+        for port in ports:
+            _wait_for_port(port)
+        subprocess.run(
+            [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports), "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        for _ in range(200):
+            info = subprocess.run(
+                [cli, "-p", str(ports[0]), "cluster", "info"], capture_output=True, text=True
+            ).stdout
+            if "cluster_state:ok" in info:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError(f"the Redis Cluster did not come up:\n{info}")
+        yield f"redis://127.0.0.1:{ports[0]}/0"
+    finally:
+        for node in nodes:
+            node.kill()
+            node.wait(10)
+
+
+def _cluster_ports(count: int) -> list[int]:
+    """Free ports whose cluster bus ports (port + 10000) are free too."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = random.randint(20_000, 29_999)
+        if port not in ports and all(_port_free(p) for p in (port, port + 10_000)):
+            ports.append(port)
+    return ports
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _wait_for_port(port: int) -> None:
+    for _ in range(200):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listens on port {port}")
+
+
+@pytest.fixture
+async def redis_cluster(redis_cluster_url: str) -> AsyncIterator[RedisClient]:
+    """A client of the session's Redis Cluster."""
+    client = open_redis(redis_cluster_url, cluster=True)
+    await client.ping()
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 def make_store(request: pytest.FixtureRequest) -> StoreMaker:
     """Builds conversation stores with a given Timing, in process memory or in Redis.
 
-    Redis stores share the server, as several workers do; each memory store is a
-    separate process's memory.
+    Redis stores share the server (or the cluster), as several workers do; each memory
+    store is a separate process's memory.
     """
     if request.param == "memory":
         return MemoryConversationStore
-    client: Redis = request.getfixturevalue("redis")
+    fixture = "redis" if request.param == "redis" else "redis_cluster"
+    client: RedisClient = request.getfixturevalue(fixture)
     return lambda timing=None: RedisConversationStore(client, timing)
 
 

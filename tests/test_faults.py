@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -195,3 +196,33 @@ async def test_wechat_redelivering_to_two_workers_gets_one_case_and_one_answer_a
         cases = await one.services.cases.open_cases("wechat", openid)
         assert [c.number for c in cases] == [number]
         assert wechat_api.texts == []  # every answer went once, passively
+
+
+async def test_a_whole_report_through_the_app_on_a_redis_cluster(
+    postgres: str, redis_cluster_url: str, data_dir: Path
+) -> None:
+    """YIMEN_REDIS_CLUSTER: conversation state, dedupe, locks and throttles on a cluster."""
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=postgres,
+        redis_url=redis_cluster_url,
+        redis_cluster=True,
+        redis_prefix=f"cluster-{uuid.uuid4().hex[:8]}",
+        push_poll_interval=0.1,
+    )
+    async with TestClient(TestServer(create_app(settings))) as client:
+        services = client.app[SERVICES]
+        async with Visitor(client) as browser, chat(client, browser) as ws:
+            await say(ws, COMPLAINT)
+            reply = await say(ws, ADDRESS)
+            reply = await press(ws, reply, T("button.skip"))
+            reply = await press(ws, reply, T("button.submit"))
+            frame_id = uuid.uuid4().hex
+            assert "YM" in text_of(reply)
+            # The same frame sent twice (the page's resend) is answered as a duplicate.
+            first = await send(ws, "我的进度", id=frame_id)
+            again = await send(ws, "我的进度", id=frame_id)
+            assert first["type"] == "reply" and again["type"] == "duplicate"
+        report = await (await client.get("/readyz")).json()
+        assert report["redis"] == "ok"
+        assert [c.category for c in await services.cases.list_cases()] == ["noise"]

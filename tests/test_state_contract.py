@@ -18,7 +18,14 @@ from redis.crc import key_slot
 from handlers.messages import Button, Inbound
 from handlers.pipeline import turn_ticket
 from handlers.state import ConversationState, ConversationStore
-from integration.state import KeyBuilder, MemoryConversationStore, RedisConversationStore, Ticket
+from integration.state import (
+    KeyBuilder,
+    MemoryConversationStore,
+    RedisClient,
+    RedisConversationStore,
+    Ticket,
+)
+from integration.state.throttle import RedisThrottle
 from integration.state.types import Timing
 from tests.conftest import StoreMaker
 
@@ -41,11 +48,12 @@ NESTED: dict[str, Any] = {
 
 def ticket(keys: KeyBuilder, message: str, chat: str = "chat-1", user: str = "") -> Ticket:
     """A fresh delivery of ``message`` in ``chat``."""
+    tag = keys.conversation("webchat", chat)  # one hash slot, as the pipeline's tickets
     return Ticket(
-        mark=keys.build("dedupe", "webchat", message),
-        lock=keys.build("lock", "webchat", chat),
-        rate=keys.build("rate", "webchat", user or chat),
-        state=keys.build("state", "webchat", chat),
+        mark=keys.build("dedupe", "webchat", message, tag=tag),
+        lock=keys.build("lock", "webchat", chat, tag=tag),
+        rate=keys.build("rate", "webchat", user or chat, tag=tag),
+        state=keys.state("webchat", chat),
         token=uuid.uuid4().hex,
     )
 
@@ -71,16 +79,19 @@ async def test_a_message_is_admitted_once(store: ConversationStore, keys: KeyBui
     first = ticket(keys, "m1")
     admission = await store.enter(first)
     assert admission is not None and admission.count == 1 and admission.state is None
-    assert await store.enter(ticket(keys, "m1", chat="elsewhere")) is None  # in progress
+    assert await store.enter(ticket(keys, "m1")) is None  # in progress
     await store.leave(first, None, changed=False)
     assert await store.enter(ticket(keys, "m1")) is None  # settled
     assert await store.enter(ticket(keys, "m2")) is not None
+    # Message ids are a conversation's own: another chat's m1 is another message (and a
+    # web page cannot block someone else's message by sending its id first).
+    assert await store.enter(ticket(keys, "m1", chat="elsewhere")) is not None
 
 
 async def test_concurrent_deliveries_admit_exactly_one(
     store: ConversationStore, keys: KeyBuilder
 ) -> None:
-    deliveries = [ticket(keys, "m1", chat=f"c{i}") for i in range(10)]
+    deliveries = [ticket(keys, "m1") for _ in range(10)]
     results = await asyncio.gather(*(store.enter(t) for t in deliveries))
     assert sum(r is not None for r in results) == 1
 
@@ -95,11 +106,11 @@ async def test_abort_lets_a_redelivery_in(store: ConversationStore, keys: KeyBui
 async def test_abort_of_a_duplicate_keeps_the_original_claim(
     store: ConversationStore, keys: KeyBuilder
 ) -> None:
-    first, again = ticket(keys, "m1"), ticket(keys, "m1", chat="c2")
+    first, again = ticket(keys, "m1"), ticket(keys, "m1")
     assert await store.enter(first) is not None
     assert await store.enter(again) is None
     await store.abort(again)  # not its claim to drop
-    assert await store.enter(ticket(keys, "m1", chat="c3")) is None
+    assert await store.enter(ticket(keys, "m1")) is None
 
 
 async def test_unfinished_claim_lapses(make_store: StoreMaker, keys: KeyBuilder) -> None:
@@ -360,3 +371,17 @@ def test_a_turns_keys_share_one_redis_cluster_hash_slot() -> None:
     assert ticket.state == keys.state("wechat", "o-user")
     with pytest.raises(ValueError, match="braces"):
         KeyBuilder("{yimen}")
+
+
+async def test_the_throttle_counts_on_a_redis_cluster(
+    redis_cluster: RedisClient, keys: KeyBuilder
+) -> None:
+    """The web chat's and uploads' per-address counters, with several workers on a cluster."""
+    throttle = RedisThrottle(redis_cluster)
+    key = keys.build("webchat-address", "webchat", "198.51.100.7")
+    try:
+        assert [await throttle.hit(key, 5.0) for _ in range(3)] == [1, 2, 3]
+        assert await throttle.hit(key, 5.0, amount=4) == 7  # an upload's bytes, say
+        assert 0 < await redis_cluster.pttl(key) <= 5000
+    finally:
+        await redis_cluster.delete(key)

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
-from redis.asyncio import Redis
 
 from bots.settings import Settings
 from bots.wechat.api import WeChatAPI
@@ -31,7 +30,7 @@ from bots.wechat.window import TranscriptWindow
 from handlers.messages import Inbound
 from handlers.pipeline import transcript_record
 from integration.errors import DuplicateMessage
-from integration.state import KeyBuilder
+from integration.state import KeyBuilder, RedisClient, open_redis
 from integration.transcript import Transcript
 
 if TYPE_CHECKING:
@@ -66,20 +65,21 @@ class WeChatOptions:
     clock: Callable[[], float] = time.time
 
 
-def token_cache(settings: Settings, redis: Redis | None) -> TokenCache:
+def token_cache(settings: Settings, redis: RedisClient | None) -> TokenCache:
     """Where the access_token is shared: Redis when configured, else this process."""
     if redis is None:
         return MemoryTokenCache()
     keys = KeyBuilder(settings.redis_prefix)
+    tag = keys.conversation(CHANNEL, settings.wechat_app_id)  # one slot for token and lock
     return RedisTokenCache(
         redis,
-        keys.build("token", CHANNEL, settings.wechat_app_id),
-        keys.build("tokenlock", CHANNEL, settings.wechat_app_id),
+        keys.build("token", CHANNEL, settings.wechat_app_id, tag=tag),
+        keys.build("tokenlock", CHANNEL, settings.wechat_app_id, tag=tag),
     )
 
 
 @contextlib.asynccontextmanager
-async def open_api(settings: Settings, redis: Redis | None) -> AsyncIterator[WeChatAPI]:
+async def open_api(settings: Settings, redis: RedisClient | None) -> AsyncIterator[WeChatAPI]:
     """The WeChat API client over a session of its own, closed on exit."""
     timeout = aiohttp.ClientTimeout(total=API_TIMEOUT)
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -144,7 +144,11 @@ def wechat_routes(settings: Settings) -> list[web.RouteDef]:
 
 async def install_menu(settings: Settings, menu: Mapping[str, Any]) -> None:
     """Install the custom menu (menu/create), sharing the workers' access_token in Redis."""
-    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    redis = (
+        open_redis(settings.redis_url, cluster=settings.redis_cluster)
+        if settings.redis_url
+        else None
+    )
     try:
         async with open_api(settings, redis) as api:
             await api.create_menu(menu)

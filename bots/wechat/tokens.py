@@ -17,9 +17,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol
 
-from redis.asyncio import Redis
-
 from bots.wechat.errors import WeChatUnavailable
+from integration.state.client import RedisClient
 
 MARGIN = 300.0  # refresh this long before WeChat's expiry
 MIN_TTL = 30.0
@@ -77,7 +76,7 @@ class RedisTokenCache:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         key: str,
         lock_key: str,
         *,

@@ -4,6 +4,7 @@ The memory implementation serves a single worker on a fresh machine; the Redis o
 lets several workers share dedupe claims, locks, rate limits and conversation state.
 """
 
+from integration.state.client import RedisClient, open_redis
 from integration.state.keys import KeyBuilder
 from integration.state.memory import MemoryConversationStore
 from integration.state.redis import RedisConversationStore
@@ -13,7 +14,9 @@ __all__ = [
     "Admission",
     "KeyBuilder",
     "MemoryConversationStore",
+    "RedisClient",
     "RedisConversationStore",
     "Ticket",
     "Timing",
+    "open_redis",
 ]

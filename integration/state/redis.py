@@ -12,8 +12,7 @@ import json
 import time
 from typing import Any
 
-from redis.asyncio import Redis
-
+from integration.state.client import RedisClient
 from integration.state.types import Admission, Ticket, Timing
 
 # KEYS: mark, lock, rate, state. ARGV: token, processing ms, lock ms, rate window s.
@@ -55,7 +54,7 @@ def _ms(seconds: float) -> int:
 class RedisConversationStore:
     """Claims, locks, rate counters and states in Redis (see ConversationStore)."""
 
-    def __init__(self, redis: Redis, timing: Timing | None = None) -> None:
+    def __init__(self, redis: RedisClient, timing: Timing | None = None) -> None:
         self._timing = timing or Timing()
         self._enter = redis.register_script(_ENTER)
         self._leave = redis.register_script(_LEAVE)

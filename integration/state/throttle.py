@@ -11,7 +11,7 @@ import math
 import time
 from typing import Protocol
 
-from redis.asyncio import Redis
+from integration.state.client import RedisClient
 
 # KEYS: counter. ARGV: window ms. Returns the count in the current window.
 _HIT = """
@@ -58,7 +58,7 @@ class MemoryThrottle:
 class RedisThrottle:
     """Counters in Redis, shared by every worker; each expires with its window."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self._redis = redis
         self._script = redis.register_script(_HIT)
 
