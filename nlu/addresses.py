@@ -123,6 +123,7 @@ def features(text: str, words: Sequence[str], hints: Hints) -> list[Row]:
     for match in _SUFFIX.finditer(text):
         starts[match.start()] = "S:" + match.group()
     padded = f"^^^{text}$$$"
+    kinds = "ppp" + "".join(map(_char_class, text)) + "ppp"
     rows: list[Row] = []
     for i, ch in enumerate(text):
         j = i + 3
@@ -140,8 +141,8 @@ def features(text: str, words: Sequence[str], hints: Hints) -> list[Row]:
                 "c-3": padded[j - 3],
                 "c+3": padded[j + 3],
                 "sfx+1": starts[i + 1] if i + 1 < n else "$",
-                "k": _char_class(ch),
-                "k-1k+1": _char_class(padded[j - 1]) + _char_class(padded[j + 1]),
+                "k": kinds[j],
+                "k-1k+1": kinds[j - 1] + kinds[j + 1],
                 "wp": position[i],
                 "w": word_of[i],
                 "w-1": before[i] if position[i] in "BS" else "",

@@ -78,8 +78,12 @@ def words(text: str) -> list[str]:
 
 
 def cut(text: str) -> list[str]:
-    """jieba words covering ``text`` exactly, spaces included (the address tagger's words)."""
-    return _jieba().lcut(text)
+    """jieba words covering ``text`` exactly, spaces included (the address tagger's words).
+
+    Dictionary words only, no HMM guesses for unknown ones: a third faster, and the CRF
+    reads characters for what the dictionary does not know.
+    """
+    return _jieba().lcut(text, HMM=False)
 
 
 def syllables(text: str) -> list[str]:
