@@ -63,6 +63,52 @@ class Hints:
     places: Sequence[Span] = ()  # towns and districts from the place lookup
     patterns: Sequence[Span] = ()  # the address patterns' matches
 
+    def within(self, start: int, end: int) -> Hints:
+        """The hints inside ``text[start:end]``, in that stretch's offsets."""
+        return Hints(
+            _clip(self.communities, start, end),
+            _clip(self.places, start, end),
+            _clip(self.patterns, start, end),
+        )
+
+    def touch(self, start: int, end: int) -> bool:
+        """Whether any hint lies in ``text[start:end]``."""
+        return any(
+            a < end and b > start for a, b in (*self.communities, *self.places, *self.patterns)
+        )
+
+
+def _clip(spans: Iterable[Span], start: int, end: int) -> list[Span]:
+    return [(max(a, start) - start, min(b, end) - start) for a, b in spans if a < end and b > start]
+
+
+# Sentence punctuation: a place never runs across it, so each clause is tagged alone.
+_CLAUSE_END = re.compile(r"[，。！？；：,.!?;:\n]")
+
+
+def clauses(text: str, keep: Sequence[Span] = ()) -> list[Span]:
+    """The stretches of ``text`` between sentence punctuation, never cutting into ``keep``."""
+    out: list[Span] = []
+    start = 0
+    for match in _CLAUSE_END.finditer(text):
+        at = match.start()
+        if any(a <= at < b for a, b in keep):
+            continue
+        if text[start:at].strip():
+            out.append((start, at))
+        start = at + 1
+    if text[start:].strip():
+        out.append((start, len(text)))
+    return out
+
+
+def evidence(text: str, hints: Hints, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` could hold a place: a hint or a place-kind suffix in it.
+
+    Clauses without any are not tagged: on a long letter that saves most of the work.
+    """
+    return hints.touch(start, end) or _SUFFIX.search(text, start, end) is not None
+
 
 def _char_class(ch: str) -> str:
     if ch.isdigit():
@@ -273,11 +319,18 @@ class AddressTagger:
         return features(text, words, hints)
 
     def spans(self, text: str, hints: Hints) -> list[Span]:
-        """The address spans in ``text``, widened to whole gazetteer names."""
-        if not text.strip():
-            return []
-        tags: list[str] = self._tagger.tag(self.features(text, hints))
-        return widen(spans_of(tags), hints.communities)
+        """The address spans in ``text``, widened to whole gazetteer names.
+
+        Each clause with evidence of a place is tagged on its own (see ``clauses``).
+        """
+        found: list[Span] = []
+        for start, end in clauses(text):
+            if evidence(text, hints, start, end):
+                tags: list[str] = self._tagger.tag(
+                    self.features(text[start:end], hints.within(start, end))
+                )
+                found += [(a + start, b + start) for a, b in spans_of(tags)]
+        return widen(found, hints.communities)
 
 
 def widen(spans: Iterable[Span], names: Iterable[Span]) -> list[Span]:
@@ -308,10 +361,16 @@ def train_rows(
     rows = []
     for sample in samples(examples):
         masked, hints = prepare(sample.text)
-        words = segment(masked)
-        if "".join(words) != masked:
-            words = list(masked)
-        rows.append((features(masked, words, hints), tags_for(sample)))
+        tags = tags_for(sample)
+        for start, end in clauses(masked, sample.spans):
+            gold = tags[start:end]
+            if not evidence(masked, hints, start, end) and set(gold) == {"O"}:
+                continue  # never tagged when parsing either
+            clause = masked[start:end]
+            words = segment(clause)
+            if "".join(words) != clause:
+                words = list(clause)
+            rows.append((features(clause, words, hints.within(start, end)), gold))
     return rows
 
 

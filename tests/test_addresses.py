@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from nlu.addresses import spans_of, widen
+from nlu.addresses import clauses, spans_of, widen
 from nlu.embedded import EmbeddedInterpreter
 from nlu.training_data import load
 
@@ -71,3 +71,14 @@ def test_bio_tags_become_spans_and_gazetteer_names_stay_whole() -> None:
     assert spans_of(["O", "B", "I", "O", "I", "I", "B"]) == [(1, 3), (4, 6), (6, 7)]
     # 金辉小区 spans 2..6: a span cutting into it is widened, overlaps merge.
     assert widen([(0, 1), (3, 8), (5, 9)], [(2, 6)]) == [(0, 1), (2, 9)]
+
+
+def test_clauses_split_at_sentence_punctuation_but_never_inside_a_place() -> None:
+    text = "您好,我住金辉小区。楼下太吵!"
+    assert [text[a:b] for a, b in clauses(text)] == ["您好", "我住金辉小区", "楼下太吵"]
+    assert [text[a:b] for a, b in clauses(text, keep=[(5, 9)])] == [
+        "您好",
+        "我住金辉小区",
+        "楼下太吵",
+    ]
+    assert clauses("金辉小区3.2号", keep=[(0, 8)]) == [(0, 8)]
