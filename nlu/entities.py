@@ -11,6 +11,10 @@ since residents see it echoed back. The matched text of any entity is
 ``text[entity.start:entity.end]``; ``EntityExtractor.locate`` gives an address's
 community and coordinates from the gazetteer.
 
+Addresses: given a trained tagger (``with_tagger``, as the embedded interpreter does),
+spans come from nlu.addresses' CRF, which reads the community, place and pattern
+matches here as evidence (``hints``); without one, from those rules alone.
+
 Overlaps are settled by kind, then position: phone numbers are claimed first, then time
 expressions (so a phone number is never also a time or a house number); addresses are
 found in what is left, and a service and an address that overlap keep the earlier,
