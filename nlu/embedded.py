@@ -37,6 +37,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
+from nlu import addresses as address_tagging
+from nlu.addresses import AddressTagger, Hints
 from nlu.entities import EntityExtractor
 from nlu.normalize import normalize
 from nlu.scoring import FastScorer
@@ -46,7 +48,7 @@ from nlu.types import DEFAULT_MARGIN, DEFAULT_THRESHOLD, FALLBACK_INTENT, NLUErr
 
 log = logging.getLogger(__name__)
 
-MODEL_VERSION = "3"
+MODEL_VERSION = "4"
 C = 10.0  # inverse regularisation, chosen by cross-validation on the training data
 CALIBRATION_FOLDS = 4
 
@@ -75,6 +77,15 @@ def words(text: str) -> list[str]:
     return [w for w in _jieba().lcut(text) if not w.isspace()]
 
 
+def cut(text: str) -> list[str]:
+    """jieba words covering ``text`` exactly, spaces included (the address tagger's words).
+
+    Dictionary words only, no HMM guesses for unknown ones: a third faster, and the CRF
+    reads characters for what the dictionary does not know.
+    """
+    return _jieba().lcut(text, HMM=False)
+
+
 def syllables(text: str) -> list[str]:
     """Toneless pinyin of the Chinese characters in ``text``; anything else is dropped."""
     return lazy_pinyin(text, errors="ignore")
@@ -91,6 +102,7 @@ class EmbeddedModel:
     temperature: float  # logits are divided by it before the softmax
     vocabulary: tuple[str, ...]  # domain words added to jieba before tokenising
     fingerprint: str
+    addresses: AddressTagger | None = None  # the address CRF (nlu.addresses)
 
     @property
     def intents(self) -> list[str]:
@@ -119,7 +131,16 @@ class EmbeddedModel:
 
 # The modules whose code shapes the features and the fit: a change to any of them must
 # retrain, even when nobody remembers to bump MODEL_VERSION.
-_FEATURE_CODE = ("embedded.py", "normalize.py", "scoring.py", "training_data.py")
+_FEATURE_CODE = (
+    "embedded.py",
+    "normalize.py",
+    "scoring.py",
+    "training_data.py",
+    "addresses.py",
+    "entities.py",
+    "gazetteer.py",
+    "timeparse.py",
+)
 
 
 def fingerprint(data_dir: Path = DATA_DIR) -> str:
@@ -160,8 +181,11 @@ def train(data: TrainingData, fingerprint: str = "") -> EmbeddedModel:
     """Fit the classifier on every example of ``data``, and calibrate its temperature."""
     if len(data.intents) < 3:
         raise NLUError("training data needs at least three intents (a multinomial model)")
+    # Services, communities and towns are single words to jieba, for both models.
     vocabulary = tuple(
-        sorted({*data.lookups.get("service", ()), *data.lookups.get("community", ())})
+        sorted(
+            {w for name in ("service", "community", "place") for w in data.lookups.get(name, ())}
+        )
     )
     tokenizer = _jieba()
     for word in vocabulary:
@@ -172,7 +196,24 @@ def train(data: TrainingData, fingerprint: str = "") -> EmbeddedModel:
     features = sp.hstack([v.fit_transform(texts) for v in vectorizers], format="csr")
     classifier = _classifier().fit(features, labels)
     temperature = calibrate(features, labels)
-    return EmbeddedModel(*vectorizers, classifier, temperature, vocabulary, fingerprint)
+    addresses = train_addresses(data)
+    return EmbeddedModel(*vectorizers, classifier, temperature, vocabulary, fingerprint, addresses)
+
+
+def train_addresses(data: TrainingData, extractor: EntityExtractor | None = None) -> AddressTagger:
+    """Fit the address CRF on the data's annotated address spans (a few seconds).
+
+    Its evidence comes from ``extractor``'s rules and gazetteer, by default the one
+    built from ``data``, as at parse time; jieba must already know the vocabulary.
+    """
+    extractor = extractor or EntityExtractor.from_training_data(data)
+
+    def prepare(text: str) -> tuple[str, Hints]:
+        masked = extractor.mask(text)
+        return masked, extractor.hints(masked)
+
+    rows = address_tagging.train_rows(data.examples, prepare, cut)
+    return AddressTagger.train(rows, cut)
 
 
 def calibrate(features: sp.csr_matrix, labels: np.ndarray) -> float:
@@ -267,6 +308,8 @@ class EmbeddedInterpreter:
             model.classifier,
             model.temperature,
         )
+        if model.addresses is not None and extractor.tagger is None:
+            extractor = extractor.with_tagger(model.addresses)
         self._extractor = extractor
         self._intents = model.intents
         self._threshold = threshold

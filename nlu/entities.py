@@ -11,6 +11,10 @@ since residents see it echoed back. The matched text of any entity is
 ``text[entity.start:entity.end]``; ``EntityExtractor.locate`` gives an address's
 community and coordinates from the gazetteer.
 
+Addresses: given a trained tagger (``with_tagger``, as the embedded interpreter does),
+spans come from nlu.addresses' CRF, which reads the community, place and pattern
+matches here as evidence (``hints``); without one, from those rules alone.
+
 Overlaps are settled by kind, then position: phone numbers are claimed first, then time
 expressions (so a phone number is never also a time or a house number); addresses are
 found in what is left, and a service and an address that overlap keep the earlier,
@@ -19,14 +23,19 @@ longer span.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from nlu.gazetteer import Community, Gazetteer
 from nlu.timeparse import SHANGHAI, find_times
 from nlu.training_data import TrainingData
 from nlu.types import Entity
+
+if TYPE_CHECKING:
+    from nlu.addresses import AddressTagger, Hints
 
 _MOBILE = r"(?<!\d)1[3-9]\d[ -]?\d{4}[ -]?\d{4}(?!\d)"
 _LANDLINE = r"(?<!\d)0\d{2,3}-?\d{7,8}(?!\d)"
@@ -81,6 +90,7 @@ class EntityExtractor:
         synonyms: dict[str, str] | None = None,
         phone_patterns: Iterable[str] = (),
         *,
+        places: Iterable[str] = (),
         gazetteer: Gazetteer | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
@@ -91,6 +101,8 @@ class EntityExtractor:
         self._service = _alternation(service_words, after=_OFFICE)
         self._gazetteer = gazetteer if gazetteer is not None else Gazetteer()
         self._community = _alternation({*communities, *self._gazetteer.names})
+        self._place = _alternation(places)
+        self._tagger: AddressTagger | None = None
         patterns = [_MOBILE, _LANDLINE, *phone_patterns]
         self._phone = re.compile("|".join(f"(?:{p})" for p in patterns))
         self._clock = clock or _shanghai_now
@@ -113,9 +125,25 @@ class EntityExtractor:
             communities=data.lookups.get("community", ()),
             synonyms=data.synonyms,
             phone_patterns=data.regexes.get("phone", ()),
+            places=data.lookups.get("place", ()),
             gazetteer=Gazetteer.load() if gazetteer is None else gazetteer,
             clock=clock,
         )
+
+    def with_tagger(self, tagger: AddressTagger | None) -> EntityExtractor:
+        """This extractor with addresses found by a trained tagger (None: by the rules).
+
+        The rules' matches, the gazetteer and the place lookup become the tagger's
+        evidence; see nlu.addresses.
+        """
+        other = copy.copy(self)
+        other._tagger = tagger
+        return other
+
+    @property
+    def tagger(self) -> AddressTagger | None:
+        """The address tagger in use, if any."""
+        return self._tagger
 
     @property
     def gazetteer(self) -> Gazetteer:
@@ -127,6 +155,28 @@ class EntityExtractor:
         if isinstance(address, Entity):
             address = address.value
         return self._gazetteer.locate(address)
+
+    def mask(self, text: str, *, now: datetime | None = None) -> str:
+        """``text`` with its phone numbers and time expressions blanked to spaces.
+
+        Addresses are looked for in what is left, so a phone is never a house number.
+        """
+        claimed = [m.span() for m in self._phone.finditer(text)]
+        masked = _mask(text, claimed)
+        when = now if now is not None else self._clock()
+        return _mask(text, [*claimed, *((t.start, t.end) for t in find_times(masked, when))])
+
+    def hints(self, masked: str) -> Hints:
+        """What the rules see in ``masked``: communities, towns and address patterns."""
+        from nlu.addresses import Hints
+
+        return Hints(
+            communities=[m.span() for m in self._community.finditer(masked)]
+            if self._community
+            else [],
+            places=[m.span() for m in self._place.finditer(masked)] if self._place else [],
+            patterns=self._rule_spans(masked),
+        )
 
     def extract(self, text: str, *, now: datetime | None = None) -> tuple[Entity, ...]:
         """All entities in ``text``, in order, without overlaps.
@@ -156,6 +206,16 @@ class EntityExtractor:
 
     def _addresses(self, text: str, masked: str) -> list[Entity]:
         """Address spans in ``masked`` (phones and times blanked out), valued as written."""
+        if self._tagger is not None:
+            spans = self._tagger.spans(masked, self.hints(masked))
+            name = "crf"
+        else:
+            spans = self._rule_spans(masked)
+            name = "regex"
+        return [Entity("address", start, end, text[start:end], name) for start, end in spans]
+
+    def _rule_spans(self, masked: str) -> list[tuple[int, int]]:
+        """The address patterns' spans: names, place kinds and building details."""
         spans: list[tuple[int, int]] = []
         if self._community:
             spans += [m.span() for m in self._community.finditer(masked)]
@@ -176,8 +236,7 @@ class EntityExtractor:
         out = []
         for start, end in merged:
             tail = _TAIL.match(masked, end)
-            end = tail.end() if tail else end
-            out.append(Entity("address", start, end, text[start:end], "regex"))
+            out.append((start, tail.end() if tail else end))
         return out
 
 

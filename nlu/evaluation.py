@@ -7,6 +7,8 @@ Reports, in the output directory:
 - ``intent_errors.json``: every misclassified example with the predicted intent and
   its confidence;
 - ``entity_report.json``: the same report for entities, counting exact spans;
+- ``entity_errors.json``: every example whose entity spans differ from the annotation,
+  with the expected and predicted spans (text, entity, start, end) as Rasa lists them;
 - ``intent_confusion_matrix.png``: the confusion matrix as a heat map.
 """
 
@@ -110,6 +112,32 @@ class Evaluation:
         )
         return report
 
+    def entity_errors(self) -> list[dict[str, Any]]:
+        """The examples whose entities are not exactly the annotated spans.
+
+        Offsets are into the normalised text (``Parse.text``), which is also the
+        ``text`` given; the expected spans are the annotations located in it.
+        """
+        errors = []
+        for example, parse in zip(self.examples, self.parses, strict=True):
+            expected = _expected_spans(example, parse.text)
+            predicted = [
+                _span(e.entity, parse.text, e.start, e.end)
+                for e in parse.entities
+                if e.entity in _ENTITY_TYPES
+            ]
+            key = _span_key
+            if sorted(map(key, expected)) != sorted(map(key, predicted)):
+                errors.append(
+                    {
+                        "text": parse.text,
+                        "intent": example.intent,
+                        "expected": expected,
+                        "predicted": predicted,
+                    }
+                )
+        return errors
+
     def latency_ms(self, quantile: float) -> float:
         """A latency quantile in milliseconds."""
         ordered = sorted(self.latencies)
@@ -139,6 +167,7 @@ def write_reports(result: Evaluation, out: Path) -> dict[str, Any]:
     _dump(out / "intent_report.json", report)
     _dump(out / "intent_errors.json", result.intent_errors())
     _dump(out / "entity_report.json", result.entity_report())
+    _dump(out / "entity_errors.json", result.entity_errors())
     plot_confusion(result, out / "intent_confusion_matrix.png")
     return report
 
@@ -199,6 +228,33 @@ def summary_table(report: dict[str, Any], worst: int = 8) -> str:
             f"{scores['f1-score']:>8.3f}{int(scores['support']):>9}  {confused}"
         )
     return "\n".join(lines)
+
+
+# The entities test sets annotate; anything else a parser adds is not scored.
+_ENTITY_TYPES = frozenset({"address", "time", "phone", "service"})
+
+
+def _span(entity: str, text: str, start: int, end: int) -> dict[str, Any]:
+    return {"entity": entity, "text": text[start:end], "start": start, "end": end}
+
+
+def _span_key(span: dict[str, Any]) -> tuple[str, str]:
+    return span["entity"], span["text"]
+
+
+def _expected_spans(example: Example, text: str) -> list[dict[str, Any]]:
+    """The example's annotations, found again in the normalised ``text``, left to right."""
+    spans = []
+    cursor = 0
+    for entity in sorted(example.entities, key=lambda e: e.start):
+        surface = normalize(example.text[entity.start : entity.end])
+        start = text.find(surface, cursor)
+        if start < 0:  # normalisation changed it beyond recognition: keep the surface
+            spans.append({"entity": entity.entity, "text": surface, "start": -1, "end": -1})
+            continue
+        spans.append(_span(entity.entity, text, start, start + len(surface)))
+        cursor = start + len(surface)
+    return spans
 
 
 def _dump(path: Path, document: Any) -> None:

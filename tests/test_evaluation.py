@@ -8,7 +8,7 @@ from pathlib import Path
 from nlu.embedded import EmbeddedInterpreter
 from nlu.evaluation import evaluate, summary_table, write_reports
 from nlu.training_data import parse_example
-from nlu.types import Parse
+from nlu.types import Entity, Parse
 
 EXAMPLES = [
     parse_example("楼下烧烤店每天半夜还很吵", "report_noise"),
@@ -68,3 +68,34 @@ async def test_fallback_predictions_count_against_recall_without_a_row(tmp_path:
     assert report["greet"]["recall"] == 0.0
     assert report["accuracy"] == 0.75
     assert report["macro avg"]["f1-score"] == 0.75  # four rows: three right, one missed
+
+
+class Spanning:
+    """An interpreter that finds one address span per message, from a table."""
+
+    def __init__(self, spans: dict[str, tuple[int, int]]) -> None:
+        self.spans = spans
+
+    async def parse(self, text: str) -> Parse:
+        start, end = self.spans[text]
+        address = Entity("address", start, end, text[start:end], "crf")
+        return Parse(text, "report_noise", 0.9, (address,))
+
+
+async def test_entity_errors_list_the_wrong_spans(tmp_path: Path) -> None:
+    examples = [
+        parse_example("住[建设街道](address)楼下太吵", "report_noise"),
+        parse_example("[金辉小区3号楼](address)路灯不亮", "report_facility"),
+    ]
+    # The first keeps the verb in its span (the failure class of issue 15); the second is right.
+    spanning = Spanning({"住建设街道楼下太吵": (0, 5), "金辉小区3号楼路灯不亮": (0, 7)})
+    write_reports(await evaluate(spanning, examples), tmp_path)
+    errors = json.loads((tmp_path / "entity_errors.json").read_text(encoding="utf-8"))
+    assert errors == [
+        {
+            "text": "住建设街道楼下太吵",
+            "intent": "report_noise",
+            "expected": [{"entity": "address", "text": "建设街道", "start": 1, "end": 5}],
+            "predicted": [{"entity": "address", "text": "住建设街道", "start": 0, "end": 5}],
+        }
+    ]

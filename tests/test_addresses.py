@@ -1,0 +1,84 @@
+"""The address span rules (README, "Address spans"), through the real trained model.
+
+Each failure class of issue 15 has its cases: a verb or subject before the place, an
+estate with its building, unit and gate, landmarks, road crossings, towns, and words
+that look like places but are not. None of these sentences is in the training data.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from nlu.addresses import clauses, spans_of, widen
+from nlu.embedded import EmbeddedInterpreter
+from nlu.training_data import load
+
+CASES = {
+    "verbs and subjects stay outside": [
+        ("我住建设街道，楼下夜市太吵了", ["建设街道"]),
+        ("想回富兴街道看看我妈，她说楼道灯坏了", ["富兴街道"]),
+        ("表扬交通街道，路灯修得真快", ["交通街道"]),
+        ("每天接孩子走伊煤路，那段路灯全黑", ["伊煤路"]),
+        ("老爷子住林荫街道，想找人上门理发", ["林荫街道"]),
+        ("我家在紫金华府，物业不管电梯", ["紫金华府"]),
+    ],
+    "estate, building, unit and gate stay whole": [
+        ("金地华庭2号楼的电梯又坏了", ["金地华庭2号楼"]),
+        ("祥和苑5号楼楼下有人烧垃圾", ["祥和苑5号楼"]),
+        ("建设街道恒泰家园7号楼东门堆满了杂物", ["建设街道恒泰家园7号楼东门"]),
+        ("丽景苑3号楼2单元的楼道灯不亮", ["丽景苑3号楼2单元"]),
+    ],
+    "landmarks are places": [
+        ("二完小门口天天有人摆摊", ["二完小门口"]),
+        ("东胜区政务服务中心旁边的公厕没水", ["东胜区政务服务中心旁边"]),
+    ],
+    "road crossings are one place": [
+        ("伊煤路与天骄路交叉口的井盖丢了", ["伊煤路与天骄路交叉口"]),
+        ("达拉特路与准格尔路交叉口的红绿灯不亮", ["达拉特路与准格尔路交叉口"]),
+    ],
+    "towns are places": [
+        ("我人在包头，社保卡丢了怎么补办", ["包头"]),
+        ("我在呼和浩特上班，想请社区帮我妈代办老年证", ["呼和浩特"]),
+        ("刚从康巴什搬过来，居住证怎么办", ["康巴什"]),
+    ],
+    "non-places are not addresses": [
+        ("想请社区派人来看看楼下的垃圾", []),
+        ("树枝挡路，电动车都过不去", []),
+        ("物业不管，楼道里全是杂物", []),
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [pytest.param(t, e, id=f"{rule}: {t}") for rule, cases in CASES.items() for t, e in cases],
+)
+async def test_address_spans(
+    interpreter: EmbeddedInterpreter, text: str, expected: list[str]
+) -> None:
+    parse = await interpreter.parse(text)
+    found = [parse.text[e.start : e.end] for e in parse.entities if e.entity == "address"]
+    assert found == expected
+    assert all(e.extractor == "crf" for e in parse.entities if e.entity == "address")
+
+
+def test_the_cases_are_not_training_examples() -> None:
+    texts = {e.text for e in load().examples}
+    assert not texts & {t for cases in CASES.values() for t, _ in cases}
+
+
+def test_bio_tags_become_spans_and_gazetteer_names_stay_whole() -> None:
+    assert spans_of(["O", "B", "I", "O", "I", "I", "B"]) == [(1, 3), (4, 6), (6, 7)]
+    # 金辉小区 spans 2..6: a span cutting into it is widened, overlaps merge.
+    assert widen([(0, 1), (3, 8), (5, 9)], [(2, 6)]) == [(0, 1), (2, 9)]
+
+
+def test_clauses_split_at_sentence_punctuation_but_never_inside_a_place() -> None:
+    text = "您好,我住金辉小区。楼下太吵!"
+    assert [text[a:b] for a, b in clauses(text)] == ["您好", "我住金辉小区", "楼下太吵"]
+    assert [text[a:b] for a, b in clauses(text, keep=[(5, 9)])] == [
+        "您好",
+        "我住金辉小区",
+        "楼下太吵",
+    ]
+    assert clauses("金辉小区3.2号", keep=[(0, 8)]) == [(0, 8)]
