@@ -187,3 +187,16 @@ async def test_staff_cancel_queues_a_push_to_the_resident(
     assert [tuple(p) for p in pushes] == [("me", "您的预约已取消")]
     with pytest.raises(AppointmentNotFound):
         await book.no_show(mine.number)
+
+
+async def test_a_booking_is_reminded_the_day_before_at_the_configured_hour(
+    book: AppointmentBook, engine: AsyncEngine, services: ServiceCatalogue, catalog: Catalog
+) -> None:
+    flow = BookingFlow(services, book, catalog, reminder_hour=18)
+    state = ConversationState()
+    state.begin("booking", "confirm", {"service": "residence_permit"})
+    state.slots["slot"] = (SLOT_AT + timedelta(days=2)).isoformat()
+    await flow.resume(turn("me", "确认", CONFIRM), state)
+    async with engine.connect() as connection:
+        remind_at = await connection.scalar(select(Appointment.remind_at))
+    assert remind_at == datetime(2026, 12, 9, 18, 0, tzinfo=LOCAL_TZ)

@@ -275,7 +275,7 @@ class BookingFlow:
             starts_at=start,
             minutes=service.slot_minutes or 0,
             capacity=self._slots.planner.capacity(service),
-            remind_at=self._remind_at(start),
+            remind_at=self._remind_at(start, self._now(turn)),
         )
         try:
             booking = await self._desk.book(draft)
@@ -366,12 +366,17 @@ class BookingFlow:
     def _service(self, state: ConversationState) -> Service:
         return self._services.service(state.slots["service"])
 
-    def _remind_at(self, start: datetime) -> datetime:
-        """The day before, at the configured hour (Asia/Shanghai)."""
+    def _remind_at(self, start: datetime, now: datetime) -> datetime | None:
+        """The day before, at the configured hour (Asia/Shanghai); None once that is past.
+
+        A booking made after that hour (for today, or for tomorrow late in the day) has
+        just been confirmed with everything the reminder would say.
+        """
         day = start.astimezone(LOCAL_TZ).date() - timedelta(days=1)
-        return datetime.combine(day, datetime.min.time(), LOCAL_TZ).replace(
+        remind = datetime.combine(day, datetime.min.time(), LOCAL_TZ).replace(
             hour=self._reminder_hour
         )
+        return remind if remind > now else None
 
     @staticmethod
     def _now(turn: Turn) -> datetime:
