@@ -8,6 +8,7 @@ booking, whatever number they type. The clock is always the message's own time.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -200,3 +201,28 @@ async def test_a_booking_is_reminded_the_day_before_at_the_configured_hour(
     async with engine.connect() as connection:
         remind_at = await connection.scalar(select(Appointment.remind_at))
     assert remind_at == datetime(2026, 12, 9, 18, 0, tzinfo=LOCAL_TZ)
+
+
+async def test_a_service_that_cannot_be_booked_is_declined_with_its_window(
+    book: AppointmentBook, services: ServiceCatalogue, catalog: Catalog
+) -> None:
+    permit = services.service("residence_permit").model_copy(update={"bookable": False})
+    walk_in = dataclasses.replace(services, services={**services.services, permit.id: permit})
+    flow = BookingFlow(walk_in, book, catalog)
+    state = ConversationState()
+    replies = await flow.book(permit, turn("me", "预约办理"), state)
+    assert "不能在线预约" in replies[0].text and "大厅5号窗口" in replies[0].text
+    assert state.flow is None
+
+
+async def test_a_past_time_is_refused_with_the_nearest_slots(
+    book: AppointmentBook, services: ServiceCatalogue, catalog: Catalog
+) -> None:
+    flow = BookingFlow(services, book, catalog)
+    state = ConversationState()
+    state.begin("booking", "time", {"service": "residence_permit"})
+    late = SLOT_AT - timedelta(days=1)  # 09:00 today, an hour ago
+    replies = await flow.resume(turn("me", "今天9点", f"{SLOT}{late.isoformat()}"), state)
+    assert "已经过了" in replies[0].text and state.step == "time"
+    first = next(b for b in replies[0].buttons if b.payload.startswith(SLOT))
+    assert first.label == "12月7日 周一 10:15"

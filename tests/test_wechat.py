@@ -82,6 +82,18 @@ async def test_service_guide_in_wechat_with_numbered_buttons(yimen: Yimen) -> No
     assert reply.startswith("【办事指南】老年证")
 
 
+async def test_booking_in_wechat_by_numbers(yimen: Yimen) -> None:
+    resident = yimen.resident()
+    reply = await resident.say("我想预约办居住证")
+    assert reply.startswith(T("booking.ask_time", name="居住证"))
+    reply = await resident.say("1")
+    assert reply.startswith("请确认预约信息") and "人口与流动人口服务窗口" in reply
+    reply = await resident.say("确认")
+    assert reply.startswith("预约成功！预约号 YY") and "本人居民身份证原件" in reply
+    reply = await resident.say("取消我的预约")
+    assert reply.startswith("已取消预约 YY")
+
+
 async def test_chat_fallback_and_cancel(yimen: Yimen) -> None:
     resident = yimen.resident()
     reply = await resident.say("你好")
