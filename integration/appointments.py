@@ -31,7 +31,7 @@ from integration.models import (
     utcnow,
 )
 from integration.services.calendar import LOCAL_TZ
-from integration.upsert import insert_for
+from integration.upsert import ensure_resident, insert_for
 
 NUMBER_PREFIX = "YY"
 
@@ -126,6 +126,7 @@ class AppointmentBook:
         """Take a place in the slot and write the booking, in one transaction."""
         now = utcnow()
         async with self._engine.begin() as connection:
+            await ensure_resident(connection, draft.channel, draft.user_id)  # for forgetting
             await _take(connection, draft.window, draft.starts_at, draft.capacity)
             day = draft.starts_at.astimezone(LOCAL_TZ).date()
             number = format_number(day, await _next_sequence(connection, day))

@@ -32,6 +32,7 @@ from integration.appointments import (
 )
 from integration.db import create_engine, session_factory
 from integration.models import Appointment, AppointmentSlot, AppointmentStatus, Notification
+from integration.residents import ResidentBook
 from integration.services import ServiceCatalogue, load_catalogue
 from integration.services.calendar import LOCAL_TZ
 from nlu.types import Parse
@@ -226,3 +227,14 @@ async def test_a_past_time_is_refused_with_the_nearest_slots(
     assert "已经过了" in replies[0].text and state.step == "time"
     first = next(b for b in replies[0].buttons if b.payload.startswith(SLOT))
     assert first.label == "12月7日 周一 10:15"
+
+
+async def test_a_forgotten_resident_no_longer_owns_their_bookings(
+    book: AppointmentBook, engine: AsyncEngine
+) -> None:
+    mine = await book.book(draft("me"))
+    residents = ResidentBook(session_factory(engine))
+    await residents.forget(await residents.find("me", "webchat"))
+    assert await book.upcoming("webchat", "me", NOW) == []
+    kept = await book.get(mine.number)
+    assert (kept.channel, kept.user_id, kept.chat_id) == ("forgotten", "forgotten", "")
