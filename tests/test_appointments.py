@@ -238,3 +238,16 @@ async def test_a_forgotten_resident_no_longer_owns_their_bookings(
     assert await book.upcoming("webchat", "me", NOW) == []
     kept = await book.get(mine.number)
     assert (kept.channel, kept.user_id, kept.chat_id) == ("forgotten", "forgotten", "")
+
+
+async def test_picking_one_of_several_by_its_position(
+    book: AppointmentBook, services: ServiceCatalogue, catalog: Catalog
+) -> None:
+    await book.book(draft("me"))
+    later = await book.book(draft("me", SLOT_AT + timedelta(days=1)))
+    flow = RebookingFlow(services, book, catalog)
+    state = ConversationState()
+    replies = await flow.start(turn("me", "预约的时间我去不了，改一下"), state)
+    assert state.step == "pick" and later.number in replies[0].text
+    replies = await flow.resume(turn("me", "第二个"), state)
+    assert state.step == "time" and state.slots["number"] == later.number

@@ -33,7 +33,7 @@ from handlers.flows.booking_slots import (
 from handlers.flows.guide_match import ServiceMatcher
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
-from handlers.words import NO, YES, words
+from handlers.words import NO, ORDINAL, YES, ordinal, words
 from integration.appointments import BookingDraft, SlotFull
 from integration.services import Service, ServiceCatalogue
 from integration.services.calendar import LOCAL_TZ
@@ -43,6 +43,7 @@ PICK = "booking:service:"  # + a service id
 CONFIRM, EDIT = "booking:confirm", "booking:edit"
 CONFIRM_WORDS = words("confirm", "(?<![不别没])(确认|确定|提交|就这个|就这样|可以|行)")
 EDIT_WORDS = words("edit", "修改|改一下|改下|改个|换个|换一个|重新选|别的时间|其他时间")
+PICKED = words("picked", ORDINAL.pattern)  # 第二个 / 最后一个, among the slots offered
 WINDOW_WORD = "窗口"
 _TIME_INTENTS = frozenset({"book_appointment"})
 
@@ -115,7 +116,12 @@ class BookingFlow:
                 intents=_TIME_INTENTS,
             )
         if state.step == "time":
-            return Expect(prefixes=(SLOT,), entities=frozenset({"time"}), intents=_TIME_INTENTS)
+            return Expect(
+                prefixes=(SLOT,),
+                entities=frozenset({"time"}),
+                words=(PICKED,),
+                intents=_TIME_INTENTS,
+            )
         return Expect(
             payloads=frozenset({CONFIRM, EDIT}),
             entities=frozenset({"time"}),
@@ -159,6 +165,10 @@ class BookingFlow:
         wanted = wanted_time(turn)
         if wanted is not None:
             return await self._at(wanted, turn, state)
+        offered = state.slots.get("offered", [])
+        position = ordinal(turn.text, len(offered))
+        if position is not None:  # 第二个 / 最后一个
+            return await self._chose(datetime.fromisoformat(offered[position]), turn, state)
         state.reprompts += 1
         return self.ask(state)
 

@@ -29,7 +29,7 @@ from handlers.flows.booking_slots import (
 )
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
-from handlers.words import words
+from handlers.words import ordinal, words
 from integration.appointments import AppointmentNotFound, Booking, SlotFull
 from integration.services import ServiceCatalogue
 from integration.services.calendar import LOCAL_TZ
@@ -126,8 +126,11 @@ class RebookingFlow:
         chosen = [b for b in offered if b.number == number]
         if not number:
             wanted = wanted_time(turn)
+            position = ordinal(turn.text, len(offered))
             if wanted is not None:
                 chosen = [b for b in offered if _day(b) == wanted.start.date()]
+            elif position is not None:  # 第二个 / 最后一个
+                chosen = [offered[position]]
         if len(chosen) != 1:
             state.reprompts += 1
             if number:
