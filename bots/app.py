@@ -23,7 +23,7 @@ from handlers.history import ChatHistory
 from handlers.messages import Channel, Inbound, Outbound
 from handlers.notifier import NotificationPump
 from handlers.reminders import BookingReminders
-from integration.appointments import AppointmentBook
+from integration.appointment_reminders import ReminderQueue
 from integration.dispatch.callbacks import CALLBACK_PATH
 from integration.history import TranscriptTail
 from integration.metrics import OUTBOX_AGE, OUTBOX_DEPTH, exposition
@@ -115,7 +115,7 @@ def create_app(
             services.dispatch.changed.connect(pump.wake)  # platform changes push at once
             sweeping = asyncio.Event()  # set: stop sweeping (and reminding)
             reminders = BookingReminders(
-                AppointmentBook(services.sessions),
+                ReminderQueue(services.sessions),
                 load_catalogue(settings.service_catalogue),
                 services.catalog,
             )

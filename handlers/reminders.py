@@ -2,7 +2,7 @@
 
 Each booking carries its reminder's due time (the day before, at the configured
 hour). ``BookingReminders.run`` claims due ones under a lease, renders them and
-queues each push once (integration.appointments); the notification pump delivers
+queues each push once (integration.appointment_reminders); the notification pump delivers
 them like any other push. A restart loses none (the lease lapses and they are claimed
 again) and sends none twice (queueing is conditional on not being reminded yet).
 """
@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from handlers.catalog import Catalog
 from handlers.flows.booking_slots import slot_label
-from integration.appointments import AppointmentBook, DueReminder
+from integration.appointment_reminders import DueReminder, ReminderQueue
 from integration.services import ServiceCatalogue
 
 log = logging.getLogger(__name__)
@@ -26,8 +26,8 @@ INTERVAL = 60.0  # seconds between looks for due reminders
 class BookingReminders:
     """Turns due reminders into queued pushes."""
 
-    def __init__(self, book: AppointmentBook, services: ServiceCatalogue, catalog: Catalog) -> None:
-        self._book = book
+    def __init__(self, queue: ReminderQueue, services: ServiceCatalogue, catalog: Catalog) -> None:
+        self._queue = queue
         self._services = services
         self._t = catalog
 
@@ -35,8 +35,8 @@ class BookingReminders:
         """Claim what is due and queue it; how many pushes were queued."""
         now = now or datetime.now(UTC)
         queued = 0
-        for reminder in await self._book.claim_reminders(now):
-            if await self._book.queue_reminder(reminder, self.render(reminder), now):
+        for reminder in await self._queue.claim_reminders(now):
+            if await self._queue.queue_reminder(reminder, self.render(reminder), now):
                 queued += 1
         return queued
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from handlers.catalog import Catalog
 from handlers.reminders import BookingReminders
+from integration.appointment_reminders import ReminderQueue
 from integration.appointments import AppointmentBook, BookingDraft
 from integration.db import create_engine, session_factory
 from integration.models import Notification
@@ -68,18 +69,19 @@ async def test_a_restart_loses_no_reminder_and_sends_none_twice(
     services = load_catalogue()
     now = REMIND_AT + timedelta(minutes=1)
 
-    assert await book.claim_reminders(now - timedelta(minutes=2)) == []  # not yet due
-    dead = await book.claim_reminders(now)  # the worker that dies before queueing
+    queue = ReminderQueue(session_factory(engine))
+    assert await queue.claim_reminders(now - timedelta(minutes=2)) == []  # not yet due
+    dead = await queue.claim_reminders(now)  # the worker that dies before queueing
     assert len(dead) == 3
 
-    restarted = BookingReminders(AppointmentBook(session_factory(engine)), services, catalog)
+    restarted = BookingReminders(ReminderQueue(session_factory(engine)), services, catalog)
     assert await restarted.run_once(now + timedelta(minutes=1)) == 0  # still leased
     assert await restarted.run_once(now + timedelta(minutes=6)) == 3  # the lease lapsed
     assert await restarted.run_once(now + timedelta(minutes=12)) == 0
 
-    late = BookingReminders(book, services, catalog)
+    late = BookingReminders(queue, services, catalog)
     assert not any(
-        [await book.queue_reminder(r, late.render(r), now + timedelta(minutes=7)) for r in dead]
+        [await queue.queue_reminder(r, late.render(r), now + timedelta(minutes=7)) for r in dead]
     )
     sent = await pushes(engine)
     assert [chat for chat, _ in sent] == ["r0", "r1", "r2"]
@@ -93,7 +95,7 @@ async def test_two_workers_at_once_queue_each_reminder_once(
     await book_three(AppointmentBook(session_factory(engine)))
     services = load_catalogue()
     workers = [
-        BookingReminders(AppointmentBook(session_factory(engine)), services, catalog)
+        BookingReminders(ReminderQueue(session_factory(engine)), services, catalog)
         for _ in range(4)
     ]
     now = REMIND_AT + timedelta(minutes=1)
@@ -107,6 +109,6 @@ async def test_a_cancelled_or_begun_booking_is_not_reminded(
     book = AppointmentBook(session_factory(engine))
     numbers = await book_three(book)
     await book.cancel(numbers[0], "webchat", "r0")
-    reminders = BookingReminders(book, load_catalogue(), catalog)
+    reminders = BookingReminders(ReminderQueue(session_factory(engine)), load_catalogue(), catalog)
     assert await reminders.run_once(TOMORROW_9 + timedelta(minutes=20)) == 1  # only 09:30 left
     assert [chat for chat, _ in await pushes(engine)] == ["r2"]
