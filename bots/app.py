@@ -23,9 +23,12 @@ from handlers.flows.chat import ChatFlow
 from handlers.history import ChatHistory
 from handlers.messages import Channel, Inbound, Outbound
 from handlers.notifier import NotificationPump
+from handlers.reminders import BookingReminders
+from integration.appointment_reminders import ReminderQueue
 from integration.dispatch.callbacks import CALLBACK_PATH
 from integration.history import TranscriptTail
 from integration.metrics import OUTBOX_AGE, OUTBOX_DEPTH, exposition
+from integration.services import load_catalogue
 from nlu.rasa_client import FallbackInterpreter
 from nlu.types import Interpreter
 
@@ -111,8 +114,14 @@ def create_app(
             )
             uploads.bind(services.media, services.throttle, services.keys, services.catalog)
             services.dispatch.changed.connect(pump.wake)  # platform changes push at once
-            sweeping = asyncio.Event()  # set: stop sweeping
+            sweeping = asyncio.Event()  # set: stop sweeping (and reminding)
+            reminders = BookingReminders(
+                ReminderQueue(services.sessions),
+                load_catalogue(settings.service_catalogue),
+                services.catalog,
+            )
             tasks = [
+                asyncio.create_task(reminders.run(sweeping), name="appointment-reminders"),
                 asyncio.create_task(pump.run(), name="notification-pump"),
                 asyncio.create_task(services.dispatch.worker.run(), name="dispatch-worker"),
                 asyncio.create_task(sweep_uploads(services, sweeping), name="upload-sweeper"),

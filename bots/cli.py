@@ -15,6 +15,7 @@ import typer
 from aiohttp import web
 
 from bots.commands import describe_db, load_settings, run_async, staff_services
+from bots.commands.appointments import appointments_app
 from bots.commands.dispatch import describe_dispatch, dispatch_app, worker
 from bots.commands.nlu import nlu_app
 from bots.commands.residents import residents_app
@@ -45,6 +46,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(wechat_app, name="wechat")
 app.add_typer(dispatch_app, name="dispatch")
 app.add_typer(residents_app, name="residents")
+app.add_typer(appointments_app, name="appointments")
 app.add_typer(services_app, name="services")
 app.command()(worker)
 

@@ -28,6 +28,7 @@ from handlers.patience import Patience
 from handlers.pipeline import Limits, Pipeline
 from handlers.router import Router
 from handlers.state import ConversationStore
+from integration.appointments import AppointmentBook
 from integration.cases import CaseBook
 from integration.db import check_exists, create_engine, session_factory, upgrade
 from integration.dispatch import Dispatch, DispatchConfig, WorkerTiming, open_dispatch
@@ -284,7 +285,16 @@ def build_pipeline(
         else MemoryConversationStore(timing)
     )
     services = load_catalogue(settings.service_catalogue)
-    flows = standard_flows(cases, catalog, Gazetteer.load(), ratings, services)
+    appointments = AppointmentBook(cases.sessions)
+    flows = standard_flows(
+        cases,
+        catalog,
+        Gazetteer.load(),
+        ratings,
+        services,
+        appointments,
+        reminder_hour=settings.appointment_reminder_hour,
+    )
     return Pipeline(
         store=store,
         transcript=transcript,

@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     rate_window: float = Field(60.0, gt=0)
     quiet_period: float = Field(600.0, gt=0)  # silence after repeated insults or nonsense
     state_ttl: float = Field(3 * 86_400.0, gt=0)
+    # The day before a booking, at this local hour (Asia/Shanghai), its reminder is due.
+    appointment_reminder_hour: int = Field(16, ge=0, le=23)
     push_poll_interval: float = Field(1.0, gt=0)
     push_timeout: float = Field(30.0, gt=0, lt=60)  # one push's send; then it is retried
     max_upload_bytes: int = Field(5 * 1024 * 1024, ge=1024)

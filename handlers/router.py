@@ -43,6 +43,11 @@ def is_cancel(turn: Turn) -> bool:
     )
 
 
+def cancels_a_booking(turn: Turn) -> bool:
+    """取消预约 / 取消我的预约 with nothing under way: a booking to cancel, not a withdrawal."""
+    return turn.parse.intent == "cancel_appointment" and "预约" in turn.text
+
+
 def wants_person(turn: Turn) -> bool:
     """Whether the message asks for a person (the intent, or 转人工 anywhere in it)."""
     if turn.parse.intent == HANDOFF_INTENT:
@@ -159,7 +164,7 @@ class Router:
     # -- an idle conversation ------------------------------------------------------------
 
     async def _idle(self, turn: Turn, state: ConversationState) -> list[Outbound]:
-        if is_cancel(turn):
+        if is_cancel(turn) and not cancels_a_booking(turn):
             return [Outbound(self._t("chat.nothing_to_cancel"))]
         if wants_person(turn) and turn.parse.intent != HANDOFF_INTENT:
             turn = replace(turn, parse=replace(turn.parse, intent=HANDOFF_INTENT))

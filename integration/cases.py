@@ -184,6 +184,11 @@ class CaseBook:
         self._engine: AsyncEngine = sessions.kw["bind"]
         self.platform = platform
 
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        """The store's session factory (other books of the same store share it)."""
+        return self._sessions
+
     async def create_case(self, draft: CaseDraft) -> CaseView:
         """Open a case in ``received`` and give it its number, in one transaction.
 

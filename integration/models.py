@@ -368,3 +368,66 @@ class MediaUpload(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     sweep_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class AppointmentStatus(enum.StrEnum):
+    """Where a booking stands."""
+
+    booked = "booked"
+    cancelled = "cancelled"  # by the resident, or by staff with a note
+    no_show = "no_show"
+
+
+class AppointmentSlot(Base):
+    """How many residents one slot of a window holds: the row bookings race for.
+
+    A booking raises ``taken`` with ``UPDATE … WHERE taken < capacity``, so however
+    many book at once, no more than the capacity get in.
+    """
+
+    __tablename__ = "appointment_slots"
+
+    window: Mapped[str] = mapped_column(String(32), primary_key=True)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    taken: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AppointmentCounter(Base):
+    """The last booking sequence number handed out for a day of appointments."""
+
+    __tablename__ = "appointment_counters"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    last: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Appointment(Base):
+    """A resident's booking of a slot at a window.
+
+    ``remind_at`` is when the day-before reminder is due; ``reminded_at`` when it was
+    queued; ``remind_lease`` the claiming worker's lease (as the outbox's).
+    """
+
+    __tablename__ = "appointments"
+    __table_args__ = (
+        Index("ix_appointments_owner", "channel", "user_id", "status", "starts_at"),
+        Index("ix_appointments_day", "starts_at", "window"),
+        Index("ix_appointments_reminders", "status", "reminded_at", "remind_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(128))
+    chat_id: Mapped[str] = mapped_column(String(128))
+    service: Mapped[str] = mapped_column(String(64))
+    window: Mapped[str] = mapped_column(String(32))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    minutes: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default=AppointmentStatus.booked.value)
+    note: Mapped[str] = mapped_column(Text, default="")
+    remind_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    remind_lease: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -4,7 +4,8 @@ What goes, in one transaction:
 
 - the resident's identity row, their conversations and every transcript line of them;
 - the pushes queued or sent to their chats, and their follows of others' cases;
-- their rating comments (the scores stay, without the chat, for the statistics).
+- their rating comments (the scores stay, without the chat, for the statistics);
+- their bookings' link to them (the bookings stay on the windows' lists, anonymous).
 
 What stays: the cases they reported are public-service records the street office
 must keep and the dispatch platform already holds. They are kept, detached from the
@@ -24,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from integration.errors import IntegrationError
 from integration.models import (
+    Appointment,
     Case,
     CaseFollower,
     CaseMedia,
@@ -134,6 +136,12 @@ class ResidentBook:
         rated = (Rating.channel == channel) & Rating.chat_id.in_(chats)
         comments = await _count(connection, Rating, rated & (Rating.comment != ""))
         await connection.execute(update(Rating).where(rated).values(chat_id="", comment=""))
+        booked = (Appointment.channel == channel) & (Appointment.user_id == identity.user_id)
+        await connection.execute(
+            update(Appointment)
+            .where(booked)
+            .values(channel=FORGOTTEN, user_id=FORGOTTEN, chat_id="")
+        )
         cases_kept = await self._detach_cases(connection, resident_id)
         kept_media = set(await connection.scalars(select(CaseMedia.ref)))
         await connection.execute(delete(Resident).where(Resident.id == resident_id))

@@ -270,6 +270,8 @@ def check_case(case: Case, spec: dict[str, Any], where: str) -> None:
 @pytest.mark.parametrize("path", scenarios())
 async def test_dialogue(path: Path, world: World) -> None:
     script = load(path)
+    if "clock" in script:  # a fixed start, for scenarios whose dates matter
+        world.clock = datetime.fromisoformat(str(script["clock"])).astimezone(UTC)
     await set_up(world, script.get("setup") or {})
     for number, step in enumerate(script["turns"], 1):
         where = f"{path.stem} turn {number} ({step.get('say') or step.get('press') or 'pin/photo'})"

@@ -73,11 +73,25 @@ async def test_service_guide_in_wechat_with_numbered_buttons(yimen: Yimen) -> No
         options(T("button.guide_book"), T("button.guide_proxy"), T("button.guide_materials"))
     )
     reply = await resident.say("1")  # 回复 1：预约办理
-    assert reply.startswith("线上预约即将开通") and "0477-8581238" in reply
+    assert reply.startswith(T("booking.ask_time", name="居住证")) or "约满" in reply
+    reply = await resident.say("取消")
+    assert reply.startswith(T("booking.cancelled"))
     reply = await resident.click("ask_service_info")  # the menu's 办事指南
     assert reply.startswith(T("guide.ask_which"))
     reply = await resident.say("4")  # 回复 4：老年证
     assert reply.startswith("【办事指南】老年证")
+
+
+async def test_booking_in_wechat_by_numbers(yimen: Yimen) -> None:
+    resident = yimen.resident()
+    reply = await resident.say("我想预约办居住证")
+    assert reply.startswith(T("booking.ask_time", name="居住证"))
+    reply = await resident.say("1")
+    assert reply.startswith("请确认预约信息") and "人口与流动人口服务窗口" in reply
+    reply = await resident.say("确认")
+    assert reply.startswith("预约成功！预约号 YY") and "本人居民身份证原件" in reply
+    reply = await resident.say("取消我的预约")
+    assert reply.startswith("已取消预约 YY")
 
 
 async def test_chat_fallback_and_cancel(yimen: Yimen) -> None:
@@ -126,7 +140,7 @@ async def test_following_greets_with_the_menu_and_unfollowing_is_only_recorded(
     ("key", "expected"),
     [
         ("report", T("complaint.ask_what")),
-        ("book_appointment", T("chat.unsupported", what=T("service_name.book_appointment"))),
+        ("book_appointment", T("booking.ask_service")),
         ("ask_service_info", T("guide.ask_which")),
         ("volunteer_browse", T("chat.unsupported", what=T("service_name.volunteer_browse"))),
         ("a-key-of-an-old-menu", T("chat.help")),

@@ -12,11 +12,14 @@ from dataclasses import dataclass
 
 from handlers.catalog import Catalog
 from handlers.flows.base import HANDOFF_INTENT, CaseDesk, Flow, RatingDesk, Turn
+from handlers.flows.booking import BookingFlow
+from handlers.flows.booking_slots import AppointmentDesk
 from handlers.flows.chat import ChatFlow
 from handlers.flows.complaint import ComplaintFlow, Places
 from handlers.flows.guide import GuideFlow
 from handlers.flows.guide_match import GUIDE_WORDS, QUESTION
 from handlers.flows.rating import RATING_WORDS, RatingFlow
+from handlers.flows.rebooking import RebookingFlow
 from handlers.flows.status import StatusFlow
 from handlers.words import NO, YES, AnyOf, Matcher, words
 from integration.services import ServiceCatalogue, load_catalogue
@@ -29,7 +32,8 @@ ROUTES: Mapping[str, str] = {
     "check_status": "status",
     "rate_service": "rating",
     "ask_service_info": "guide",
-    "book_appointment": "guide",  # until appointments exist: the guide's honest answer
+    "book_appointment": "booking",
+    "cancel_appointment": "rebooking",
     "proxy_service": "guide",  # until 代办 exists: the same
     HANDOFF_INTENT: "handoff",
 }
@@ -78,16 +82,29 @@ def standard_flows(
     places: Places | None = None,
     ratings: RatingDesk | None = None,
     services: ServiceCatalogue | None = None,
+    appointments: AppointmentDesk | None = None,
+    *,
+    reminder_hour: int = 16,
 ) -> dict[str, Flow]:
     """Every flow by the name the router knows it by.
 
     ``handoff`` answers 转人工 until the staff console's handoff flow replaces it here.
-    ``services`` is the service catalogue (the shipped one when not given).
+    ``services`` is the service catalogue (the shipped one when not given). Without
+    an ``appointments`` desk, booking requests get the guide's answer (the window to go to).
     """
     chat = ChatFlow(catalog)
+    services = services or load_catalogue()
+    booking = (
+        BookingFlow(services, appointments, catalog, reminder_hour)
+        if appointments is not None
+        else None
+    )
+    guide = GuideFlow(services, catalog, fallback=chat, booking=booking)
     return {
+        "booking": booking or guide,
+        "rebooking": RebookingFlow(services, appointments, catalog) if appointments else chat,
         "complaint": ComplaintFlow(desk, catalog, places),
-        "guide": GuideFlow(services or load_catalogue(), catalog, fallback=chat),
+        "guide": guide,
         "status": StatusFlow(desk, catalog),
         "rating": RatingFlow(ratings, catalog),
         "handoff": chat,

@@ -29,6 +29,7 @@ from datetime import date
 
 from handlers.catalog import Catalog
 from handlers.flows.base import OFFER_INTERRUPTS, Declined, Expect, Flow, Turn
+from handlers.flows.booking import BookingFlow
 from handlers.flows.chat import MENU_HUMAN
 from handlers.flows.guide_match import (
     GUIDE_WORDS,
@@ -82,11 +83,16 @@ class GuideFlow:
     name = "guide"
 
     def __init__(
-        self, services: ServiceCatalogue, catalog: Catalog, fallback: Flow | None = None
+        self,
+        services: ServiceCatalogue,
+        catalog: Catalog,
+        fallback: Flow | None = None,
+        booking: BookingFlow | None = None,
     ) -> None:
         self._services = services
         self._t = catalog
         self._fallback = fallback  # answers a booking or 代办 that names no known service
+        self._booking = booking  # 预约办理 books here; without it, the window is named
         self.matcher = ServiceMatcher(services)
         self._follow_up = _FollowUp(self.matcher)
 
@@ -114,6 +120,8 @@ class GuideFlow:
             verb, _, service_id = payload.removeprefix(GUIDE).partition(":")
             service = self._services.services.get(service_id)
             if service is not None:
+                if verb == "book" and self._booking is not None:
+                    return await self._booking.book(service, turn, state)
                 return self._on_button(verb, service, state)
         if state.step == "answered" and state.slots.get("service"):
             if GUIDE_WORDS.search(turn.text):  # 办事指南 again (the menu): which service
@@ -124,6 +132,8 @@ class GuideFlow:
                 found = self._match(turn)
                 if found is not None and found.key != service.id:
                     return await self._errand(errand, turn, state)
+                if errand == "book" and self._booking is not None:
+                    return await self._booking.book(service, turn, state)
                 return self._on_button(errand, service, state)
             if self._about(service, turn):
                 lead = self._t("guide.about", name=service.name)
@@ -197,6 +207,8 @@ class GuideFlow:
                 return self._answer(turn, state)
             return await self._fallback.start(turn, state)
         service = self._services.service(found.key)
+        if verb == "book" and self._booking is not None:
+            return await self._booking.book(service, turn, state)
         card = self._card(service)
         return [Outbound(card.text), *self._on_button(verb, service, state)]
 

@@ -57,6 +57,8 @@ class Window(_Strict):
     name: Text
     place: Text
     phone: Text
+    # Residents one slot of this window takes at once (the staff serving it in parallel).
+    capacity: Annotated[int, Field(ge=1, le=100)] = 5
 
 
 class Service(_Strict):

@@ -1,0 +1,157 @@
+"""What the booking flows share: reading the wanted time, finding free slots, naming them.
+
+The ``time`` entity is resolved again from its words against the message's own time
+(``Inbound.time``), so a booking is read against the moment the resident wrote, not
+the moment the model ran (and tests can fix the clock).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from handlers.catalog import Catalog
+from handlers.flows.base import Turn
+from handlers.messages import Button
+from integration.appointments import Booking, BookingDraft
+from integration.services import Service, ServiceCatalogue
+from integration.services.calendar import LOCAL_TZ
+from integration.services.slots import SlotPlanner, Verdict
+from nlu.timeparse import TimeParseError, resolve
+
+OFFERED = 4  # free slots offered as buttons
+SLOT = "booking:slot:"  # + the slot's ISO start; shared by booking and moving
+_WEEKDAYS = "一二三四五六日"
+
+
+class AppointmentDesk(Protocol):
+    """Where the booking flows take, list, cancel and move bookings."""
+
+    async def book(self, draft: BookingDraft) -> Booking:
+        """Take a place (raises ``SlotFull``) and return the booking with its number."""
+        ...
+
+    async def taken(self, window: str, first: datetime, last: datetime) -> dict[datetime, int]:
+        """Places taken per slot start of a window, from ``first`` up to ``last``."""
+        ...
+
+    async def upcoming(self, channel: str, user_id: str, now: datetime) -> list[Booking]:
+        """The resident's own bookings still to come."""
+        ...
+
+    async def cancel(self, number: str, channel: str, user_id: str) -> Booking:
+        """Cancel the resident's own booking (raises ``AppointmentNotFound``)."""
+        ...
+
+    async def move(
+        self, number: str, channel: str, user_id: str, starts_at: datetime, capacity: int
+    ) -> Booking:
+        """Move the resident's own booking to another slot (raises ``SlotFull``)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """A time the resident asked for: a point, or the interval ``[start, end)``."""
+
+    start: datetime
+    end: datetime | None
+    day_only: bool  # a day with no time of day (后天, 11月28日)
+
+
+def wanted_time(turn: Turn) -> Wanted | None:
+    """The first time the message names, read against the message's time."""
+    entity = turn.parse.first("time")
+    if entity is None:
+        return None
+    now = turn.inbound.time.astimezone(LOCAL_TZ)
+    words = turn.parse.text[entity.start : entity.end]
+    try:
+        value = resolve(words, now)
+    except TimeParseError:
+        return None
+    start, end, grain = value.start, value.end, value.grain
+    if end is None and grain in ("day", "week"):
+        end = start + timedelta(days=1 if grain == "day" else 7)
+    return Wanted(start.astimezone(LOCAL_TZ), end, day_only=grain in ("day", "week"))
+
+
+class Slots:
+    """Free slots of a service, by the planner and the places the desk says are taken."""
+
+    def __init__(self, services: ServiceCatalogue, desk: AppointmentDesk) -> None:
+        self.services = services
+        self.planner = SlotPlanner(services)
+        self._desk = desk
+
+    async def free(
+        self,
+        service: Service,
+        after: datetime,
+        now: datetime,
+        *,
+        before: datetime | None = None,
+        count: int = OFFERED,
+        skip: datetime | None = None,
+    ) -> list[datetime]:
+        """The first ``count`` slots from ``after`` (up to ``before``) with a place left."""
+        starts = [s for s in self.planner.upcoming(service, after, now) if s != skip]
+        if before is not None:
+            starts = [s for s in starts if s < before]
+        if not starts:
+            return []
+        taken = await self._desk.taken(service.window, starts[0], starts[-1])
+        capacity = self.planner.capacity(service)
+        return [s for s in starts if taken.get(s.astimezone(LOCAL_TZ), 0) < capacity][:count]
+
+    async def has_room(self, service: Service, start: datetime) -> bool:
+        """Whether one slot still has a place."""
+        taken = await self._desk.taken(service.window, start, start)
+        return next(iter(taken.values()), 0) < self.planner.capacity(service)
+
+    def check(self, service: Service, wanted: datetime, now: datetime) -> Verdict:
+        """The planner's verdict on one time."""
+        return self.planner.check(service, wanted, now)
+
+
+def slot_label(start: datetime) -> str:
+    """A slot as residents read it: 12月7日 周一 09:00."""
+    local = start.astimezone(LOCAL_TZ)
+    return f"{local.month}月{local.day}日 周{_WEEKDAYS[local.weekday()]} {local:%H:%M}"
+
+
+def day_label(start: datetime) -> str:
+    """A day: 12月5日（周六）."""
+    local = start.astimezone(LOCAL_TZ)
+    return f"{local.month}月{local.day}日（周{_WEEKDAYS[local.weekday()]}）"
+
+
+def slot_buttons(t: Catalog, starts: list[datetime], cancel: str) -> tuple[Button, ...]:
+    """One button per slot, then 取消."""
+    buttons = [Button(slot_label(s), f"{SLOT}{s.isoformat()}") for s in starts]
+    return (*buttons, Button(t("button.cancel"), cancel))
+
+
+def slot_of(payload: str) -> datetime | None:
+    """The slot start a slot button carries."""
+    if not payload.startswith(SLOT):
+        return None
+    try:
+        return datetime.fromisoformat(payload.removeprefix(SLOT)).astimezone(LOCAL_TZ)
+    except ValueError:
+        return None
+
+
+def refusal_text(t: Catalog, services: ServiceCatalogue, verdict: Verdict, wanted: datetime) -> str:
+    """Why a wanted time cannot be booked, in the catalogue's words."""
+    assert verdict.refusal is not None
+    hours = services.hours.sessions
+    return t(
+        f"booking.why_{verdict.refusal.value}",
+        day=day_label(wanted),
+        time=slot_label(wanted),
+        holiday=verdict.holiday,
+        lunch=f"{hours[0][1]:%H:%M}-{hours[-1][0]:%H:%M}",
+        hours="、".join(f"{a:%H:%M}-{b:%H:%M}" for a, b in hours),
+    )

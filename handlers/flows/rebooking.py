@@ -1,0 +1,289 @@
+"""Cancelling or moving a booking (cancel_appointment): 取消我明天的预约 / 改一下时间.
+
+Only the resident's own upcoming bookings are listed or touched: a typed booking
+number that is not among them gets the same answer whether it exists or not.
+
+Steps: ``pick`` (several bookings: which, by button, number, position, its day or
+its booking number) → ``action`` (取消预约 / 改时间, when the message said neither) →
+``time`` (moving: the nearest free slots of the same window, or a time said). Cancelling
+and moving both release the place held.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+
+from handlers.catalog import Catalog
+from handlers.flows.base import CANCEL, Expect, Turn
+from handlers.flows.booking_slots import (
+    SLOT,
+    AppointmentDesk,
+    Slots,
+    day_label,
+    refusal_text,
+    slot_buttons,
+    slot_label,
+    slot_of,
+    wanted_time,
+)
+from handlers.messages import Button, Outbound
+from handlers.state import ConversationState
+from handlers.words import ordinal, words
+from integration.appointments import AppointmentNotFound, Booking, SlotFull
+from integration.services import ServiceCatalogue
+from integration.services.calendar import LOCAL_TZ
+from integration.services.slots import Refusal, Verdict
+
+PICK = "rebooking:pick:"  # + a booking number
+DROP, MOVE = "rebooking:cancel", "rebooking:move"
+MOVE_WORDS = words("move", "改|换|调|挪|推迟|提前|延后|去不了|来不了|没空|没时间")
+DROP_WORDS = words("drop", "(?<!不)取消|不去了|不约了|不用了|退掉|退号")
+_NUMBER = re.compile(r"yy\d{10}", re.IGNORECASE)
+
+
+class RebookingFlow:
+    """Cancels or moves the resident's own bookings."""
+
+    name = "rebooking"
+
+    def __init__(self, services: ServiceCatalogue, desk: AppointmentDesk, catalog: Catalog) -> None:
+        self._services = services
+        self._desk = desk
+        self._t = catalog
+        self._slots = Slots(services, desk)
+
+    # -- the Flow protocol -------------------------------------------------------------
+
+    async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        """Find the booking meant, then cancel or move it."""
+        inbound = turn.inbound
+        mine = await self._desk.upcoming(inbound.channel, inbound.user_id, _now(turn))
+        state.begin(self.name, "pick", {"action": _action(turn)})
+        typed = _NUMBER.search(turn.text)
+        if typed is not None:
+            mine = [b for b in mine if b.number == typed.group().upper()]
+            if not mine:
+                state.finish()
+                return [Outbound(self._t("rebooking.not_yours", number=typed.group().upper()))]
+        if not mine:
+            state.finish()
+            return [Outbound(self._t("rebooking.none"))]
+        wanted = wanted_time(turn)
+        lead = ""
+        if wanted is not None:
+            on_day = [b for b in mine if _day(b) == wanted.start.date()]
+            if not on_day:  # 取消我明天的预约 with none tomorrow: never another day's
+                lead = self._t("rebooking.none_that_day", day=day_label(wanted.start))
+            mine = on_day or mine
+        if len(mine) == 1 and not lead:
+            return await self._picked(mine[0], turn, state)
+        state.slots["offered"] = [b.number for b in mine[:6]]
+        listing = self._list(mine[:6])
+        return [Outbound(f"{lead}\n{listing.text}".strip(), listing.buttons)]
+
+    async def resume(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        """Continue at the current step."""
+        if state.step == "pick":
+            return await self._on_pick(turn, state)
+        if state.step == "action":
+            return await self._on_action(turn, state)
+        return await self._on_time(turn, state)
+
+    def expect(self, state: ConversationState) -> Expect:
+        """Buttons, days and numbers (pick), cancel/move words (action), times (time)."""
+        if state.step == "pick":
+            return Expect(prefixes=(PICK,), entities=frozenset({"time"}), text=True)
+        if state.step == "action":
+            return Expect(
+                payloads=frozenset({DROP, MOVE}),
+                words=(MOVE_WORDS, DROP_WORDS),
+                intents=frozenset({"cancel_appointment"}),
+            )
+        return Expect(prefixes=(SLOT,), entities=frozenset({"time"}))
+
+    def ask(self, state: ConversationState) -> list[Outbound]:
+        """The active step's question again."""
+        if state.step == "action":
+            return [self._action_question(state)]
+        if state.step == "time":
+            offered = [datetime.fromisoformat(s) for s in state.slots.get("free", [])]
+            text = self._t("rebooking.ask_time", time=state.slots["label"])
+            return [Outbound(text, slot_buttons(self._t, offered, CANCEL))]
+        buttons = [Button(n, f"{PICK}{n}") for n in state.slots.get("offered", [])]
+        return [Outbound(self._t("rebooking.ask_which"), (*buttons, self._cancel()))]
+
+    # -- steps -------------------------------------------------------------------------
+
+    async def _on_pick(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        inbound = turn.inbound
+        mine = await self._desk.upcoming(inbound.channel, inbound.user_id, _now(turn))
+        offered = [b for b in mine if b.number in state.slots.get("offered", [])]
+        number = turn.payload.removeprefix(PICK) if turn.payload.startswith(PICK) else ""
+        typed = _NUMBER.search(turn.text)
+        if typed is not None:
+            number = typed.group().upper()
+        chosen = [b for b in offered if b.number == number]
+        if not number:
+            wanted = wanted_time(turn)
+            position = ordinal(turn.text, len(offered))
+            if wanted is not None:
+                chosen = [b for b in offered if _day(b) == wanted.start.date()]
+            elif position is not None:  # 第二个 / 最后一个
+                chosen = [offered[position]]
+        if len(chosen) != 1:
+            state.reprompts += 1
+            if number:
+                return [Outbound(self._t("rebooking.not_yours", number=number)), *self.ask(state)]
+            return self.ask(state)
+        if not state.slots.get("action"):
+            state.slots["action"] = _action(turn)
+        return await self._picked(chosen[0], turn, state)
+
+    async def _on_action(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        action = {DROP: "cancel", MOVE: "move"}.get(turn.payload) or _action(turn)
+        if not action:
+            state.reprompts += 1
+            return [self._action_question(state)]
+        state.slots["action"] = action
+        return await self._act(turn, state)
+
+    async def _on_time(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        service = self._services.service(state.slots["service"])
+        now = _now(turn)
+        chosen = slot_of(turn.payload)
+        if chosen is None:
+            wanted = wanted_time(turn)
+            if wanted is None:
+                state.reprompts += 1
+                return self.ask(state)
+            if wanted.end is not None:
+                free = await self._slots.free(service, wanted.start, now, before=wanted.end)
+                if free:
+                    return self._offer(state, free, "")
+                chosen = wanted.start
+            else:
+                chosen = wanted.start
+        verdict = self._slots.check(service, chosen, now)
+        if verdict.slot is not None and not await self._slots.has_room(service, verdict.slot):
+            verdict = Verdict(None, Refusal.full)
+        if verdict.slot is None:
+            why = refusal_text(self._t, self._services, verdict, chosen)
+            free = await self._slots.free(service, max(chosen, now), now)
+            return self._offer(state, free or await self._slots.free(service, now, now), why)
+        inbound = turn.inbound
+        capacity = self._slots.planner.capacity(service)
+        try:
+            moved = await self._desk.move(
+                state.slots["number"], inbound.channel, inbound.user_id, verdict.slot, capacity
+            )
+        except SlotFull:
+            why = refusal_text(self._t, self._services, Verdict(None, Refusal.full), chosen)
+            return self._offer(state, await self._slots.free(service, chosen, now), why)
+        except AppointmentNotFound:
+            state.finish()
+            return [Outbound(self._t("rebooking.gone"))]
+        state.finish()
+        window = self._services.window_for(service.id)
+        text = self._t(
+            "rebooking.moved",
+            number=moved.number,
+            name=service.name,
+            time=slot_label(moved.starts_at),
+            window=window.name,
+            place=window.place,
+        )
+        return [Outbound(text)]
+
+    # -- transitions -------------------------------------------------------------------
+
+    async def _picked(
+        self, booking: Booking, turn: Turn, state: ConversationState
+    ) -> list[Outbound]:
+        state.slots.update(
+            number=booking.number,
+            service=booking.service,
+            starts_at=booking.starts_at.isoformat(),
+            label=f"{self._services.service(booking.service).name} {slot_label(booking.starts_at)}",
+        )
+        if not state.slots.get("action"):
+            state.step, state.reprompts = "action", 0
+            return [self._action_question(state)]
+        return await self._act(turn, state)
+
+    async def _act(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        inbound = turn.inbound
+        if state.slots["action"] == "cancel":
+            number = str(state.slots["number"])
+            state.finish()
+            try:
+                booking = await self._desk.cancel(number, inbound.channel, inbound.user_id)
+            except AppointmentNotFound:
+                return [Outbound(self._t("rebooking.gone"))]
+            name = self._services.service(booking.service).name
+            text = self._t(
+                "rebooking.cancelled_booking",
+                number=booking.number,
+                name=name,
+                time=slot_label(booking.starts_at),
+            )
+            return [Outbound(text)]
+        service = self._services.service(state.slots["service"])
+        now = _now(turn)
+        current = datetime.fromisoformat(state.slots["starts_at"])
+        free = await self._slots.free(service, now, now, skip=current)
+        return self._offer(state, free, "")
+
+    def _offer(self, state: ConversationState, free: list[datetime], lead: str) -> list[Outbound]:
+        if not free:
+            state.finish()
+            return [Outbound(f"{lead}\n{self._t('booking.none_free')}".strip())]
+        state.step, state.reprompts = "time", 0
+        state.slots["free"] = [s.isoformat() for s in free]
+        question = self._t("rebooking.ask_time", time=state.slots["label"])
+        return [Outbound(f"{lead}\n{question}".strip(), slot_buttons(self._t, free, CANCEL))]
+
+    # -- texts -------------------------------------------------------------------------
+
+    def _list(self, mine: list[Booking]) -> Outbound:
+        lines = [
+            self._t(
+                "rebooking.item",
+                position=n,
+                number=b.number,
+                name=self._services.service(b.service).name,
+                time=slot_label(b.starts_at),
+            )
+            for n, b in enumerate(mine, 1)
+        ]
+        text = f"{self._t('rebooking.ask_which')}\n" + "\n".join(lines)
+        buttons = [Button(b.number, f"{PICK}{b.number}") for b in mine]
+        return Outbound(text, (*buttons, self._cancel()))
+
+    def _action_question(self, state: ConversationState) -> Outbound:
+        buttons = (
+            Button(self._t("button.cancel_booking"), DROP),
+            Button(self._t("button.move_booking"), MOVE),
+            self._cancel(),
+        )
+        return Outbound(self._t("rebooking.ask_action", booking=state.slots["label"]), buttons)
+
+    def _cancel(self) -> Button:
+        return Button(self._t("button.keep_booking"), CANCEL)
+
+
+def _action(turn: Turn) -> str:
+    """ "move" for 改一下 / 去不了, "cancel" for 取消 / 不去了, else ""."""
+    if MOVE_WORDS.search(turn.text):
+        return "move"
+    if DROP_WORDS.search(turn.text):
+        return "cancel"
+    return ""
+
+
+def _day(booking: Booking) -> date:
+    return booking.starts_at.astimezone(LOCAL_TZ).date()
+
+
+def _now(turn: Turn) -> datetime:
+    return turn.inbound.time.astimezone(LOCAL_TZ)

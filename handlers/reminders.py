@@ -1,0 +1,69 @@
+"""Day-before reminders of bookings: claimed from the store, queued as pushes.
+
+Each booking carries its reminder's due time (the day before, at the configured
+hour). ``BookingReminders.run`` claims due ones under a lease, renders them and
+queues each push once (integration.appointment_reminders); the notification pump delivers
+them like any other push. A restart loses none (the lease lapses and they are claimed
+again) and sends none twice (queueing is conditional on not being reminded yet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+
+from handlers.catalog import Catalog
+from handlers.flows.booking_slots import slot_label
+from integration.appointment_reminders import DueReminder, ReminderQueue
+from integration.services import ServiceCatalogue
+
+log = logging.getLogger(__name__)
+INTERVAL = 60.0  # seconds between looks for due reminders
+
+
+class BookingReminders:
+    """Turns due reminders into queued pushes."""
+
+    def __init__(self, queue: ReminderQueue, services: ServiceCatalogue, catalog: Catalog) -> None:
+        self._queue = queue
+        self._services = services
+        self._t = catalog
+
+    async def run_once(self, now: datetime | None = None) -> int:
+        """Claim what is due and queue it; how many pushes were queued."""
+        now = now or datetime.now(UTC)
+        queued = 0
+        for reminder in await self._queue.claim_reminders(now):
+            if await self._queue.queue_reminder(reminder, self.render(reminder), now):
+                queued += 1
+        return queued
+
+    async def run(self, stop: asyncio.Event, interval: float = INTERVAL) -> None:
+        """``run_once`` every ``interval`` seconds until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                queued = await self.run_once()
+                if queued:
+                    log.info("queued %d appointment reminders", queued)
+            except Exception:
+                log.exception("queueing appointment reminders failed")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await stop.wait()
+
+    def render(self, reminder: DueReminder) -> str:
+        """The reminder as the resident reads it."""
+        booking = reminder.booking
+        service = self._services.services.get(booking.service)
+        window = self._services.windows.get(booking.window)
+        return self._t(
+            "booking.reminder",
+            number=booking.number,
+            name=service.name if service else booking.service,
+            time=slot_label(booking.starts_at),
+            window=window.name if window else booking.window,
+            place=window.place if window else "",
+            materials="、".join(service.materials) if service else "",
+        )
