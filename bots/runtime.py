@@ -30,6 +30,7 @@ from handlers.pipeline import Limits, Pipeline
 from handlers.router import Router
 from handlers.state import ConversationStore
 from integration.cases import CaseBook
+from integration.contacts import ContactBook
 from integration.db import check_exists, create_engine, session_factory, upgrade
 from integration.dispatch import Dispatch, DispatchConfig, WorkerTiming, open_dispatch
 from integration.dispatch.open311 import Locate, Place
@@ -274,7 +275,8 @@ def build_pipeline(
         else MemoryConversationStore(timing)
     )
     services = load_catalogue(settings.service_catalogue)
-    flows = standard_flows(cases, catalog, Gazetteer.load(), ratings, services)
+    contacts = ContactBook(cases.sessions)
+    flows = standard_flows(cases, catalog, Gazetteer.load(), ratings, services, contacts)
     return Pipeline(
         store=store,
         transcript=transcript,

@@ -368,3 +368,18 @@ class MediaUpload(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     sweep_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ProxyConsent(Base):
+    """A resident's consent that staff run an errand (代办) for them: the words shown, and when.
+
+    One row per 代办 case, written with the case in the same transaction.
+    """
+
+    __tablename__ = "proxy_consents"
+    __table_args__ = (UniqueConstraint("case_id", name="uq_proxy_consents_case_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    words: Mapped[str] = mapped_column(Text)
+    consented_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -14,11 +14,14 @@ from handlers.catalog import Catalog
 from handlers.flows.base import HANDOFF_INTENT, CaseDesk, Flow, RatingDesk, Turn
 from handlers.flows.chat import ChatFlow
 from handlers.flows.complaint import ComplaintFlow, Places
+from handlers.flows.contact import CHANGE_PHONE, FORGET_PHONE, ContactFlow, Contacts
 from handlers.flows.guide import GuideFlow
 from handlers.flows.guide_match import GUIDE_WORDS, QUESTION
+from handlers.flows.proxy import ProxyFlow
 from handlers.flows.rating import RATING_WORDS, RatingFlow
 from handlers.flows.status import StatusFlow
 from handlers.words import NO, YES, AnyOf, Matcher, words
+from integration.contacts import MemoryContacts
 from integration.services import ServiceCatalogue, load_catalogue
 from nlu.contract import REPORT_INTENTS
 
@@ -30,7 +33,7 @@ ROUTES: Mapping[str, str] = {
     "rate_service": "rating",
     "ask_service_info": "guide",
     "book_appointment": "guide",  # until appointments exist: the guide's honest answer
-    "proxy_service": "guide",  # until 代办 exists: the same
+    "proxy_service": "proxy",
     HANDOFF_INTENT: "handoff",
 }
 DEFAULT_FLOW = "chat"
@@ -62,6 +65,7 @@ _REPORT = words(
 
 TRIGGERS: tuple[Trigger, ...] = (
     Trigger(_CASE_NUMBER, "status"),  # a typed case number asks about that case
+    Trigger(AnyOf("phone_words", (FORGET_PHONE, CHANGE_PHONE)), "contact"),  # 忘记我的电话
     Trigger(_REPORT, "complaint"),
     Trigger(RATING_WORDS, "rating"),  # 满意 / 1分 / 根本没修好: answers a pending question
     Trigger(AnyOf("yes_or_no", (YES, NO)), "rating"),  # 嗯 after a rating push: which?
@@ -78,16 +82,25 @@ def standard_flows(
     places: Places | None = None,
     ratings: RatingDesk | None = None,
     services: ServiceCatalogue | None = None,
+    contacts: Contacts | None = None,
 ) -> dict[str, Flow]:
     """Every flow by the name the router knows it by.
 
     ``handoff`` answers 转人工 until the staff console's handoff flow replaces it here.
-    ``services`` is the service catalogue (the shipped one when not given).
+    ``services`` is the service catalogue (the shipped one when not given);
+    ``contacts`` keeps residents' phones (in process memory when not given).
     """
     chat = ChatFlow(catalog)
+    services = services or load_catalogue()
+    contacts = contacts or MemoryContacts()
+    guide = GuideFlow(services, catalog, fallback=chat)
+    proxy = ProxyFlow(desk, services, catalog, contacts, guide.matcher)
+    guide.proxy = proxy
     return {
         "complaint": ComplaintFlow(desk, catalog, places),
-        "guide": GuideFlow(services or load_catalogue(), catalog, fallback=chat),
+        "guide": guide,
+        "proxy": proxy,
+        "contact": ContactFlow(contacts, catalog),
         "status": StatusFlow(desk, catalog),
         "rating": RatingFlow(ratings, catalog),
         "handoff": chat,

@@ -40,6 +40,7 @@ from handlers.flows.guide_match import (
     names_a_thing,
     things,
 )
+from handlers.flows.proxy import ProxyFlow
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
 from handlers.words import clean
@@ -87,6 +88,7 @@ class GuideFlow:
         self._services = services
         self._t = catalog
         self._fallback = fallback  # answers a booking or 代办 that names no known service
+        self.proxy: ProxyFlow | None = None  # the 代办 flow, which 申请代办 starts
         self.matcher = ServiceMatcher(services)
         self._follow_up = _FollowUp(self.matcher)
 
@@ -99,6 +101,8 @@ class GuideFlow:
             return self._answer(turn, state)
         if intent not in STARTS:
             raise Declined
+        if intent == "proxy_service" and self.proxy is not None:
+            return await self.proxy.start(turn, state)
         if intent in ERRANDS:
             return await self._errand(ERRANDS[intent], turn, state)
         if intent != "ask_service_info":  # the trigger: only what the catalogue names well
@@ -114,7 +118,7 @@ class GuideFlow:
             verb, _, service_id = payload.removeprefix(GUIDE).partition(":")
             service = self._services.services.get(service_id)
             if service is not None:
-                return self._on_button(verb, service, state)
+                return await self._on_button(verb, service, turn, state)
         if state.step == "answered" and state.slots.get("service"):
             if GUIDE_WORDS.search(turn.text):  # 办事指南 again (the menu): which service
                 return self._answer(turn, state)
@@ -124,7 +128,7 @@ class GuideFlow:
                 found = self._match(turn)
                 if found is not None and found.key != service.id:
                     return await self._errand(errand, turn, state)
-                return self._on_button(errand, service, state)
+                return await self._on_button(errand, service, turn, state)
             if self._about(service, turn):
                 lead = self._t("guide.about", name=service.name)
                 card = self._card(service)
@@ -198,7 +202,9 @@ class GuideFlow:
             return await self._fallback.start(turn, state)
         service = self._services.service(found.key)
         card = self._card(service)
-        return [Outbound(card.text), *self._on_button(verb, service, state)]
+        if verb == "proxy" and self.proxy is not None:
+            return await self.proxy.begin_for(service, turn, state)
+        return [Outbound(card.text), *await self._on_button(verb, service, turn, state)]
 
     def _about(self, service: Service, turn: Turn) -> bool:
         """Whether a follow-up asks about ``service`` (its papers, time, fee), not another."""
@@ -229,7 +235,11 @@ class GuideFlow:
             return None
         return found
 
-    def _on_button(self, verb: str, service: Service, state: ConversationState) -> list[Outbound]:
+    async def _on_button(
+        self, verb: str, service: Service, turn: Turn, state: ConversationState
+    ) -> list[Outbound]:
+        if verb == "proxy" and self.proxy is not None:  # 申请代办: the 代办 flow takes over
+            return await self.proxy.begin_for(service, turn, state)
         state.begin(self.name, "answered", {"service": service.id})
         window = self._services.window_for(service.id)
         buttons = self._buttons(service)
