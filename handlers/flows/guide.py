@@ -7,16 +7,18 @@ other questions are declined back to their intent. The service is the NLU ``serv
 entity, else the best match of the words (handlers.flows.guide_match). Then:
 
 - a service: one message (materials, where, hours, fee, time limit) with 预约办理,
-  申请代办 (when it may be done by proxy) and 再看材料; until appointments and 代办 are
-  built, the first two say so honestly and give the window, its hours and phone;
+  申请代办 (when it may be done by proxy) and 再看材料; until appointments are built,
+  预约办理 says so honestly and gives the window, its hours and phone; 申请代办 hands
+  the conversation to the 代办 flow (handlers.flows.proxy) for that service;
 - a topic the street office does not handle: who does, and the 12345 hotline;
 - a thing the catalogue does not know (宠物证): said plainly, with 转人工 offered;
 - no service named: which one, with the common services as buttons (labels and
   numbers typed answer too); a question about hours gets the centre's hours first.
 
-Until appointments and 代办 have flows of their own, book_appointment and
-proxy_service come here too: for a known service, the card and the honest answer of
-its button; naming no service, the fallback flow (chat) answers as before.
+Until appointments have a flow of their own, book_appointment comes here too: for a
+known service, the card and the honest answer of its button; naming no service, the
+fallback flow (chat) answers as before. proxy_service goes to the 代办 flow, and
+when a question trigger brings it here first, the guide hands it on.
 
 After an answer the optional step ``answered`` keeps the service, so a follow-up
 question (我是租的房子 没有房产证咋办, 要多久) is answered in the guide, not taken for a
