@@ -35,6 +35,7 @@ from integration.db import check_exists, create_engine, session_factory, upgrade
 from integration.dispatch import Dispatch, DispatchConfig, WorkerTiming, open_dispatch
 from integration.dispatch.open311 import Locate, Place
 from integration.dispatch.ratings import RatingBook
+from integration.items import ItemBook
 from integration.notifications import NotificationQueue
 from integration.services import load_catalogue
 from integration.state import KeyBuilder, MemoryConversationStore, RedisConversationStore, Timing
@@ -276,7 +277,8 @@ def build_pipeline(
     )
     services = load_catalogue(settings.service_catalogue)
     contacts = ContactBook(cases.sessions)
-    flows = standard_flows(cases, catalog, Gazetteer.load(), ratings, services, contacts)
+    items = ItemBook(cases.sessions)
+    flows = standard_flows(cases, catalog, Gazetteer.load(), ratings, services, contacts, items)
     return Pipeline(
         store=store,
         transcript=transcript,

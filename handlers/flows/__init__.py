@@ -17,11 +17,13 @@ from handlers.flows.complaint import ComplaintFlow, Places
 from handlers.flows.contact import CHANGE_PHONE, FORGET_PHONE, ContactFlow, Contacts
 from handlers.flows.guide import GuideFlow
 from handlers.flows.guide_match import GUIDE_WORDS, QUESTION
+from handlers.flows.home import HomeFlow, ItemDesk
 from handlers.flows.proxy import ProxyFlow
 from handlers.flows.rating import RATING_WORDS, RatingFlow
 from handlers.flows.status import StatusFlow
 from handlers.words import NO, YES, AnyOf, Matcher, words
 from integration.contacts import MemoryContacts
+from integration.items import MemoryItems
 from integration.services import ServiceCatalogue, load_catalogue
 from nlu.contract import REPORT_INTENTS
 
@@ -34,6 +36,7 @@ ROUTES: Mapping[str, str] = {
     "ask_service_info": "guide",
     "book_appointment": "guide",  # until appointments exist: the guide's honest answer
     "proxy_service": "proxy",
+    "request_home_service": "home",
     HANDOFF_INTENT: "handoff",
 }
 DEFAULT_FLOW = "chat"
@@ -83,12 +86,14 @@ def standard_flows(
     ratings: RatingDesk | None = None,
     services: ServiceCatalogue | None = None,
     contacts: Contacts | None = None,
+    items: ItemDesk | None = None,
 ) -> dict[str, Flow]:
     """Every flow by the name the router knows it by.
 
     ``handoff`` answers 转人工 until the staff console's handoff flow replaces it here.
     ``services`` is the service catalogue (the shipped one when not given);
-    ``contacts`` keeps residents' phones (in process memory when not given).
+    ``contacts`` keeps residents' phones and ``items`` help-at-home requests (in
+    process memory when not given).
     """
     chat = ChatFlow(catalog)
     services = services or load_catalogue()
@@ -100,6 +105,7 @@ def standard_flows(
         "complaint": ComplaintFlow(desk, catalog, places),
         "guide": guide,
         "proxy": proxy,
+        "home": HomeFlow(items or MemoryItems(), catalog, contacts),
         "contact": ContactFlow(contacts, catalog),
         "status": StatusFlow(desk, catalog),
         "rating": RatingFlow(ratings, catalog),

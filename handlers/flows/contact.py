@@ -30,6 +30,14 @@ CHANGE_PHONE = words(
 )
 
 
+KEEP, DONT_KEEP = "contact:keep", "contact:dont_keep"  # 要不要记住这个号码
+
+
+def keep_buttons(t: Catalog) -> tuple[Button, ...]:
+    """记住号码 and 不用记."""
+    return (Button(t("button.keep_phone"), KEEP), Button(t("button.dont_keep_phone"), DONT_KEEP))
+
+
 class Contacts(Protocol):
     """Where residents' remembered phones are kept (integration.contacts)."""
 

@@ -28,8 +28,11 @@ from handlers.catalog import Catalog
 from handlers.flows.base import CANCEL, CaseDesk, Expect, Turn
 from handlers.flows.contact import (
     CHANGE_PHONE,
+    DONT_KEEP,
     FORGET_PHONE,
+    KEEP,
     Contacts,
+    keep_buttons,
     masked,
     phone_of,
 )
@@ -37,15 +40,12 @@ from handlers.flows.guide_match import GOOD, ServiceMatcher
 from handlers.flows.proxy_steps import (
     AGREE,
     AGREE_WORDS,
-    DONT_KEEP,
     EDIT,
     EDIT_WORDS,
-    KEEP,
     REASON,
     SERVICE,
     confirm_buttons,
     expectation,
-    keep_buttons,
     reason_buttons,
     reason_of,
     whom_of,

@@ -10,14 +10,13 @@ import re
 
 from handlers.catalog import Catalog
 from handlers.flows.base import CANCEL, Expect
-from handlers.flows.contact import CHANGE_PHONE, FORGET_PHONE
+from handlers.flows.contact import CHANGE_PHONE, DONT_KEEP, FORGET_PHONE, KEEP
 from handlers.flows.report_steps import SUBMIT_WORDS
 from handlers.messages import Button
 from handlers.words import NO, YES, AnyOf, Matcher, Words, clean, words
 
 PROXY = "proxy:"  # every button payload of the flow starts with this
 SERVICE, REASON = f"{PROXY}service:", f"{PROXY}reason:"
-KEEP, DONT_KEEP = f"{PROXY}keep", f"{PROXY}dont_keep"
 AGREE, EDIT = f"{PROXY}agree", f"{PROXY}edit"
 
 # Why the resident cannot come, most specific first: 老人住院了 is ill, 腿脚不便 disabled.
@@ -33,8 +32,8 @@ REASON_WORDS = AnyOf("reason", tuple(REASONS.values()))
 
 # Whom it is for, when not the resident: 帮我妈代缴医保.
 _WHOM = re.compile(
-    "(老母亲|老父亲|母亲|父亲|我妈|俺妈|妈妈|老妈|我爸|俺爸|爸爸|老爸|爷爷|奶奶|姥姥|姥爷|外公|外婆|"
-    "公公|婆婆|岳父|岳母|老伴|爱人|丈夫|妻子|儿子|女儿|孩子|家里老人|邻居)"
+    "(我家老人|家里老人|家中老人|老母亲|老父亲|母亲|父亲|我妈|俺妈|妈妈|老妈|我爸|俺爸|爸爸|老爸|爷爷|奶奶|姥姥|姥爷|外公|外婆|"
+    "公公|婆婆|岳父|岳母|老伴|爱人|丈夫|妻子|儿子|女儿|孩子|邻居)"
 )
 # 同意 and the like at the confirmation (YES covers most; these are the consent's own).
 AGREE_WORDS = words("agree", "(?<![不没])(同意|授权|委托|愿意)")
@@ -61,6 +60,8 @@ def whom_of(text: str) -> str:
         return "母亲"
     if word.endswith("爸"):
         return "父亲"
+    if word.endswith("老人"):
+        return "家中老人"
     return word
 
 
@@ -114,11 +115,6 @@ def reason_buttons(t: Catalog) -> tuple[Button, ...]:
         *(Button(t(f"proxy.reason.{key}"), f"{REASON}{key}") for key in REASONS),
         Button(t("button.cancel"), CANCEL),
     )
-
-
-def keep_buttons(t: Catalog) -> tuple[Button, ...]:
-    """记住 and 不用记."""
-    return (Button(t("button.keep_phone"), KEEP), Button(t("button.dont_keep_phone"), DONT_KEEP))
 
 
 def confirm_buttons(t: Catalog) -> tuple[Button, ...]:
