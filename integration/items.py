@@ -15,7 +15,14 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from integration.errors import IntegrationError
-from integration.models import ItemStatus, ServiceItem, utcnow
+from integration.models import (
+    ItemStatus,
+    Notification,
+    NotificationKind,
+    NotificationState,
+    ServiceItem,
+    utcnow,
+)
 
 
 class ItemNotFound(IntegrationError):
@@ -130,18 +137,41 @@ class ItemBook:
         async with self._engine.connect() as connection:
             return [_view(row) for row in await connection.execute(query)]
 
-    async def approve(self, item_id: int, actor: str = "staff") -> ItemView:
-        """Approve a pending item (once): volunteers may then claim it."""
+    async def approve(self, item_id: int, actor: str = "staff", tell: str = "") -> ItemView:
+        """Approve a pending item (once): volunteers may then claim it.
+
+        ``tell``, when given, is pushed to the resident's chat, queued in the same
+        transaction as the approval (delivered by the push pump like any push).
+        """
+        now = utcnow()
         async with self._engine.begin() as connection:
-            result = await connection.execute(
-                update(ServiceItem)
-                .where(
-                    ServiceItem.id == item_id,
-                    ServiceItem.status == ItemStatus.pending.value,
+            row = (
+                await connection.execute(
+                    update(ServiceItem)
+                    .where(
+                        ServiceItem.id == item_id,
+                        ServiceItem.status == ItemStatus.pending.value,
+                    )
+                    .values(status=ItemStatus.approved.value, approved_at=now, approved_by=actor)
+                    .returning(ServiceItem.channel, ServiceItem.chat_id)
                 )
-                .values(status=ItemStatus.approved.value, approved_at=utcnow(), approved_by=actor)
-            )
-        if not result.rowcount:
+            ).first()
+            if row is not None and tell and row.chat_id:
+                await connection.execute(
+                    insert(Notification).values(
+                        event_id=None,
+                        channel=row.channel,
+                        chat_id=row.chat_id,
+                        kind=NotificationKind.reply.value,
+                        text=tell,
+                        state=NotificationState.pending.value,
+                        attempts=0,
+                        next_attempt_at=now,
+                        last_error="",
+                        created_at=now,
+                    )
+                )
+        if row is None:
             await self.get(item_id)  # raises ItemNotFound when there is none
             raise ItemNotPending(f"service item {item_id} is already approved")
         return await self.get(item_id)

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from typer.testing import CliRunner
 
@@ -14,7 +15,7 @@ from bots.cli import app
 from integration.contacts import ContactBook
 from integration.db import create_engine, session_factory
 from integration.items import ItemBook, ItemDraft, ItemNotFound, ItemNotPending
-from integration.models import ItemStatus
+from integration.models import ItemStatus, Notification
 from integration.residents import Identity, ResidentBook
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -78,6 +79,17 @@ def test_yimen_items_list_masks_phones_and_approve_approves(
     approved = runner.invoke(app, ["items", "approve", str(item)])
     assert approved.exit_code == 0, approved.output
     assert f"{item} -> approved" in approved.output
+
+    async def pushed() -> list[str]:
+        engine = create_engine(url)
+        try:
+            async with session_factory(engine)() as session:
+                return list(await session.scalars(select(Notification.text)))
+        finally:
+            await engine.dispose()
+
+    [push] = asyncio.run(pushed())  # the resident is told, once
+    assert "已通过社区审核" in push and "助餐" in push and "每天中午" in push
     again = runner.invoke(app, ["items", "approve", str(item)])
     assert again.exit_code == 1 and "already approved" in again.output
 

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from bots.commands import load_settings, run_async, staff_services
+from handlers.catalog import Catalog
 from integration.cases import local_minute
 from integration.errors import IntegrationError
 from integration.items import ItemBook, ItemView
@@ -54,11 +55,16 @@ def items_approve(
     item: Annotated[int, typer.Argument(help="The item number, from `yimen items list`.")],
     actor: Annotated[str, typer.Option(help="Who approved it.")] = "staff",
 ) -> None:
-    """Approve a pending item: volunteers may then claim it."""
+    """Approve a pending item (volunteers may then claim it); the resident is told."""
 
     async def go() -> ItemView:
+        t = Catalog.load()
         async with staff_services(load_settings()) as services:
-            return await ItemBook(services.sessions).approve(item, actor)
+            book = ItemBook(services.sessions)
+            pending = await book.get(item)
+            kind = t.get(f"home.kind.{pending.kind}", pending.kind)
+            tell = t("home.approved", number=item, kind=kind, when=pending.when)
+            return await book.approve(item, actor, tell)
 
     try:
         view = run_async(go())
