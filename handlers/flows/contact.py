@@ -30,6 +30,11 @@ CHANGE_PHONE = words(
 )
 
 
+# Not giving a phone at all (我不想留电话): told why one is needed, not handed to a person.
+NO_PHONE = words(
+    "no_phone",
+    f"(不想|不愿意?|不方便|不能|不要|不用|不|别)(留|给|告诉|说)(你们?)?(我的?)?{_PHONE}?|没有?(手机|电话)",
+)
 KEEP, DONT_KEEP = "contact:keep", "contact:dont_keep"  # 要不要记住这个号码
 
 

@@ -25,6 +25,7 @@ from handlers.flows.contact import (
     DONT_KEEP,
     FORGET_PHONE,
     KEEP,
+    NO_PHONE,
     Contacts,
     keep_buttons,
     masked,
@@ -99,6 +100,11 @@ class HomeFlow:
             slots.pop("phone", None)
             slots.pop("kept", None)
             return await self._advance(turn, state)
+        if step == "phone" and not phone_of(turn) and NO_PHONE.search(turn.text):
+            state.reprompts += 1
+            return [
+                Outbound(self._t("home.phone_needed"), (Button(self._t("button.cancel"), CANCEL),))
+            ]
         if step == "keep" and not phone_of(turn):
             return await self._on_keep(turn, state)
         if step == "confirm" and (payload == SUBMIT or self._agrees(turn)):
@@ -138,7 +144,7 @@ class HomeFlow:
                 prefixes=(WHOM,), entities=phone, words=(SELF_WORDS, *_PHONE_WORDS), text=True
             )
         if step == "phone":
-            return Expect(entities=phone, words=_PHONE_WORDS)
+            return Expect(entities=phone, words=(NO_PHONE, *_PHONE_WORDS))
         if step == "keep":
             return Expect(
                 payloads=frozenset({KEEP, DONT_KEEP}),

@@ -31,6 +31,7 @@ from handlers.flows.contact import (
     DONT_KEEP,
     FORGET_PHONE,
     KEEP,
+    NO_PHONE,
     Contacts,
     keep_buttons,
     masked,
@@ -118,6 +119,9 @@ class ProxyFlow:
             slots.pop("kept", None)
             state.step, state.reprompts = "phone", 0
             return [self._msg("proxy.ask_phone")]
+        if step == "phone" and not phone_of(turn) and NO_PHONE.search(turn.text):
+            state.reprompts += 1
+            return [self._msg("proxy.phone_needed")]
         if step == "service":
             return await self._on_service(turn, state)
         if step == "keep":

@@ -10,7 +10,7 @@ import re
 
 from handlers.catalog import Catalog
 from handlers.flows.base import CANCEL, Expect
-from handlers.flows.contact import CHANGE_PHONE, DONT_KEEP, FORGET_PHONE, KEEP
+from handlers.flows.contact import CHANGE_PHONE, DONT_KEEP, FORGET_PHONE, KEEP, NO_PHONE
 from handlers.flows.report_steps import SUBMIT_WORDS
 from handlers.messages import Button
 from handlers.words import NO, YES, AnyOf, Matcher, Words, clean, words
@@ -85,7 +85,7 @@ def expectation(step: str, service_words: Matcher) -> Expect:
             text=True,
         )
     if step == "phone":
-        return Expect(entities=frozenset({"phone"}), words=_PHONE_WORDS)
+        return Expect(entities=frozenset({"phone"}), words=(NO_PHONE, *_PHONE_WORDS))
     if step == "keep":
         return Expect(
             payloads=frozenset({KEEP, DONT_KEEP}),
