@@ -30,10 +30,12 @@ from handlers.router import Router
 from handlers.state import ConversationStore
 from integration.appointments import AppointmentBook
 from integration.cases import CaseBook
+from integration.contacts import ContactBook
 from integration.db import check_exists, create_engine, session_factory, upgrade
 from integration.dispatch import Dispatch, DispatchConfig, WorkerTiming, open_dispatch
 from integration.dispatch.open311 import Locate, Place
 from integration.dispatch.ratings import RatingBook
+from integration.items import ItemBook
 from integration.notifications import NotificationQueue
 from integration.services import load_catalogue
 from integration.state import (
@@ -286,6 +288,8 @@ def build_pipeline(
     )
     services = load_catalogue(settings.service_catalogue)
     appointments = AppointmentBook(cases.sessions)
+    contacts = ContactBook(cases.sessions)
+    items = ItemBook(cases.sessions)
     flows = standard_flows(
         cases,
         catalog,
@@ -293,6 +297,8 @@ def build_pipeline(
         ratings,
         services,
         appointments,
+        contacts,
+        items,
         reminder_hour=settings.appointment_reminder_hour,
     )
     return Pipeline(

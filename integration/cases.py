@@ -29,6 +29,7 @@ from integration.models import (
     CaseMedia,
     CaseStatus,
     OutboxKind,
+    ProxyConsent,
     Resident,
     utcnow,
 )
@@ -54,6 +55,15 @@ class CaseDraft:
     latitude: float | None = None
     longitude: float | None = None
     media: tuple[tuple[str, str, str], ...] = ()  # (kind, ref, url)
+    consent: Consent | None = None  # an errand (代办): what the resident agreed to
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    """A resident's explicit consent that staff act for them: the words shown, and when."""
+
+    words: str
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +238,15 @@ class CaseBook:
                         {"case_id": case_id, "kind": k, "ref": r, "url": u}
                         for k, r, u in draft.media
                     ],
+                )
+            if draft.consent is not None:
+                await connection.execute(
+                    insert(ProxyConsent),
+                    {
+                        "case_id": case_id,
+                        "words": draft.consent.words,
+                        "consented_at": draft.consent.at,
+                    },
                 )
             await connection.execute(
                 insert(CaseEvent),

@@ -431,3 +431,51 @@ class Appointment(Base):
     remind_lease: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ProxyConsent(Base):
+    """A resident's consent that staff run an errand (代办) for them: the words shown, and when.
+
+    One row per 代办 case, written with the case in the same transaction.
+    """
+
+    __tablename__ = "proxy_consents"
+    __table_args__ = (UniqueConstraint("case_id", name="uq_proxy_consents_case_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    words: Mapped[str] = mapped_column(Text)
+    consented_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ItemStatus(enum.StrEnum):
+    """Where a help-at-home request stands: staff approve it, then volunteers claim it."""
+
+    pending = "pending"
+    approved = "approved"
+
+
+class ServiceItem(Base):
+    """A help-at-home request (助餐, 陪同就医 …): approved by staff, claimed by volunteers.
+
+    ``when`` is the resident's words for the time (明天上午); ``phone`` is the contact
+    number in clear (staff and the volunteer call it); lists show it masked.
+    """
+
+    __tablename__ = "service_items"
+    __table_args__ = (Index("ix_service_items_status", "status", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(128))
+    chat_id: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(32))
+    when: Mapped[str] = mapped_column(String(128))
+    address: Mapped[str] = mapped_column(String(256))
+    whom: Mapped[str] = mapped_column(String(64))
+    phone: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default=ItemStatus.pending.value)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    approved_by: Mapped[str] = mapped_column(String(64), default="")

@@ -9,8 +9,9 @@
 
 Where each applies: ID numbers are masked before a message is stored or understood
 (residents never need to send one, and staff never need one from chat); phones are
-kept in the transcript (staff may call back) and masked in logs and in the views of
-roles that do not need them.
+masked in the transcript, in logs and in staff lists, and kept in clear only where a
+person must call: the case a resident opened (a 代办 case's contact phone) and the
+phone a resident agreed to have remembered (integration.contacts).
 """
 
 from __future__ import annotations

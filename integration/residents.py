@@ -11,6 +11,8 @@ What stays: the cases they reported are public-service records the street office
 must keep and the dispatch platform already holds. They are kept, detached from the
 resident (moved to one anonymous placeholder identity, with no chat to push to), and
 phone and ID numbers in their descriptions are masked. Their photos stay with them.
+Their help-at-home requests (service items) stay too, detached, the phone masked; a
+remembered contact phone goes with the identity row.
 
 Photos that only the transcript referenced are returned for the caller to delete
 (files live in the channels' media directory, which this package does not know).
@@ -34,6 +36,7 @@ from integration.models import (
     Notification,
     Rating,
     Resident,
+    ServiceItem,
 )
 from integration.privacy import mask
 from integration.upsert import ensure_resident
@@ -143,6 +146,16 @@ class ResidentBook:
             .values(channel=FORGOTTEN, user_id=FORGOTTEN, chat_id="")
         )
         cases_kept = await self._detach_cases(connection, resident_id)
+        # Help-at-home requests stay for the records, detached, with the phone masked.
+        mine_items = (ServiceItem.channel == channel) & (ServiceItem.user_id == identity.user_id)
+        for item_id, phone in (
+            await connection.execute(select(ServiceItem.id, ServiceItem.phone).where(mine_items))
+        ).all():
+            await connection.execute(
+                update(ServiceItem)
+                .where(ServiceItem.id == item_id)
+                .values(user_id=FORGOTTEN, chat_id="", phone=mask(phone))
+            )
         kept_media = set(await connection.scalars(select(CaseMedia.ref)))
         await connection.execute(delete(Resident).where(Resident.id == resident_id))
         return Forgotten(

@@ -2,7 +2,9 @@
 
 Inbound messages are unique by (channel, platform message id), so the store itself is
 the last line of defence against a redelivered message being processed twice. ID
-numbers are masked in every line stored (integration.privacy), whoever writes it.
+and phone numbers are masked in every line stored (integration.privacy), whoever
+writes it: a phone staff need is kept where it belongs (the case, or the resident's
+remembered contact, with their consent), not in the chat log.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from integration.batch import GroupCommit
 from integration.errors import DuplicateMessage
 from integration.models import Conversation, Direction, Message, utcnow
-from integration.privacy import mask_id_numbers
+from integration.privacy import mask
 from integration.upsert import ensure_conversation, ensure_resident, insert_for
 
 
@@ -129,7 +131,7 @@ class Transcript:
                         "channel": record.channel,
                         "direction": Direction.inbound.value,
                         "external_id": record.message_id,
-                        "text": mask_id_numbers(record.text),
+                        "text": mask(record.text),
                         "latitude": record.latitude,
                         "longitude": record.longitude,
                         "location_label": record.location_label,
@@ -167,7 +169,7 @@ class Transcript:
                 "channel": o.stored.channel,
                 "direction": Direction.outbound.value,
                 "external_id": None,
-                "text": mask_id_numbers(text),
+                "text": mask(text),
                 "latitude": None,
                 "longitude": None,
                 "location_label": "",

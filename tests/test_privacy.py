@@ -105,7 +105,7 @@ async def test_an_id_number_sent_in_chat_is_never_stored_in_clear(
         await engine.dispose()
     assert "150602********123X" in state or redis is None
     assert description is not None and "150602********123X" in description  # masked in the case
-    assert any("13912345678" in t for t in stored)  # phones are kept for staff to call back
+    assert any("13912345678" in t for t in stored)  # in the case, for staff to call back
     for clear in CLEAR:
         assert not [t for t in stored if clear in t], clear
         assert clear not in state

@@ -94,6 +94,26 @@ async def test_booking_in_wechat_by_numbers(yimen: Yimen) -> None:
     assert reply.startswith("已取消预约 YY")
 
 
+async def test_proxy_errand_in_wechat_with_numbered_buttons(yimen: Yimen) -> None:
+    resident = yimen.resident()
+    reply = await resident.say("能帮我代办居住证吗")
+    assert reply.startswith(T("proxy.ask_reason", name="居住证"))
+    assert T("wechat.option", number=3, label=T("proxy.reason.away")) in reply
+    assert (await resident.say("3")).startswith(T("proxy.ask_phone"))  # 回复 3：在外地工作
+    reply = await resident.say("13912345678")
+    assert reply.startswith(T("proxy.ask_keep", phone="139****5678"))
+    reply = await resident.say("2")  # 回复 2：不用记
+    assert reply.startswith(T("proxy.not_kept"))
+    reply = await resident.say("金辉小区3号楼2单元501")
+    assert "在外地工作" in reply and "139****5678" in reply and "13912345678" not in reply
+    assert T("proxy.consent", name="居住证", whom=T("proxy.self")) in reply
+    reply = await resident.say("1")  # 回复 1：同意并提交
+    number = number_in(reply)
+    assert reply.startswith(T("proxy.submitted").split("{")[0])
+    [case] = await yimen.services.cases.open_cases("wechat", resident.openid)
+    assert (case.number, case.category) == (number, "proxy")
+
+
 async def test_chat_fallback_and_cancel(yimen: Yimen) -> None:
     resident = yimen.resident()
     reply = await resident.say("你好")

@@ -16,12 +16,17 @@ from handlers.flows.booking import BookingFlow
 from handlers.flows.booking_slots import AppointmentDesk
 from handlers.flows.chat import ChatFlow
 from handlers.flows.complaint import ComplaintFlow, Places
+from handlers.flows.contact import CHANGE_PHONE, FORGET_PHONE, ContactFlow, Contacts
 from handlers.flows.guide import GuideFlow
 from handlers.flows.guide_match import GUIDE_WORDS, QUESTION
+from handlers.flows.home import HomeFlow, ItemDesk
+from handlers.flows.proxy import ProxyFlow
 from handlers.flows.rating import RATING_WORDS, RatingFlow
 from handlers.flows.rebooking import RebookingFlow
 from handlers.flows.status import StatusFlow
 from handlers.words import NO, YES, AnyOf, Matcher, words
+from integration.contacts import MemoryContacts
+from integration.items import MemoryItems
 from integration.services import ServiceCatalogue, load_catalogue
 from nlu.contract import REPORT_INTENTS
 
@@ -34,7 +39,8 @@ ROUTES: Mapping[str, str] = {
     "ask_service_info": "guide",
     "book_appointment": "booking",
     "cancel_appointment": "rebooking",
-    "proxy_service": "guide",  # until 代办 exists: the same
+    "proxy_service": "proxy",
+    "request_home_service": "home",
     HANDOFF_INTENT: "handoff",
 }
 DEFAULT_FLOW = "chat"
@@ -66,6 +72,7 @@ _REPORT = words(
 
 TRIGGERS: tuple[Trigger, ...] = (
     Trigger(_CASE_NUMBER, "status"),  # a typed case number asks about that case
+    Trigger(AnyOf("phone_words", (FORGET_PHONE, CHANGE_PHONE)), "contact"),  # 忘记我的电话
     Trigger(_REPORT, "complaint"),
     Trigger(RATING_WORDS, "rating"),  # 满意 / 1分 / 根本没修好: answers a pending question
     Trigger(AnyOf("yes_or_no", (YES, NO)), "rating"),  # 嗯 after a rating push: which?
@@ -83,6 +90,8 @@ def standard_flows(
     ratings: RatingDesk | None = None,
     services: ServiceCatalogue | None = None,
     appointments: AppointmentDesk | None = None,
+    contacts: Contacts | None = None,
+    items: ItemDesk | None = None,
     *,
     reminder_hour: int = 16,
 ) -> dict[str, Flow]:
@@ -90,21 +99,29 @@ def standard_flows(
 
     ``handoff`` answers 转人工 until the staff console's handoff flow replaces it here.
     ``services`` is the service catalogue (the shipped one when not given). Without
-    an ``appointments`` desk, booking requests get the guide's answer (the window to go to).
+    an ``appointments`` desk, booking requests get the guide's answer (the window to go
+    to). ``contacts`` keeps residents' phones and ``items`` help-at-home requests (in
+    process memory when not given).
     """
     chat = ChatFlow(catalog)
     services = services or load_catalogue()
+    contacts = contacts or MemoryContacts()
     booking = (
         BookingFlow(services, appointments, catalog, reminder_hour)
         if appointments is not None
         else None
     )
     guide = GuideFlow(services, catalog, fallback=chat, booking=booking)
+    proxy = ProxyFlow(desk, services, catalog, contacts, guide.matcher)
+    guide.proxy = proxy
     return {
         "booking": booking or guide,
         "rebooking": RebookingFlow(services, appointments, catalog) if appointments else chat,
         "complaint": ComplaintFlow(desk, catalog, places),
         "guide": guide,
+        "proxy": proxy,
+        "home": HomeFlow(items or MemoryItems(), catalog, contacts),
+        "contact": ContactFlow(contacts, catalog),
         "status": StatusFlow(desk, catalog),
         "rating": RatingFlow(ratings, catalog),
         "handoff": chat,

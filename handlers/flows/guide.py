@@ -7,16 +7,18 @@ other questions are declined back to their intent. The service is the NLU ``serv
 entity, else the best match of the words (handlers.flows.guide_match). Then:
 
 - a service: one message (materials, where, hours, fee, time limit) with 预约办理,
-  申请代办 (when it may be done by proxy) and 再看材料; until appointments and 代办 are
-  built, the first two say so honestly and give the window, its hours and phone;
+  申请代办 (when it may be done by proxy) and 再看材料; until appointments are built,
+  预约办理 says so honestly and gives the window, its hours and phone; 申请代办 hands
+  the conversation to the 代办 flow (handlers.flows.proxy) for that service;
 - a topic the street office does not handle: who does, and the 12345 hotline;
 - a thing the catalogue does not know (宠物证): said plainly, with 转人工 offered;
 - no service named: which one, with the common services as buttons (labels and
   numbers typed answer too); a question about hours gets the centre's hours first.
 
-Until appointments and 代办 have flows of their own, book_appointment and
-proxy_service come here too: for a known service, the card and the honest answer of
-its button; naming no service, the fallback flow (chat) answers as before.
+Until appointments have a flow of their own, book_appointment comes here too: for a
+known service, the card and the honest answer of its button; naming no service, the
+fallback flow (chat) answers as before. proxy_service goes to the 代办 flow, and
+when a question trigger brings it here first, the guide hands it on.
 
 After an answer the optional step ``answered`` keeps the service, so a follow-up
 question (我是租的房子 没有房产证咋办, 要多久) is answered in the guide, not taken for a
@@ -41,6 +43,7 @@ from handlers.flows.guide_match import (
     names_a_thing,
     things,
 )
+from handlers.flows.proxy import ProxyFlow
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
 from handlers.words import clean
@@ -93,6 +96,7 @@ class GuideFlow:
         self._t = catalog
         self._fallback = fallback  # answers a booking or 代办 that names no known service
         self._booking = booking  # 预约办理 books here; without it, the window is named
+        self.proxy: ProxyFlow | None = None  # the 代办 flow, which 申请代办 starts
         self.matcher = ServiceMatcher(services)
         self._follow_up = _FollowUp(self.matcher)
 
@@ -105,6 +109,8 @@ class GuideFlow:
             return self._answer(turn, state)
         if intent not in STARTS:
             raise Declined
+        if intent == "proxy_service" and self.proxy is not None:
+            return await self.proxy.start(turn, state)
         if intent in ERRANDS:
             return await self._errand(ERRANDS[intent], turn, state)
         if intent != "ask_service_info":  # the trigger: only what the catalogue names well
@@ -120,9 +126,7 @@ class GuideFlow:
             verb, _, service_id = payload.removeprefix(GUIDE).partition(":")
             service = self._services.services.get(service_id)
             if service is not None:
-                if verb == "book" and self._booking is not None:
-                    return await self._booking.book(service, turn, state)
-                return self._on_button(verb, service, state)
+                return await self._on_button(verb, service, turn, state)
         if state.step == "answered" and state.slots.get("service"):
             if GUIDE_WORDS.search(turn.text):  # 办事指南 again (the menu): which service
                 return self._answer(turn, state)
@@ -132,9 +136,7 @@ class GuideFlow:
                 found = self._match(turn)
                 if found is not None and found.key != service.id:
                     return await self._errand(errand, turn, state)
-                if errand == "book" and self._booking is not None:
-                    return await self._booking.book(service, turn, state)
-                return self._on_button(errand, service, state)
+                return await self._on_button(errand, service, turn, state)
             if self._about(service, turn):
                 lead = self._t("guide.about", name=service.name)
                 card = self._card(service)
@@ -210,7 +212,9 @@ class GuideFlow:
         if verb == "book" and self._booking is not None:
             return await self._booking.book(service, turn, state)
         card = self._card(service)
-        return [Outbound(card.text), *self._on_button(verb, service, state)]
+        if verb == "proxy" and self.proxy is not None:
+            return await self.proxy.begin_for(service, turn, state)
+        return [Outbound(card.text), *await self._on_button(verb, service, turn, state)]
 
     def _about(self, service: Service, turn: Turn) -> bool:
         """Whether a follow-up asks about ``service`` (its papers, time, fee), not another."""
@@ -241,7 +245,13 @@ class GuideFlow:
             return None
         return found
 
-    def _on_button(self, verb: str, service: Service, state: ConversationState) -> list[Outbound]:
+    async def _on_button(
+        self, verb: str, service: Service, turn: Turn, state: ConversationState
+    ) -> list[Outbound]:
+        if verb == "proxy" and self.proxy is not None:  # 申请代办: the 代办 flow takes over
+            return await self.proxy.begin_for(service, turn, state)
+        if verb == "book" and self._booking is not None:  # 预约办理: the booking flow
+            return await self._booking.book(service, turn, state)
         state.begin(self.name, "answered", {"service": service.id})
         window = self._services.window_for(service.id)
         buttons = self._buttons(service)

@@ -1,0 +1,306 @@
+"""Help at home (上门服务): a household asks for help; staff approve it as a service item.
+
+Started by request_home_service (我家老人需要上门助餐, 能不能有人陪我妈去医院). It asks
+only for what the resident has not said yet, in this order:
+
+- ``kind``: 助餐, 助医/陪同就医, 代购, 上门维修, 探访, 其他 (buttons that also take
+  words; other words are kept as 其他 with the words as a note);
+- ``when``: the time entity's words (明天上午) or the resident's own (每天中午);
+- ``where``: an address or a location pin;
+- ``whom``: 本人, 家中老人, 母亲 … (words or the buttons);
+- ``phone`` and ``keep``: the contact phone, asked once, kept only on a yes
+  (handlers.flows.contact);
+- ``confirm``: yes records a service item in ``pending`` (integration.items), which
+  staff approve (`yimen items approve ITEM`) and volunteers will later claim.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from handlers.catalog import Catalog
+from handlers.flows.base import CANCEL, Expect, Turn
+from handlers.flows.contact import (
+    CHANGE_PHONE,
+    DONT_KEEP,
+    FORGET_PHONE,
+    KEEP,
+    NO_PHONE,
+    Contacts,
+    keep_buttons,
+    masked,
+    phone_of,
+)
+from handlers.flows.proxy_steps import whom_of
+from handlers.flows.report_slots import typed_address
+from handlers.flows.report_steps import SUBMIT_WORDS
+from handlers.messages import Button, Outbound
+from handlers.state import ConversationState
+from handlers.words import NO, YES, AnyOf, Words, clean, words
+from integration.items import ItemDraft, ItemView
+
+HOME = "home:"
+KIND, WHOM, SUBMIT = f"{HOME}kind:", f"{HOME}whom:", f"{HOME}submit"
+_OTHER = "other"
+_MIN_ADDRESS = 4
+
+KINDS: dict[str, Words] = {
+    "medical": words("medical", "助医|就医|医院|看病|拿药|取药|复查|体检|打针"),
+    "meal": words("meal", "助餐|送餐|送饭|做饭|吃饭|午饭|晚饭|饭菜"),
+    "shopping": words("shopping", "代购|买菜|买东西|买药|购物|买点|买些|捎"),
+    "repair": words("repair", "维修|修理|修一下|修修|坏了|换灯泡|水龙头|漏水|马桶|电路|门锁"),
+    "visit": words("visit", "探访|看望|看看|聊天|陪伴|陪陪|独居|没人照顾"),
+}
+KIND_WORDS = AnyOf("home_kind", tuple(KINDS.values()))
+SELF_WORDS = words("self", "本人|我自己|自己|给我|就我|我本人")
+_PHONE_WORDS = (FORGET_PHONE, CHANGE_PHONE)
+
+
+class ItemDesk(Protocol):
+    """Where service items are recorded (integration.items.ItemBook)."""
+
+    async def create(self, draft: ItemDraft) -> ItemView:
+        """Record a request in ``pending``."""
+        ...
+
+
+def kind_of(text: str) -> str:
+    """The kind of help ``text`` asks for (a KINDS key), or ""."""
+    return next((key for key, matcher in KINDS.items() if matcher.search(text)), "")
+
+
+class HomeFlow:
+    """Collects a help-at-home request and records it as a service item."""
+
+    name = "home"
+
+    def __init__(self, items: ItemDesk, catalog: Catalog, contacts: Contacts) -> None:
+        self._items = items
+        self._t = catalog
+        self._contacts = contacts
+
+    async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        """Begin with whatever the message says (kind, time, place, whom, phone)."""
+        state.begin(self.name, "kind", {})
+        self._take(turn, state, "start")
+        return await self._advance(turn, state)
+
+    async def resume(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        """The answer to the active step, a correction, or the question again."""
+        slots, step, payload = state.slots, state.step or "kind", turn.payload
+        inbound = turn.inbound
+        if FORGET_PHONE.search(turn.text) and not payload:
+            forgot = await self._contacts.forget(inbound.channel, inbound.user_id)
+            if slots.get("kept"):
+                slots.pop("phone", None)
+                slots.pop("kept", None)
+            lead = self._t("contact.forgotten" if forgot else "contact.none_kept")
+            return _lead(lead, await self._advance(turn, state))
+        if CHANGE_PHONE.search(turn.text) and not phone_of(turn) and not payload:
+            slots.pop("phone", None)
+            slots.pop("kept", None)
+            return await self._advance(turn, state)
+        if step == "phone" and not phone_of(turn) and NO_PHONE.search(turn.text):
+            state.reprompts += 1
+            return [
+                Outbound(self._t("home.phone_needed"), (Button(self._t("button.cancel"), CANCEL),))
+            ]
+        if step == "keep" and not phone_of(turn):
+            return await self._on_keep(turn, state)
+        if step == "confirm" and (payload == SUBMIT or self._agrees(turn)):
+            return await self._submit(turn, state)
+        if step == "confirm" and not payload and (NO.search(turn.text) or turn.means("deny")):
+            if not self._changes(turn, state):
+                state.finish()
+                return [Outbound(self._t("home.cancelled"))]
+        before = dict(slots)
+        if payload.startswith(KIND):
+            slots["kind"] = payload.removeprefix(KIND)
+        elif payload.startswith(WHOM):
+            slots["whom"] = self._t(f"home.whom.{payload.removeprefix(WHOM)}")
+        self._take(turn, state, step)
+        if slots == before:
+            state.reprompts += 1
+            question = self.ask(state)[0]
+            return [Outbound(f"{self._t('home.reprompt')}\n{question.text}", question.buttons)]
+        return await self._advance(turn, state)
+
+    def expect(self, state: ConversationState) -> Expect:
+        """What answers each step; any step takes a phone, and the summary corrections."""
+        step = state.step or "kind"
+        phone = frozenset({"phone"})
+        if step == "kind":
+            return Expect(
+                prefixes=(KIND,), entities=phone, words=(KIND_WORDS, *_PHONE_WORDS), text=True
+            )
+        if step == "when":
+            return Expect(entities=phone | {"time"}, words=_PHONE_WORDS, text=True)
+        if step == "where":
+            return Expect(
+                entities=phone | {"address"}, location=True, words=_PHONE_WORDS, text=True
+            )
+        if step == "whom":
+            return Expect(
+                prefixes=(WHOM,), entities=phone, words=(SELF_WORDS, *_PHONE_WORDS), text=True
+            )
+        if step == "phone":
+            return Expect(entities=phone, words=(NO_PHONE, *_PHONE_WORDS))
+        if step == "keep":
+            return Expect(
+                payloads=frozenset({KEEP, DONT_KEEP}),
+                entities=phone,
+                words=(YES, NO, *_PHONE_WORDS),
+                intents=frozenset({"affirm", "deny"}),
+            )
+        return Expect(
+            payloads=frozenset({SUBMIT}),
+            entities=phone | {"address", "time"},
+            location=True,
+            words=(SUBMIT_WORDS, KIND_WORDS, YES, NO, *_PHONE_WORDS),
+            intents=frozenset({"affirm", "deny"}),
+        )
+
+    def ask(self, state: ConversationState) -> list[Outbound]:
+        """The active step's question."""
+        step, slots = state.step or "kind", state.slots
+        cancel = Button(self._t("button.cancel"), CANCEL)
+        if step == "kind":
+            kinds = [*KINDS, _OTHER]
+            buttons = tuple(Button(self._t(f"home.kind.{k}"), f"{KIND}{k}") for k in kinds)
+            return [Outbound(self._t("home.ask_kind"), (*buttons, cancel))]
+        if step in ("when", "where", "phone"):
+            return [Outbound(self._t(f"home.ask_{step}", kind=self._kind(state)), (cancel,))]
+        if step == "whom":
+            buttons = tuple(
+                Button(self._t(f"home.whom.{w}"), f"{WHOM}{w}") for w in ("self", "elder")
+            )
+            return [Outbound(self._t("home.ask_whom"), (*buttons, cancel))]
+        if step == "keep":
+            text = self._t("proxy.ask_keep", phone=masked(slots["phone"]))
+            return [Outbound(text, keep_buttons(self._t))]
+        text = self._t(
+            "home.confirm",
+            kind=self._kind(state),
+            when=slots["when"],
+            address=slots["address"],
+            whom=slots["whom"],
+            phone=masked(slots["phone"]),
+        )
+        return [Outbound(text, (Button(self._t("button.submit"), SUBMIT), cancel))]
+
+    # -- steps ---------------------------------------------------------------------------
+
+    async def _on_keep(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        slots, inbound = state.slots, turn.inbound
+        if turn.payload == KEEP or (
+            not turn.payload and (YES.search(turn.text) or turn.means("affirm"))
+        ):
+            await self._contacts.remember(inbound.channel, inbound.user_id, slots["phone"])
+            slots["kept"] = True
+            lead = self._t("proxy.kept", phone=masked(slots["phone"]))
+        elif turn.payload == DONT_KEEP or NO.search(turn.text) or turn.means("deny"):
+            slots["kept"] = False
+            lead = self._t("home.not_kept")
+        else:
+            state.reprompts += 1
+            return self.ask(state)
+        return _lead(lead, await self._advance(turn, state))
+
+    def _agrees(self, turn: Turn) -> bool:
+        if turn.payload or self._says_something_new(turn):
+            return False
+        return bool(SUBMIT_WORDS.search(turn.text) or YES.search(turn.text) or turn.means("affirm"))
+
+    def _says_something_new(self, turn: Turn) -> bool:
+        parse = turn.parse
+        return any(parse.first(e) is not None for e in ("phone", "address", "time"))
+
+    def _changes(self, turn: Turn, state: ConversationState) -> bool:
+        before = dict(state.slots)
+        self._take(turn, state, "confirm")
+        return state.slots != before
+
+    def _take(self, turn: Turn, state: ConversationState, step: str) -> None:
+        """Fill what the message says."""
+        slots, text, parse = state.slots, turn.text, turn.parse
+        free = bool(text) and not turn.payload
+        if free:
+            kind = kind_of(text)
+            if kind and (step in ("start", "kind", "confirm")):
+                slots["kind"] = kind
+            elif step == "kind" and not phone_of(turn):
+                slots["kind"], slots["note"] = _OTHER, text[:200]
+            whom = whom_of(text)
+            if whom:
+                slots["whom"] = whom
+            elif step == "whom" and SELF_WORDS.search(text):
+                slots["whom"] = self._t("home.whom.self")
+            elif step == "whom" and not phone_of(turn) and len(clean(text)) <= 20:
+                slots["whom"] = text.strip()
+        time = parse.first("time")
+        if time is not None:
+            slots["when"] = parse.text[time.start : time.end]
+        elif step == "when" and free and not phone_of(turn):
+            slots["when"] = text.strip()[:100]
+        phone = phone_of(turn)
+        if phone and phone != slots.get("phone"):
+            slots["phone"] = phone
+            slots.pop("kept", None)
+        location = turn.inbound.location
+        if location is not None:
+            slots["address"] = location.label or f"{location.latitude:.5f},{location.longitude:.5f}"
+        entity = typed_address(parse)
+        if entity is not None and len(clean(entity.value)) >= _MIN_ADDRESS:
+            slots["address"] = entity.value
+        elif step == "where" and free and not phone and len(clean(text)) >= _MIN_ADDRESS:
+            slots["address"] = text.strip()[:200]
+
+    async def _advance(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        slots, inbound = state.slots, turn.inbound
+        if "phone" not in slots:
+            kept = await self._contacts.phone(inbound.channel, inbound.user_id)
+            if kept:
+                slots["phone"], slots["kept"] = kept, True
+        steps = (
+            ("kind", "kind"),
+            ("when", "when"),
+            ("where", "address"),
+            ("whom", "whom"),
+            ("phone", "phone"),
+            ("keep", "kept"),
+        )
+        step = next((name for name, slot in steps if slot not in slots), "confirm")
+        state.step, state.reprompts = step, 0
+        return self.ask(state)
+
+    async def _submit(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        slots, inbound = state.slots, turn.inbound
+        item = await self._items.create(
+            ItemDraft(
+                channel=inbound.channel,
+                user_id=inbound.user_id,
+                chat_id=inbound.chat_id,
+                kind=slots["kind"],
+                when=slots["when"],
+                address=slots["address"],
+                whom=slots["whom"],
+                phone=slots["phone"],
+                note=slots.get("note", ""),
+            )
+        )
+        kind = self._kind(state)
+        state.finish()
+        return [Outbound(self._t("home.submitted", number=item.id, kind=kind))]
+
+    def _kind(self, state: ConversationState) -> str:
+        kind = state.slots.get("kind")
+        if kind is None:
+            return ""
+        if kind == _OTHER and state.slots.get("note"):
+            return str(state.slots["note"])
+        return self._t(f"home.kind.{kind}")
+
+
+def _lead(text: str, replies: list[Outbound]) -> list[Outbound]:
+    first, *rest = replies
+    return [Outbound(f"{text}\n{first.text}", first.buttons), *rest]

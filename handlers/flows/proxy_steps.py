@@ -1,0 +1,126 @@
+"""The 代办 flow's vocabulary: payloads, reasons, whom it is for, expectations, buttons.
+
+Kept apart from the flow's transitions (handlers.flows.proxy), as report_steps is
+for the complaint flow.
+"""
+
+from __future__ import annotations
+
+import re
+
+from handlers.catalog import Catalog
+from handlers.flows.base import CANCEL, Expect
+from handlers.flows.contact import CHANGE_PHONE, DONT_KEEP, FORGET_PHONE, KEEP, NO_PHONE
+from handlers.flows.report_steps import SUBMIT_WORDS
+from handlers.messages import Button
+from handlers.words import NO, YES, AnyOf, Matcher, Words, clean, words
+
+PROXY = "proxy:"  # every button payload of the flow starts with this
+SERVICE, REASON = f"{PROXY}service:", f"{PROXY}reason:"
+AGREE, EDIT = f"{PROXY}agree", f"{PROXY}edit"
+
+# Why the resident cannot come, most specific first: 老人住院了 is ill, 腿脚不便 disabled.
+REASONS: dict[str, Words] = {
+    "disabled": words("disabled", "残疾|残障|腿脚|行动不便|走路不便|瘫|轮椅|失明|看不见|聋|拄拐"),
+    "ill": words("ill", "生病|病了|住院|卧床|手术|身体不好|不舒服|养病|病重|看病"),
+    "away": words(
+        "away", "外地|出差|在外|上班|工作忙|没时间|请不了假|打工|回不来|不在本地|抽不开身"
+    ),
+    "elderly": words("elderly", "年纪大|年龄大|岁数大|老了|高龄|老人|年老|体弱|走不动|八十|九十"),
+}
+REASON_WORDS = AnyOf("reason", tuple(REASONS.values()))
+
+# Whom it is for, when not the resident: 帮我妈代缴医保.
+_WHOM = re.compile(
+    "(我家老人|家里老人|家中老人|老母亲|老父亲|母亲|父亲|我妈|俺妈|妈妈|老妈|我爸|俺爸|爸爸|老爸|爷爷|奶奶|姥姥|姥爷|外公|外婆|"
+    "公公|婆婆|岳父|岳母|老伴|爱人|丈夫|妻子|儿子|女儿|孩子|邻居)"
+)
+# 同意 and the like at the confirmation (YES covers most; these are the consent's own).
+AGREE_WORDS = words("agree", "(?<![不没])(同意|授权|委托|愿意)")
+EDIT_WORDS = words("proxy_edit", "修改|改一下|改下|写错|错了|更正")
+
+
+def reason_of(text: str, service_words: tuple[str, ...] = ()) -> str:
+    """The reason ``text`` gives for not coming in person (a REASONS key), or "".
+
+    The service's own words are left out first: 残疾证 gives no reason, 残疾 does.
+    """
+    for word in sorted(service_words, key=len, reverse=True):
+        text = text.replace(word, "")
+    return next((key for key, matcher in REASONS.items() if matcher.search(text)), "")
+
+
+def whom_of(text: str) -> str:
+    """Whom ``text`` says the errand is for (我妈 → 母亲), or ""."""
+    found = _WHOM.search(clean(text))
+    if found is None:
+        return ""
+    word = found.group(0)
+    if word.endswith("妈"):
+        return "母亲"
+    if word.endswith("爸"):
+        return "父亲"
+    if word.endswith("老人"):
+        return "家中老人"
+    return word
+
+
+_PHONE_WORDS = (FORGET_PHONE, CHANGE_PHONE)
+
+
+def expectation(step: str, service_words: Matcher) -> Expect:
+    """What answers ``step`` (see handlers.flows.proxy)."""
+    if step == "service":
+        return Expect(
+            prefixes=(SERVICE,),
+            entities=frozenset({"service"}),
+            words=(service_words,),
+            intents=frozenset({"proxy_service", "ask_service_info"}),
+        )
+    if step == "reason":
+        return Expect(
+            prefixes=(REASON,),
+            entities=frozenset({"phone"}),
+            words=(REASON_WORDS, *_PHONE_WORDS),
+            text=True,
+        )
+    if step == "phone":
+        return Expect(entities=frozenset({"phone"}), words=(NO_PHONE, *_PHONE_WORDS))
+    if step == "keep":
+        return Expect(
+            payloads=frozenset({KEEP, DONT_KEEP}),
+            entities=frozenset({"phone"}),
+            words=(YES, NO, *_PHONE_WORDS),
+            intents=frozenset({"affirm", "deny"}),
+        )
+    if step == "address":
+        return Expect(
+            entities=frozenset({"address", "phone"}),
+            location=True,
+            words=_PHONE_WORDS,
+            text=True,
+        )
+    return Expect(  # confirm
+        payloads=frozenset({AGREE, EDIT}),
+        entities=frozenset({"address", "phone", "service"}),
+        location=True,
+        words=(AGREE_WORDS, SUBMIT_WORDS, EDIT_WORDS, REASON_WORDS, YES, NO, *_PHONE_WORDS),
+        intents=frozenset({"affirm", "deny"}),
+    )
+
+
+def reason_buttons(t: Catalog) -> tuple[Button, ...]:
+    """The four reasons, and 取消."""
+    return (
+        *(Button(t(f"proxy.reason.{key}"), f"{REASON}{key}") for key in REASONS),
+        Button(t("button.cancel"), CANCEL),
+    )
+
+
+def confirm_buttons(t: Catalog) -> tuple[Button, ...]:
+    """同意并提交, 修改 and 取消, under the summary and the consent."""
+    return (
+        Button(t("button.proxy_agree"), AGREE),
+        Button(t("button.edit"), EDIT),
+        Button(t("button.cancel"), CANCEL),
+    )
