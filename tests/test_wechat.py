@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from sqlalchemy import select
 
-from integration.models import CaseStatus, Direction
+from integration.models import CaseStatus, Direction, ServiceItem
 from tests.emulators.wechat import WeChatAPIEmulator
 from tests.emulators.wechat_app import (
     ADDRESS,
@@ -112,6 +113,23 @@ async def test_proxy_errand_in_wechat_with_numbered_buttons(yimen: Yimen) -> Non
     assert reply.startswith(T("proxy.submitted").split("{")[0])
     [case] = await yimen.services.cases.open_cases("wechat", resident.openid)
     assert (case.number, case.category) == (number, "proxy")
+
+
+async def test_help_at_home_in_wechat_by_numbers(yimen: Yimen) -> None:
+    resident = yimen.resident()
+    reply = await resident.say("能不能有人陪我妈去医院")
+    assert reply.startswith(T("home.ask_when", kind=T("home.kind.medical")))
+    assert (await resident.say("下周一上午")).startswith(T("home.ask_where"))
+    assert (await resident.say("金辉小区3号楼2单元501")).startswith(T("home.ask_phone"))
+    reply = await resident.say("13912345678")
+    assert T("wechat.option", number=2, label=T("button.dont_keep_phone")) in reply
+    reply = await resident.say("2")  # 回复 2：不用记
+    assert "请核对上门服务申请" in reply and "13912345678" not in reply
+    reply = await resident.say("1")  # 回复 1：提交
+    assert reply.startswith("已提交上门服务申请（助医/陪同就医）")
+    async with yimen.services.sessions() as session:
+        [item] = (await session.scalars(select(ServiceItem))).all()
+    assert (item.kind, item.channel, item.user_id) == ("medical", "wechat", resident.openid)
 
 
 async def test_chat_fallback_and_cancel(yimen: Yimen) -> None:
