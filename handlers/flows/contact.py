@@ -10,13 +10,13 @@ back masked (138****5678).
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from handlers.catalog import Catalog
 from handlers.flows.base import CANCEL, Expect, Turn
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
-from handlers.words import words
+from handlers.words import NO, YES, words
 from integration.privacy import mask_phones
 
 _PHONE = "(电话|手机|号码|手机号|联系方式)"
@@ -68,6 +68,23 @@ def phone_of(turn: Turn) -> str:
 def masked(phone: str) -> str:
     """A phone as residents and staff lists see it (138****5678)."""
     return mask_phones(phone)
+
+
+async def answer_keep(turn: Turn, slots: dict[str, Any], contacts: Contacts) -> bool | None:
+    """Take the answer to 要不要记住这个号码 (``slots["phone"]``): True when kept (only
+    on a yes), False when not, None when the message answers neither. Sets
+    ``slots["kept"]``."""
+    if turn.payload == KEEP or (
+        not turn.payload and (YES.search(turn.text) or turn.means("affirm"))
+    ):
+        inbound = turn.inbound
+        await contacts.remember(inbound.channel, inbound.user_id, slots["phone"])
+        slots["kept"] = True
+        return True
+    if turn.payload == DONT_KEEP or NO.search(turn.text) or turn.means("deny"):
+        slots["kept"] = False
+        return False
+    return None
 
 
 class ContactFlow:

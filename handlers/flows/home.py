@@ -27,6 +27,7 @@ from handlers.flows.contact import (
     KEEP,
     NO_PHONE,
     Contacts,
+    answer_keep,
     keep_buttons,
     masked,
     phone_of,
@@ -191,19 +192,12 @@ class HomeFlow:
     # -- steps ---------------------------------------------------------------------------
 
     async def _on_keep(self, turn: Turn, state: ConversationState) -> list[Outbound]:
-        slots, inbound = state.slots, turn.inbound
-        if turn.payload == KEEP or (
-            not turn.payload and (YES.search(turn.text) or turn.means("affirm"))
-        ):
-            await self._contacts.remember(inbound.channel, inbound.user_id, slots["phone"])
-            slots["kept"] = True
-            lead = self._t("proxy.kept", phone=masked(slots["phone"]))
-        elif turn.payload == DONT_KEEP or NO.search(turn.text) or turn.means("deny"):
-            slots["kept"] = False
-            lead = self._t("home.not_kept")
-        else:
+        kept = await answer_keep(turn, state.slots, self._contacts)
+        if kept is None:
             state.reprompts += 1
             return self.ask(state)
+        phone = masked(state.slots["phone"])
+        lead = self._t("proxy.kept", phone=phone) if kept else self._t("home.not_kept")
         return _lead(lead, await self._advance(turn, state))
 
     def _agrees(self, turn: Turn) -> bool:

@@ -28,11 +28,10 @@ from handlers.catalog import Catalog
 from handlers.flows.base import CANCEL, CaseDesk, Expect, Turn
 from handlers.flows.contact import (
     CHANGE_PHONE,
-    DONT_KEEP,
     FORGET_PHONE,
-    KEEP,
     NO_PHONE,
     Contacts,
+    answer_keep,
     keep_buttons,
     masked,
     phone_of,
@@ -172,22 +171,16 @@ class ProxyFlow:
         return await self._took(turn, state)
 
     async def _on_keep(self, turn: Turn, state: ConversationState) -> list[Outbound]:
-        slots, inbound = state.slots, turn.inbound
+        slots = state.slots
         phone = phone_of(turn)
         if phone:  # another number: ask about that one
             slots["phone"] = phone
             return self.ask(state)
-        if turn.payload == KEEP or (
-            not turn.payload and (YES.search(turn.text) or turn.means("affirm"))
-        ):
-            await self._contacts.remember(inbound.channel, inbound.user_id, slots["phone"])
-            slots["kept"] = True
-            lead = self._t("proxy.kept", phone=masked(slots["phone"]))
-        elif turn.payload == DONT_KEEP or NO.search(turn.text) or turn.means("deny"):
-            slots["kept"] = False
-            lead = self._t("proxy.not_kept")
-        else:
+        kept = await answer_keep(turn, slots, self._contacts)
+        if kept is None:
             return [self._reprompt(state)]
+        phone = masked(slots["phone"])
+        lead = self._t("proxy.kept", phone=phone) if kept else self._t("proxy.not_kept")
         return _lead(lead, await self._advance(turn, state))
 
     async def _on_confirm(self, turn: Turn, state: ConversationState) -> list[Outbound]:
