@@ -70,6 +70,31 @@ def masked(phone: str) -> str:
     return mask_phones(phone)
 
 
+def take_phone(turn: Turn, slots: dict[str, Any]) -> str:
+    """Put the message's phone in ``slots["phone"]``; a new number must be agreed to be
+    kept again. The phone, or ""."""
+    phone = phone_of(turn)
+    if phone and phone != slots.get("phone"):
+        slots["phone"] = phone
+        slots.pop("kept", None)
+    return phone
+
+
+async def recall_phone(turn: Turn, slots: dict[str, Any], contacts: Contacts) -> None:
+    """Fill ``slots["phone"]`` from the number the resident agreed to have kept."""
+    if "phone" not in slots:
+        inbound = turn.inbound
+        kept = await contacts.phone(inbound.channel, inbound.user_id)
+        if kept:
+            slots["phone"], slots["kept"] = kept, True
+
+
+def with_lead(text: str, replies: list[Outbound]) -> list[Outbound]:
+    """``text`` before the first reply (已记住号码 …, then the next question)."""
+    first, *rest = replies
+    return [Outbound(f"{text}\n{first.text}", first.buttons), *rest]
+
+
 async def answer_keep(turn: Turn, slots: dict[str, Any], contacts: Contacts) -> bool | None:
     """Take the answer to 要不要记住这个号码 (``slots["phone"]``): True when kept (only
     on a yes), False when not, None when the message answers neither. Sets

@@ -31,6 +31,9 @@ from handlers.flows.contact import (
     keep_buttons,
     masked,
     phone_of,
+    recall_phone,
+    take_phone,
+    with_lead,
 )
 from handlers.flows.proxy_steps import whom_of
 from handlers.flows.report_slots import typed_address
@@ -96,7 +99,7 @@ class HomeFlow:
                 slots.pop("phone", None)
                 slots.pop("kept", None)
             lead = self._t("contact.forgotten" if forgot else "contact.none_kept")
-            return _lead(lead, await self._advance(turn, state))
+            return with_lead(lead, await self._advance(turn, state))
         if CHANGE_PHONE.search(turn.text) and not phone_of(turn) and not payload:
             slots.pop("phone", None)
             slots.pop("kept", None)
@@ -198,7 +201,7 @@ class HomeFlow:
             return self.ask(state)
         phone = masked(state.slots["phone"])
         lead = self._t("proxy.kept", phone=phone) if kept else self._t("home.not_kept")
-        return _lead(lead, await self._advance(turn, state))
+        return with_lead(lead, await self._advance(turn, state))
 
     def _agrees(self, turn: Turn) -> bool:
         if turn.payload or self._says_something_new(turn):
@@ -236,10 +239,7 @@ class HomeFlow:
             slots["when"] = parse.text[time.start : time.end]
         elif step == "when" and free and not phone_of(turn):
             slots["when"] = text.strip()[:100]
-        phone = phone_of(turn)
-        if phone and phone != slots.get("phone"):
-            slots["phone"] = phone
-            slots.pop("kept", None)
+        phone = take_phone(turn, slots)
         location = turn.inbound.location
         if location is not None:
             slots["address"] = location.label or f"{location.latitude:.5f},{location.longitude:.5f}"
@@ -250,11 +250,8 @@ class HomeFlow:
             slots["address"] = text.strip()[:200]
 
     async def _advance(self, turn: Turn, state: ConversationState) -> list[Outbound]:
-        slots, inbound = state.slots, turn.inbound
-        if "phone" not in slots:
-            kept = await self._contacts.phone(inbound.channel, inbound.user_id)
-            if kept:
-                slots["phone"], slots["kept"] = kept, True
+        slots = state.slots
+        await recall_phone(turn, slots, self._contacts)
         steps = (
             ("kind", "kind"),
             ("when", "when"),
@@ -293,8 +290,3 @@ class HomeFlow:
         if kind == _OTHER and state.slots.get("note"):
             return str(state.slots["note"])
         return self._t(f"home.kind.{kind}")
-
-
-def _lead(text: str, replies: list[Outbound]) -> list[Outbound]:
-    first, *rest = replies
-    return [Outbound(f"{text}\n{first.text}", first.buttons), *rest]

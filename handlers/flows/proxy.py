@@ -35,6 +35,9 @@ from handlers.flows.contact import (
     keep_buttons,
     masked,
     phone_of,
+    recall_phone,
+    take_phone,
+    with_lead,
 )
 from handlers.flows.guide_match import GOOD, ServiceMatcher
 from handlers.flows.proxy_steps import (
@@ -181,7 +184,7 @@ class ProxyFlow:
             return [self._reprompt(state)]
         phone = masked(slots["phone"])
         lead = self._t("proxy.kept", phone=phone) if kept else self._t("proxy.not_kept")
-        return _lead(lead, await self._advance(turn, state))
+        return with_lead(lead, await self._advance(turn, state))
 
     async def _on_confirm(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         slots, text = state.slots, turn.text
@@ -231,10 +234,7 @@ class ProxyFlow:
             whom = whom_of(text)
             if whom:
                 slots["whom"] = whom
-        phone = phone_of(turn)
-        if phone and phone != slots.get("phone"):
-            slots["phone"] = phone
-            slots.pop("kept", None)
+        phone = take_phone(turn, slots)
         location = turn.inbound.location
         if location is not None:
             slots["address"] = location.label or f"{location.latitude:.5f},{location.longitude:.5f}"
@@ -246,11 +246,8 @@ class ProxyFlow:
 
     async def _advance(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """Ask for the first thing still missing; the summary when nothing is."""
-        slots, inbound = state.slots, turn.inbound
-        if "phone" not in slots:
-            kept = await self._contacts.phone(inbound.channel, inbound.user_id)
-            if kept:
-                slots["phone"], slots["kept"] = kept, True
+        slots = state.slots
+        await recall_phone(turn, slots, self._contacts)
         if "service" not in slots:
             step = "service"
         elif "reason" not in slots:
@@ -273,7 +270,7 @@ class ProxyFlow:
             slots.pop("phone", None)
             slots.pop("kept", None)
         lead = self._t("contact.forgotten" if forgot else "contact.none_kept")
-        return _lead(lead, await self._advance(turn, state))
+        return with_lead(lead, await self._advance(turn, state))
 
     async def _submit(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         slots, inbound = state.slots, turn.inbound
@@ -378,12 +375,6 @@ class ProxyFlow:
         question = self.ask(state)[0]
         lead = self._t("proxy.reprompt")
         return Outbound(f"{lead}\n{question.text}", question.buttons)
-
-
-def _lead(text: str, replies: list[Outbound]) -> list[Outbound]:
-    """``text`` before the first reply."""
-    first, *rest = replies
-    return [Outbound(f"{text}\n{first.text}", first.buttons), *rest]
 
 
 def _numbered(items: list[str]) -> str:
