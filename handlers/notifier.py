@@ -119,7 +119,7 @@ class NotificationPump:
     def render(self, push: PendingPush) -> Outbound:
         """The resident-facing text of a status change; a resolution also asks for a rating."""
         if push.kind is NotificationKind.reply or push.status is None:
-            return Outbound(push.text)
+            return Outbound(push.text, data=push.fields)
         category = self._t(f"category.{push.category}")
         if push.kind is NotificationKind.reminder:
             text = self._t("rating.reminder", number=push.case_number, category=category)

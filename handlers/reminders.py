@@ -36,7 +36,8 @@ class BookingReminders:
         now = now or datetime.now(UTC)
         queued = 0
         for reminder in await self._queue.claim_reminders(now):
-            if await self._queue.queue_reminder(reminder, self.render(reminder), now):
+            text, fields = self.render(reminder), self.fields(reminder)
+            if await self._queue.queue_reminder(reminder, text, now, fields):
                 queued += 1
         return queued
 
@@ -52,6 +53,22 @@ class BookingReminders:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval):
                     await stop.wait()
+
+    def fields(self, reminder: DueReminder) -> tuple[tuple[str, str], ...]:
+        """The reminder's facts for the WeChat template, outside the 48-hour window."""
+        booking = reminder.booking
+        service = self._services.services.get(booking.service)
+        window = self._services.windows.get(booking.window)
+        return (
+            ("number", booking.number),
+            ("status", self._t("booking.template_reminder")),
+            (
+                "note",
+                f"{service.name if service else booking.service} "
+                f"{window.name if window else booking.window}",
+            ),
+            ("time", slot_label(booking.starts_at)),
+        )
 
     def render(self, reminder: DueReminder) -> str:
         """The reminder as the resident reads it."""

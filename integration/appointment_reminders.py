@@ -9,6 +9,7 @@ only delays them, and a late one queues nothing twice.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -19,11 +20,8 @@ from integration.appointments import Booking
 from integration.models import (
     Appointment,
     AppointmentStatus,
-    Notification,
-    NotificationKind,
-    NotificationState,
 )
-from integration.upsert import insert_for
+from integration.notifications import queue_message
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +71,13 @@ class ReminderQueue:
                 )
         return [DueReminder(row.id, Booking.of(row)) for row in rows]
 
-    async def queue_reminder(self, reminder: DueReminder, text: str, now: datetime) -> bool:
+    async def queue_reminder(
+        self,
+        reminder: DueReminder,
+        text: str,
+        now: datetime,
+        fields: Sequence[tuple[str, str]] = (),
+    ) -> bool:
         """Queue the reminder's push once: False when it was queued already or is moot.
 
         The booking is marked reminded and the push row written in one transaction,
@@ -92,18 +96,6 @@ class ReminderQueue:
             )
             if marked.rowcount != 1:
                 return False
-            await connection.execute(
-                insert_for(connection, Notification).values(
-                    event_id=None,
-                    channel=reminder.booking.channel,
-                    chat_id=reminder.booking.chat_id,
-                    kind=NotificationKind.reply.value,
-                    text=text,
-                    state=NotificationState.pending.value,
-                    attempts=0,
-                    next_attempt_at=now,
-                    last_error="",
-                    created_at=now,
-                )
-            )
+            booking = reminder.booking
+            await queue_message(connection, booking.channel, booking.chat_id, text, fields, now)
         return True

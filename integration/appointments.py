@@ -12,6 +12,7 @@ channel and user, whatever booking number was typed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -25,11 +26,9 @@ from integration.models import (
     AppointmentCounter,
     AppointmentSlot,
     AppointmentStatus,
-    Notification,
-    NotificationKind,
-    NotificationState,
     utcnow,
 )
+from integration.notifications import queue_message
 from integration.services.calendar import LOCAL_TZ
 from integration.upsert import ensure_resident, insert_for
 
@@ -260,30 +259,19 @@ class AppointmentBook:
             await _set_status(connection, row.id, AppointmentStatus.no_show, "")
         return Booking.of(row)
 
-    async def cancel_by_staff(self, number: str, note: str, message: str) -> Booking:
-        """Cancel a booking, release its place, and queue ``message`` to the resident.
+    async def cancel_by_staff(
+        self, number: str, note: str, message: str, fields: Sequence[tuple[str, str]] = ()
+    ) -> Booking:
+        """Cancel a booking, release its place, and queue ``message`` to the resident
+        (``fields``: its facts for the WeChat template, outside the 48-hour window).
 
         The push is a row of the notification queue written in the same transaction.
         """
-        now = utcnow()
         async with self._engine.begin() as connection:
             row = await _booked(connection, number)
             await _release(connection, row)
             await _set_status(connection, row.id, AppointmentStatus.cancelled, note)
-            await connection.execute(
-                insert_for(connection, Notification).values(
-                    event_id=None,
-                    channel=row.channel,
-                    chat_id=row.chat_id,
-                    kind=NotificationKind.reply.value,
-                    text=message,
-                    state=NotificationState.pending.value,
-                    attempts=0,
-                    next_attempt_at=now,
-                    last_error="",
-                    created_at=now,
-                )
-            )
+            await queue_message(connection, row.channel, row.chat_id, message, fields)
         return Booking.of(row)
 
 

@@ -17,12 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from integration.errors import IntegrationError
 from integration.models import (
     ItemStatus,
-    Notification,
-    NotificationKind,
-    NotificationState,
     ServiceItem,
     utcnow,
 )
+from integration.notifications import queue_message
 
 
 class ItemNotFound(IntegrationError):
@@ -137,11 +135,18 @@ class ItemBook:
         async with self._engine.connect() as connection:
             return [_view(row) for row in await connection.execute(query)]
 
-    async def approve(self, item_id: int, actor: str = "staff", tell: str = "") -> ItemView:
+    async def approve(
+        self,
+        item_id: int,
+        actor: str = "staff",
+        tell: str = "",
+        fields: Sequence[tuple[str, str]] = (),
+    ) -> ItemView:
         """Approve a pending item (once): volunteers may then claim it.
 
         ``tell``, when given, is pushed to the resident's chat, queued in the same
-        transaction as the approval (delivered by the push pump like any push).
+        transaction as the approval (delivered by the push pump like any push), with
+        ``fields`` for the WeChat template outside the 48-hour window.
         """
         now = utcnow()
         async with self._engine.begin() as connection:
@@ -157,20 +162,7 @@ class ItemBook:
                 )
             ).first()
             if row is not None and tell and row.chat_id:
-                await connection.execute(
-                    insert(Notification).values(
-                        event_id=None,
-                        channel=row.channel,
-                        chat_id=row.chat_id,
-                        kind=NotificationKind.reply.value,
-                        text=tell,
-                        state=NotificationState.pending.value,
-                        attempts=0,
-                        next_attempt_at=now,
-                        last_error="",
-                        created_at=now,
-                    )
-                )
+                await queue_message(connection, row.channel, row.chat_id, tell, fields, now)
         if row is None:
             await self.get(item_id)  # raises ItemNotFound when there is none
             raise ItemNotPending(f"service item {item_id} is already approved")

@@ -260,6 +260,9 @@ class Notification(Base):
     chat_id: Mapped[str] = mapped_column(String(128))
     kind: Mapped[str] = mapped_column(String(16), default=NotificationKind.status.value)
     text: Mapped[str] = mapped_column(Text, default="")
+    # A message's facts as JSON [[key, value], ...], for a channel's template (WeChat's
+    # status template outside its 48-hour window); "" when it has none.
+    fields: Mapped[str] = mapped_column(Text, default="", server_default="")
     state: Mapped[str] = mapped_column(String(16), default=NotificationState.pending.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

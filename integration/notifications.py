@@ -8,12 +8,13 @@ at least once, and ``sent`` rows are never sent again.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import json
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from integration.models import (
     Case,
@@ -42,6 +43,7 @@ class PendingPush:
     changed_at: datetime
     kind: NotificationKind = NotificationKind.status
     text: str = ""  # a reply's words
+    fields: tuple[tuple[str, str], ...] = ()  # a reply's facts, for a channel's template
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,7 @@ def _pending(n: Notification, e: CaseEvent | None, c: Case | None) -> PendingPus
         changed_at=e.created_at if e else n.created_at,
         kind=NotificationKind(n.kind),
         text=n.text,
+        fields=tuple((str(k), str(v)) for k, v in json.loads(n.fields)) if n.fields else (),
     )
 
 
@@ -133,21 +136,9 @@ class NotificationQueue:
 
     async def queue_reply(self, channel: str, chat_id: str, text: str) -> None:
         """Queue an answer that could not be sent when it was ready; delivered like a push."""
-        async with self._sessions.begin() as session:
-            session.add(
-                Notification(
-                    event_id=None,
-                    channel=channel,
-                    chat_id=chat_id,
-                    kind=NotificationKind.reply.value,
-                    text=text,
-                    state=NotificationState.pending.value,
-                    attempts=0,
-                    next_attempt_at=utcnow(),
-                    last_error="",
-                    created_at=utcnow(),
-                )
-            )
+        async with self._sessions() as session, session.begin():
+            connection = await session.connection()
+            await queue_message(connection, channel, chat_id, text)
 
     async def mark_sent(self, push_id: int) -> None:
         """Record a delivered push."""
@@ -194,3 +185,36 @@ class NotificationQueue:
             await session.execute(
                 update(Notification).where(Notification.id == push_id).values(**values)
             )
+
+
+async def queue_message(
+    connection: AsyncConnection,
+    channel: str,
+    chat_id: str,
+    text: str,
+    fields: Sequence[tuple[str, str]] = (),
+    now: datetime | None = None,
+) -> None:
+    """Queue a message to a resident that no case change carries (a booking reminder, a
+    staff cancellation, an approval), in the caller's transaction; the pump delivers it
+    like a push. ``fields`` are its facts for a channel's template (WeChat's status
+    template: number, status, note, time), used outside WeChat's 48-hour window.
+    """
+    now = now or utcnow()
+    await connection.execute(
+        insert(Notification).values(
+            event_id=None,
+            channel=channel,
+            chat_id=chat_id,
+            kind=NotificationKind.reply.value,
+            text=text,
+            fields=json.dumps([list(pair) for pair in fields], ensure_ascii=False)
+            if fields
+            else "",
+            state=NotificationState.pending.value,
+            attempts=0,
+            next_attempt_at=now,
+            last_error="",
+            created_at=now,
+        )
+    )

@@ -7,6 +7,7 @@ no-show, or cancelled with a note that reaches the resident through the push que
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import sys
@@ -76,6 +77,9 @@ async def test_staff_list_mark_and_cancel_with_a_note(tmp_path: Path) -> None:
         push = pushes[0]
         assert (push.channel, push.chat_id, push.kind) == ("wechat", "r2", NotificationKind.reply)
         assert second.number in push.text and "窗口设备检修" in push.text
+        fields = dict(json.loads(push.fields))  # for WeChat's template, outside 48 hours
+        assert fields["number"] == second.number and fields["note"] == "窗口设备检修"
+        assert fields["status"] == "预约已取消"
         code, out, _ = await yimen(tmp_path, "appointments", "list", "--day", "2026-12-08")
         assert "no_show" in out and "cancelled" in out
     finally:

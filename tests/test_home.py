@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 from pathlib import Path
 
@@ -80,16 +81,23 @@ def test_yimen_items_list_masks_phones_and_approve_approves(
     assert approved.exit_code == 0, approved.output
     assert f"{item} -> approved" in approved.output
 
-    async def pushed() -> list[str]:
+    async def pushed() -> list[tuple[str, dict[str, str]]]:
         engine = create_engine(url)
         try:
             async with session_factory(engine)() as session:
-                return list(await session.scalars(select(Notification.text)))
+                rows = await session.execute(select(Notification.text, Notification.fields))
+                return [(text, dict(json.loads(fields))) for text, fields in rows]
         finally:
             await engine.dispose()
 
-    [push] = asyncio.run(pushed())  # the resident is told, once
+    [(push, fields)] = asyncio.run(pushed())  # the resident is told, once
     assert "已通过社区审核" in push and "助餐" in push and "每天中午" in push
+    assert fields == {
+        "number": str(item),
+        "status": "已通过社区审核",
+        "note": "助餐",
+        "time": "每天中午",
+    }
     again = runner.invoke(app, ["items", "approve", str(item)])
     assert again.exit_code == 1 and "already approved" in again.output
 

@@ -6,19 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bots.app import create_app
 from bots.runtime import build_pipeline, open_services
 from bots.settings import Settings
 from bots.wechat import WECHAT, WeChatOptions, WeChatTiming, open_wechat, wechat_routes
+from handlers.reminders import BookingReminders
+from integration.appointment_reminders import ReminderQueue
 from integration.models import (
+    Appointment,
     Case,
     CaseMedia,
     CaseStatus,
@@ -26,6 +30,7 @@ from integration.models import (
     NotificationKind,
     NotificationState,
 )
+from integration.services import load_catalogue
 from nlu.embedded import EmbeddedInterpreter
 from nlu.types import Parse
 from tests.emulators.wechat import TEMPLATE_ID, TOKEN, Tencent, WeChatAPIEmulator, sign
@@ -105,6 +110,34 @@ async def test_outside_48_hours_a_push_uses_the_status_template(
     assert sent.data["note"] == "已派单"
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", sent.data["time"])
     assert len(yimen.texts_to(resident.openid)) == 1
+
+
+async def test_outside_48_hours_a_booking_reminder_uses_the_template_too(
+    data_dir: Path, wechat_api: WeChatAPIEmulator, backend: dict[str, Any]
+) -> None:
+    """Reminders and staff messages are queued with their facts for the template."""
+    clock = Clock()
+    settings = wechat_settings(data_dir, wechat_api, **backend)
+    async with serve(settings, wechat_api, clock=clock) as yimen:
+        resident = yimen.resident()
+        await resident.say("我想预约办居住证")
+        await resident.say("1")
+        number = re.search(r"YY\d{10}", await resident.say("确认"))
+        assert number is not None
+        async with yimen.services.sessions.begin() as session:  # the day before, 16:00
+            await session.execute(
+                update(Appointment).values(remind_at=datetime.now(UTC) - timedelta(minutes=1))
+            )
+        clock.offset = 49 * 3600.0  # the resident's last message is two days old
+        reminders = BookingReminders(ReminderQueue(yimen.services.sessions), load_catalogue(), T)
+        assert await reminders.run_once() == 1
+        await wechat_api.wait_for(lambda: len(wechat_api.templates) == 1)
+    [sent] = wechat_api.templates
+    assert (sent.openid, sent.template_id) == (resident.openid, TEMPLATE_ID)
+    assert sent.data["number"] == number.group()
+    assert sent.data["status"] == T("booking.template_reminder")
+    assert "居住证" in sent.data["note"]
+    assert yimen.texts_to(resident.openid) == []  # not by customer service: window closed
 
 
 # -- past the deadline: the answer by customer service, once --------------------------------

@@ -100,7 +100,13 @@ async def _cancel(settings: Settings, number: str, note: str) -> Booking:
             time=slot_label(found.starts_at),
             note=note,
         )
-        return await book.cancel_by_staff(number, note, message)
+        fields = (
+            ("number", found.number),
+            ("status", services.catalog("booking.template_cancelled")),
+            ("note", note),
+            ("time", slot_label(found.starts_at)),
+        )
+        return await book.cancel_by_staff(number, note, message, fields)
 
 
 def _line(booking: Booking, services: ServiceCatalogue) -> str:

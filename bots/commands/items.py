@@ -64,7 +64,13 @@ def items_approve(
             pending = await book.get(item)
             kind = t.get(f"home.kind.{pending.kind}", pending.kind)
             tell = t("home.approved", number=item, kind=kind, when=pending.when)
-            return await book.approve(item, actor, tell)
+            fields = (
+                ("number", str(item)),
+                ("status", t("home.template_approved")),
+                ("note", kind),
+                ("time", pending.when),
+            )
+            return await book.approve(item, actor, tell, fields)
 
     try:
         view = run_async(go())
