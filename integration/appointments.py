@@ -30,7 +30,7 @@ from integration.models import (
 )
 from integration.notifications import queue_message
 from integration.services.calendar import LOCAL_TZ
-from integration.upsert import ensure_resident, insert_for
+from integration.upsert import ensure_resident, insert_for, next_in_day
 
 NUMBER_PREFIX = "YY"
 
@@ -120,7 +120,7 @@ class AppointmentBook:
             await ensure_resident(connection, draft.channel, draft.user_id)  # for forgetting
             await _take(connection, draft.window, draft.starts_at, draft.capacity)
             day = draft.starts_at.astimezone(LOCAL_TZ).date()
-            number = format_number(day, await _next_sequence(connection, day))
+            number = format_number(day, await next_in_day(connection, AppointmentCounter, day))
             await connection.execute(
                 insert_for(connection, Appointment).values(
                     number=number,
@@ -348,18 +348,6 @@ async def _set_status(
         .where(Appointment.id == appointment_id)
         .values(status=status.value, note=note, updated_at=utcnow())
     )
-
-
-async def _next_sequence(connection: AsyncConnection, day: date) -> int:
-    statement = (
-        insert_for(connection, AppointmentCounter)
-        .values(day=day, last=1)
-        .on_conflict_do_update(
-            index_elements=[AppointmentCounter.day], set_={"last": AppointmentCounter.last + 1}
-        )
-        .returning(AppointmentCounter.last)
-    )
-    return int((await connection.execute(statement)).scalar_one())
 
 
 def _utc(moment: datetime) -> datetime:

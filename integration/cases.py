@@ -33,7 +33,7 @@ from integration.models import (
     Resident,
     utcnow,
 )
-from integration.upsert import ensure_resident, insert_for
+from integration.upsert import ensure_resident, insert_for, next_in_day
 
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 NUMBER_PREFIX = "YM"
@@ -413,12 +413,4 @@ def _resident_id(channel: str, user_id: str) -> Any:
 async def _next_sequence(connection: AsyncConnection, now: datetime) -> tuple[date, int]:
     """Atomically take the next number of the local day (an upsert, safe across workers)."""
     day = now.astimezone(LOCAL_TZ).date()
-    statement = (
-        insert_for(connection, CaseCounter)
-        .values(day=day, last=1)
-        .on_conflict_do_update(
-            index_elements=[CaseCounter.day], set_={"last": CaseCounter.last + 1}
-        )
-        .returning(CaseCounter.last)
-    )
-    return day, int((await connection.execute(statement)).scalar_one())
+    return day, await next_in_day(connection, CaseCounter, day)

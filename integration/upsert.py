@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from sqlalchemy import select
@@ -16,6 +17,18 @@ def insert_for(connection: AsyncConnection | AsyncEngine, table: Any) -> Any:
     """An INSERT for ``table`` that supports ``on_conflict_*`` on this database's dialect."""
     insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
     return insert(table)
+
+
+async def next_in_day(connection: AsyncConnection, counter: Any, day: date) -> int:
+    """Atomically take the next number of ``day`` from a day counter (a model with ``day``
+    and ``last``): an upsert, safe across workers. Case and booking numbers use it."""
+    statement = (
+        insert_for(connection, counter)
+        .values(day=day, last=1)
+        .on_conflict_do_update(index_elements=[counter.day], set_={"last": counter.last + 1})
+        .returning(counter.last)
+    )
+    return int((await connection.execute(statement)).scalar_one())
 
 
 async def ensure_resident(connection: AsyncConnection, channel: str, external_id: str) -> int:

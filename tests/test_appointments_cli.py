@@ -6,11 +6,7 @@ no-show, or cancelled with a note that reaches the resident through the push que
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import shutil
-import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -21,29 +17,11 @@ from integration.appointments import AppointmentBook, BookingDraft
 from integration.db import create_engine, session_factory, upgrade
 from integration.models import Notification, NotificationKind
 from integration.services.calendar import LOCAL_TZ
+from tests.test_staff_cli import yimen
 
 pytestmark = pytest.mark.slow
 
 AT = datetime(2026, 12, 8, 9, 30, tzinfo=LOCAL_TZ)
-
-
-async def yimen(cwd: Path, *args: str) -> tuple[int, str, str]:
-    variables = {k: v for k, v in os.environ.items() if not k.startswith("YIMEN_")}
-    variables |= {"PYTHONIOENCODING": "utf-8"}
-    script = shutil.which("yimen", path=str(Path(sys.executable).parent))
-    assert script
-    process = await asyncio.create_subprocess_exec(
-        script,
-        *args,
-        env=variables,
-        cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(60):
-        out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 async def test_staff_list_mark_and_cancel_with_a_note(tmp_path: Path) -> None:
