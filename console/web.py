@@ -265,6 +265,7 @@ def render(
         "nav": console.nav_for(who),
         "path": request.path,
         "static": lambda name: f"{PREFIX}/static/{name}",
+        "t": lambda key: console.services.catalog.get(key, key),  # category.noise, status.…
         **(context or {}),
     }
     page = console.templates.get_template(template).render(values)
