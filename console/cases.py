@@ -26,6 +26,7 @@ from sqlalchemy import Select, exists, or_, select
 from sqlalchemy.orm import selectinload
 
 from bots.media import media_name
+from console.accounts import StaffMember
 from console.web import (
     Console,
     audit,
@@ -35,7 +36,6 @@ from console.web import (
     services,
     text,
 )
-from console.accounts import StaffMember
 from integration.cases import LOCAL_TZ, local_minute
 from integration.errors import IntegrationError
 from integration.history import TranscriptTail
@@ -115,7 +115,7 @@ _DEAD = exists().where(OutboxJob.case_id == Case.id, OutboxJob.state == OutboxSt
 async def find_cases(request: web.Request, filters: Filters) -> list[CaseRow]:
     """The newest cases matching ``filters`` that the member may see."""
     now = utcnow()
-    query: Select[Any] = (
+    query: Select[Any] = (  # type: ignore[assignment]
         select(
             Case.number,
             Case.category,
