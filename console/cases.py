@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import Select, exists, or_, select
+from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import selectinload
 
 from bots.media import media_name
@@ -115,7 +115,7 @@ _DEAD = exists().where(OutboxJob.case_id == Case.id, OutboxJob.state == OutboxSt
 async def find_cases(request: web.Request, filters: Filters) -> list[CaseRow]:
     """The newest cases matching ``filters`` that the member may see."""
     now = utcnow()
-    query: Select[Any] = (  # type: ignore[assignment]
+    query = (
         select(
             Case.number,
             Case.category,
