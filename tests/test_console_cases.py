@@ -142,7 +142,8 @@ async def test_a_dead_letter_forward_is_listed_and_retried(client: Any) -> None:
     assert response.status == 200
     async with services.sessions() as session:
         states = (await session.scalars(select(OutboxJob.state))).all()
-    assert states == [OutboxState.pending.value]
+    # Queued again (the app's worker may already have forwarded it).
+    assert states in ([OutboxState.pending.value], [OutboxState.done.value])
     assert number not in await (await client.get("/console/cases?dead=1")).text()
     again = await client.post(f"/console/cases/{number}/retry", data={"csrf": token})
     assert again.status == 409
