@@ -84,9 +84,9 @@
       const top = data.nlu.top.slice().reverse();
       chart("chart-unrecognised").setOption(Object.assign(base(), {
         tooltip: { trigger: "axis", renderMode: "richText" },
-        grid: { left: 8, right: 24, top: 8, bottom: 8, containLabel: true },
+        grid: { left: 190, right: 24, top: 8, bottom: 24, containLabel: false },
         xAxis: { type: "value", minInterval: 1 },
-        yAxis: { type: "category", data: top.map((t) => t.text), axisLabel: { width: 180, overflow: "truncate" } },
+        yAxis: { type: "category", data: top.map((t) => t.text), axisLabel: { width: 176, overflow: "truncate" } },
         series: [{ name: "次数", type: "bar", data: top.map((t) => t.count) }],
       }), true);
     }
