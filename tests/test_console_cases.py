@@ -164,3 +164,32 @@ async def test_overdue_cases_are_flagged_and_filtered(client: Any) -> None:
     assert (await sign_in(client, "desk")).status == 303
     overdue = await (await client.get("/console/cases?overdue=1")).text()
     assert old in overdue and new not in overdue
+
+
+async def test_phone_numbers_are_masked_and_revealing_one_is_audited(client: Any) -> None:
+    number = await open_case(client, "金辉小区6号楼", description="代办：联系电话13912345678")
+    assert (await sign_in(client, "jinhui")).status == 303
+    page = await (await client.get(f"/console/cases/{number}")).text()
+    assert "139****5678" in page and "13912345678" not in page
+    assert "显示号码" not in page
+    token = await page_csrf(client, f"/console/cases/{number}")
+    assert (
+        await client.post(f"/console/cases/{number}/reveal", data={"csrf": token})
+    ).status == 403
+    listing = await (await client.get("/console/cases")).text()
+    assert "13912345678" not in listing
+    client.session.cookie_jar.clear()
+    assert (await sign_in(client, "desk")).status == 303
+    page = await (await client.get(f"/console/cases/{number}")).text()
+    assert "139****5678" in page and "13912345678" not in page and "显示号码" in page
+    token = await page_csrf(client, f"/console/cases/{number}")
+    shown = await client.post(f"/console/cases/{number}/reveal", data={"csrf": token})
+    assert shown.status == 200 and "13912345678" in await shown.text()
+    async with client.server.app[SERVICES].sessions() as session:
+        reveals = (
+            await session.scalars(select(AuditEntry).where(AuditEntry.action == "case.reveal"))
+        ).all()
+    assert [(r.actor, r.target) for r in reveals] == [("desk", number)]
+    # The next plain visit is masked again.
+    again = await (await client.get(f"/console/cases/{number}")).text()
+    assert "13912345678" not in again
