@@ -69,7 +69,12 @@ if TYPE_CHECKING:
 
 # The console's modules, each with ``install(console)``; their nav slots keep their
 # own order whatever the order here.
-MODULES: tuple[str, ...] = ("console.cases", "console.appointments", "console.dashboard")
+MODULES: tuple[str, ...] = (
+    "console.cases",
+    "console.appointments",
+    "console.dashboard",
+    "console.corrections",
+)
 
 
 def build_console(settings: Settings) -> Console:

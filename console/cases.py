@@ -43,7 +43,7 @@ from integration.history import TranscriptTail
 from integration.lifecycle import OPEN, can_move
 from integration.models import Case, CaseStatus, OutboxJob, OutboxState, StaffRole, utcnow
 from integration.privacy import mask
-from nlu.contract import REPORT_CATEGORIES
+from nlu.contract import INTENTS, REPORT_CATEGORIES
 from nlu.gazetteer import Gazetteer
 
 # Roles that may see a case's phone and ID numbers in clear (each time audited);
@@ -281,6 +281,8 @@ async def case_page(
             "shown": shown,
             "revealed": reveal,
             "can_reveal": member(request).role in REVEALERS,
+            "can_correct": member(request).role in REVEALERS,
+            "intents": INTENTS,
             "hidden": has_number(case.description, case.address, *(e.note for e in case.events)),
         },
         status=status,
