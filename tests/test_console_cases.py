@@ -193,3 +193,19 @@ async def test_phone_numbers_are_masked_and_revealing_one_is_audited(client: Any
     # The next plain visit is masked again.
     again = await (await client.get(f"/console/cases/{number}")).text()
     assert "13912345678" not in again
+
+
+async def test_the_dashboard_counts_only_what_the_account_may_see(client: Any) -> None:
+    await open_case(client, "金辉小区3号楼", chat="a")
+    await open_case(client, "交通社区5号楼", chat="b")
+    await open_case(client, "交通社区6号楼", chat="c")
+    assert (await sign_in(client, "desk")).status == 303
+    data = await (await client.get("/console/dashboard/data?days=7")).json()
+    assert sum(sum(c["counts"]) for c in data["categories"]) == 3
+    assert len(data["days"]) == 7 and data["nlu"] is not None
+    assert data["satisfaction"]["unrated"] == 0 and data["satisfaction"]["rate"] is None
+    client.session.cookie_jar.clear()
+    assert (await sign_in(client, "jinhui")).status == 303
+    data = await (await client.get("/console/dashboard/data?days=7")).json()
+    assert sum(sum(c["counts"]) for c in data["categories"]) == 1
+    assert data["nlu"] is None  # residents' words from every community: not for them
