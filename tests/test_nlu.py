@@ -186,7 +186,7 @@ def test_the_temperature_falls_with_length_so_long_letters_keep_their_confidence
 def test_long_formal_messages_are_understood_without_falling_back(
     interpreter: EmbeddedInterpreter, text: str, intent: str
 ) -> None:
-    assert len(text) > 60
+    assert len(text) > 50
     assert interpreter.parse_sync(text).intent == intent
 
 
