@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bots.progress import TrainingReport
 from nlu.embedded import EmbeddedInterpreter, train
 from nlu.entities import EntityExtractor
 from nlu.evaluation import Evaluation, evaluate, write_reports
@@ -64,7 +65,8 @@ async def bench_embedded(
     """Train the embedded model on nlu/data here and evaluate it."""
     data = load()
     started = time.perf_counter()
-    model = await asyncio.to_thread(train, data)
+    with TrainingReport() as report:
+        model = await asyncio.to_thread(train, data, "", report.step)
     trained = time.perf_counter() - started
     interpreter = EmbeddedInterpreter(
         model, EntityExtractor.from_training_data(data), threshold=unsure[0], margin=unsure[1]

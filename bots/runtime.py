@@ -100,11 +100,18 @@ def load_embedded(settings: Settings) -> Interpreter:
     Imported here, not at the top: scikit-learn and jieba take seconds to import, and
     staff commands such as `yimen cases list` never need them.
     """
+    from bots.progress import TrainingReport
     from nlu.embedded import EmbeddedInterpreter, load_or_train
     from nlu.entities import EntityExtractor
     from nlu.training_data import load as load_training_data
 
-    model = load_or_train(settings.model_dir)
+    with TrainingReport() as report:
+        model = load_or_train(
+            settings.model_dir,
+            search=(settings.data_dir / "models",),
+            progress=report.step,
+            found=report.found,
+        )
     extractor = EntityExtractor.from_training_data(load_training_data())
     return EmbeddedInterpreter(
         model, extractor, threshold=settings.nlu_threshold, margin=settings.nlu_margin

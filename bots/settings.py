@@ -7,6 +7,7 @@ under ./var/, in-process state, the embedded NLU and the local dispatch desk.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -14,6 +15,12 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from nlu.types import DEFAULT_MARGIN, DEFAULT_THRESHOLD
+
+
+def default_model_cache() -> Path:
+    """The user's shared model cache: $XDG_CACHE_HOME/yimen/models (~/.cache/yimen/models)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "yimen" / "models"
 
 
 class Settings(BaseSettings):
@@ -26,6 +33,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     data_dir: Path = Path("var")
+    # Trained NLU models, shared by every data directory and checkout of the user's
+    # (keyed by the training-data fingerprint). Empty: <user cache dir>/yimen/models.
+    model_cache: Path | None = None
     # The service catalogue (integration/services/catalogue.yml format); empty: the shipped one.
     service_catalogue: Path | None = None
     database_url: str = ""  # default: sqlite+aiosqlite:///<data_dir>/yimen.db
@@ -105,10 +115,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"  # json: one object per line, for collectors
 
-    @field_validator("service_catalogue", mode="before")
+    @field_validator("service_catalogue", "model_cache", mode="before")
     @classmethod
     def _unset_when_empty(cls, value: object) -> object:
-        """YIMEN_SERVICE_CATALOGUE= (empty) means the shipped catalogue, not the directory."""
+        """An empty path (YIMEN_SERVICE_CATALOGUE=) means its default, not the working directory."""
         return None if value == "" else value
 
     @property
@@ -118,8 +128,13 @@ class Settings(BaseSettings):
 
     @property
     def model_dir(self) -> Path:
-        """Where trained NLU models are cached."""
-        return self.data_dir / "models"
+        """Where trained NLU models are cached: shared by all data directories."""
+        return self.model_cache or default_model_cache()
+
+    @property
+    def model_dirs(self) -> tuple[Path, ...]:
+        """Where a trained model is looked for: the data directory's own, then the cache."""
+        return (self.data_dir / "models", self.model_dir)
 
     @property
     def origins(self) -> tuple[str, ...]:

@@ -10,8 +10,13 @@ Three TF-IDF blocks feed one logistic regression:
 The probabilities are calibrated by temperature scaling: a temperature fitted on
 out-of-fold logits (cross-validation over the training data) makes the confidence mean
 what it says, so the threshold and margin that turn a parse into ``nlu_fallback`` act
-on real uncertainty. It trains in seconds from the same Rasa YAML as the Rasa backend
-and is cached as a file keyed by a hash of the data, so a process loads it once and
+on real uncertainty. The temperature depends on the message's length (it falls as a
+power of the length): TF-IDF rows are L2-normalised, so a long letter spreads its
+weight over many features and its raw scores are flatter than a short message's even
+when the model is as often right, and one temperature for both made long, formal
+reports fall back for being long. It trains from the same Rasa YAML as the Rasa backend
+and is cached as a file keyed by a hash of the data (by default in the user's cache
+directory, shared by every data directory and checkout), so a process loads it once and
 never retrains for nothing.
 """
 
@@ -31,11 +36,12 @@ import numpy as np
 import scipy.sparse as sp
 import sklearn
 from pypinyin import lazy_pinyin
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize
 from scipy.special import log_softmax, softmax
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
+from threadpoolctl import threadpool_limits
 
 from nlu import addresses as address_tagging
 from nlu.addresses import AddressTagger, Hints
@@ -48,9 +54,14 @@ from nlu.types import DEFAULT_MARGIN, DEFAULT_THRESHOLD, FALLBACK_INTENT, NLUErr
 
 log = logging.getLogger(__name__)
 
-MODEL_VERSION = "4"
+MODEL_VERSION = "5"
 C = 10.0  # inverse regularisation, chosen by cross-validation on the training data
 CALIBRATION_FOLDS = 4
+# The temperature is exp(a + b * log(length / REFERENCE_LENGTH)), length in characters.
+REFERENCE_LENGTH = 20
+
+# A training step's name, reported as it finishes (for a progress bar); see TRAINING_STEPS.
+Progress = Callable[[str], None]
 
 _tokenizer_lock = threading.Lock()
 _tokenizer: jieba.Tokenizer | None = None
@@ -99,10 +110,15 @@ class EmbeddedModel:
     char_vectorizer: TfidfVectorizer
     pinyin_vectorizer: TfidfVectorizer
     classifier: LogisticRegression
-    temperature: float  # logits are divided by it before the softmax
+    temperature: float  # logits are divided by temperature_at(length) before the softmax
     vocabulary: tuple[str, ...]  # domain words added to jieba before tokenising
     fingerprint: str
     addresses: AddressTagger | None = None  # the address CRF (nlu.addresses)
+    length_slope: float = 0.0  # b in the temperature's power law of length
+
+    def temperature_at(self, length: int) -> float:
+        """The softmax temperature for a normalised text of ``length`` characters."""
+        return temperature_at(self.temperature, self.length_slope, length)
 
     @property
     def intents(self) -> list[str]:
@@ -123,10 +139,15 @@ class EmbeddedModel:
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
         """Calibrated intent probabilities, one row per text, columns in ``intents`` order."""
-        logits = self.classifier.decision_function(
-            self.features([_features_text(t) for t in texts])
-        )
-        return np.asarray(softmax(logits / self.temperature, axis=1))
+        prepared = [_features_text(t) for t in texts]
+        logits = self.classifier.decision_function(self.features(prepared))
+        temperatures = np.array([[self.temperature_at(len(t))] for t in prepared])
+        return np.asarray(softmax(logits / temperatures, axis=1))
+
+
+def temperature_at(temperature: float, slope: float, length: int) -> float:
+    """``temperature`` at the reference length, scaled by (length / reference) ** slope."""
+    return float(temperature * (max(length, 1) / REFERENCE_LENGTH) ** slope)
 
 
 # The modules whose code shapes the features and the fit: a change to any of them must
@@ -177,8 +198,26 @@ def _classifier() -> LogisticRegression:
     return LogisticRegression(C=C, max_iter=3000)
 
 
-def train(data: TrainingData, fingerprint: str = "") -> EmbeddedModel:
-    """Fit the classifier on every example of ``data``, and calibrate its temperature."""
+# The steps ``train`` reports, in order: a progress bar's total is their count.
+# Each with its rough share of the training time, for a progress bar's estimate.
+TRAINING_STEPS: tuple[tuple[str, float], ...] = (
+    ("start", 0.0),
+    ("features", 2.0),
+    ("classifier", 5.0),
+    *((f"calibration {i + 1}/{CALIBRATION_FOLDS}", 2.0) for i in range(CALIBRATION_FOLDS)),
+    ("addresses", 1.0),
+)
+
+
+def train(
+    data: TrainingData, fingerprint: str = "", progress: Progress | None = None
+) -> EmbeddedModel:
+    """Fit the classifier on every example of ``data``, and calibrate its temperature.
+
+    ``progress`` is told each of ``TRAINING_STEPS`` as it finishes ("start" first).
+    """
+    step = progress or (lambda _name: None)
+    step("start")
     if len(data.intents) < 3:
         raise NLUError("training data needs at least three intents (a multinomial model)")
     # Services, communities and towns are single words to jieba, for both models.
@@ -193,11 +232,19 @@ def train(data: TrainingData, fingerprint: str = "") -> EmbeddedModel:
     texts = [_features_text(e.text) for e in data.examples]
     labels = np.array([e.intent for e in data.examples])
     vectorizers = _vectorizers()
-    features = sp.hstack([v.fit_transform(texts) for v in vectorizers], format="csr")
-    classifier = _classifier().fit(features, labels)
-    temperature = calibrate(features, labels)
+    # One BLAS/OpenMP thread: on a shared machine more threads mostly wait for each other.
+    with threadpool_limits(1):
+        features = sp.hstack([v.fit_transform(texts) for v in vectorizers], format="csr")
+        step("features")
+        classifier = _classifier().fit(features, labels)
+        step("classifier")
+        lengths = np.array([len(t) for t in texts])
+        temperature, slope = calibrate(features, labels, lengths, classifier, step)
     addresses = train_addresses(data)
-    return EmbeddedModel(*vectorizers, classifier, temperature, vocabulary, fingerprint, addresses)
+    step("addresses")
+    return EmbeddedModel(
+        *vectorizers, classifier, temperature, vocabulary, fingerprint, addresses, slope
+    )
 
 
 def train_addresses(data: TrainingData, extractor: EntityExtractor | None = None) -> AddressTagger:
@@ -216,45 +263,88 @@ def train_addresses(data: TrainingData, extractor: EntityExtractor | None = None
     return AddressTagger.train(rows, cut)
 
 
-def calibrate(features: sp.csr_matrix, labels: np.ndarray) -> float:
-    """The softmax temperature that minimises the log loss of out-of-fold predictions.
+def calibrate(
+    features: sp.csr_matrix,
+    labels: np.ndarray,
+    lengths: np.ndarray,
+    start: LogisticRegression | None = None,
+    progress: Progress | None = None,
+) -> tuple[float, float]:
+    """The temperature and length slope that minimise the log loss out of fold.
 
     Each fold's classifier scores examples it never saw, so the temperature reflects how
     sure the model should be on new messages, not on its own training data. (The TF-IDF
     weights are fitted once on all the data; refitting them per fold changes little.)
+    The temperature is ``temperature_at(t, b, length)``: ``t`` at 20 characters, times
+    (length / 20) ** b. Each fold's fit starts from ``start`` (the model fitted on all
+    the data), which reaches the same optimum of the convex loss in about a third of the
+    iterations. ``progress`` hears of each fold.
     """
     _, counts = np.unique(labels, return_counts=True)
     folds = min(CALIBRATION_FOLDS, int(counts.min()))
     if folds < 2:
-        return 1.0
+        return 1.0, 0.0
     classes = np.unique(labels)
     target = np.searchsorted(classes, labels)
     logits = np.zeros((len(labels), len(classes)))
     splitter = StratifiedKFold(folds, shuffle=True, random_state=0)
-    for train_rows, test_rows in splitter.split(features, labels):
-        fold = _classifier().fit(features[train_rows], labels[train_rows])
+    for number, (train_rows, test_rows) in enumerate(splitter.split(features, labels)):
+        fold = _classifier()
+        if start is not None:
+            fold.set_params(warm_start=True)
+            fold.coef_, fold.intercept_ = start.coef_.copy(), start.intercept_.copy()
+        fold.fit(features[train_rows], labels[train_rows])
         logits[test_rows] = fold.decision_function(features[test_rows])
+        if progress is not None:
+            progress(f"calibration {number + 1}/{CALIBRATION_FOLDS}")
+    scale = np.log(np.maximum(lengths, 1) / REFERENCE_LENGTH)[:, None]
 
-    def log_loss(temperature: float) -> float:
-        scaled = log_softmax(logits / temperature, axis=1)
+    def log_loss(parameters: np.ndarray) -> float:
+        temperatures = np.exp(parameters[0] + parameters[1] * scale)
+        scaled = log_softmax(logits / temperatures, axis=1)
         return float(-scaled[np.arange(len(target)), target].mean())
 
-    return float(minimize_scalar(log_loss, bounds=(0.05, 20.0), method="bounded").x)
+    best = minimize(log_loss, np.array([np.log(0.5), 0.0]), method="Nelder-Mead").x
+    return float(np.exp(best[0])), float(best[1])
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """Where ``load_or_train`` found the model, and whether it had to train it."""
+
+    path: Path
+    trained: bool
 
 
 def load_or_train(
-    cache_dir: Path, data_dir: Path = DATA_DIR, *, force: bool = False
+    cache_dir: Path,
+    data_dir: Path = DATA_DIR,
+    *,
+    force: bool = False,
+    search: tuple[Path, ...] = (),
+    progress: Progress | None = None,
+    found: Callable[[Loaded], None] | None = None,
 ) -> EmbeddedModel:
-    """The cached model for the current training data, training and caching it if needed."""
+    """The cached model for the current training data, training and caching it if needed.
+
+    The model file is looked for in ``search`` and then ``cache_dir``; a model trained
+    here is written to ``cache_dir``. ``progress`` hears each training step; ``found``
+    is told where the model came from (also when this process had it loaded already).
+    """
     key = fingerprint(data_dir)
-    path = cache_dir / f"embedded-{key}.joblib"
+    name = f"embedded-{key}.joblib"
+    candidates = [d / name for d in (*search, cache_dir)]
+    path = next((p for p in candidates if p.exists()), candidates[-1])
     real = path.resolve()  # links to one cache file share its loaded model
     with _loaded_lock:
         if not force and (model := _loaded.get(real)) is not None:
-            return model
-        model = _load_or_train(path, key, data_dir, force=force)
-        _loaded[path.resolve()] = model
-        return model
+            trained = False
+        else:
+            model, trained = _load_or_train(path, key, data_dir, force=force, progress=progress)
+            _loaded[path.resolve()] = model
+    if found is not None:
+        found(Loaded(path, trained))
+    return model
 
 
 # Models already loaded by this process, by cache file: a model is immutable once
@@ -263,7 +353,9 @@ _loaded: dict[Path, EmbeddedModel] = {}
 _loaded_lock = threading.Lock()
 
 
-def _load_or_train(path: Path, key: str, data_dir: Path, *, force: bool) -> EmbeddedModel:
+def _load_or_train(
+    path: Path, key: str, data_dir: Path, *, force: bool, progress: Progress | None
+) -> tuple[EmbeddedModel, bool]:
     if path.exists() and not force:
         try:
             model: EmbeddedModel = joblib.load(path)
@@ -273,14 +365,15 @@ def _load_or_train(path: Path, key: str, data_dir: Path, *, force: bool) -> Embe
             tokenizer = _jieba()
             for word in model.vocabulary:
                 tokenizer.add_word(word)
-            return model
-    model = train(load_training_data(sorted(data_dir.glob("*.yml"))), key)
+            log.info("loaded embedded NLU model %s", path)
+            return model, False
+    model = train(load_training_data(sorted(data_dir.glob("*.yml"))), key, progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")  # processes training at once don't collide
     joblib.dump(model, tmp)
     tmp.replace(path)  # atomic, so a concurrent reader never sees half a file
-    log.info("trained embedded NLU model %s (%d intents)", path.name, len(model.intents))
-    return model
+    log.info("trained embedded NLU model %s (%d intents)", path, len(model.intents))
+    return model, True
 
 
 class EmbeddedInterpreter:
@@ -306,7 +399,7 @@ class EmbeddedInterpreter:
                 (model.pinyin_vectorizer, syllables),
             ],
             model.classifier,
-            model.temperature,
+            model.temperature_at,
         )
         if model.addresses is not None and extractor.tagger is None:
             extractor = extractor.with_tagger(model.addresses)

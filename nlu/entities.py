@@ -6,7 +6,10 @@ training data and from the community gazetteer, so they grow without code change
 
 Values, as Rasa shapes them: a phone's digits; a service's canonical name (社会保障卡 →
 社保卡); a time's ISO 8601 datetime or ``start/end`` interval, resolved in Asia/Shanghai
-by nlu.timeparse (its docstring lists the conventions); an address's text as written,
+by nlu.timeparse (its docstring lists the conventions), except a period (a duration,
+since-expression or recurrence: 连续一周, 自今年3月以来, 每晚10点至凌晨2点), which is a
+time entity from the ``period`` extractor valued as written: a description for the
+case, never a slot to book (it does not resolve); an address's text as written,
 since residents see it echoed back. The matched text of any entity is
 ``text[entity.start:entity.end]``; ``EntityExtractor.locate`` gives an address's
 community and coordinates from the gazetteer.
@@ -30,13 +33,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from nlu.gazetteer import Community, Gazetteer
-from nlu.timeparse import SHANGHAI, find_times
+from nlu.timeparse import SHANGHAI, find_periods, find_times
 from nlu.training_data import TrainingData
 from nlu.types import Entity
 
 if TYPE_CHECKING:
     from nlu.addresses import AddressTagger, Hints
 
+# The extractor name of a time entity that is a period (a description, not a slot).
+PERIOD = "period"
 _MOBILE = r"(?<!\d)1[3-9]\d[ -]?\d{4}[ -]?\d{4}(?!\d)"
 _LANDLINE = r"(?<!\d)0\d{2,3}-?\d{7,8}(?!\d)"
 
@@ -164,7 +169,9 @@ class EntityExtractor:
         claimed = [m.span() for m in self._phone.finditer(text)]
         masked = _mask(text, claimed)
         when = now if now is not None else self._clock()
-        return _mask(text, [*claimed, *((t.start, t.end) for t in find_times(masked, when))])
+        times = [(t.start, t.end) for t in find_times(masked, when)]
+        periods = [(p.start, p.end) for p in find_periods(masked)]
+        return _mask(text, [*claimed, *periods, *times])
 
     def hints(self, masked: str) -> Hints:
         """What the rules see in ``masked``: communities, towns and address patterns."""
@@ -192,6 +199,9 @@ class EntityExtractor:
             found.append(Entity("phone", match.start(), match.end(), digits, "regex"))
             claimed.append(match.span())
         masked = _mask(text, claimed)
+        for period in find_periods(masked):
+            found.append(Entity("time", period.start, period.end, period.text, PERIOD))
+            claimed.append((period.start, period.end))
         for time in find_times(masked, now if now is not None else self._clock()):
             found.append(Entity("time", time.start, time.end, time.value.iso, "regex"))
             claimed.append((time.start, time.end))

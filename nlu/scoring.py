@@ -57,22 +57,24 @@ class FastScorer:
     """Tempered softmax of a logistic regression over stacked TF-IDF blocks, one text at a time.
 
     ``blocks`` are the fitted vectorizers in column order, each with the tokenizer it was
-    fitted with (None for a character analyzer).
+    fitted with (None for a character analyzer). ``temperature`` maps a text's length in
+    characters to the temperature its scores are divided by.
     """
 
     def __init__(
         self,
         blocks: Iterable[tuple[TfidfVectorizer, Tokenize | None]],
         classifier: LogisticRegression,
-        temperature: float = 1.0,
+        temperature: Callable[[int], float] = lambda _length: 1.0,
     ) -> None:
         self._blocks: list[_Block] = []
         offset = 0
         for vectorizer, tokenize in blocks:
             self._blocks.append(_Block(vectorizer, tokenize, offset))
             offset += len(vectorizer.vocabulary_)
-        self._coef = np.ascontiguousarray(classifier.coef_.T) / temperature  # features x classes
-        self._intercept = classifier.intercept_.astype(float) / temperature
+        self._coef = np.ascontiguousarray(classifier.coef_.T)  # features x classes
+        self._intercept = classifier.intercept_.astype(float)
+        self._temperature = temperature
 
     def probabilities(self, text: str) -> np.ndarray:
         """Class probabilities of already-normalised ``text``, in the classifier's order."""
@@ -84,6 +86,7 @@ class FastScorer:
             columns = np.fromiter(features.keys(), dtype=np.intp, count=len(features))
             values = np.fromiter(features.values(), dtype=float, count=len(features))
             scores += values @ self._coef[columns]
+        scores /= self._temperature(len(text))
         scores -= scores.max()
         exp = np.exp(scores)
         return exp / exp.sum()

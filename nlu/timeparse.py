@@ -34,6 +34,14 @@ Conventions, Duckling-like: prefer the future, weeks run Monday to Sunday.
   back), grain ``minute``.
 - Recurring expressions (每天半夜, 每周一, 每晚8点) are not one time and are skipped, as
   are 一点 meaning "a little" (快一点, 一点都不) and house numbers (3号楼, 小区3号).
+
+Periods are what a complaint says about how long or how often, not when to meet:
+durations (连续一周, 半个多月了, 近两个月, 三天了, 多年来), since-expressions
+(自今年3月以来, 从去年10月起, 今年入夏以来, 自开业以来) and recurrences with their hours
+(每晚10点至凌晨2点, 每天晚上7点到9点半, 每周六). ``find_periods`` finds them; they
+are kept as a description, never resolved to a point or slot, and ``find_times`` leaves
+out any time inside one (凌晨2点 in 每晚10点至凌晨2点 is not an appointment). A count
+before 前/后 (三天后, 两小时前) is a point in time, not a period.
 """
 
 from __future__ import annotations
@@ -197,17 +205,66 @@ _WEEKDAYS = (
 _YEAR_OFFSET = {"今": 0, "明": 1, "去": -1}
 
 
+# Periods: durations, since-expressions and recurrences (see the module docstring).
+_COUNT = r"(?:\d{1,3}|[零〇一二两三四五六七八九十百]{1,4}|几|十几|二十几|好几|数|半)"
+_UNIT = (
+    r"(?:个?多?半?(?:小时|钟头)|多?天|多?日(?![期子常])|个?多?(?:星期|礼拜)"
+    r"|周(?![一二三四五六日天末岁边围年])|个多?半?月|多?年(?!级|纪|轻))"
+)
+_DURATION = (
+    rf"(?:连续|整整|足足|将近|接近|近)?(?<![\d第每月零〇一二两三四五六七八九十百])(?:{_COUNT}{_UNIT}(?:多|半)?|多年|半年多?|大半年)"
+    r"(?:了|来|以来|之久)?(?!\s?(?:[前后内]|以[前后内]|之[前后内]|[号楼层岁]))"
+)
+_CN_UP_TO_31 = "[一二三四五六七八九十]{1,3}"
+_MONTH_DAY = rf"(?:\d{{1,2}}|{_CN_UP_TO_31})月份?(?:(?:\d{{1,2}}|{_CN_UP_TO_31})[日号])?"
+_SINCE_WORD = (
+    rf"(?:今年|去年|前年|\d{{4}}年|本月|这个?月|上个?月|上周|上星期|本周|年初|年底|月初|月底"
+    rf"|入夏|入冬|入秋|开春|春节|国庆节?|夏天|冬天|春天|秋天|开业|入住|搬来|{_MONTH_DAY})"
+)
+_SINCE = (
+    rf"(?:(?:自|从|打)(?:{_SINCE_WORD}){{1,3}}(?:上旬|中旬|下旬|初|底|中)?(?:以来|起|开始|至今)"
+    rf"|(?:{_SINCE_WORD}){{1,3}}(?:上旬|中旬|下旬|初|底|中)?(?:以来|起(?!来)|开始))"
+)
+_EVERY_PERIOD = (
+    rf"(?:每个?|天天)(?:天|日|晚|早|夜|(?:{_WEEK_WORD})[一二三四五六日天]?(?:[、和至到][一二三四五六日天])*"
+    rf"|周末|个?月|年)?(?:\s?(?:{_PARTS}))?"
+    rf"(?:\s?{_clock('p')}(?:\s?(?:到|至|-|~|～|—)\s?(?:{_PARTS})?\s?{_clock('q')})?)?"
+)
+_PERIOD = re.compile(rf"{_SINCE}|{_EVERY_PERIOD}|{_DURATION}")
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """A duration, since-expression or recurrence in a text: a description, not a slot."""
+
+    start: int
+    end: int
+    text: str
+
+
 # -- public API ------------------------------------------------------------------------
+def find_periods(text: str) -> list[Period]:
+    """Every period (duration, since-expression, recurrence) in ``text``, left to right."""
+    return [
+        Period(m.start(), m.end(), m.group())
+        for m in _PERIOD.finditer(text)
+        if m.group() and m.group() not in ("每", "天天")
+    ]
+
+
 def find_times(text: str, now: datetime | None = None) -> list[TimeMatch]:
     """Every time expression in ``text``, left to right, resolved relative to ``now``.
 
     Expressions that look like times but cannot be placed (13月, 2月30日, 每天半夜)
-    are left out.
+    are left out, and so is any time inside a period (``find_periods``).
     """
     now = _local(now)
+    periods = [(p.start, p.end) for p in find_periods(text)]
     found = []
     for match in _SCAN.finditer(text):
         if not match.group():
+            continue
+        if any(start < match.end() and match.start() < end for start, end in periods):
             continue
         try:
             value = _resolve(match, now)

@@ -309,16 +309,21 @@ def peer_of(store: ConversationStore, make_store: StoreMaker) -> ConversationSto
     return make_store(None) if isinstance(store, RedisConversationStore) else store
 
 
+# The NLU model cache the tests share, across sessions and working trees: models are
+# keyed by a fingerprint of the training data and the feature code, so a cache that
+# outlives the session only saves retraining an identical model. YIMEN_TEST_MODEL_CACHE
+# overrides where it is. Settings built in this process use it as YIMEN_MODEL_CACHE, so
+# no test writes to the user's real model cache (~/.cache/yimen/models).
+TEST_MODEL_CACHE = Path(
+    os.environ.get("YIMEN_TEST_MODEL_CACHE") or Path.home() / ".cache" / "yimen" / "test-models"
+)
+os.environ["YIMEN_MODEL_CACHE"] = str(TEST_MODEL_CACHE)
+
+
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
-    """The NLU model cache the tests share, across sessions and working trees.
-
-    Models are keyed by a fingerprint of the training data and the feature code, so a
-    cache that outlives the session only saves retraining an identical model.
-    YIMEN_TEST_MODEL_CACHE overrides where it is.
-    """
-    default = Path.home() / ".cache" / "yimen" / "test-models"
-    return Path(os.environ.get("YIMEN_TEST_MODEL_CACHE") or default)
+    """The NLU model cache the tests share (``TEST_MODEL_CACHE``)."""
+    return TEST_MODEL_CACHE
 
 
 @pytest.fixture(scope="session")

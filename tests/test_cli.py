@@ -62,11 +62,12 @@ class Env:
 
 
 @pytest.fixture
-def env(tmp_path: Path, data_dir: Path) -> Env:
-    """A fresh data directory with the session's model copied in."""
+def env(tmp_path: Path, data_dir: Path, model_dir: Path) -> Env:
+    """A fresh data directory with the session's model linked in."""
     variables = {k: v for k, v in os.environ.items() if not k.startswith("YIMEN_")}
     variables |= {
         "YIMEN_DATA_DIR": str(data_dir),
+        "YIMEN_MODEL_CACHE": str(model_dir),  # never the user's real cache
         "YIMEN_PUSH_POLL_INTERVAL": "0.2",
         "PYTHONIOENCODING": "utf-8",
     }
@@ -302,6 +303,25 @@ async def test_set_status_refuses_unknown_cases_bad_transitions_and_bad_statuses
 # -- the server -----------------------------------------------------------------------------
 
 
+async def test_a_fresh_data_dir_starts_from_the_shared_model_cache(
+    env: Env, model_dir: Path, nlu_model: EmbeddedModel
+) -> None:
+    # A new checkout or data directory: nothing under it, the user's cache already warm.
+    fresh = env.data_dir.parent / "fresh"
+    env = Env(fresh, env.vars | {"YIMEN_DATA_DIR": str(fresh)}, env.cwd)
+    port = free_port()
+    async with spawned(env, "run", "--port", str(port)) as server:
+        await Lines(server).until(r"\bhealth\b")
+        url = f"http://127.0.0.1:{port}/healthz"
+        async with aiohttp.ClientSession() as http, http.get(url) as response:
+            assert response.status == 200
+    cached = model_dir / f"embedded-{nlu_model.fingerprint}.joblib"
+    stderr = (fresh.parent / "stderr.log").read_text(encoding="utf-8")
+    assert f"NLU model loaded from {cached}" in stderr  # loaded, not trained
+    assert "training the NLU model" not in stderr
+    assert not (fresh / "models").exists()
+
+
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 async def test_run_serves_the_chat_and_health_until_stopped(env: Env, stop: signal.Signals) -> None:
     port = free_port()
@@ -384,18 +404,19 @@ async def test_several_workers_on_the_embedded_defaults_are_refused(env: Env) ->
 async def test_nlu_train_reports_its_data_and_writes_the_model(
     env: Env, model_dir: Path, nlu_model: EmbeddedModel
 ) -> None:
-    shutil.rmtree(env.data_dir / "models")
+    cache = env.data_dir.parent / "cache"
+    env.vars["YIMEN_MODEL_CACHE"] = str(cache)
     trained = await yimen(env, "nlu", "train", limit=TRAINING_TIMEOUT)
     assert trained.returncode == 0, trained.stderr
 
     data = load_training_data()
     assert f"{len(data.examples)} examples" in trained.stdout
     assert f"{len(nlu_model.intents)} intents" in trained.stdout
-    models = model_files(env.data_dir / "models")
+    models = model_files(cache)
     # The same data gives the same cache key as the session's model.
     assert models == [f"embedded-{nlu_model.fingerprint}.joblib"]
     assert (model_dir / models[0]).exists()
-    assert f"-> {env.data_dir / 'models' / models[0]}" in trained.stdout
+    assert f"-> {cache / models[0]}" in trained.stdout
 
 
 async def test_bench_measures_the_pipeline_and_the_signed_wechat_webhook(env: Env) -> None:

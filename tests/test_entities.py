@@ -7,9 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from nlu.entities import EntityExtractor
+from nlu.entities import PERIOD, EntityExtractor
 from nlu.gazetteer import DEFAULT_PATH, Community, Gazetteer
-from nlu.timeparse import SHANGHAI, TimeParseError, TimeValue, find_times, resolve
+from nlu.timeparse import (
+    SHANGHAI,
+    TimeParseError,
+    TimeValue,
+    find_periods,
+    find_times,
+    resolve,
+)
 from nlu.training_data import load
 from nlu.types import Entity, TrainingDataError
 
@@ -334,7 +341,7 @@ def test_a_bad_gazetteer_names_the_file_and_the_problem(
         ),
         ("3号楼2单元", [("address", "3号楼2单元", "3号楼2单元")]),
         ("金辉小区3号有人装修", [("address", "金辉小区3号", "金辉小区3号")]),
-        ("楼下烧烤店每天半夜还很吵", []),
+        ("楼下烧烤店每天半夜还很吵", [("time", "每天半夜", "每天半夜")]),  # a period
         # Verbs and requests are not places; a lane number after a road is.
         ("这个不会弄 怎么弄啊", []),
         ("恳请社区派人来看看", []),
@@ -394,7 +401,7 @@ def test_entities(
 ) -> None:
     found = extractor.extract(text)
     assert [(e.entity, text[e.start : e.end], e.value) for e in found] == expected
-    assert all(e.extractor in ("regex", "lookup") for e in found)
+    assert all(e.extractor in ("regex", "lookup", PERIOD) for e in found)
 
 
 @pytest.mark.parametrize(
@@ -443,3 +450,55 @@ def test_an_extractor_without_a_gazetteer_still_knows_its_communities() -> None:
     [address] = plain.extract("金辉小区门口")
     assert address.value == "金辉小区门口"
     assert plain.locate(address) is None
+
+
+# -- periods: durations, since-expressions and recurrences ---------------------------------
+
+PERIODS = [
+    ("自今年3月以来，楼下烧烤店每晚10点至凌晨2点营业", ["自今年3月以来", "每晚10点至凌晨2点"]),
+    ("工地连续一周在施工", ["连续一周"]),
+    ("垃圾半个多月了没人清运，近两个月反映了三次", ["半个多月了", "近两个月"]),
+    ("从去年10月起楼上就天天装修", ["从去年10月起"]),
+    ("今年入夏以来每天深夜都有人飙车", ["今年入夏以来", "每天深夜"]),
+    ("每天晚上7点到9点半跳广场舞", ["每天晚上7点到9点半"]),
+    ("两个多月来无人处理，多年来一直这样", ["两个多月来", "多年来"]),
+]
+
+
+@pytest.mark.parametrize(("text", "periods"), PERIODS)
+def test_durations_and_recurrences_are_periods_not_times(text: str, periods: list[str]) -> None:
+    assert [p.text for p in find_periods(text)] == periods
+    assert find_times(text, NOW) == []  # 凌晨2点 inside 每晚10点至凌晨2点 is no slot
+    for period in periods:
+        with pytest.raises(TimeParseError):
+            resolve(period, NOW)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "三天后再来",
+        "两小时后提醒我",
+        "明天上午",
+        "下周一下午三点",
+        "3号楼",
+        "从小区门口开始",
+        "我今年85岁",
+    ],
+)
+def test_points_in_time_and_house_numbers_are_not_periods(text: str) -> None:
+    assert find_periods(text) == []
+
+
+def test_a_period_is_a_time_entity_valued_as_written_beside_a_real_time(
+    extractor: EntityExtractor,
+) -> None:
+    text = "楼下连续一周每晚10点至凌晨2点施工，我想明天上午去社区反映"
+    times = [e for e in extractor.extract(text) if e.entity == "time"]
+    assert [(text[e.start : e.end], e.value, e.extractor) for e in times] == [
+        ("连续一周", "连续一周", PERIOD),
+        ("每晚10点至凌晨2点", "每晚10点至凌晨2点", PERIOD),
+        ("明天上午", between(at("11-26", "09:00"), at("11-26", "12:00")), "regex"),
+    ]
+    # The address tagger never sees the period's words.
+    assert "连续一周" not in extractor.mask(text)

@@ -7,8 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from bots.settings import Settings
 from nlu.contract import ENTITIES, INTENTS
-from nlu.embedded import EmbeddedInterpreter, EmbeddedModel, fingerprint, load_or_train
+from nlu.embedded import (
+    EmbeddedInterpreter,
+    EmbeddedModel,
+    Loaded,
+    fingerprint,
+    load_or_train,
+)
 from nlu.entities import EntityExtractor
 from nlu.normalize import has_content, normalize
 from nlu.training_data import DATA_DIR, load, load_file, parse_example
@@ -138,6 +145,82 @@ def test_the_temperature_is_fitted_and_sharpens_an_underconfident_model(
     probabilities = nlu_model.probabilities(["楼下烧烤店每天半夜还很吵"])[0]
     assert probabilities.sum() == pytest.approx(1.0)
     assert nlu_model.intents[int(probabilities.argmax())] == "report_noise"
+
+
+def test_the_temperature_falls_with_length_so_long_letters_keep_their_confidence(
+    nlu_model: EmbeddedModel,
+) -> None:
+    # Fitted out of fold: a long letter's flatter scores are sharpened more.
+    assert nlu_model.length_slope < 0
+    assert (
+        nlu_model.temperature_at(200) < nlu_model.temperature_at(20) < nlu_model.temperature_at(5)
+    )
+    assert nlu_model.temperature_at(20) == pytest.approx(nlu_model.temperature)
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        (
+            "致街道办事处：本人住在幸福里小区，自今年4月以来，小区对面的夜市每晚营业到凌晨一点，"
+            "摊主用扩音喇叭招揽顾客，食客划拳吵闹，临街几栋楼的居民长期无法入睡，恳请予以整治。",
+            "report_noise",
+        ),
+        (
+            "关于我家楼前路面塌陷的问题：塌陷处已经有半米多深，周围只放了两个锥桶，晚上没有任何照明，"
+            "骑电动车的人随时可能掉进去，恳请市政部门尽快修复并设置警示灯。",
+            "report_facility",
+        ),
+        (
+            "您好，本人想咨询一下，退休后户口迁到子女所在城市，养老金领取地要不要变更，"
+            "需要到哪个部门办理，带哪些材料？",
+            "ask_service_info",
+        ),
+        (
+            "我九月份反映的楼道堆物问题，到现在快两个月了，打了好几次电话都说在处理，"
+            "可东西还堆在那里，请问这件事到底有没有人在跟进？",
+            "check_status",
+        ),
+    ],
+)
+def test_long_formal_messages_are_understood_without_falling_back(
+    interpreter: EmbeddedInterpreter, text: str, intent: str
+) -> None:
+    assert len(text) > 50
+    assert interpreter.parse_sync(text).intent == intent
+
+
+def test_the_model_is_looked_for_beside_the_data_then_in_the_shared_cache(
+    tmp_path: Path, model_dir: Path, nlu_model: EmbeddedModel
+) -> None:
+    name = f"embedded-{nlu_model.fingerprint}.joblib"
+    own, shared = tmp_path / "data" / "models", tmp_path / "shared"
+    own.mkdir(parents=True)
+    (own / name).symlink_to(model_dir / name)
+    found: list[Loaded] = []
+    model = load_or_train(shared, search=(own,), found=found.append)
+    assert found == [Loaded(own / name, trained=False)]
+    assert model.intents == nlu_model.intents
+    assert not shared.exists()  # nothing trained, nothing written
+    found.clear()
+    load_or_train(model_dir, search=(tmp_path / "nowhere",), found=found.append)
+    assert found == [Loaded(model_dir / name, trained=False)]
+
+
+def test_the_model_cache_is_the_users_unless_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("YIMEN_MODEL_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    settings = Settings(_env_file=None, data_dir=tmp_path / "one")  # type: ignore[call-arg]
+    assert settings.model_dir == tmp_path / "xdg" / "yimen" / "models"
+    other = Settings(_env_file=None, data_dir=tmp_path / "two")  # type: ignore[call-arg]
+    assert other.model_dir == settings.model_dir  # shared by every data directory
+    assert settings.model_dirs == (tmp_path / "one" / "models", settings.model_dir)
+    monkeypatch.setenv("YIMEN_MODEL_CACHE", str(tmp_path / "mine"))
+    assert Settings(_env_file=None).model_dir == tmp_path / "mine"  # type: ignore[call-arg]
+    monkeypatch.setenv("YIMEN_MODEL_CACHE", "")
+    assert Settings(_env_file=None).model_dir == settings.model_dir  # type: ignore[call-arg]
 
 
 def test_model_is_cached_by_data_fingerprint(nlu_model: EmbeddedModel, model_dir: Path) -> None:

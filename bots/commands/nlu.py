@@ -7,7 +7,7 @@ import contextlib
 import enum
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,14 +23,16 @@ nlu_app = typer.Typer(help="Train and inspect the NLU model.", no_args_is_help=T
 
 @nlu_app.command("train")
 def nlu_train() -> None:
-    """Train the embedded model from nlu/data and cache it under the data directory."""
+    """Train the embedded model from nlu/data and cache it (YIMEN_MODEL_CACHE)."""
+    from bots.progress import TrainingReport
     from nlu.embedded import load_or_train
     from nlu.training_data import load
 
     settings = load_settings()
     data = load()
     started = time.perf_counter()
-    model = load_or_train(settings.model_dir, force=True)
+    with TrainingReport() as report:
+        model = load_or_train(settings.model_dir, force=True, progress=report.step)
     elapsed = time.perf_counter() - started
     path = settings.model_dir / f"embedded-{model.fingerprint}.joblib"
     print(
@@ -125,11 +127,11 @@ async def _backend(settings: Settings, backend: Backend) -> AsyncIterator[Interp
         yield rasa
 
 
-@contextlib.contextmanager
-def _progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
-    """A progress bar on stderr; yields the function that advances it."""
-    with typer.progressbar(length=total, label=label, file=sys.stderr) as bar:
-        yield bar.update
+def _progress(label: str, total: int) -> contextlib.AbstractContextManager[Callable[[int], None]]:
+    """A progress bar on stderr with an estimate; yields the function that advances it."""
+    from bots.progress import counting
+
+    return counting(label, total)
 
 
 @nlu_app.command("export-corrections")

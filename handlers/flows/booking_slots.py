@@ -61,15 +61,21 @@ class Wanted:
 
 
 def wanted_time(turn: Turn) -> Wanted | None:
-    """The first time the message names, read against the message's time."""
-    entity = turn.parse.first("time")
-    if entity is None:
-        return None
+    """The first time the message names, read against the message's time.
+
+    Periods (连续一周, 每晚10点至凌晨2点) do not resolve and are passed over: a
+    duration is never a slot.
+    """
     now = turn.inbound.time.astimezone(LOCAL_TZ)
-    words = turn.parse.text[entity.start : entity.end]
-    try:
-        value = resolve(words, now)
-    except TimeParseError:
+    for entity in turn.parse.entities:
+        if entity.entity != "time":
+            continue
+        try:
+            value = resolve(turn.parse.text[entity.start : entity.end], now)
+        except TimeParseError:
+            continue
+        break
+    else:
         return None
     start, end, grain = value.start, value.end, value.grain
     if end is None and grain in ("day", "week"):
