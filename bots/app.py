@@ -20,6 +20,7 @@ from bots.uploads import UploadLimits, UploadRoutes
 from bots.webchat import STATIC, WebChatChannel, WebChatLimits, WebChatParts
 from bots.wechat import WECHAT, WeChatOptions, open_wechat, wechat_routes
 from handlers.flows.chat import ChatFlow
+from handlers.handoff_alarms import HandoffAlarms
 from handlers.history import ChatHistory
 from handlers.messages import Channel, Inbound, Outbound
 from handlers.notifier import NotificationPump
@@ -122,6 +123,10 @@ def create_app(
             )
             tasks = [
                 asyncio.create_task(reminders.run(sweeping), name="appointment-reminders"),
+                asyncio.create_task(
+                    HandoffAlarms(services.handoffs, services.catalog).run(sweeping),
+                    name="handoff-alarms",
+                ),
                 asyncio.create_task(pump.run(), name="notification-pump"),
                 asyncio.create_task(services.dispatch.worker.run(), name="dispatch-worker"),
                 asyncio.create_task(sweep_uploads(services, sweeping), name="upload-sweeper"),
