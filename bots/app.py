@@ -28,7 +28,13 @@ from handlers.reminders import BookingReminders
 from integration.appointment_reminders import ReminderQueue
 from integration.dispatch.callbacks import CALLBACK_PATH
 from integration.history import TranscriptTail
-from integration.metrics import OUTBOX_AGE, OUTBOX_DEPTH, exposition
+from integration.metrics import (
+    HANDOFF_OLDEST,
+    HANDOFF_WAITING,
+    OUTBOX_AGE,
+    OUTBOX_DEPTH,
+    exposition,
+)
 from integration.services import load_catalogue
 from nlu.rasa_client import FallbackInterpreter
 from nlu.types import Interpreter
@@ -184,15 +190,18 @@ def create_app(
         )
 
     async def metrics(request: web.Request) -> web.Response:
-        """Prometheus metrics; the outbox gauges are read from the database now."""
+        """Prometheus metrics; the outbox and handoff gauges are read from the database now."""
         outbox = request.app[SERVICES].dispatch.outbox
         try:
             counts = await outbox.counts()
             for state in ("pending", "dead"):
                 OUTBOX_DEPTH.labels(state).set(counts.get(state, 0))
             OUTBOX_AGE.set(await outbox.oldest_pending_age())
+            waiting, oldest = await request.app[SERVICES].handoffs.waiting_stats()
+            HANDOFF_WAITING.set(waiting)
+            HANDOFF_OLDEST.set(oldest)
         except Exception:  # the counters still tell; /readyz names the database
-            log.warning("outbox gauges not read", exc_info=True)
+            log.warning("outbox and handoff gauges not read", exc_info=True)
         body, content_type = exposition()
         response = web.Response(body=body)
         response.headers["Content-Type"] = content_type

@@ -30,6 +30,7 @@ from integration.handoff import (
     HandoffView,
     queue_staff_reply,
 )
+from integration.metrics import HANDOFF_WAIT
 from integration.models import HandoffStatus
 from integration.notifications import queue_message
 
@@ -57,7 +58,11 @@ class StaffDesk:
 
     async def claim(self, handoff_id: int, staff: str) -> HandoffView:
         """Take a waiting conversation; ``HandoffError`` when someone else has it."""
-        return await self.book.claim(handoff_id, staff, self.clock())
+        before = await self.book.get(handoff_id)
+        claimed = await self.book.claim(handoff_id, staff, self.clock())
+        if before.status is HandoffStatus.waiting:
+            HANDOFF_WAIT.observe(claimed.waited(self.clock()).total_seconds())
+        return claimed
 
     async def take_over(self, channel: str, chat_id: str, user_id: str, staff: str) -> HandoffView:
         """Take a conversation the bot is having (no request from the resident)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bots.handoff_desk import OutsideWindow, StaffDesk
 from bots.runtime import build_pipeline, handoff_book
 from bots.settings import Settings
 from handlers.catalog import Catalog
@@ -26,12 +27,18 @@ from handlers.flows.handoff import escalation, when
 from handlers.messages import Inbound, Outbound
 from handlers.pipeline import Pipeline
 from integration.cases import CaseBook
-from integration.db import create_engine, session_factory
+from integration.db import create_engine, session_factory, upgrade
 from integration.dispatch.ratings import RatingBook
-from integration.handoff import HandoffBook, HandoffError, HandoffRequest
+from integration.handoff import (
+    HandoffBook,
+    HandoffError,
+    HandoffRequest,
+    conversation_lines,
+)
 from integration.handoff_hours import HoursError, StaffHours
-from integration.models import Handoff, HandoffStatus
+from integration.models import Handoff
 from integration.services import load_catalogue
+from integration.services.calendar import LOCAL_TZ
 from integration.transcript import Transcript
 from nlu.embedded import EmbeddedInterpreter
 
@@ -50,11 +57,17 @@ class Chat:
     sessions: async_sessionmaker[AsyncSession]
     clock: datetime
     chat: str = "r1"
+    channel: str = "webchat"
 
     async def say(self, text: str, payload: str = "") -> list[Outbound]:
         self.clock += timedelta(seconds=5)
         inbound = Inbound(
-            "webchat", self.chat, self.chat, f"h{next(_ids)}", text, payload=payload,
+            self.channel,
+            self.chat,
+            self.chat,
+            f"h{next(_ids)}",
+            text,
+            payload=payload,
             time=self.clock,
         )
         replies = await self.pipeline.handle(inbound)
@@ -76,14 +89,18 @@ async def chat(
     settings = Settings(data_dir=tmp_path, _env_file=None, **backend)  # type: ignore[call-arg]
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     engine = create_engine(settings.resolved_database_url)
-    from integration.db import upgrade
-
     await upgrade(engine)
     sessions = session_factory(engine)
     book = handoff_book(settings, sessions)
     pipeline = build_pipeline(
-        settings, redis, interpreter, CaseBook(sessions), Transcript(sessions), catalog,
-        RatingBook(sessions), handoffs=book,
+        settings,
+        redis,
+        interpreter,
+        CaseBook(sessions),
+        Transcript(sessions),
+        catalog,
+        RatingBook(sessions),
+        handoffs=book,
     )
     try:
         yield Chat(pipeline, book, sessions, MONDAY_10)
@@ -108,9 +125,7 @@ async def test_asking_for_a_person_holds_the_conversation_and_the_bot_goes_quiet
     assert row.last_message_at == chat.clock  # every held message reached the record
 
 
-async def test_two_messages_in_a_row_not_understood_hand_over(
-    chat: Chat, catalog: Catalog
-) -> None:
+async def test_two_messages_in_a_row_not_understood_hand_over(chat: Chat, catalog: Catalog) -> None:
     first = await chat.text("阿巴阿巴咕噜咕噜")
     assert catalog("handoff.coming") not in first
     assert catalog("handoff.coming") in await chat.text("呜啦啦呜啦啦嘿")
@@ -190,9 +205,7 @@ async def test_staff_take_over_a_conversation_from_the_console(
     chat: Chat, catalog: Catalog
 ) -> None:
     await chat.say("楼道里有人拉电线给电动车充电")
-    handoff = await chat.book.open(
-        HandoffRequest("webchat", "r1", "r1", "staff", "", chat.clock)
-    )
+    handoff = await chat.book.open(HandoffRequest("webchat", "r1", "r1", "staff", "", chat.clock))
     assert await chat.pipeline.take_over("webchat", "r1", handoff.id)
     assert await chat.say("金辉小区5号楼") == []  # staff have it now
     [back] = await chat.pipeline.release("webchat", "r1")
@@ -233,11 +246,61 @@ def test_saturday_mornings_are_staffed_and_holidays_are_not() -> None:
     lunch = datetime.fromisoformat("2026-12-07T12:30:00+08:00")
     assert hours.next_opening(lunch) == datetime.fromisoformat("2026-12-07T14:00:00+08:00")
     holiday = min(calendar.holidays - calendar.workdays)
-    at_ten = datetime.combine(holiday, datetime.min.time()).replace(hour=10)
-    assert not hours.is_open(at_ten.astimezone(UTC).replace(tzinfo=None).replace(tzinfo=UTC))
+    assert not hours.is_open(datetime.combine(holiday, time(10), LOCAL_TZ))
 
 
-@pytest.mark.parametrize("text", ["", "周一 9:00-12:00", "1-5 9:00", "1-5 12:00-09:00", "8 09:00-10:00"])
+@pytest.mark.parametrize(
+    "text", ["", "周一 9:00-12:00", "1-5 9:00", "1-5 12:00-09:00", "8 09:00-10:00"]
+)
 def test_unreadable_staff_hours_are_refused(text: str) -> None:
     with pytest.raises(HoursError):
         StaffHours.parse(text)
+
+
+# --- staff replies ------------------------------------------------------------------------------
+
+
+def desk_for(chat: Chat, catalog: Catalog, now: datetime) -> StaffDesk:
+    return StaffDesk(chat.book, chat.pipeline, chat.sessions, catalog, clock=lambda: now)
+
+
+async def test_a_staff_reply_is_queued_on_the_residents_channel_and_hand_back_resumes(
+    chat: Chat, catalog: Catalog
+) -> None:
+    await chat.say("楼道里有人拉电线给电动车充电")
+    await chat.say("转人工")
+    [row] = await chat.handoffs()
+    desk = desk_for(chat, catalog, chat.clock)
+    with pytest.raises(HandoffError, match="not held by li"):
+        await desk.reply(row.id, "li", "您好")  # nobody claimed it yet
+    await desk.claim(row.id, "zhang")
+    await desk.reply(row.id, "zhang", "您好，我是社区工作人员小张")
+    with pytest.raises(HandoffError, match="empty"):
+        await desk.reply(row.id, "zhang", "   ")
+    await desk.hand_back(row.id, "zhang")
+    lines = await conversation_lines(chat.sessions, "webchat", "r1")
+    staff = [line for line in lines if line.who == "staff"]
+    assert [line.text for line in staff] == ["您好，我是社区工作人员小张"]
+    pushed = [line.text for line in lines if line.who == "bot" and line.state]
+    assert pushed and pushed[-1].startswith(catalog("handoff.returned"))
+    assert catalog("complaint.resume") in pushed[-1]  # the report's question comes back
+    resident = [line for line in lines if line.who == "resident"]
+    assert resident[0].intent == "report_safety" and resident[0].confidence
+    assert "具体位置" not in await chat.text("金辉小区5号楼")  # the bot answers: the photo step
+
+
+async def test_wechat_replies_outside_the_48_hour_window_are_refused_not_queued(
+    chat: Chat, catalog: Catalog
+) -> None:
+    chat.channel = "wechat"
+    await chat.say("转人工")
+    [row] = await chat.handoffs()
+    inside = desk_for(chat, catalog, chat.clock + timedelta(hours=47))
+    await inside.claim(row.id, "zhang")
+    await inside.reply(row.id, "zhang", "您好")
+    outside = desk_for(chat, catalog, chat.clock + timedelta(hours=49))
+    with pytest.raises(OutsideWindow) as refused:
+        await outside.reply(row.id, "zhang", "还在吗")
+    assert refused.value.last == chat.clock
+    lines = await conversation_lines(chat.sessions, "wechat", "r1")
+    assert [line.text for line in lines if line.who == "staff"] == ["您好"]

@@ -24,6 +24,7 @@ from handlers.flows.home import HomeFlow, ItemDesk
 from handlers.flows.proxy import ProxyFlow
 from handlers.flows.rating import RATING_WORDS, RatingFlow
 from handlers.flows.rebooking import RebookingFlow
+from handlers.flows.staff_link import LINK, StaffLinkFlow
 from handlers.flows.status import StatusFlow
 from handlers.words import NO, YES, AnyOf, Matcher, words
 from integration.contacts import MemoryContacts
@@ -72,6 +73,7 @@ _REPORT = words(
 )
 
 TRIGGERS: tuple[Trigger, ...] = (
+    Trigger(LINK, "staff_link"),  # 绑定123456: a staff member links this chat
     Trigger(_CASE_NUMBER, "status"),  # a typed case number asks about that case
     Trigger(AnyOf("phone_words", (FORGET_PHONE, CHANGE_PHONE)), "contact"),  # 忘记我的电话
     Trigger(_REPORT, "complaint"),
@@ -130,5 +132,6 @@ def standard_flows(
         "status": status,
         "rating": RatingFlow(ratings, catalog),
         "handoff": HandoffFlow(handoffs, catalog, status) if handoffs is not None else chat,
+        **({"staff_link": StaffLinkFlow(handoffs, catalog)} if handoffs is not None else {}),
         "chat": chat,
     }

@@ -22,6 +22,7 @@ from typing import Protocol
 
 from handlers.catalog import Catalog
 from handlers.flows.base import HANDOFF_INTENT, Expect, Flow, Turn
+from handlers.flows.staff_link import StaffLinks
 from handlers.messages import Outbound
 from handlers.state import ConversationState
 from handlers.words import ABUSE, CANCEL, HANDOFF, Words, clean, words
@@ -97,8 +98,8 @@ def count_fallback(turn: Turn, state: ConversationState) -> None:
         state.fallbacks += 1
 
 
-class HandoffDesk(Protocol):
-    """Where handoffs are opened and closed (integration.handoff.HandoffBook)."""
+class HandoffDesk(StaffLinks, Protocol):
+    """Where handoffs are opened and closed, and staff chats linked (HandoffBook)."""
 
     async def open(self, request: HandoffRequest) -> HandoffView:
         """Open a handoff, or return the chat's open one."""
