@@ -19,6 +19,8 @@ from bots.telegram import TELEGRAM, SendLimits, open_telegram, telegram_routes
 from bots.uploads import UploadLimits, UploadRoutes
 from bots.webchat import STATIC, WebChatChannel, WebChatLimits, WebChatParts
 from bots.wechat import WECHAT, WeChatOptions, open_wechat, wechat_routes
+from console import build_console
+from console.web import CONSOLE
 from handlers.flows.chat import ChatFlow
 from handlers.handoff_alarms import HandoffAlarms
 from handlers.history import ChatHistory
@@ -80,10 +82,12 @@ def create_app(
         ),
     )
     app[WEBCHAT] = webchat
+    app[CONSOLE] = console = build_console(settings)
 
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
         async with open_services(settings) as services, contextlib.AsyncExitStack() as stack:
             app[SERVICES] = services
+            console.bind(services)
             channels: dict[str, Channel[Any]] = {webchat.name: webchat}
             if settings.telegram_token:
                 telegram = await stack.enter_async_context(
@@ -222,6 +226,7 @@ def create_app(
     app.router.add_static("/chat/static", STATIC / "assets", append_version=False)
     app.add_routes(telegram_routes(settings))
     app.add_routes(wechat_routes(settings))
+    app.add_subapp("/console", console.app)
     return app
 
 

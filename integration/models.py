@@ -541,3 +541,78 @@ class StaffChat(Base):
     code: Mapped[str] = mapped_column(String(16), default="")
     code_expires: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     on_duty: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class StaffRole(enum.StrEnum):
+    """What a console account may see and do."""
+
+    admin = "admin"  # everything, accounts included
+    staff = "staff"  # the street office's desk: every community
+    community = "community"  # one community's cases only
+    grid = "grid"  # a grid worker (网格员): one community's cases, no personal numbers
+
+
+class StaffAccount(Base):
+    """A console account: its argon2 password hash, its role and, for community roles, where."""
+
+    __tablename__ = "staff_accounts"
+    __table_args__ = (UniqueConstraint("username", name="uq_staff_accounts_username"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16))
+    community: Mapped[str] = mapped_column(String(64), default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class StaffSession(Base):
+    """A signed-in browser: the SHA-256 of its cookie token, its CSRF token, its expiry."""
+
+    __tablename__ = "staff_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("staff_accounts.id", ondelete="CASCADE"), index=True
+    )
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AuditEntry(Base):
+    """One staff action: who, what, on what, when, and the state before and after (JSON).
+
+    Append-only: nothing in Yimen updates or deletes these rows, and the database's
+    triggers refuse to.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16), default="")
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(128), default="")
+    before: Mapped[str] = mapped_column(Text, default="")
+    after: Mapped[str] = mapped_column(Text, default="")
+    address: Mapped[str] = mapped_column(String(64), default="")
+
+
+class NluCorrection(Base):
+    """A staff member's correction of one transcript message: its intent, or its address span."""
+
+    __tablename__ = "nlu_corrections"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), index=True
+    )
+    text: Mapped[str] = mapped_column(Text)
+    intent: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    address: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
