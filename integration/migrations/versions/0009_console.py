@@ -19,15 +19,20 @@ depends_on = None
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 # PostgreSQL refuses to change or remove an audit entry, whoever asks.
-_REFUSE = """
+# One statement per execute: asyncpg prepares each, and refuses two in one.
+_REFUSE = (
+    """
 CREATE FUNCTION audit_log_append_only() RETURNS trigger AS $$
 BEGIN
     RAISE EXCEPTION 'audit_log is append-only';
 END;
-$$ LANGUAGE plpgsql;
+$$ LANGUAGE plpgsql
+""",
+    """
 CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
-    FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
-"""
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()
+""",
+)
 # SQLite: the same refusal as two triggers.
 _SQLITE_REFUSE = (
     "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log "
@@ -94,7 +99,8 @@ def upgrade() -> None:
     )
     bind = op.get_bind()
     if bind.dialect.name == "postgresql":
-        op.execute(_REFUSE)
+        for statement in _REFUSE:
+            op.execute(statement)
     elif bind.dialect.name == "sqlite":
         for statement in _SQLITE_REFUSE:
             op.execute(statement)

@@ -1,7 +1,7 @@
 """handoff: conversations handed to a person, and staff members' linked chats
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0009
 Create Date: 2026-12-04
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0007"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
