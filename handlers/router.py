@@ -81,13 +81,24 @@ class Router:
     def _wants_person(self, turn: Turn, state: ConversationState) -> bool:
         return staff_wanted(turn, state) if self._staffed else wants_person(turn)
 
+    def _answers(self, turn: Turn, expect: Expect | None) -> bool:
+        """Whether the active step (free text, words, entities…) or a trigger takes it."""
+        if expect is None:
+            return any(t.flow in self._flows and t.fires(turn) for t in self._triggers)
+        return (
+            expect.text
+            or (bool(turn.payload) and expect.takes_payload(turn.payload))
+            or expect.answered_by(turn)
+            or bool(expect.ranked(turn.parse))
+        )
+
     async def route(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """Handle one turn, updating ``state``; returns the replies (none when silent)."""
         expect = self._expect(state)
         if expect is not None and expect.holds:
             return await self._resume(turn, state)  # a person has the conversation
-        if expect is not None and expect.text:
-            state.fallbacks = 0  # free text answers the step, understood or not
+        if self._answers(turn, expect):
+            state.fallbacks = 0  # the step or a rule takes it, whatever the model read
         else:
             count_fallback(turn, state)
         if not (self._staffed and self._wants_person(turn, state)):
