@@ -47,7 +47,8 @@ POLICY = (
     "img-src 'self' data: blob:; connect-src 'self'; form-action 'self'; "
     "base-uri 'none'; frame-ancestors 'none'"
 )
-MEMBER = "console.member"  # request key of the signed-in StaffMember
+MEMBER: web.RequestKey[StaffMember] = web.RequestKey("console.member", StaffMember)
+SIGNIN_CSRF: web.RequestKey[str] = web.RequestKey("console.signin_csrf", str)
 
 H = TypeVar("H", bound=Callable[..., Awaitable[web.StreamResponse]])
 
@@ -258,13 +259,14 @@ def render(
     """
     console = console_of(request)
     who: StaffMember | None = request.get(MEMBER)
-    csrf = who.csrf if who is not None else request.get(PRE_COOKIE, "")
+    csrf = who.csrf if who is not None else request.get(SIGNIN_CSRF, "")
     values = {
         "member": who,
         "csrf": csrf,
         "nav": console.nav_for(who),
         "path": request.path,
         "static": lambda name: f"{PREFIX}/static/{name}",
+        "t": lambda key: console.services.catalog.get(key, key),  # category.noise, status.…
         **(context or {}),
     }
     page = console.templates.get_template(template).render(values)
@@ -313,7 +315,7 @@ async def _signin_form(request: web.Request) -> web.StreamResponse:
 
 def _signin_page(request: web.Request, error: str, status: int = 200) -> web.Response:
     pre = secrets.token_urlsafe(32)
-    request[PRE_COOKIE] = pre
+    request[SIGNIN_CSRF] = pre
     response = render(
         request,
         "signin.html",

@@ -27,6 +27,10 @@ class TranscriptEntry:
     message_id: str  # inbound: the channel's id; outbound: the id of the message answered
     media: tuple[str, ...] = ()
     location_label: str | None = None  # set (maybe empty) when the message was a pin
+    intent: str | None = None  # inbound: what the NLU understood, and how sure it was
+    confidence: float | None = None
+    latitude: float | None = None
+    longitude: float | None = None
 
 
 class TranscriptTail:
@@ -46,7 +50,10 @@ class TranscriptTail:
                 Message.external_id,
                 Message.media_ref,
                 Message.latitude,
+                Message.longitude,
                 Message.location_label,
+                Message.intent,
+                Message.confidence,
             )
             .join(Conversation, Conversation.id == Message.conversation_id)
             .where(Conversation.channel == channel, Conversation.chat_id == chat_id)
@@ -70,6 +77,10 @@ class TranscriptTail:
                     message_id=answering,
                     media=tuple(ref for ref in (row.media_ref or "").split(",") if ref),
                     location_label=row.location_label if row.latitude is not None else None,
+                    intent=row.intent,
+                    confidence=row.confidence,
+                    latitude=row.latitude,
+                    longitude=row.longitude,
                 )
             )
         return entries

@@ -59,3 +59,29 @@ async def page_csrf(client: TestClient[Any, Any], path: str = "/console/audit") 
     """The signed-in session's CSRF token, read from a page."""
     response = await client.get(path)
     return csrf_of(await response.text())
+
+
+async def report(client: TestClient[Any, Any], chat: str, *messages: str) -> str:
+    """A resident's conversation through the real pipeline and NLU; the case number opened."""
+    from handlers.messages import Inbound
+
+    services = client.server.app[SERVICES]
+    assert services.pipeline is not None
+    for index, message in enumerate(messages):
+        await services.pipeline.handle(Inbound("webchat", chat, chat, f"{chat}-{index}", message))
+    opened = await services.cases.open_cases("webchat", chat)
+    assert opened, f"no case opened by {messages}"
+    return opened[0].number
+
+
+async def open_case(
+    client: TestClient[Any, Any], address: str, description: str = "路灯不亮了", chat: str = "r1"
+) -> str:
+    """A case opened directly in the case book (no conversation); its number."""
+    from integration.cases import CaseDraft
+
+    services = client.server.app[SERVICES]
+    view = await services.cases.create_case(
+        CaseDraft("webchat", chat, chat, "facility", description, address, 39.6091, 109.7712)
+    )
+    return view.number

@@ -1,0 +1,99 @@
+// The dashboard's charts (Apache ECharts, vendored), from /console/dashboard/data.
+// Tooltips render as rich text on the canvas: residents' words never become HTML.
+"use strict";
+(function () {
+  const root = document.getElementById("dashboard");
+  if (!root || !window.echarts) return;
+  const charts = {};
+  const palette = ["#b3261e", "#0b57d0", "#1a7f37", "#9a6700", "#8250df", "#bf3989",
+    "#0a7ea4", "#6e7781", "#d4a72c", "#57606a", "#116329"];
+
+  function chart(id) {
+    const el = document.getElementById(id);
+    if (!el) return null;
+    if (!charts[id]) charts[id] = echarts.init(el, null, { renderer: "canvas" });
+    return charts[id];
+  }
+  const base = () => ({
+    color: palette,
+    animation: false,
+    tooltip: { trigger: "axis", renderMode: "richText" },
+    grid: { left: 40, right: 16, top: 36, bottom: 28, containLabel: true },
+  });
+  const short = (day) => day.slice(5);
+  const pct = (x) => (x === null || x === undefined ? "—" : (x * 100).toFixed(1) + "%");
+
+  function draw(data) {
+    const days = data.days.map(short);
+    chart("chart-cases").setOption(Object.assign(base(), {
+      legend: { type: "scroll", top: 0 },
+      xAxis: { type: "category", data: days },
+      yAxis: { type: "value", minInterval: 1 },
+      series: data.categories.map((c) => ({ name: c.name, type: "bar", stack: "cases", data: c.counts })),
+    }), true);
+    chart("chart-times").setOption(Object.assign(base(), {
+      legend: { top: 0 },
+      xAxis: { type: "category", data: days },
+      yAxis: { type: "value", name: "小时" },
+      series: [
+        { name: "受理", type: "line", connectNulls: true, data: data.median_hours.accept },
+        { name: "办结", type: "line", connectNulls: true, data: data.median_hours.close },
+      ],
+    }), true);
+    document.getElementById("overdue-total").textContent = data.overdue_total + " 件";
+    chart("chart-overdue").setOption(Object.assign(base(), {
+      xAxis: { type: "category", data: data.overdue.map((o) => o.name), axisLabel: { interval: 0, rotate: 30 } },
+      yAxis: { type: "value", minInterval: 1 },
+      series: [{ name: "超期", type: "bar", data: data.overdue.map((o) => o.count) }],
+    }), true);
+    const s = data.satisfaction;
+    document.getElementById("satisfaction-rate").textContent = pct(s.rate);
+    document.getElementById("satisfaction-counts").textContent =
+      "已评价 " + s.rated + " 件，未评价 " + s.unrated + " 件";
+    chart("chart-satisfaction").setOption({
+      color: ["#1a7f37", "#9be9a8", "#b3261e", "#d1d9e0"],
+      animation: false,
+      tooltip: { trigger: "item", renderMode: "richText" },
+      legend: { bottom: 0 },
+      series: [{
+        type: "pie", radius: ["40%", "68%"], center: ["50%", "45%"],
+        label: { formatter: "{b}\n{c}" },
+        data: [
+          { name: "满意", value: s.satisfied },
+          { name: "基本满意", value: s.basically },
+          { name: "不满意", value: s.dissatisfied },
+          { name: "未评价", value: s.unrated },
+        ],
+      }],
+    }, true);
+    if (data.nlu) {
+      document.getElementById("fallback-rate").textContent = pct(data.nlu.overall);
+      document.getElementById("fallback-counts").textContent = "共 " + data.nlu.messages + " 条消息";
+      chart("chart-fallback").setOption(Object.assign(base(), {
+        xAxis: { type: "category", data: days },
+        yAxis: { type: "value", axisLabel: { formatter: (v) => (v * 100).toFixed(0) + "%" } },
+        series: [{ name: "未识别率", type: "line", connectNulls: true, data: data.nlu.rate }],
+      }), true);
+      const top = data.nlu.top.slice().reverse();
+      chart("chart-unrecognised").setOption(Object.assign(base(), {
+        tooltip: { trigger: "axis", renderMode: "richText" },
+        grid: { left: 8, right: 24, top: 8, bottom: 8, containLabel: true },
+        xAxis: { type: "value", minInterval: 1 },
+        yAxis: { type: "category", data: top.map((t) => t.text), axisLabel: { width: 180, overflow: "truncate" } },
+        series: [{ name: "次数", type: "bar", data: top.map((t) => t.count) }],
+      }), true);
+    }
+    root.setAttribute("data-loaded", "1");
+  }
+
+  function load() {
+    const days = document.getElementById("days").value;
+    fetch(root.dataset.source + "?days=" + encodeURIComponent(days), { credentials: "same-origin" })
+      .then((r) => { if (!r.ok) throw new Error(r.status); return r.json(); })
+      .then(draw)
+      .catch(() => root.setAttribute("data-error", "1"));
+  }
+  document.getElementById("days").addEventListener("change", load);
+  window.addEventListener("resize", () => Object.values(charts).forEach((c) => c.resize()));
+  load();
+})();

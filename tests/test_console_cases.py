@@ -1,0 +1,165 @@
+"""The console's cases desk over HTTP: filters, scoping by community, status changes,
+dead-letter retries, escaping. (The browser tests are in test_console_browser.py.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from bots.app import SERVICES
+from integration.models import AuditEntry, CaseEvent, Notification, OutboxJob, OutboxState
+from tests.console_client import console_client, open_case, page_csrf, report, sign_in
+
+pytestmark = pytest.mark.slow
+
+NASTY = "<script>alert('x')</script>\"'; DROP TABLE cases; --"
+
+
+@pytest.fixture
+async def client(data_dir: Path, backend: dict[str, Any]) -> Any:
+    async with console_client(data_dir, **backend) as client:
+        yield client
+
+
+async def test_a_community_account_sees_only_its_own_communitys_cases(client: Any) -> None:
+    mine = await open_case(client, "金辉小区3号楼", chat="a")
+    theirs = await open_case(client, "交通社区5号楼", chat="b")
+    assert (await sign_in(client, "jinhui")).status == 303
+    listing = await (await client.get("/console/cases")).text()
+    assert mine in listing and theirs not in listing
+    # Asking for another community by the query string changes nothing.
+    listing = await (await client.get("/console/cases?community=交通社区")).text()
+    assert mine in listing and theirs not in listing
+    assert (await client.get(f"/console/cases/{mine}")).status == 200
+    for path in (f"/console/cases/{theirs}", f"/console/cases/{theirs.lower()}"):
+        assert (await client.get(path)).status == 404
+    token = await page_csrf(client, "/console/cases")
+    refused = await client.post(
+        f"/console/cases/{theirs}/status", data={"csrf": token, "status": "accepted"}
+    )
+    assert refused.status == 404
+    export = await (await client.get("/console/cases.csv?community=交通社区")).text()
+    assert mine in export and theirs not in export
+    # The desk sees both.
+    await client.post("/console/signout", data={"csrf": token})
+    assert (await sign_in(client, "desk")).status == 303
+    listing = await (await client.get("/console/cases")).text()
+    assert mine in listing and theirs in listing
+    only = await (await client.get("/console/cases?community=交通社区")).text()
+    assert theirs in only and mine not in only
+
+
+async def test_changing_a_status_tells_the_resident_and_is_audited(client: Any) -> None:
+    number = await report(
+        client, "res1", "楼下烧烤店每天半夜还很吵", "金辉小区3号楼", "跳过", "提交"
+    )
+    assert (await sign_in(client, "desk")).status == 303
+    page = await (await client.get(f"/console/cases/{number}")).text()
+    assert "烧烤" in page and "金辉小区3号楼" in page
+    # The transcript shows the NLU's intent and confidence of the resident's message.
+    assert "report_noise" in page
+    token = await page_csrf(client, f"/console/cases/{number}")
+    response = await client.post(
+        f"/console/cases/{number}/status",
+        data={"csrf": token, "status": "accepted", "note": "已派城管中队"},
+        allow_redirects=False,
+    )
+    assert response.status == 303
+    services = client.server.app[SERVICES]
+    assert (await services.cases.get(number)).status.value == "accepted"
+    async with services.sessions() as session:
+        events = (await session.scalars(select(CaseEvent).order_by(CaseEvent.id))).all()
+        pushes = (await session.scalars(select(Notification))).all()
+        entries = (
+            await session.scalars(select(AuditEntry).where(AuditEntry.action == "case.status"))
+        ).all()
+    assert events[-1].note == "已派城管中队" and events[-1].actor == "console:desk"
+    assert any(p.event_id == events[-1].id and p.chat_id == "res1" for p in pushes)
+    assert len(entries) == 1 and entries[0].target == number and entries[0].actor == "desk"
+    assert '"received"' in entries[0].before and "已派城管中队" in entries[0].after
+    # A move the lifecycle forbids is refused, and nothing changes.
+    refused = await client.post(
+        f"/console/cases/{number}/status", data={"csrf": token, "status": "received"}
+    )
+    assert refused.status == 409 and "不能变更" in await refused.text()
+    assert (await services.cases.get(number)).status.value == "accepted"
+
+
+async def test_injection_in_every_case_form_field_is_kept_as_text(client: Any) -> None:
+    number = await open_case(client, "金辉小区1号楼", description=NASTY)
+    assert (await sign_in(client, "desk")).status == 303
+    token = await page_csrf(client, f"/console/cases/{number}")
+    response = await client.post(
+        f"/console/cases/{number}/status", data={"csrf": token, "status": "accepted", "note": NASTY}
+    )
+    assert response.status == 200
+    page = await response.text()
+    assert "<script>alert" not in page
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page
+    # A bogus status is refused plainly.
+    bad = await client.post(
+        f"/console/cases/{number}/status", data={"csrf": token, "status": NASTY, "note": "x"}
+    )
+    assert bad.status == 400
+    for query in ({"status": NASTY}, {"category": NASTY}, {"community": NASTY}):
+        listing = await client.get("/console/cases", params=query)
+        assert listing.status == 200 and "<script>alert" not in await listing.text()
+    services = client.server.app[SERVICES]
+    assert (await services.cases.get(number)).description == NASTY
+    audit = await (await client.get("/console/audit")).text()
+    assert "<script>alert" not in audit and "&lt;script&gt;" in audit
+    export = await (await client.get("/console/cases.csv")).text()
+    assert number in export
+
+
+async def test_a_dead_letter_forward_is_listed_and_retried(client: Any) -> None:
+    number = await open_case(client, "金辉小区2号楼")
+    services = client.server.app[SERVICES]
+    from integration.changes import queue_job
+    from integration.models import Case, OutboxKind, utcnow
+
+    async with services.engine.begin() as connection:
+        case_id = await connection.scalar(select(Case.id).where(Case.number == number))
+        await queue_job(
+            connection,
+            case_id,
+            number,
+            OutboxKind.create,
+            utcnow(),
+            state=OutboxState.dead,
+            error="platform said 500",
+        )
+    assert (await sign_in(client, "desk")).status == 303
+    dead = await (await client.get("/console/cases?dead=1")).text()
+    assert number in dead
+    page = await (await client.get(f"/console/cases/{number}")).text()
+    assert "platform said 500" in page
+    token = await page_csrf(client, f"/console/cases/{number}")
+    response = await client.post(f"/console/cases/{number}/retry", data={"csrf": token})
+    assert response.status == 200
+    async with services.sessions() as session:
+        states = (await session.scalars(select(OutboxJob.state))).all()
+    assert states == [OutboxState.pending.value]
+    assert number not in await (await client.get("/console/cases?dead=1")).text()
+    again = await client.post(f"/console/cases/{number}/retry", data={"csrf": token})
+    assert again.status == 409
+
+
+async def test_overdue_cases_are_flagged_and_filtered(client: Any) -> None:
+    old = await open_case(client, "金辉小区2号楼", chat="old")
+    new = await open_case(client, "金辉小区4号楼", chat="new")
+    services = client.server.app[SERVICES]
+    from datetime import timedelta
+
+    from integration.models import Case, utcnow
+
+    async with services.sessions.begin() as session:
+        await session.execute(
+            update(Case).where(Case.number == old).values(created_at=utcnow() - timedelta(days=4))
+        )
+    assert (await sign_in(client, "desk")).status == 303
+    overdue = await (await client.get("/console/cases?overdue=1")).text()
+    assert old in overdue and new not in overdue
