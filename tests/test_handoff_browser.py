@@ -77,7 +77,8 @@ async def test_the_handoff_loop_from_two_channels_to_the_inbox_and_back(
     wechat = yimen.resident()
     passive = await wechat.say("让真人来回答 我家暖气不热")
     assert "工作人员" in passive
-    assert await wechat.say("暖气片是凉的") == ""  # held: the bot says nothing
+    held = await wechat.send(yimen.tencent.text(wechat.openid, "暖气片是凉的"))
+    assert held.empty  # held: the bot says nothing ("success", no passive reply)
 
     rows = staff.locator("#inbox-rows tr")
     await expect(rows).to_have_count(2)  # both arrived live, no reload
@@ -89,15 +90,15 @@ async def test_the_handoff_loop_from_two_channels_to_the_inbox_and_back(
     await rows.nth(0).locator("a").click()
     await expect(staff.locator("#transcript")).to_contain_text("楼道灯坏了好几天了")
     await expect(staff.locator("#transcript .nlu").first).to_contain_text("human_handoff")
-    await staff.click("text=接入此会话")
+    await staff.get_by_role("button", name="接入此会话").click()
     await staff.locator("[data-canned]").first.click()
     await expect(staff.locator("#reply-text")).to_have_value(re.compile(r"\{name\}您好"))
     await staff.fill("#reply-text", "您好，我是街道工作人员小张，马上联系物业处理楼道灯。")
-    await staff.click("text=发送")
+    await staff.get_by_role("button", name="发送").click()
     await expect(staff.locator("#transcript li.staff")).to_contain_text("小张")
 
     await expect(bot.last).to_contain_text("我是街道工作人员小张")  # pushed to the page
-    await staff.click("text=交还机器人")
+    await staff.get_by_role("button", name="交还机器人").click()
     await expect(staff.locator("#inbox-rows tr")).to_have_count(1)  # only WeChat waits
     await expect(bot.last).to_contain_text(T("handoff.returned"))
 
@@ -110,8 +111,8 @@ async def test_the_handoff_loop_from_two_channels_to_the_inbox_and_back(
     assert waiting.channel == "wechat"
     await staff.goto(url(yimen, f"/console/inbox/{waiting.id}"))
     await expect(staff.locator("#transcript")).to_contain_text("暖气片是凉的")
-    await staff.click("text=接入此会话")
+    await staff.get_by_role("button", name="接入此会话").click()
     await staff.fill("#reply-text", "{name}您好，供热站已派人上门检查。")
-    await staff.click("text=发送")
+    await staff.get_by_role("button", name="发送").click()
     texts = await yimen.wait_texts(wechat.openid, 1)
     assert texts[-1] == "居民朋友您好，供热站已派人上门检查。"
