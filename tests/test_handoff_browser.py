@@ -85,6 +85,7 @@ async def test_the_handoff_loop_from_two_channels_to_the_inbox_and_back(
     await expect(rows.nth(0)).to_contain_text("网页聊天")
     await expect(rows.nth(1)).to_contain_text("微信")
     await expect(rows.nth(0)).to_contain_text("居民要求转人工")
+    await staff.evaluate("document.fonts.ready.then(() => true)")
     await staff.screenshot(path=screenshot("console-inbox.png"), full_page=True)
 
     await rows.nth(0).locator("a").click()
