@@ -8,27 +8,21 @@ from the store.
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bots.handoff_desk import OutsideWindow, StaffDesk
-from bots.runtime import build_pipeline, handoff_book
+from bots.runtime import handoff_book
 from bots.settings import Settings
 from handlers.catalog import Catalog
 from handlers.flows.handoff import escalation, when
 from handlers.messages import Inbound, Outbound
 from handlers.pipeline import Pipeline
-from integration.cases import CaseBook
-from integration.db import create_engine, session_factory, upgrade
-from integration.dispatch.ratings import RatingBook
 from integration.handoff import (
     HandoffBook,
     HandoffError,
@@ -39,10 +33,11 @@ from integration.handoff_hours import HoursError, StaffHours
 from integration.models import Handoff
 from integration.services import load_catalogue
 from integration.services.calendar import LOCAL_TZ
-from integration.transcript import Transcript
-from nlu.embedded import EmbeddedInterpreter
+from tests import test_dialogues
+from tests.test_dialogues import World
 
 _ids = itertools.count()
+world = test_dialogues.world  # the scenarios' fixture: their pipeline on both backends
 # A Monday in office hours, and a Saturday evening (Asia/Shanghai).
 MONDAY_10 = datetime.fromisoformat("2026-12-07T10:00:00+08:00")
 SATURDAY_20 = datetime.fromisoformat("2026-12-12T20:00:00+08:00")
@@ -83,31 +78,10 @@ class Chat:
 
 
 @pytest.fixture
-async def chat(
-    backend: dict[str, Any], tmp_path: Path, interpreter: EmbeddedInterpreter, catalog: Catalog
-) -> AsyncIterator[Chat]:
-    settings = Settings(data_dir=tmp_path, _env_file=None, **backend)  # type: ignore[call-arg]
-    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
-    engine = create_engine(settings.resolved_database_url)
-    await upgrade(engine)
-    sessions = session_factory(engine)
-    book = handoff_book(settings, sessions)
-    pipeline = build_pipeline(
-        settings,
-        redis,
-        interpreter,
-        CaseBook(sessions),
-        Transcript(sessions),
-        catalog,
-        RatingBook(sessions),
-        handoffs=book,
-    )
-    try:
-        yield Chat(pipeline, book, sessions, MONDAY_10)
-    finally:
-        if redis is not None:
-            await redis.aclose()
-        await engine.dispose()
+def chat(world: World, tmp_path: Path) -> Chat:
+    """The dialogue scenarios' pipeline (SQLite and memory, PostgreSQL and Redis)."""
+    settings = Settings(data_dir=tmp_path, _env_file=None)  # type: ignore[call-arg]
+    return Chat(world.pipeline, handoff_book(settings, world.sessions), world.sessions, MONDAY_10)
 
 
 # --- triggers -------------------------------------------------------------------------------

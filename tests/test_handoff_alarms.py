@@ -8,21 +8,20 @@ and none is raised twice. The note goes to the on-duty member's linked chat.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
-import pytest
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from handlers.catalog import Catalog
 from handlers.handoff_alarms import HandoffAlarms
-from integration.db import create_engine, session_factory
+from integration.db import session_factory
 from integration.handoff import HandoffBook, HandoffRequest
 from integration.handoff_hours import StaffHours
-from integration.models import Notification
 from integration.services import load_catalogue
+from tests import test_reminders
+from tests.test_reminders import pushes
 
+engine = test_reminders.engine  # the fixture: an engine on the session's PostgreSQL
 MONDAY_10 = datetime.fromisoformat("2026-12-07T10:00:00+08:00")
 SATURDAY_20 = datetime.fromisoformat("2026-12-12T20:00:00+08:00")
 
@@ -32,21 +31,6 @@ def handoff_book(engine: AsyncEngine) -> HandoffBook:
         "1-5 08:30-12:00 14:00-18:00; 6 09:00-12:00", load_catalogue().calendar
     )
     return HandoffBook(session_factory(engine), hours, timedelta(minutes=5))
-
-
-@pytest.fixture
-async def engine(postgres: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(postgres)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-
-
-async def pushes(engine: AsyncEngine) -> list[tuple[str, str]]:
-    async with engine.connect() as connection:
-        rows = await connection.execute(select(Notification.chat_id, Notification.text))
-        return sorted((chat, text) for chat, text in rows)
 
 
 async def on_duty(book: HandoffBook) -> None:

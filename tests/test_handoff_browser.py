@@ -16,16 +16,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from console.accounts import AccountBook
 from integration.models import StaffRole
+from tests import test_chat_page
 from tests.emulators.wechat import WeChatAPIEmulator
 from tests.emulators.wechat_app import T, Yimen, serve, wechat_settings
-from tests.test_chat_page import CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE, screenshot
+from tests.test_chat_page import DESKTOP, PHONE, screenshot
 
 pytestmark = pytest.mark.slow
 PASSWORD = "correct horse battery"
+browser = test_chat_page.browser  # the fixture: headless Chromium
 
 
 @pytest.fixture
@@ -35,16 +37,6 @@ async def yimen(data_dir: Path, wechat_api: WeChatAPIEmulator) -> AsyncIterator[
             "xiaozhang", PASSWORD, StaffRole.staff, ""
         )
         yield running
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 def url(yimen: Yimen, path: str) -> str:
