@@ -133,6 +133,8 @@ async def test_the_live_list_needs_a_session_and_pushes_waiting_conversations(
     assert (row["id"], row["status"], row["overdue"]) == (handoff, "waiting", False)
     assert row["reason"] == "居民要求转人工" and row["waited"] >= 0
     await socket.close()
+    metrics = await (await client.get("/metrics")).text()
+    assert "yimen_handoff_waiting 1.0" in metrics  # the queue, read from the database
 
 
 async def test_community_accounts_have_no_inbox(client: Any) -> None:
