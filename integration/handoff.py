@@ -185,9 +185,9 @@ class HandoffBook:
             )
             return [HandoffView.of(row) for row in rows]
 
-    async def touch(self, handoff_id: int, at: datetime) -> None:
-        """Note a message from the resident (the inbox shows the newest)."""
-        await self._set(handoff_id, OPEN, last_message_at=at)
+    async def touch(self, handoff_id: int, at: datetime) -> bool:
+        """Note a message from the resident; False when the handoff is no longer open."""
+        return await self._set(handoff_id, OPEN, last_message_at=at)
 
     async def claim(self, handoff_id: int, staff: str, at: datetime | None = None) -> HandoffView:
         """Take a waiting handoff; raises ``HandoffError`` when someone else has it."""

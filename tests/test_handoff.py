@@ -278,3 +278,15 @@ async def test_wechat_replies_outside_the_48_hour_window_are_refused_not_queued(
     assert refused.value.last == chat.clock
     lines = await conversation_lines(chat.sessions, "wechat", "r1")
     assert [line.text for line in lines if line.who == "staff"] == ["您好"]
+
+
+async def test_a_hold_left_behind_by_a_failed_release_lets_the_resident_go(
+    chat: Chat, catalog: Catalog
+) -> None:
+    assert "具体位置" in await chat.text("楼道里有人拉电线给电动车充电")
+    await chat.say("转人工")
+    [row] = await chat.handoffs()
+    await chat.book.close(row.id, "closed")  # closed, but the state still holds
+    replies = await chat.text("还有人吗")
+    assert replies.startswith(catalog("handoff.returned"))
+    assert catalog("complaint.resume") in replies  # the paused report is back

@@ -105,8 +105,8 @@ class HandoffDesk(StaffLinks, Protocol):
         """Open a handoff, or return the chat's open one."""
         ...
 
-    async def touch(self, handoff_id: int, at: datetime) -> None:
-        """Note a message from the resident."""
+    async def touch(self, handoff_id: int, at: datetime) -> bool:
+        """Note a message from the resident; False when the handoff is no longer open."""
         ...
 
     async def withdraw(self, channel: str, chat_id: str, at: datetime | None = None) -> bool:
@@ -161,8 +161,11 @@ class HandoffFlow:
             # Answered on a scratch state: a list to pick from must not replace the hold.
             return await self._status.start(turn, ConversationState())
         handoff_id = state.slots.get("id")
-        if isinstance(handoff_id, int):
-            await self._desk.touch(handoff_id, inbound.time)
+        if isinstance(handoff_id, int) and not await self._desk.touch(handoff_id, inbound.time):
+            # Closed in the console while the hold stayed in the state (a release that
+            # failed half-way): the resident must not be left talking to nobody.
+            state.finish()
+            return [Outbound(self._t("handoff.returned"))]
         return []
 
     def expect(self, state: ConversationState) -> Expect:
