@@ -32,6 +32,7 @@ from console.web import (
     audit,
     member,
     render,
+    require_role,
     see_other,
     services,
     text,
@@ -40,10 +41,14 @@ from integration.cases import LOCAL_TZ, local_minute
 from integration.errors import IntegrationError
 from integration.history import TranscriptTail
 from integration.lifecycle import OPEN, can_move
-from integration.models import Case, CaseStatus, OutboxJob, OutboxState, utcnow
-from nlu.contract import REPORT_CATEGORIES
+from integration.models import Case, CaseStatus, OutboxJob, OutboxState, StaffRole, utcnow
+from integration.privacy import mask
+from nlu.contract import INTENTS, REPORT_CATEGORIES
 from nlu.gazetteer import Gazetteer
 
+# Roles that may see a case's phone and ID numbers in clear (each time audited);
+# community and grid accounts never do.
+REVEALERS = (StaffRole.admin, StaffRole.staff)
 # An open case not finished this long after it was opened is overdue.
 OVERDUE_AFTER = timedelta(hours=72)
 LIST_LIMIT = 200
@@ -154,7 +159,7 @@ async def find_cases(request: web.Request, filters: Filters) -> list[CaseRow]:
                 row.number,
                 row.category,
                 status,
-                row.address,
+                mask(row.address),
                 where,
                 row.created_at,
                 row.updated_at,
@@ -247,8 +252,11 @@ def _as_dict(filters: Filters) -> dict[str, Any]:
     return {k: getattr(filters, k) for k in Filters.__slots__}
 
 
-async def case_page(request: web.Request, *, error: str = "", status: int = 200) -> web.Response:
+async def case_page(
+    request: web.Request, *, error: str = "", status: int = 200, reveal: bool = False
+) -> web.Response:
     case = await load_case(request)
+    shown = (lambda value: value) if reveal else mask
     current = CaseStatus(case.status)
     transcript = await TranscriptTail(services(request).sessions).recent(
         case.channel, case.chat_id, TRANSCRIPT_LIMIT
@@ -270,9 +278,28 @@ async def case_page(request: web.Request, *, error: str = "", status: int = 200)
             "error": error,
             "notice": text(request, "cases.saved") if request.query.get("saved") else "",
             "note_limit": NOTE_LIMIT,
+            "shown": shown,
+            "revealed": reveal,
+            "can_reveal": member(request).role in REVEALERS,
+            "can_correct": member(request).role in REVEALERS,
+            "intents": INTENTS,
+            "hidden": has_number(case.description, case.address, *(e.note for e in case.events)),
         },
         status=status,
     )
+
+
+def has_number(*texts: str) -> bool:
+    """Whether masking hides anything in ``texts`` (a phone or ID number in clear)."""
+    return any(mask(value) != value for value in texts)
+
+
+@require_role(*REVEALERS)
+async def reveal(request: web.Request) -> web.StreamResponse:
+    """The case page once with its phone and ID numbers in clear; an audited action."""
+    case = await load_case(request)
+    await audit(request, "case.reveal", case.number, after={"fields": ["description", "notes"]})
+    return await case_page(request, reveal=True)
 
 
 async def _dead_jobs(request: web.Request, case_id: int) -> Sequence[Any]:
@@ -354,6 +381,7 @@ def install(console: Console) -> None:
             web.get("/cases/{number}", case_page),
             web.post("/cases/{number}/status", change_status),
             web.post("/cases/{number}/retry", retry_forward),
+            web.post("/cases/{number}/reveal", reveal),
             web.get("/cases/{number}/photos/{index}", photo),
         ]
     )

@@ -214,10 +214,12 @@ def require_role(*roles: StaffRole) -> Callable[[H], H]:
 
     def decorate(handler: H) -> H:
         @functools.wraps(handler)
-        async def checked(request: web.Request, *args: Any, **kwargs: Any) -> web.StreamResponse:
-            if member(request).role not in allowed:
+        async def checked(*args: Any, **kwargs: Any) -> web.StreamResponse:
+            # A function handler gets (request); a method (self, request).
+            request = next(a for a in args if isinstance(a, web.BaseRequest))
+            if member(request).role not in allowed:  # type: ignore[arg-type]
                 raise web.HTTPForbidden(text="not for this role")
-            return await handler(request, *args, **kwargs)
+            return await handler(*args, **kwargs)
 
         return checked  # type: ignore[return-value]
 

@@ -15,6 +15,7 @@ import typer
 
 from bots.commands import load_settings, run_async, staff_services
 from bots.settings import Settings
+from handlers.catalog import Catalog
 from handlers.flows.booking_slots import slot_label
 from integration.appointments import AppointmentBook, AppointmentNotFound, Booking
 from integration.services import ServiceCatalogue, load_catalogue
@@ -92,21 +93,28 @@ async def _cancel(settings: Settings, number: str, note: str) -> Booking:
     catalogue = load_catalogue(settings.service_catalogue)
     async with staff_services(settings) as services:
         book = AppointmentBook(services.sessions)
-        found = await book.get(number)
-        message = services.catalog(
-            "rebooking.staff_cancelled",
-            number=found.number,
-            name=_service_name(catalogue, found.service),
-            time=slot_label(found.starts_at),
-            note=note,
-        )
-        fields = (
-            ("number", found.number),
-            ("status", services.catalog("booking.template_cancelled")),
-            ("note", note),
-            ("time", slot_label(found.starts_at)),
-        )
-        return await book.cancel_by_staff(number, note, message, fields)
+        return await staff_cancel(book, services.catalog, catalogue, number, note)
+
+
+async def staff_cancel(
+    book: AppointmentBook, catalog: Catalog, catalogue: ServiceCatalogue, number: str, note: str
+) -> Booking:
+    """Cancel a booking and queue the resident's message saying why (the CLI and the console)."""
+    found = await book.get(number)
+    message = catalog(
+        "rebooking.staff_cancelled",
+        number=found.number,
+        name=service_name(catalogue, found.service),
+        time=slot_label(found.starts_at),
+        note=note,
+    )
+    fields = (
+        ("number", found.number),
+        ("status", catalog("booking.template_cancelled")),
+        ("note", note),
+        ("time", slot_label(found.starts_at)),
+    )
+    return await book.cancel_by_staff(number, note, message, fields)
 
 
 def _line(booking: Booking, services: ServiceCatalogue) -> str:
@@ -117,7 +125,7 @@ def _line(booking: Booking, services: ServiceCatalogue) -> str:
             booking.number,
             f"{local:%H:%M}",
             window.name if window else booking.window,
-            _service_name(services, booking.service),
+            service_name(services, booking.service),
             booking.status.value,
             f"{booking.channel}:{booking.user_id}",
             booking.note,
@@ -125,6 +133,6 @@ def _line(booking: Booking, services: ServiceCatalogue) -> str:
     ).rstrip()
 
 
-def _service_name(services: ServiceCatalogue, service_id: str) -> str:
+def service_name(services: ServiceCatalogue, service_id: str) -> str:
     service = services.services.get(service_id)
     return service.name if service else service_id

@@ -130,3 +130,30 @@ def _progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
     """A progress bar on stderr; yields the function that advances it."""
     with typer.progressbar(length=total, label=label, file=sys.stderr) as bar:
         yield bar.update
+
+
+@nlu_app.command("export-corrections")
+def nlu_export_corrections(
+    out: Annotated[
+        Path | None, typer.Option(help="Write the YAML here (default: standard output).")
+    ] = None,
+) -> None:
+    """Staff's corrections from the console as Rasa NLU YAML, to review and merge into nlu/data."""
+    from bots.commands import staff_services
+    from console.corrections import latest, rasa_yaml
+
+    async def go() -> Any:
+        async with staff_services(load_settings()) as services:
+            return await latest(services.sessions)
+
+    corrections = run_async(go())
+    document, skipped = rasa_yaml(corrections)
+    if out is None:
+        sys.stdout.write(document)
+    else:
+        out.write_text(document, encoding="utf-8")
+    print(
+        f"{len(corrections) - skipped} correction(s) exported"
+        + (f", {skipped} without an intent skipped" if skipped else ""),
+        file=sys.stderr,
+    )

@@ -14,8 +14,10 @@
     if (!charts[id]) charts[id] = echarts.init(el, null, { renderer: "canvas" });
     return charts[id];
   }
+  const font = getComputedStyle(document.body).fontFamily;
   const base = () => ({
     color: palette,
+    textStyle: { fontFamily: font },
     animation: false,
     tooltip: { trigger: "axis", renderMode: "richText" },
     grid: { left: 40, right: 16, top: 36, bottom: 28, containLabel: true },
@@ -44,6 +46,10 @@
     chart("chart-overdue").setOption(Object.assign(base(), {
       xAxis: { type: "category", data: data.overdue.map((o) => o.name), axisLabel: { interval: 0, rotate: 30 } },
       yAxis: { type: "value", minInterval: 1 },
+      title: data.overdue.length ? undefined : {
+        text: "暂无超期工单", left: "center", top: "middle",
+        textStyle: { color: "#59636e", fontSize: 14, fontWeight: "normal", fontFamily: font },
+      },
       series: [{ name: "超期", type: "bar", data: data.overdue.map((o) => o.count) }],
     }), true);
     const s = data.satisfaction;
@@ -51,6 +57,7 @@
     document.getElementById("satisfaction-counts").textContent =
       "已评价 " + s.rated + " 件，未评价 " + s.unrated + " 件";
     chart("chart-satisfaction").setOption({
+      textStyle: { fontFamily: font },
       color: ["#1a7f37", "#9be9a8", "#b3261e", "#d1d9e0"],
       animation: false,
       tooltip: { trigger: "item", renderMode: "richText" },
@@ -63,7 +70,7 @@
           { name: "基本满意", value: s.basically },
           { name: "不满意", value: s.dissatisfied },
           { name: "未评价", value: s.unrated },
-        ],
+        ].filter((slice) => slice.value > 0),
       }],
     }, true);
     if (data.nlu) {
@@ -77,9 +84,9 @@
       const top = data.nlu.top.slice().reverse();
       chart("chart-unrecognised").setOption(Object.assign(base(), {
         tooltip: { trigger: "axis", renderMode: "richText" },
-        grid: { left: 8, right: 24, top: 8, bottom: 8, containLabel: true },
+        grid: { left: 190, right: 24, top: 8, bottom: 24, containLabel: false },
         xAxis: { type: "value", minInterval: 1 },
-        yAxis: { type: "category", data: top.map((t) => t.text), axisLabel: { width: 180, overflow: "truncate" } },
+        yAxis: { type: "category", data: top.map((t) => t.text), axisLabel: { width: 176, overflow: "truncate" } },
         series: [{ name: "次数", type: "bar", data: top.map((t) => t.count) }],
       }), true);
     }
@@ -95,5 +102,7 @@
   }
   document.getElementById("days").addEventListener("change", load);
   window.addEventListener("resize", () => Object.values(charts).forEach((c) => c.resize()));
-  load();
+  // Canvas text needs the font loaded first (the vendored one on machines without any).
+  const ready = document.fonts && document.fonts.load ? document.fonts.load("14px " + font, "工单") : Promise.resolve();
+  ready.catch(() => null).then(load);
 })();
