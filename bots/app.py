@@ -22,6 +22,7 @@ from bots.wechat import WECHAT, WeChatOptions, open_wechat, wechat_routes
 from console import build_console
 from console.web import CONSOLE
 from handlers.flows.chat import ChatFlow
+from handlers.handoff_alarms import HandoffAlarms
 from handlers.history import ChatHistory
 from handlers.messages import Channel, Inbound, Outbound
 from handlers.notifier import NotificationPump
@@ -29,7 +30,13 @@ from handlers.reminders import BookingReminders
 from integration.appointment_reminders import ReminderQueue
 from integration.dispatch.callbacks import CALLBACK_PATH
 from integration.history import TranscriptTail
-from integration.metrics import OUTBOX_AGE, OUTBOX_DEPTH, exposition
+from integration.metrics import (
+    HANDOFF_OLDEST,
+    HANDOFF_WAITING,
+    OUTBOX_AGE,
+    OUTBOX_DEPTH,
+    exposition,
+)
 from integration.services import load_catalogue
 from nlu.rasa_client import FallbackInterpreter
 from nlu.types import Interpreter
@@ -126,6 +133,10 @@ def create_app(
             )
             tasks = [
                 asyncio.create_task(reminders.run(sweeping), name="appointment-reminders"),
+                asyncio.create_task(
+                    HandoffAlarms(services.handoffs, services.catalog).run(sweeping),
+                    name="handoff-alarms",
+                ),
                 asyncio.create_task(pump.run(), name="notification-pump"),
                 asyncio.create_task(services.dispatch.worker.run(), name="dispatch-worker"),
                 asyncio.create_task(sweep_uploads(services, sweeping), name="upload-sweeper"),
@@ -183,15 +194,18 @@ def create_app(
         )
 
     async def metrics(request: web.Request) -> web.Response:
-        """Prometheus metrics; the outbox gauges are read from the database now."""
+        """Prometheus metrics; the outbox and handoff gauges are read from the database now."""
         outbox = request.app[SERVICES].dispatch.outbox
         try:
             counts = await outbox.counts()
             for state in ("pending", "dead"):
                 OUTBOX_DEPTH.labels(state).set(counts.get(state, 0))
             OUTBOX_AGE.set(await outbox.oldest_pending_age())
+            waiting, oldest = await request.app[SERVICES].handoffs.waiting_stats()
+            HANDOFF_WAITING.set(waiting)
+            HANDOFF_OLDEST.set(oldest)
         except Exception:  # the counters still tell; /readyz names the database
-            log.warning("outbox gauges not read", exc_info=True)
+            log.warning("outbox and handoff gauges not read", exc_info=True)
         body, content_type = exposition()
         response = web.Response(body=body)
         response.headers["Content-Type"] = content_type

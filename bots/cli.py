@@ -18,6 +18,7 @@ from bots.commands import describe_db, load_settings, run_async, staff_services
 from bots.commands.admin import admin_app
 from bots.commands.appointments import appointments_app
 from bots.commands.dispatch import describe_dispatch, dispatch_app, worker
+from bots.commands.handoff import handoff_app
 from bots.commands.items import items_app
 from bots.commands.nlu import nlu_app
 from bots.commands.residents import residents_app
@@ -51,6 +52,7 @@ app.add_typer(residents_app, name="residents")
 app.add_typer(appointments_app, name="appointments")
 app.add_typer(services_app, name="services")
 app.add_typer(items_app, name="items")
+app.add_typer(handoff_app, name="handoff")
 app.add_typer(admin_app, name="admin")
 app.command()(worker)
 

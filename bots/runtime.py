@@ -14,6 +14,7 @@ import statistics
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -35,6 +36,8 @@ from integration.db import check_exists, create_engine, session_factory, upgrade
 from integration.dispatch import Dispatch, DispatchConfig, WorkerTiming, open_dispatch
 from integration.dispatch.open311 import Locate, Place
 from integration.dispatch.ratings import RatingBook
+from integration.handoff import HandoffBook
+from integration.handoff_hours import StaffHours
 from integration.items import ItemBook
 from integration.notifications import NotificationQueue
 from integration.services import load_catalogue
@@ -75,6 +78,7 @@ class Services:
     media: MediaStore  # residents' photos: kept, checked, served and swept
     throttle: Throttle  # the channels' own counters (per connection, per address)
     keys: KeyBuilder
+    handoffs: HandoffBook  # conversations handed to a person (the console's inbox)
 
     async def health(self) -> dict[str, str]:
         """Reachability of the database and, when configured, Redis."""
@@ -167,6 +171,7 @@ async def open_services(
         )
         cases = CaseBook(sessions, platform=dispatch.platform.name)
         transcript = Transcript(sessions)
+        handoffs = handoff_book(settings, sessions)
         pipeline = None
         if with_nlu:
             bounded = BoundedInterpreter(
@@ -177,7 +182,14 @@ async def open_services(
             stack.callback(bounded.close)
             interpreter: Interpreter = bounded
             pipeline = build_pipeline(
-                settings, redis, interpreter, cases, transcript, catalog, dispatch.ratings
+                settings,
+                redis,
+                interpreter,
+                cases,
+                transcript,
+                catalog,
+                dispatch.ratings,
+                handoffs=handoffs,
             )
         settle_heap()
         yield Services(
@@ -194,7 +206,18 @@ async def open_services(
             media=MediaStore(settings.media_dir, UploadBook(sessions), media_limits(settings)),
             throttle=RedisThrottle(redis) if redis is not None else MemoryThrottle(),
             keys=KeyBuilder(settings.redis_prefix),
+            handoffs=handoffs,
         )
+
+
+def handoff_book(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> HandoffBook:
+    """The handoff records, with staff hours over the service calendar's holidays."""
+    calendar = load_catalogue(settings.service_catalogue).calendar
+    return HandoffBook(
+        sessions,
+        StaffHours.parse(settings.handoff_hours, calendar),
+        timedelta(seconds=settings.handoff_sla),
+    )
 
 
 def media_limits(settings: Settings) -> MediaLimits:
@@ -281,6 +304,8 @@ def build_pipeline(
     transcript: Transcript,
     catalog: Catalog,
     ratings: RatingBook | None = None,
+    *,
+    handoffs: HandoffBook | None = None,
 ) -> Pipeline:
     """Wire the pipeline, its flows and its shared state.
 
@@ -306,6 +331,7 @@ def build_pipeline(
         appointments,
         contacts,
         items,
+        handoffs or handoff_book(settings, cases.sessions),
         reminder_hour=settings.appointment_reminder_hour,
     )
     return Pipeline(

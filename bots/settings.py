@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from integration.handoff_hours import DEFAULT_HOURS
 from nlu.types import DEFAULT_MARGIN, DEFAULT_THRESHOLD
 
 
@@ -91,6 +92,11 @@ class Settings(BaseSettings):
     state_ttl: float = Field(3 * 86_400.0, gt=0)
     # The day before a booking, at this local hour (Asia/Shanghai), its reminder is due.
     appointment_reminder_hour: int = Field(16, ge=0, le=23)
+    # Human handoff: when staff answer (ISO weekdays and sessions; 错时服务 on Saturday
+    # mornings), holidays from the service calendar, and how long a resident may wait
+    # in those hours before the on-duty member is alarmed (off hours: the promised time).
+    handoff_hours: str = DEFAULT_HOURS
+    handoff_sla: float = Field(300.0, gt=0)
     push_poll_interval: float = Field(1.0, gt=0)
     push_timeout: float = Field(30.0, gt=0, lt=60)  # one push's send; then it is retried
     max_upload_bytes: int = Field(5 * 1024 * 1024, ge=1024)

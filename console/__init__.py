@@ -70,6 +70,7 @@ if TYPE_CHECKING:
 # The console's modules, each with ``install(console)``; their nav slots keep their
 # own order whatever the order here.
 MODULES: tuple[str, ...] = (
+    "console.inbox",
     "console.cases",
     "console.appointments",
     "console.dashboard",

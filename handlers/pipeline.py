@@ -13,8 +13,9 @@ import functools
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from handlers.catalog import Catalog
 from handlers.flows.base import Turn
@@ -33,6 +34,7 @@ from nlu.types import BUTTON_INTENT, FALLBACK_INTENT, Interpreter, Parse
 log = logging.getLogger(__name__)
 
 INTENT_PAYLOAD = "intent:"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +99,38 @@ class Pipeline:
         human handoff) is ended, and the flow the resident was in before resumes with
         its question, which the caller pushes to the chat. Nothing held: no replies.
         """
+
+        async def release(state: ConversationState) -> list[Outbound]:
+            replies = await self._router.release(state)
+            state.offer(replies[-1].buttons if replies else ())
+            return replies
+
+        return await self._staff_turn(channel, chat_id, "release", release)
+
+    async def take_over(self, channel: str, chat_id: str, handoff_id: int) -> bool:
+        """A staff member takes the conversation from the console (handoff ``handoff_id``).
+
+        Under the conversation's lock: the flow under way is paused and the bot falls
+        silent until ``release``. False when no staffed handoff flow is registered.
+        """
+
+        async def take(state: ConversationState) -> bool:
+            return self._router.take_over(state, handoff_id)
+
+        return await self._staff_turn(channel, chat_id, "take", take)
+
+    async def _staff_turn(
+        self,
+        channel: str,
+        chat_id: str,
+        kind: str,
+        act: Callable[[ConversationState], Awaitable[T]],
+    ) -> T:
+        """Run a staff action on a conversation's state under its lock, like a turn."""
         token = uuid.uuid4().hex
         build = functools.partial(self._keys.build, tag=self._keys.conversation(channel, chat_id))
         ticket = Ticket(
-            mark=build("dedupe", channel, f"release-{token}"),
+            mark=build("dedupe", channel, f"{kind}-{token}"),
             lock=build("lock", channel, chat_id),
             rate=build("rate", "staff", chat_id),
             state=self._keys.state(channel, chat_id),
@@ -108,17 +138,16 @@ class Pipeline:
         )
         admission = await self._store.enter(ticket)
         if admission is None:  # cannot happen: the mark is fresh
-            return []
+            raise RuntimeError("a fresh staff mark was taken")
         try:
             state = ConversationState.from_dict(admission.state)
-            replies = await self._router.release(state)
-            state.offer(replies[-1].buttons if replies else ())
+            result = await act(state)
         except BaseException:
             await self._store.abort(ticket)
             raise
         after = None if state.empty else state.to_dict()
         await self._store.leave(ticket, after, changed=after != admission.state)
-        return replies
+        return result
 
     async def _admitted(
         self, inbound: Inbound, admission: Admission

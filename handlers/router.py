@@ -18,6 +18,8 @@ from handlers.catalog import Catalog
 from handlers.flows import DEFAULT_FLOW, ROUTES, TRIGGERS, Trigger
 from handlers.flows.base import CANCEL, HANDOFF_INTENT, Declined, Expect, Flow, Paused, Turn
 from handlers.flows.chat import MENU_HUMAN, menu
+from handlers.flows.handoff import HandoffFlow, count_fallback
+from handlers.flows.handoff import wants_person as staff_wanted
 from handlers.flows.rating import RATE
 from handlers.messages import Button, Outbound
 from handlers.patience import Patience, Verdict
@@ -72,17 +74,39 @@ class Router:
         self._routes = routes
         self._triggers = triggers
         self._patience = patience or Patience()
+        # With staff behind it (a holding handoff flow), urgent or angry words and two
+        # messages in a row not understood hand the conversation to a person too.
+        self._staffed = isinstance(flows.get("handoff"), HandoffFlow)
+
+    def _wants_person(self, turn: Turn, state: ConversationState) -> bool:
+        return staff_wanted(turn, state) if self._staffed else wants_person(turn)
+
+    def _answers(self, turn: Turn, expect: Expect | None) -> bool:
+        """Whether the active step (free text, words, entities…) or a trigger takes it."""
+        if expect is None:
+            return any(t.flow in self._flows and t.fires(turn) for t in self._triggers)
+        return (
+            expect.text
+            or (bool(turn.payload) and expect.takes_payload(turn.payload))
+            or expect.answered_by(turn)
+            or bool(expect.ranked(turn.parse))
+        )
 
     async def route(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """Handle one turn, updating ``state``; returns the replies (none when silent)."""
         expect = self._expect(state)
         if expect is not None and expect.holds:
             return await self._resume(turn, state)  # a person has the conversation
-        verdict = self._patience.judge(turn, state)
-        if verdict is Verdict.silent:
-            return []
-        if verdict is not Verdict.answer:
-            return self._soothe(verdict, state)
+        if self._answers(turn, expect):
+            state.fallbacks = 0  # the step or a rule takes it, whatever the model read
+        else:
+            count_fallback(turn, state)
+        if not (self._staffed and self._wants_person(turn, state)):
+            verdict = self._patience.judge(turn, state)
+            if verdict is Verdict.silent:
+                return []
+            if verdict is not Verdict.answer:
+                return self._soothe(verdict, state)
         if turn.payload.startswith(RATE) and state.flow != "rating" and "rating" in self._flows:
             # A rating button on a push answers at any time, without leaving the flow.
             return await self._flows["rating"].start(turn, state)
@@ -102,6 +126,18 @@ class Router:
         state.finish()
         return await self.resume_paused(state)
 
+    def take_over(self, state: ConversationState, handoff_id: int) -> bool:
+        """A staff member takes the conversation from the console: the flow under way is
+        paused (resumed when they hand it back). False when no handoff flow is staffed."""
+        flow = self._flows.get("handoff")
+        if not isinstance(flow, HandoffFlow):
+            return False
+        expect = self._expect(state)
+        if expect is None or not expect.holds:
+            state.pause()
+        flow.hold(state, handoff_id)
+        return True
+
     async def resume_paused(self, state: ConversationState) -> list[Outbound]:
         """Resume the most recent paused flow, if the conversation is idle; its question."""
         return await self._after(state)
@@ -113,7 +149,7 @@ class Router:
             return await self._resume(turn, state)
         if is_cancel(turn):
             return await self._withdraw(state)
-        if wants_person(turn) and HANDOFF_INTENT not in expect.intents:
+        if self._wants_person(turn, state) and HANDOFF_INTENT not in expect.intents:
             handoff = expect.interruption(HANDOFF_INTENT) or Paused.keep
             return await self._interrupt(turn, state, HANDOFF_INTENT, handoff)
         if expect.answered_by(turn):
@@ -166,8 +202,10 @@ class Router:
     async def _idle(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         if is_cancel(turn) and not cancels_a_booking(turn):
             return [Outbound(self._t("chat.nothing_to_cancel"))]
-        if wants_person(turn) and turn.parse.intent != HANDOFF_INTENT:
+        if self._wants_person(turn, state):
             turn = replace(turn, parse=replace(turn.parse, intent=HANDOFF_INTENT))
+            if self._staffed:
+                return await self._flow("handoff").start(turn, state) + await self._after(state)
         for trigger in self._triggers:
             if trigger.flow in self._flows and trigger.fires(turn):
                 try:

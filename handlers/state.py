@@ -61,7 +61,9 @@ class ConversationState:
     - ``buttons``: the quick replies last offered, so a resident on any channel can
       answer with a button's label or its number instead of pressing it;
     - ``strikes``: abusive or meaningless messages in a row (handlers.patience);
-    - ``quiet_until``: POSIX time until which such messages get no answer.
+    - ``quiet_until``: POSIX time until which such messages get no answer;
+    - ``fallbacks``: messages in a row the model could not place (the second one hands
+      the conversation to a person, handlers.flows.handoff).
     """
 
     flow: str | None = None
@@ -72,6 +74,7 @@ class ConversationState:
     paused: list[Frame] = field(default_factory=list)
     strikes: int = 0
     quiet_until: float = 0.0
+    fallbacks: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The compact, JSON-safe form for the store (defaults left out)."""
@@ -86,6 +89,8 @@ class ConversationState:
             data["strikes"] = self.strikes
         if self.quiet_until:
             data["quiet_until"] = self.quiet_until
+        if self.fallbacks:
+            data["fallbacks"] = self.fallbacks
         return data
 
     @classmethod
@@ -102,6 +107,7 @@ class ConversationState:
             paused=[Frame.from_dict(f) for f in data.get("paused") or [] if f.get("flow")],
             strikes=int(data.get("strikes") or 0),
             quiet_until=float(data.get("quiet_until") or 0.0),
+            fallbacks=int(data.get("fallbacks") or 0),
         )
 
     # -- the flow stack ----------------------------------------------------------------

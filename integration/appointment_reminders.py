@@ -1,10 +1,10 @@
 """Day-before reminders of bookings: claimed under a lease, each push queued once.
 
 The due time is a column of the booking (``remind_at``). A worker claims due ones by
-moving their lease forward (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, as the outbox
-claims jobs), then queues each push in the transaction that marks the booking
-reminded, conditional on it not being reminded yet: a worker that dies holding some
-only delays them, and a late one queues nothing twice.
+moving their lease forward (integration.leases: ``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL, as the outbox claims jobs), then queues each push in the transaction that
+marks the booking reminded, conditional on it not being reminded yet: a worker that
+dies holding some only delays them, and a late one queues nothing twice.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from integration.appointments import Booking
+from integration.leases import claim_leased
 from integration.models import (
     Appointment,
     AppointmentStatus,
@@ -47,28 +48,21 @@ class ReminderQueue:
         the next worker claims them again. Reminders of bookings already begun are
         never claimed.
         """
-        due = (
-            select(Appointment)
-            .where(
+        rows = await claim_leased(
+            self._engine,
+            Appointment,
+            (
                 Appointment.status == AppointmentStatus.booked.value,
                 Appointment.reminded_at.is_(None),
                 Appointment.remind_at <= now,
                 Appointment.starts_at > now,
-                (Appointment.remind_lease.is_(None)) | (Appointment.remind_lease < now),
-            )
-            .order_by(Appointment.remind_at, Appointment.id)
-            .limit(limit)
+            ),
+            Appointment.remind_lease,
+            (Appointment.remind_at, Appointment.id),
+            now,
+            lease=lease,
+            limit=limit,
         )
-        async with self._engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                due = due.with_for_update(skip_locked=True)
-            rows = (await connection.execute(due)).all()
-            if rows:
-                await connection.execute(
-                    update(Appointment)
-                    .where(Appointment.id.in_([row.id for row in rows]))
-                    .values(remind_lease=now + lease)
-                )
         return [DueReminder(row.id, Booking.of(row)) for row in rows]
 
     async def queue_reminder(

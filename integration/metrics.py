@@ -54,6 +54,21 @@ OUTBOX_AGE = Gauge(
     "Age of the oldest job still waiting to reach the dispatch platform (0: none)",
     multiprocess_mode="livemostrecent",
 )
+HANDOFF_WAITING = Gauge(
+    "yimen_handoff_waiting",
+    "Conversations handed to a person that nobody has claimed yet",
+    multiprocess_mode="livemostrecent",
+)
+HANDOFF_OLDEST = Gauge(
+    "yimen_handoff_oldest_waiting_seconds",
+    "How long the longest-waiting unclaimed handoff has waited (0: none)",
+    multiprocess_mode="livemostrecent",
+)
+HANDOFF_WAIT = Histogram(
+    "yimen_handoff_wait_seconds",
+    "Time from a handoff to a staff member claiming it",
+    buckets=(30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 16 * 3600, 64 * 3600),
+)
 PUSH_FAILURES = Counter(
     "yimen_push_failures_total",
     "Status pushes that could not be delivered, by channel and by what happens next",

@@ -484,6 +484,65 @@ class ServiceItem(Base):
     approved_by: Mapped[str] = mapped_column(String(64), default="")
 
 
+class HandoffStatus(enum.StrEnum):
+    """Where a conversation handed to a person stands."""
+
+    waiting = "waiting"  # nobody has claimed it yet
+    claimed = "claimed"  # a staff member holds it
+    closed = "closed"  # handed back, closed by staff, or withdrawn by the resident
+
+
+class Handoff(Base):
+    """A conversation handed to a person (integration.handoff).
+
+    ``reason`` is why (asked, fallbacks, rule, staff), ``detail`` the rule and the words
+    that fired it, shown in the console. ``promised_at`` is the answer time promised
+    off hours; ``sla_due`` when waiting becomes too long. ``alarmed_at`` and
+    ``alarm_lease`` are the service-level alarm's, claimed like booking reminders.
+    """
+
+    __tablename__ = "handoffs"
+    __table_args__ = (
+        Index("ix_handoffs_chat", "channel", "chat_id", "status"),
+        Index("ix_handoffs_alarm", "status", "alarmed_at", "sla_due"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(128))
+    chat_id: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16), default=HandoffStatus.waiting.value)
+    reason: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(String(256), default="")
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    promised_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    sla_due: Mapped[datetime] = mapped_column(UTCDateTime())
+    claimed_by: Mapped[str] = mapped_column(String(64), default="")
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    closed_how: Mapped[str] = mapped_column(String(16), default="")
+    last_message_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    alarmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    alarm_lease: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class StaffChat(Base):
+    """A staff member's own chat account, linked by a one-time code, and their duty.
+
+    ``code``/``code_expires``: the pending one-time code the staff member sends in chat
+    to link it. The on-duty member's linked chat receives service-level alarms.
+    """
+
+    __tablename__ = "staff_chats"
+
+    staff: Mapped[str] = mapped_column(String(64), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32), default="")
+    chat_id: Mapped[str] = mapped_column(String(128), default="")
+    code: Mapped[str] = mapped_column(String(16), default="")
+    code_expires: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    on_duty: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
 class StaffRole(enum.StrEnum):
     """What a console account may see and do."""
 

@@ -275,6 +275,11 @@ async def test_dialogue(path: Path, world: World) -> None:
     await set_up(world, script.get("setup") or {})
     for number, step in enumerate(script["turns"], 1):
         where = f"{path.stem} turn {number} ({step.get('say') or step.get('press') or 'pin/photo'})"
+        if step.get("staff") == "release":  # staff hand the conversation back (the console)
+            replies = await world.pipeline.release(CHANNEL, RESIDENT)
+            check_replies(world, replies, step.get("expect") or {}, where)
+            world.buttons = replies[-1].buttons if replies else ()
+            continue
         for _ in range(int(step.get("repeat", 1))):
             replies = await world.pipeline.handle(inbound(world, step))
             assert replies is not None, f"{where}: treated as a duplicate"

@@ -19,10 +19,12 @@ from handlers.flows.complaint import ComplaintFlow, Places
 from handlers.flows.contact import CHANGE_PHONE, FORGET_PHONE, ContactFlow, Contacts
 from handlers.flows.guide import GuideFlow
 from handlers.flows.guide_match import GUIDE_WORDS, QUESTION
+from handlers.flows.handoff import HandoffDesk, HandoffFlow
 from handlers.flows.home import HomeFlow, ItemDesk
 from handlers.flows.proxy import ProxyFlow
 from handlers.flows.rating import RATING_WORDS, RatingFlow
 from handlers.flows.rebooking import RebookingFlow
+from handlers.flows.staff_link import LINK, StaffLinkFlow
 from handlers.flows.status import StatusFlow
 from handlers.words import NO, YES, AnyOf, Matcher, words
 from integration.contacts import MemoryContacts
@@ -71,6 +73,7 @@ _REPORT = words(
 )
 
 TRIGGERS: tuple[Trigger, ...] = (
+    Trigger(LINK, "staff_link"),  # 绑定123456: a staff member links this chat
     Trigger(_CASE_NUMBER, "status"),  # a typed case number asks about that case
     Trigger(AnyOf("phone_words", (FORGET_PHONE, CHANGE_PHONE)), "contact"),  # 忘记我的电话
     Trigger(_REPORT, "complaint"),
@@ -92,12 +95,15 @@ def standard_flows(
     appointments: AppointmentDesk | None = None,
     contacts: Contacts | None = None,
     items: ItemDesk | None = None,
+    handoffs: HandoffDesk | None = None,
     *,
     reminder_hour: int = 16,
 ) -> dict[str, Flow]:
     """Every flow by the name the router knows it by.
 
-    ``handoff`` answers 转人工 until the staff console's handoff flow replaces it here.
+    ``handoffs`` is where conversations handed to a person are recorded: with it,
+    ``handoff`` holds the conversation for staff (handlers.flows.handoff); without it
+    (no staff behind this pipeline) 转人工 is answered with ``chat.human``.
     ``services`` is the service catalogue (the shipped one when not given). Without
     an ``appointments`` desk, booking requests get the guide's answer (the window to go
     to). ``contacts`` keeps residents' phones and ``items`` help-at-home requests (in
@@ -114,6 +120,7 @@ def standard_flows(
     guide = GuideFlow(services, catalog, fallback=chat, booking=booking)
     proxy = ProxyFlow(desk, services, catalog, contacts, guide.matcher)
     guide.proxy = proxy
+    status = StatusFlow(desk, catalog)
     return {
         "booking": booking or guide,
         "rebooking": RebookingFlow(services, appointments, catalog) if appointments else chat,
@@ -122,8 +129,9 @@ def standard_flows(
         "proxy": proxy,
         "home": HomeFlow(items or MemoryItems(), catalog, contacts),
         "contact": ContactFlow(contacts, catalog),
-        "status": StatusFlow(desk, catalog),
+        "status": status,
         "rating": RatingFlow(ratings, catalog),
-        "handoff": chat,
+        "handoff": HandoffFlow(handoffs, catalog, status) if handoffs is not None else chat,
+        **({"staff_link": StaffLinkFlow(handoffs, catalog)} if handoffs is not None else {}),
         "chat": chat,
     }

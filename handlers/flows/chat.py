@@ -72,8 +72,8 @@ def menu(t: Catalog) -> tuple[Button, ...]:
 class ChatFlow(OneMessageFlow):
     """Answers small talk and services that have no flow yet, in one message.
 
-    Registered as ``chat`` and, until the staff console's handoff flow replaces it, as
-    ``handoff`` (answering 转人工 with ``chat.human``).
+    Registered as ``chat`` and, where no staff are behind the pipeline (no handoff
+    desk given to ``standard_flows``), as ``handoff`` (answering 转人工 with ``chat.human``).
     """
 
     name = "chat"
