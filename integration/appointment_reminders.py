@@ -13,8 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from typing import Any
+
+from sqlalchemy import Select, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from integration.appointments import Booking
 from integration.models import (
@@ -22,6 +24,30 @@ from integration.models import (
     AppointmentStatus,
 )
 from integration.notifications import queue_message
+
+
+async def lease_due(
+    connection: AsyncConnection,
+    due: Select[Any],
+    model: Any,
+    now: datetime,
+    lease: timedelta,
+) -> list[Any]:
+    """Claim the rows ``due`` selects by moving their ``remind_lease`` to ``now + lease``.
+
+    ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two workers never claim one row; the
+    one mechanism of every reminder (appointments, volunteers' service items).
+    """
+    if connection.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    rows = (await connection.execute(due)).all()
+    if rows:
+        await connection.execute(
+            update(model)
+            .where(model.id.in_([row.id for row in rows]))
+            .values(remind_lease=now + lease)
+        )
+    return list(rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,15 +86,7 @@ class ReminderQueue:
             .limit(limit)
         )
         async with self._engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                due = due.with_for_update(skip_locked=True)
-            rows = (await connection.execute(due)).all()
-            if rows:
-                await connection.execute(
-                    update(Appointment)
-                    .where(Appointment.id.in_([row.id for row in rows]))
-                    .values(remind_lease=now + lease)
-                )
+            rows = await lease_due(connection, due, Appointment, now, lease)
         return [DueReminder(row.id, Booking.of(row)) for row in rows]
 
     async def queue_reminder(
