@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from integration.appointments import Booking
@@ -28,7 +27,7 @@ from integration.notifications import queue_message
 
 async def lease_due(
     connection: AsyncConnection,
-    due: Select[Any],
+    due: Any,
     model: Any,
     now: datetime,
     lease: timedelta,

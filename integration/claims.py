@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from integration.errors import IntegrationError
 from integration.items import ItemNotDone, ItemNotFound, ItemView, read_items, record_move
-from integration.models import ClaimStatus, ItemClaim, ItemStatus, ServiceItem, utcnow
+from integration.models import ClaimStatus, ItemClaim, ItemStatus, ServiceItem
 from integration.notifications import queue_message
 
 REMIND_BEFORE = timedelta(hours=2)

@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import ColumnElement, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from integration.errors import IntegrationError
@@ -177,8 +178,8 @@ def _view(row: object, skills: Iterable[str] = ()) -> ItemView:
 
 async def read_items(
     connection: AsyncConnection,
-    where: Sequence[object],
-    order: Sequence[object] = (),
+    where: Sequence[ColumnElement[bool]],
+    order: Sequence[Any] = (),
     limit: int = 100,
 ) -> list[ItemView]:
     """Items matching ``where`` (with their skills), in ``order``."""

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import distinct, func, select
+from sqlalchemy import ColumnElement, distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from integration.models import ClaimStatus, ItemClaim, ItemStatus, ServiceItem, Volunteer
@@ -64,7 +65,7 @@ class VolunteerRecords:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._engine: AsyncEngine = sessions.kw["bind"]
 
-    def _query(self, *where: object):  # type: ignore[no-untyped-def]
+    def _query(self, *where: ColumnElement[bool]) -> Any:
         resident = func.nullif(ServiceItem.channel + ":" + ServiceItem.user_id, ":")
         return (
             select(

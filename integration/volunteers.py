@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import ColumnElement, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from integration.errors import IntegrationError
@@ -373,7 +373,7 @@ async def _link(
 
 
 async def _read(
-    connection: AsyncConnection, where: Sequence[object], limit: int = 200
+    connection: AsyncConnection, where: Sequence[ColumnElement[bool]], limit: int = 200
 ) -> list[VolunteerView]:
     query = select(*Volunteer.__table__.columns).where(*where).order_by(Volunteer.id).limit(limit)
     rows = (await connection.execute(query)).all()
