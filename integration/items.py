@@ -300,6 +300,16 @@ class ItemBook:
         async with self._engine.connect() as connection:
             return await read_items(connection, where, limit=limit)
 
+    async def open_items(self, now: datetime, limit: int = 200) -> list[ItemView]:
+        """Items with places left that have not begun, soonest first."""
+        where = [
+            ServiceItem.status == ItemStatus.open.value,
+            ServiceItem.taken < ServiceItem.capacity,
+            (ServiceItem.starts_at.is_(None)) | (ServiceItem.starts_at > now),
+        ]
+        async with self._engine.connect() as connection:
+            return await read_items(connection, where, order=[ServiceItem.starts_at], limit=limit)
+
     async def unconfirmed(
         self, now: datetime, after: timedelta = timedelta(hours=72)
     ) -> list[ItemView]:
