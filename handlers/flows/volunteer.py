@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 
 from handlers.catalog import Catalog
-from handlers.flows.base import CANCEL, Expect, Turn
+from handlers.flows.base import CANCEL, HANDOFF_INTENT, Expect, Paused, Turn
 from handlers.flows.contact import masked, phone_of
 from handlers.flows.volunteer_steps import (
     SKILL_WORDS,
@@ -51,6 +51,14 @@ STEPS = (
 _NAME = re.compile(r"^(?:我叫|我是|姓名|名字)?[:：\s]*([\u4e00-\u9fa5·]{2,6})$")
 INVITE_CODE = re.compile(r"(?<![A-Za-z0-9])([A-Za-z0-9]{8})(?![A-Za-z0-9])")
 LINK_CODE = re.compile(r"(?<!\d)(\d{6})(?!\d)")
+# Names, employers and branches read as anything (王建国 as small talk, 自来水公司 as a
+# report): only these interrupt a registration.
+INTERRUPTS = {
+    HANDOFF_INTENT: Paused.keep,
+    "check_status": Paused.keep,
+    "help": Paused.keep,
+    "goodbye": Paused.drop,
+}
 FREE_PRESETS = {"weekday_evening": "工作日晚上", "weekend": "周末", "any": "随时"}
 SKILL_ANY = AnyOf("skills", tuple(SKILL_WORDS.values()))
 FREE_WORDS = words(
@@ -124,16 +132,16 @@ class RegisterFlow:
         """Each step takes free text; the buttons where there are some."""
         step = state.step or "name"
         if step == "phone":
-            return Expect(entities=frozenset({"phone"}), text=True)
+            return Expect(entities=frozenset({"phone"}), text=True, interrupts=INTERRUPTS)
         if step == "skills":
-            return Expect(prefixes=(SKILL,), words=(SKILL_ANY,), text=True)
+            return Expect(prefixes=(SKILL,), words=(SKILL_ANY,), text=True, interrupts=INTERRUPTS)
         if step == "availability":
-            return Expect(prefixes=(FREE,), words=(FREE_WORDS,), text=True)
+            return Expect(prefixes=(FREE,), words=(FREE_WORDS,), text=True, interrupts=INTERRUPTS)
         if step == "code":
-            return Expect(payloads=frozenset({NO_CODE}), text=True)
+            return Expect(payloads=frozenset({NO_CODE}), text=True, interrupts=INTERRUPTS)
         if step == "confirm":
             return Expect(payloads=frozenset({SUBMIT}), words=(YES,), intents=frozenset({"affirm"}))
-        return Expect(text=True)
+        return Expect(text=True, interrupts=INTERRUPTS)
 
     def ask(self, state: ConversationState) -> list[Outbound]:
         """The active step's question."""

@@ -1,0 +1,208 @@
+"""The volunteer cycle end to end, through the chat pipeline, with two users.
+
+A resident asks for help at home; staff approve it; a volunteer registers with a
+community's invitation code, browses and claims it; the reminder comes; the
+volunteer reports it done; the resident confirms and rates; the volunteer's record
+grows and the month's report counts it. On SQLite with in-process state and on
+PostgreSQL with Redis, through the real NLU model: nobody sets an intent by hand.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bots.commands.items import window_of
+from bots.runtime import build_pipeline
+from bots.settings import Settings
+from handlers.catalog import Catalog
+from handlers.messages import Button, Inbound, Media, Outbound
+from handlers.pipeline import Pipeline
+from handlers.volunteer_reminders import VolunteerReminders
+from integration.cases import CaseBook
+from integration.claims import ClaimBook
+from integration.db import create_engine, session_factory, upgrade
+from integration.dispatch.ratings import RatingBook
+from integration.items import ItemBook, ItemPost, Window
+from integration.models import (
+    ItemClaim,
+    ItemStatus,
+    Notification,
+    ServiceItem,
+    Volunteer,
+    VolunteerStatus,
+)
+from integration.services.calendar import LOCAL_TZ
+from integration.transcript import Transcript
+from integration.volunteer_reminders import VolunteerReminderQueue
+from integration.volunteer_report import VolunteerRecords
+from integration.volunteers import VolunteerBook
+from nlu.embedded import EmbeddedInterpreter
+from nlu.gazetteer import Gazetteer
+
+NOW = datetime(2026, 11, 9, 10, 0, tzinfo=LOCAL_TZ)  # a Monday
+_ids = itertools.count()
+
+
+@dataclass
+class Chat:
+    """Two users talking to one pipeline, and the stores behind it."""
+
+    pipeline: Pipeline
+    sessions: async_sessionmaker[AsyncSession]
+    catalog: Catalog
+    clock: datetime = NOW
+    buttons: dict[str, tuple[Button, ...]] = field(default_factory=dict)
+
+    async def say(self, user: str, text: str = "", press: str = "", photo: bool = False) -> str:
+        """Send a message (or press an offered button); the replies' text."""
+        self.clock += timedelta(seconds=5)
+        payload = ""
+        if press:
+            found = [b for b in self.buttons.get(user, ()) if b.label == press]
+            assert found, f"no button {press!r} among {self.buttons.get(user)}"
+            text, payload = press, found[0].payload
+        media = (Media("image", "/media/done.jpg", "/media/done.jpg"),) if photo else ()
+        inbound = Inbound(
+            "webchat",
+            user,
+            user,
+            f"m{next(_ids)}",
+            text,
+            media=media,
+            payload=payload,
+            time=self.clock,
+        )
+        replies: list[Outbound] = await self.pipeline.handle(inbound) or []
+        if replies:
+            self.buttons[user] = replies[-1].buttons
+        return "\n".join(r.text for r in replies)
+
+    async def pushes(self, chat_id: str) -> list[str]:
+        async with self.sessions() as session:
+            rows = await session.execute(
+                select(Notification.text)
+                .where(Notification.chat_id == chat_id)
+                .order_by(Notification.id)
+            )
+            return [text for (text,) in rows]
+
+    async def count(self, model: Any) -> int:
+        async with self.sessions() as session:
+            return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+@pytest.fixture
+async def chat(
+    backend: dict[str, Any], tmp_path: Path, interpreter: EmbeddedInterpreter, catalog: Catalog
+) -> AsyncIterator[Chat]:
+    settings = Settings(data_dir=tmp_path, _env_file=None, **backend)  # type: ignore[call-arg]
+    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    engine = create_engine(settings.resolved_database_url)
+    await upgrade(engine)
+    sessions = session_factory(engine)
+    pipeline = build_pipeline(
+        settings,
+        redis,
+        interpreter,
+        CaseBook(sessions),
+        Transcript(sessions),
+        catalog,
+        RatingBook(sessions),
+    )
+    try:
+        yield Chat(pipeline, sessions, catalog)
+    finally:
+        if redis is not None:
+            await redis.aclose()
+        await engine.dispose()
+
+
+async def register(chat: Chat, user: str, code: str = "", name: str = "王建国") -> str:
+    """A volunteer registers by chat; the last reply."""
+    assert "姓名" in await chat.say(user, "我是在职党员，想报名志愿者")
+    assert "手机" in await chat.say(user, name)
+    assert "工作单位" in await chat.say(user, f"1391234{next(_ids) % 10000:04d}")
+    assert "党支部" in await chat.say(user, "市自来水公司")
+    assert "小区" in await chat.say(user, "自来水公司第一党支部")
+    assert "擅长" in await chat.say(user, "我住金辉小区")
+    assert "有空" in await chat.say(user, "助老和维修都行")
+    assert "邀请码" in await chat.say(user, "工作日上午和周末")
+    summary = await chat.say(user, code) if code else await chat.say(user, press="没有邀请码")
+    assert "金辉小区" in summary and "助老、维修" in summary
+    return await chat.say(user, press="提交")
+
+
+async def test_the_whole_cycle_with_a_resident_and_a_volunteer(chat: Chat) -> None:
+    resident, volunteer = "resident-1", "volunteer-1"
+    # 1. the resident asks for help at home
+    assert "时间" in await chat.say(resident, "我家老人需要上门助餐")
+    await chat.say(resident, "11月10日上午")
+    await chat.say(resident, "金辉小区3号楼2单元501")
+    await chat.say(resident, "13912345678")
+    await chat.say(resident, "不用记")
+    assert "已提交上门服务申请" in await chat.say(resident, "好的")
+    items = ItemBook(chat.sessions)
+    [request] = await items.list_items([ItemStatus.pending])
+
+    # 2. staff approve it (what `yimen items approve` does: window from the words, community)
+    window = window_of(None, None, request.when, NOW)
+    assert window is not None and window.start == datetime(2026, 11, 10, 9, tzinfo=LOCAL_TZ)
+    place = Gazetteer.load().locate(request.address)
+    assert place is not None
+    await items.approve(request.id, "李书记", "已审核", window=window, community=place.name)
+
+    # 3. the volunteer registers with a code, browses and claims
+    code, _ = await VolunteerBook(chat.sessions).invite(place.name, "李书记", NOW)
+    assert "登记成功" in await register(chat, volunteer, code)
+    listed = await chat.say(volunteer, "看看有哪些志愿岗位可以认领")
+    assert f"【编号{request.id}】助餐" in listed and "11月10日 09:00-12:00" in listed
+    assert "还剩1个名额" in listed and "13912345678" not in listed and "139****5678" not in listed
+    claimed = await chat.say(volunteer, "第1个我来")
+    assert "认领成功" in claimed and "139****5678" in claimed and "13912345678" not in claimed
+    told = (await chat.pushes(resident))[-1]
+    assert "王师傅（党员志愿者）" in told and "王建国" not in told and "1391234" not in told
+
+    # 4. the reminder comes (two hours before the window)
+    reminders = VolunteerReminders(
+        VolunteerReminderQueue(chat.sessions), ClaimBook(chat.sessions), chat.catalog
+    )
+    assert await reminders.run_once(window.start - timedelta(hours=3)) == 0
+    assert await reminders.run_once(window.start - timedelta(hours=1)) == 1
+    assert "志愿服务提醒" in (await chat.pushes(volunteer))[-1]
+    assert await reminders.run_once(window.start + timedelta(minutes=5)) == 0
+    assert (await items.get(request.id)).status is ItemStatus.in_progress
+
+    # 5. the volunteer completes it, with a photo
+    chat.clock = window.end or window.start
+    assert "照片" in await chat.say(volunteer, "服务做完了")
+    assert "已记录" in await chat.say(volunteer, "饭菜送到了，老人身体挺好", photo=True)
+    assert "确认完成" in (await chat.pushes(resident))[-1]
+    assert "不能自己确认" not in await chat.say(volunteer, "确认完成 5分")  # not theirs to confirm
+    assert (await items.get(request.id)).status is ItemStatus.done
+
+    # 6. the resident confirms and rates
+    assert "评分5分" in await chat.say(resident, "确认完成，5分")
+    confirmed = await items.get(request.id)
+    assert (confirmed.status, confirmed.rating) == (ItemStatus.confirmed, 5)
+
+    # 7. the volunteer's record grows
+    record = await chat.say(volunteer, "我的服务记录")
+    assert "1项" in record and "3小时" in record and "帮助居民：1位" in record
+
+    # 8. the monthly report counts it
+    report = await VolunteerRecords(chat.sessions).month("2026-11")
+    assert [(r.name, r.community, r.record.items, r.record.residents) for r in report.rows] == [
+        ("王建国", "金辉小区", 1, 1)
+    ]
+    moves = [to for _, to, _, _ in await items.history(request.id)]
+    assert moves == ["pending", "open", "claimed", "in_progress", "done", "confirmed"]
