@@ -263,6 +263,26 @@ class VolunteerBook:
             )
         return code, expires
 
+    async def code_problem(self, code: str, now: datetime | None = None) -> str:
+        """Why an invitation code cannot be used (unknown, used, expired), or "" if it can.
+
+        Only a look: the code is used, once, by ``register``.
+        """
+        now = now or utcnow()
+        async with self._engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(VolunteerCode.used_at, VolunteerCode.expires_at).where(
+                        VolunteerCode.code == code.strip().upper(), VolunteerCode.kind == "invite"
+                    )
+                )
+            ).first()
+        if row is None:
+            return "unknown"
+        if row.used_at is not None:
+            return "used"
+        return "expired" if row.expires_at <= now else ""
+
     async def offer_link(
         self,
         volunteer_id: int,

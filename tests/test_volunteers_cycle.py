@@ -206,3 +206,104 @@ async def test_the_whole_cycle_with_a_resident_and_a_volunteer(chat: Chat) -> No
     ]
     moves = [to for _, to, _, _ in await items.history(request.id)]
     assert moves == ["pending", "open", "claimed", "in_progress", "done", "confirmed"]
+
+
+async def snapshot(chat: Chat) -> tuple[int, ...]:
+    """What a refused request must leave as it was."""
+    async with chat.sessions() as session:
+        taken = int(await session.scalar(select(func.sum(ServiceItem.taken))) or 0)
+        statuses = tuple(
+            (await session.execute(select(ServiceItem.status).order_by(ServiceItem.id))).scalars()
+        )
+    return (
+        await chat.count(Volunteer),
+        await chat.count(ItemClaim),
+        await chat.count(Notification),
+        taken,
+        hash(statuses),
+    )
+
+
+def post(title: str, start: datetime, capacity: int = 1, skill: str = "elder") -> ItemPost:
+    return ItemPost(
+        "金辉小区",
+        title,
+        "",
+        (skill,),
+        Window(start, start + timedelta(hours=2)),
+        "金辉小区活动室",
+        capacity,
+    )
+
+
+async def test_bad_input_by_chat_is_answered_and_changes_nothing(chat: Chat) -> None:
+    items, people = ItemBook(chat.sessions), VolunteerBook(chat.sessions)
+    tomorrow = datetime(2026, 11, 10, 9, 0, tzinfo=LOCAL_TZ)  # a Tuesday morning
+    one = await items.post(post("陪老人散步", tomorrow))
+    other = await items.post(post("帮老人取药", tomorrow + timedelta(hours=1), capacity=3))
+    cancelled = await items.post(post("读报", tomorrow))
+    await items.cancel(cancelled.id)
+    expired = await items.post(post("理发", NOW - timedelta(hours=4)))
+    await ClaimBook(chat.sessions).advance(NOW)
+    code, _ = await people.invite("金辉小区", "李书记", NOW)
+    assert "登记成功" in await register(chat, "vol-a", code, "王建国")
+    assert "登记已提交" in await register(chat, "vol-b", "", "张丽")  # waits for staff
+    other_code, _ = await people.invite("金辉小区", "李书记", NOW)
+    assert "登记成功" in await register(chat, "vol-d", other_code, "赵强")
+
+    assert "认领成功" in await chat.say("vol-a", f"编号{one.id}我来认领")
+    before = await snapshot(chat)
+    answers = [
+        ("nobody", f"我来认领编号{other.id}", "还没有登记为党员志愿者"),
+        ("vol-b", f"我来认领编号{other.id}", "还在社区审核中"),
+        ("vol-a", f"我来认领编号{one.id}", "不用重复认领"),
+        ("vol-a", f"我来认领编号{cancelled.id}", "已被社区取消"),
+        ("vol-a", f"我来认领编号{expired.id}", "已过期"),
+        ("vol-a", "我来认领编号99999", "没有找到编号99999"),
+        ("vol-d", f"编号{other.id}的服务完成了", f"编号{other.id}不是您认领的"),
+        ("nobody", "服务做完了", "还没有登记为党员志愿者"),
+        ("vol-a", "我想注册志愿者", "无需重复登记"),
+        ("vol-b", "我的服务记录", "已完成并确认的服务：0项"),
+    ]
+    for user, text, answer in answers:
+        reply = await chat.say(user, text)
+        assert answer in reply, (user, text, reply)
+        assert await snapshot(chat) == before, (user, text)
+
+    full = await chat.say("vol-d", f"我来认领编号{one.id}")  # full: similar items offered
+    assert "名额已经满了" in full and f"【编号{other.id}】帮老人取药" in full
+    assert await snapshot(chat) == before
+    assert "认领成功" in await chat.say("vol-d", "第1个")
+    assert (await items.get(other.id)).taken == 1
+
+    # a used and an expired invitation code: told, asked again, nothing recorded
+    stale, _ = await people.invite("金辉小区", "李书记", NOW - timedelta(days=30))
+    before = await snapshot(chat)
+    await chat.say("vol-e", "我是党员想报名志愿者")
+    for text in ("刘洋", "13811112222", "第二中学", "教育支部", "金辉小区", "教育", "随时"):
+        await chat.say("vol-e", text)
+    assert "已经被使用过了" in await chat.say("vol-e", code)
+    assert "已过期" in await chat.say("vol-e", stale)
+    assert "请核对" in await chat.say("vol-e", press="没有邀请码")
+    assert await snapshot(chat) == before
+    assert "登记已提交" in await chat.say("vol-e", press="提交")
+    pending = await people.of_account("webchat", "vol-e")
+    assert pending is not None and pending.status is VolunteerStatus.pending
+
+
+async def test_withdrawing_before_the_start_frees_the_place_and_tells_the_resident(
+    chat: Chat,
+) -> None:
+    items, people = ItemBook(chat.sessions), VolunteerBook(chat.sessions)
+    tomorrow = datetime(2026, 11, 10, 9, 0, tzinfo=LOCAL_TZ)
+    item = await items.post(post("陪老人散步", tomorrow))
+    code, _ = await people.invite("金辉小区", "李书记", NOW)
+    await register(chat, "vol-a", code)
+    listed = await chat.say("vol-a", "看看志愿岗位")
+    assert "还剩1个名额" in listed
+    assert "认领成功" in await chat.say("vol-a", "这个我来")  # the one item shown
+    assert (await items.get(item.id)).status is ItemStatus.claimed
+    assert "已退出" in await chat.say("vol-a", "这个我去不了了")
+    freed = await items.get(item.id)
+    assert (freed.status, freed.taken) == (ItemStatus.open, 0)
+    assert "没有认领中的服务项目" in await chat.say("vol-a", "我去不了了")

@@ -119,7 +119,14 @@ class RegisterFlow:
         elif step == "code":
             match = INVITE_CODE.search(text)
             if match and not payload:
-                slots["code"] = match.group(1).upper()
+                code = match.group(1).upper()
+                problem = await self._desk.volunteers.code_problem(code, turn.inbound.time)
+                if problem:
+                    state.reprompts += 1
+                    question = self.ask(state)[0]
+                    lead = self._t(f"volunteer.code_{problem}")
+                    return [Outbound(f"{lead}\n{question.text}", question.buttons)]
+                slots["code"] = code
             elif payload == NO_CODE or NO.search(text) or SKIP.search(text):
                 slots["code"] = ""
         if slots == before:
