@@ -270,6 +270,39 @@ class ClaimBook:
                     await queue_message(connection, item.channel, item.chat_id, tell, now=now)
             return await self._item(connection, item_id)
 
+    async def share_phone(self, channel: str, user_id: str, text: str, now: datetime) -> int:
+        """The resident agrees their phone goes to the volunteers of their claimed items.
+
+        ``text`` (with ``{number}`` and ``{phone}``) is queued to each volunteer holding
+        one, in the same transaction. How many items were shared (0: nothing to share).
+        """
+        held = (ItemStatus.open, ItemStatus.claimed, ItemStatus.in_progress)
+        async with self._engine.begin() as connection:
+            items = await read_items(
+                connection,
+                [
+                    ServiceItem.channel == channel,
+                    ServiceItem.user_id == user_id,
+                    ServiceItem.status.in_([s.value for s in held]),
+                    ServiceItem.taken > 0,
+                    ServiceItem.share_phone.is_(False),
+                    ServiceItem.phone != "",
+                ],
+            )
+            for item in items:
+                await connection.execute(
+                    update(ServiceItem).where(ServiceItem.id == item.id).values(share_phone=True)
+                )
+                chats = await connection.execute(
+                    select(ItemClaim.channel, ItemClaim.chat_id).where(
+                        ItemClaim.item_id == item.id, ItemClaim.status == ClaimStatus.active.value
+                    )
+                )
+                message = text.format(number=item.id, phone=item.phone)
+                for claim_channel, chat_id in chats.all():
+                    await queue_message(connection, claim_channel, chat_id, message, now=now)
+        return len(items)
+
     async def awaiting(self, channel: str, user_id: str) -> list[ItemView]:
         """The resident's items done and waiting for their confirmation, newest first."""
         async with self._engine.connect() as connection:

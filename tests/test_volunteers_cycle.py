@@ -171,6 +171,10 @@ async def test_the_whole_cycle_with_a_resident_and_a_volunteer(chat: Chat) -> No
     assert "认领成功" in claimed and "139****5678" in claimed and "13912345678" not in claimed
     told = (await chat.pushes(resident))[-1]
     assert "王师傅（党员志愿者）" in told and "王建国" not in told and "1391234" not in told
+    # the volunteer sees the resident's phone only once the resident agrees
+    assert "13912345678" not in "".join(await chat.pushes(volunteer))
+    assert "已把您的联系电话告诉" in await chat.say(resident, "同意告知电话")
+    assert "13912345678" in (await chat.pushes(volunteer))[-1]
 
     # 4. the reminder comes (two hours before the window)
     reminders = VolunteerReminders(

@@ -27,9 +27,11 @@ from handlers.flows.status import StatusFlow
 from handlers.flows.volunteer import RegisterFlow
 from handlers.flows.volunteer_done import (
     CONFIRM_WORDS,
+    CONSENT_WORDS,
     RECORD_WORDS,
     CompleteFlow,
     ConfirmFlow,
+    ConsentFlow,
     RecordFlow,
 )
 from handlers.flows.volunteer_items import (
@@ -97,6 +99,7 @@ TRIGGERS: tuple[Trigger, ...] = (
     Trigger(RECORD_WORDS, "volunteer_record"),  # 我的服务记录
     Trigger(WITHDRAW, "volunteer_withdraw"),  # 这个我去不了了
     Trigger(CONFIRM_WORDS, "volunteer_confirm"),  # 确认完成 5分, after a volunteer's visit
+    Trigger(CONSENT_WORDS, "volunteer_consent"),  # 同意告知电话, once a volunteer is coming
     Trigger(RATING_WORDS, "rating"),  # 满意 / 1分 / 根本没修好: answers a pending question
     Trigger(AnyOf("yes_or_no", (YES, NO)), "rating"),  # 嗯 after a rating push: which?
     # A question the model took for small talk that names a service (退役军人优待证怎么办);
@@ -150,6 +153,7 @@ def standard_flows(
             "volunteer_withdraw": WithdrawFlow(volunteers, catalog),
             "volunteer_complete": CompleteFlow(volunteers, catalog),
             "volunteer_confirm": ConfirmFlow(volunteers, catalog),
+            "volunteer_consent": ConsentFlow(volunteers, catalog),
             "volunteer_record": RecordFlow(volunteers, catalog),
         }
     return flows | {

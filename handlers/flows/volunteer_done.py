@@ -26,6 +26,10 @@ from integration.items import ItemView
 DONE, SKIP_NOTE = f"{VOL}done:", f"{VOL}skipnote"
 STAR = f"{VOL}star:"
 CONFIRM_WORDS = words("confirm_service", "确认完成|确认服务|服务确认|确认已?完成|已经?完成确认")
+CONSENT_WORDS = words(
+    "share_phone",
+    "同意(告知|告诉|给|提供|把)(志愿者)?(我的?)?(电话|号码|手机)|(电话|号码|手机号?)可以(告诉|给)(志愿者|他|她)",
+)
 RECORD_WORDS = words("service_record", "服务记录|志愿记录|志愿服务记录|我的志愿时长|服务时长")
 _SCORE = re.compile(r"([1-5一二三四五])\s*(?:分|星)")
 _SCORE_WORDS = (
@@ -224,3 +228,23 @@ class RecordFlow(OneMessageFlow):
                 )
             )
         ]
+
+
+class ConsentFlow(OneMessageFlow):
+    """同意告知电话: the resident lets the volunteers coming see their phone."""
+
+    name = "volunteer_consent"
+
+    def __init__(self, desk: VolunteerDesk, catalog: Catalog) -> None:
+        self._desk = desk
+        self._t = catalog
+
+    async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        """Declined when no claimed item of the resident waits for the phone."""
+        inbound = turn.inbound
+        shared = await self._desk.claims.share_phone(
+            inbound.channel, inbound.user_id, self._t("volunteer.phone_consented"), inbound.time
+        )
+        if not shared:
+            raise Declined
+        return [Outbound(self._t("volunteer.consent_recorded"))]
