@@ -52,11 +52,10 @@ _NAME = re.compile(r"^(?:我叫|我是|姓名|名字)?[:：\s]*([\u4e00-\u9fa5·
 INVITE_CODE = re.compile(r"(?<![A-Za-z0-9])([A-Za-z0-9]{8})(?![A-Za-z0-9])")
 LINK_CODE = re.compile(r"(?<!\d)(\d{6})(?!\d)")
 # Names, employers and branches read as anything (王建国 as small talk, 自来水公司 as a
-# report): only these interrupt a registration.
+# report, 不知道叫啥 as a request for help): only these interrupt a registration.
 INTERRUPTS = {
     HANDOFF_INTENT: Paused.keep,
     "check_status": Paused.keep,
-    "help": Paused.keep,
     "goodbye": Paused.drop,
 }
 FREE_PRESETS = {"weekday_evening": "工作日晚上", "weekend": "周末", "any": "随时"}
