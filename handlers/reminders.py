@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from handlers.catalog import Catalog
@@ -21,6 +22,23 @@ from integration.services import ServiceCatalogue
 
 log = logging.getLogger(__name__)
 INTERVAL = 60.0  # seconds between looks for due reminders
+
+
+async def run_every(
+    run_once: Callable[[], Awaitable[int]], stop: asyncio.Event, interval: float, what: str
+) -> None:
+    """Call ``run_once`` every ``interval`` seconds until ``stop`` is set, logging how many
+    ``what`` it queued; a failing pass is logged and the next one tried."""
+    while not stop.is_set():
+        try:
+            queued = await run_once()
+            if queued:
+                log.info("queued %d %s", queued, what)
+        except Exception:
+            log.exception("queueing %s failed", what)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(interval):
+                await stop.wait()
 
 
 class BookingReminders:
@@ -43,16 +61,7 @@ class BookingReminders:
 
     async def run(self, stop: asyncio.Event, interval: float = INTERVAL) -> None:
         """``run_once`` every ``interval`` seconds until ``stop`` is set."""
-        while not stop.is_set():
-            try:
-                queued = await self.run_once()
-                if queued:
-                    log.info("queued %d appointment reminders", queued)
-            except Exception:
-                log.exception("queueing appointment reminders failed")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await stop.wait()
+        await run_every(self.run_once, stop, interval, "appointment reminders")
 
     def fields(self, reminder: DueReminder) -> tuple[tuple[str, str], ...]:
         """The reminder's facts for the WeChat template, outside the 48-hour window."""

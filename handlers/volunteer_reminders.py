@@ -10,17 +10,13 @@ notification pump delivers them. A restart loses none and sends none twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 from datetime import UTC, datetime
 
 from handlers.catalog import Catalog
 from handlers.flows.volunteer_steps import what, when
-from handlers.reminders import INTERVAL
+from handlers.reminders import INTERVAL, run_every
 from integration.claims import ClaimBook
 from integration.volunteer_reminders import DueVolunteerReminder, VolunteerReminderQueue
-
-log = logging.getLogger(__name__)
 
 
 class VolunteerReminders:
@@ -43,16 +39,7 @@ class VolunteerReminders:
 
     async def run(self, stop: asyncio.Event, interval: float = INTERVAL) -> None:
         """``run_once`` every ``interval`` seconds until ``stop`` is set."""
-        while not stop.is_set():
-            try:
-                queued = await self.run_once()
-                if queued:
-                    log.info("queued %d volunteer reminders", queued)
-            except Exception:
-                log.exception("queueing volunteer reminders failed")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await stop.wait()
+        await run_every(self.run_once, stop, interval, "volunteer reminders")
 
     def render(self, reminder: DueVolunteerReminder) -> str:
         """The reminder as the volunteer reads it."""

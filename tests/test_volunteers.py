@@ -8,15 +8,14 @@ registering twice, a used or expired code) changes nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from integration.claims import ClaimBook, ClaimRefused
-from integration.db import create_engine, session_factory
+from integration.db import session_factory
 from integration.items import ItemBook, ItemDraft, ItemNotDone, ItemNotFound, ItemPost, Window
 from integration.models import (
     ItemClaim,
@@ -38,22 +37,14 @@ from integration.volunteers import (
     VolunteerBook,
     VolunteerDraft,
 )
+from tests import test_appointments
+
+engine = (
+    test_appointments.engine
+)  # the fixture: PostgreSQL with a pool as large as the crowd, so all twenty really race
 
 NOW = datetime(2026, 11, 9, 10, 0, tzinfo=LOCAL_TZ)
 START = datetime(2026, 11, 10, 9, 0, tzinfo=LOCAL_TZ)
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    """PostgreSQL with a pool as large as the crowd, so all twenty really race."""
-    if database_url.startswith("postgresql"):
-        engine = create_async_engine(database_url, pool_size=25, max_overflow=0)
-    else:
-        engine = create_engine(database_url)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
 
 
 def volunteer(

@@ -10,28 +10,20 @@ PostgreSQL with Redis, through the real NLU model: nobody sets an intent by hand
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bots.commands.items import window_of
-from bots.runtime import build_pipeline
-from bots.settings import Settings
 from handlers.catalog import Catalog
 from handlers.messages import Button, Inbound, Media, Outbound
 from handlers.pipeline import Pipeline
 from handlers.volunteer_reminders import VolunteerReminders
-from integration.cases import CaseBook
 from integration.claims import ClaimBook
-from integration.db import create_engine, session_factory, upgrade
-from integration.dispatch.ratings import RatingBook
 from integration.items import ItemBook, ItemPost, Window
 from integration.models import (
     ItemClaim,
@@ -42,12 +34,16 @@ from integration.models import (
     VolunteerStatus,
 )
 from integration.services.calendar import LOCAL_TZ
-from integration.transcript import Transcript
 from integration.volunteer_reminders import VolunteerReminderQueue
 from integration.volunteer_report import VolunteerRecords
 from integration.volunteers import VolunteerBook
-from nlu.embedded import EmbeddedInterpreter
 from nlu.gazetteer import Gazetteer
+from tests import test_dialogues
+from tests.test_dialogues import World
+
+world = (
+    test_dialogues.world
+)  # the fixture: the dialogue scenarios' pipeline: SQLite, and PostgreSQL with Redis
 
 NOW = datetime(2026, 11, 9, 10, 0, tzinfo=LOCAL_TZ)  # a Monday
 _ids = itertools.count()
@@ -102,29 +98,9 @@ class Chat:
 
 
 @pytest.fixture
-async def chat(
-    backend: dict[str, Any], tmp_path: Path, interpreter: EmbeddedInterpreter, catalog: Catalog
-) -> AsyncIterator[Chat]:
-    settings = Settings(data_dir=tmp_path, _env_file=None, **backend)  # type: ignore[call-arg]
-    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
-    engine = create_engine(settings.resolved_database_url)
-    await upgrade(engine)
-    sessions = session_factory(engine)
-    pipeline = build_pipeline(
-        settings,
-        redis,
-        interpreter,
-        CaseBook(sessions),
-        Transcript(sessions),
-        catalog,
-        RatingBook(sessions),
-    )
-    try:
-        yield Chat(pipeline, sessions, catalog)
-    finally:
-        if redis is not None:
-            await redis.aclose()
-        await engine.dispose()
+def chat(world: World) -> Chat:
+    """The dialogue scenarios' pipeline and stores (tests.test_dialogues), for two users."""
+    return Chat(world.pipeline, world.sessions, world.catalog)
 
 
 async def register(chat: Chat, user: str, code: str = "", name: str = "王建国") -> str:

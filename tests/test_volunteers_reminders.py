@@ -8,35 +8,27 @@ withdrawn claim is never reminded.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
-import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from handlers.catalog import Catalog
 from handlers.volunteer_reminders import VolunteerReminders
 from integration.claims import ClaimBook
-from integration.db import create_engine, session_factory
+from integration.db import session_factory
 from integration.items import ItemBook, ItemPost, Window
 from integration.models import Notification
 from integration.services.calendar import LOCAL_TZ
 from integration.volunteer_reminders import VolunteerReminderQueue
 from integration.volunteers import VolunteerBook, VolunteerDraft
+from tests import test_reminders
+
+engine = test_reminders.engine  # the fixture: real PostgreSQL
 
 START = datetime(2026, 11, 10, 9, 0, tzinfo=LOCAL_TZ)
 CLAIMED = START - timedelta(days=1)
 DUE = START - timedelta(hours=2)
-
-
-@pytest.fixture
-async def engine(postgres: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(postgres)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
 
 
 async def three_claims(engine: AsyncEngine) -> list[int]:

@@ -8,10 +8,12 @@ hours. Phones are shown masked (integration.privacy); staff who call open the it
 from __future__ import annotations
 
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bots.commands import load_settings, run_async, staff_services
 from handlers.catalog import Catalog
@@ -26,6 +28,8 @@ from nlu.gazetteer import Gazetteer
 from nlu.timeparse import find_times
 
 DEFAULT_LENGTH = timedelta(hours=2)
+Sessions = async_sessionmaker[AsyncSession]
+T = TypeVar("T")
 
 items_app = typer.Typer(help="Help-at-home service items.", no_args_is_help=True)
 
@@ -73,10 +77,24 @@ def community_of(name: str) -> str:
     return community.name
 
 
-def fail(exc: Exception) -> typer.Exit:
-    """Print an integration refusal for staff; the exit to raise."""
-    print(f"error: {exc}", file=sys.stderr)
-    return typer.Exit(1)
+def staff_call(work: Callable[[Sessions], Awaitable[T]]) -> T:
+    """Run ``work`` on the staff services' database; a refusal exits 1 with its words."""
+
+    async def go() -> T:
+        async with staff_services(load_settings()) as services:
+            return await work(services.sessions)
+
+    try:
+        result: T = run_async(go())
+    except IntegrationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    return result
+
+
+def moved(view: ItemView) -> None:
+    """Say where an item went: ``12 -> confirmed``."""
+    print(f"{view.id} -> {view.status.value}")
 
 
 @items_app.command("list")
@@ -88,11 +106,7 @@ def items_list(
 ) -> None:
     """One line per item: number, status, kind, when, where, for whom, phone (masked)."""
 
-    async def go() -> list[ItemView]:
-        async with staff_services(load_settings()) as services:
-            return await ItemBook(services.sessions).list_items(status or (), limit)
-
-    items = run_async(go())
+    items = staff_call(lambda sessions: ItemBook(sessions).list_items(status or (), limit))
     if not items:
         print("no service items")
     for item in items:
@@ -131,11 +145,7 @@ def items_add(
         actor,
     )
 
-    async def go() -> ItemView:
-        async with staff_services(load_settings()) as services:
-            return await ItemBook(services.sessions).post(post)
-
-    print(line(run_async(go())))
+    print(line(staff_call(lambda sessions: ItemBook(sessions).post(post))))
 
 
 @items_app.command("approve")
@@ -150,36 +160,31 @@ def items_approve(
 ) -> None:
     """Approve a pending item (volunteers may then claim it); the resident is told."""
 
-    async def go() -> ItemView:
+    async def go(sessions: Sessions) -> ItemView:
         t = Catalog.load()
-        async with staff_services(load_settings()) as services:
-            book = ItemBook(services.sessions)
-            pending = await book.get(item)
-            window = window_of(start, end, pending.when, pending.created_at)
-            place = Gazetteer.load().locate(pending.address)
-            kind = t.get(f"home.kind.{pending.kind}", pending.kind)
-            tell = t("home.approved", number=item, kind=kind, when=pending.when)
-            fields = (
-                ("number", str(item)),
-                ("status", t("home.template_approved")),
-                ("note", kind),
-                ("time", pending.when),
-            )
-            return await book.approve(
-                item,
-                actor,
-                tell,
-                fields,
-                window=window,
-                community=place.name if place else "",
-                capacity=capacity,
-            )
+        book = ItemBook(sessions)
+        pending = await book.get(item)
+        window = window_of(start, end, pending.when, pending.created_at)
+        place = Gazetteer.load().locate(pending.address)
+        kind = t.get(f"home.kind.{pending.kind}", pending.kind)
+        tell = t("home.approved", number=item, kind=kind, when=pending.when)
+        fields = (
+            ("number", str(item)),
+            ("status", t("home.template_approved")),
+            ("note", kind),
+            ("time", pending.when),
+        )
+        return await book.approve(
+            item,
+            actor,
+            tell,
+            fields,
+            window=window,
+            community=place.name if place else "",
+            capacity=capacity,
+        )
 
-    try:
-        view = run_async(go())
-    except IntegrationError as exc:
-        raise fail(exc) from None
-    print(f"{view.id} -> {view.status.value}")
+    moved(staff_call(go))
 
 
 @items_app.command("confirm")
@@ -190,15 +195,7 @@ def items_confirm(
 ) -> None:
     """Confirm a done item instead of the resident: it then counts for its volunteers."""
 
-    async def go() -> ItemView:
-        async with staff_services(load_settings()) as services:
-            return await ClaimBook(services.sessions).confirm(item, actor, utcnow(), rating)
-
-    try:
-        view = run_async(go())
-    except IntegrationError as exc:
-        raise fail(exc) from None
-    print(f"{view.id} -> {view.status.value}")
+    moved(staff_call(lambda sessions: ClaimBook(sessions).confirm(item, actor, utcnow(), rating)))
 
 
 @items_app.command("cancel")
@@ -208,15 +205,7 @@ def items_cancel(
 ) -> None:
     """Cancel an item not yet done."""
 
-    async def go() -> ItemView:
-        async with staff_services(load_settings()) as services:
-            return await ItemBook(services.sessions).cancel(item, actor)
-
-    try:
-        view = run_async(go())
-    except IntegrationError as exc:
-        raise fail(exc) from None
-    print(f"{view.id} -> {view.status.value}")
+    moved(staff_call(lambda sessions: ItemBook(sessions).cancel(item, actor)))
 
 
 @items_app.command("unconfirmed")
@@ -225,11 +214,9 @@ def items_unconfirmed(
 ) -> None:
     """Items reported done that nobody confirmed within ``hours``: staff follow them up."""
 
-    async def go() -> list[ItemView]:
-        async with staff_services(load_settings()) as services:
-            return await ItemBook(services.sessions).unconfirmed(utcnow(), timedelta(hours=hours))
-
-    items = run_async(go())
+    items = staff_call(
+        lambda sessions: ItemBook(sessions).unconfirmed(utcnow(), timedelta(hours=hours))
+    )
     if not items:
         print("no unconfirmed service items")
     for item in items:

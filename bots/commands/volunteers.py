@@ -12,16 +12,13 @@ import csv
 import enum
 import sys
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from bots.commands import load_settings, run_async, staff_services
-from bots.commands.items import community_of, fail
+from bots.commands.items import community_of, staff_call
 from integration.cases import local_minute
-from integration.errors import IntegrationError
 from integration.models import VolunteerStatus
 from integration.privacy import mask
 from integration.volunteer_report import MonthReport, VolunteerRecords, month_bounds
@@ -55,11 +52,7 @@ def volunteers_list(
 ) -> None:
     """One line per volunteer: number, status, name, phone (masked), community, branch."""
 
-    async def go() -> list[VolunteerView]:
-        async with staff_services(load_settings()) as services:
-            return await VolunteerBook(services.sessions).list_volunteers(status or ())
-
-    found = run_async(go())
+    found = staff_call(lambda sessions: VolunteerBook(sessions).list_volunteers(status or ()))
     if not found:
         print("no volunteers")
     for volunteer in found:
@@ -67,14 +60,7 @@ def volunteers_list(
 
 
 def _decide(volunteer: int, approve: bool, actor: str) -> None:
-    async def go() -> VolunteerView:
-        async with staff_services(load_settings()) as services:
-            return await VolunteerBook(services.sessions).decide(volunteer, approve, actor)
-
-    try:
-        view = run_async(go())
-    except IntegrationError as exc:
-        raise fail(exc) from None
+    view = staff_call(lambda sessions: VolunteerBook(sessions).decide(volunteer, approve, actor))
     print(f"{view.id} -> {view.status.value}")
 
 
@@ -105,11 +91,9 @@ def volunteers_invite(
     """Issue a single-use invitation code: a registration with it is approved at once."""
     name = community_of(community)
 
-    async def go() -> tuple[str, datetime]:
-        async with staff_services(load_settings()) as services:
-            return await VolunteerBook(services.sessions).invite(name, actor, days=days)
-
-    code, expires = run_async(go())
+    code, expires = staff_call(
+        lambda sessions: VolunteerBook(sessions).invite(name, actor, days=days)
+    )
     print(f"{code}  {name}  expires {local_minute(expires)}")
 
 
@@ -149,11 +133,7 @@ def volunteers_report(
         print(f"error: --month {month!r} is not YYYY-MM", file=sys.stderr)
         raise typer.Exit(2) from None
 
-    async def go() -> MonthReport:
-        async with staff_services(load_settings()) as services:
-            return await VolunteerRecords(services.sessions).month(month)
-
-    report = run_async(go())
+    report = staff_call(lambda sessions: VolunteerRecords(sessions).month(month))
     path = output or Path(f"volunteers-{month}.{format.value}")
     if format is Format.csv:
         with path.open("w", newline="", encoding="utf-8-sig") as handle:  # BOM: Excel reads it

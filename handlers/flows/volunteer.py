@@ -77,7 +77,7 @@ class RegisterFlow:
     async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """Begin, unless this account is registered already."""
         inbound = turn.inbound
-        known = await self._desk.volunteers.of_account(inbound.channel, inbound.user_id)
+        known = await self._desk.volunteer(inbound)
         if known is not None:
             return [self._already(known)]
         state.begin(self.name, "name", {})

@@ -65,11 +65,11 @@ class CompleteFlow:
 
     async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """Find the item: numbered, the only one held, or asked."""
-        t, inbound = self._t, turn.inbound
-        volunteer = await self._desk.volunteers.of_account(inbound.channel, inbound.user_id)
-        if volunteer is None:
+        t = self._t
+        holding = await self._desk.holding(turn.inbound)
+        if holding is None:
             return [Outbound(t("volunteer.not_volunteer"))]
-        held = [h.item for h in await self._desk.claims.held(volunteer.id)]
+        volunteer, held = holding
         number = item_number(turn.text)
         if number is not None and number not in [i.id for i in held]:
             return [Outbound(t("volunteer.not_held", number=number))]
@@ -182,7 +182,7 @@ class ConfirmFlow:
         inbound, t = turn.inbound, self._t
         item_id = int(state.slots["item"])
         state.finish()
-        volunteer = await self._desk.volunteers.of_account(inbound.channel, inbound.user_id)
+        volunteer = await self._desk.volunteer(inbound)
         try:
             item: ItemView = await self._desk.claims.confirm(
                 item_id,
@@ -211,7 +211,7 @@ class RecordFlow(OneMessageFlow):
     async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """Items done and confirmed, hours, residents helped, and what is under way."""
         inbound = turn.inbound
-        volunteer = await self._desk.volunteers.of_account(inbound.channel, inbound.user_id)
+        volunteer = await self._desk.volunteer(inbound)
         if volunteer is None:
             return [Outbound(self._t("volunteer.not_volunteer"))]
         record = await self._desk.records.record(volunteer.id)

@@ -56,7 +56,7 @@ class ItemClaims:
     async def claim(self, turn: Turn, state: ConversationState, item_id: int) -> list[Outbound]:
         """Claim ``item_id``; a full item offers similar ones (a browse list in ``state``)."""
         t, inbound = self._t, turn.inbound
-        volunteer = await self._desk.volunteers.of_account(inbound.channel, inbound.user_id)
+        volunteer = await self._desk.volunteer(inbound)
         if volunteer is None or not volunteer.approved:
             key = (
                 "volunteer.not_volunteer"
@@ -138,7 +138,7 @@ class BrowseFlow:
     async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """The first page of items fitting the volunteer (all open ones for others)."""
         inbound = turn.inbound
-        volunteer = await self._desk.volunteers.of_account(inbound.channel, inbound.user_id)
+        volunteer = await self._desk.volunteer(inbound)
         items = ranked(
             await self._desk.items.open_items(inbound.time), volunteer, self._desk.gazetteer
         )
@@ -246,11 +246,11 @@ class WithdrawFlow(OneMessageFlow):
 
     async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """Withdraw the numbered claim, or the only one held; else ask which."""
-        t, inbound = self._t, turn.inbound
-        volunteer = await self._desk.volunteers.of_account(inbound.channel, inbound.user_id)
-        if volunteer is None:
+        t = self._t
+        holding = await self._desk.holding(turn.inbound)
+        if holding is None:
             return [Outbound(t("volunteer.not_volunteer"))]
-        held = [h.item for h in await self._desk.claims.held(volunteer.id)]
+        volunteer, held = holding
         number = item_number(turn.text) or (
             int(turn.payload.removeprefix(DROP)) if turn.payload.startswith(DROP) else None
         )

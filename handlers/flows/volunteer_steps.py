@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from handlers.catalog import Catalog
+from handlers.messages import Inbound
 from handlers.words import Words, clean, words
 from integration.claims import ClaimBook
 from integration.items import ItemBook, ItemView
@@ -41,6 +42,17 @@ class VolunteerDesk:
     claims: ClaimBook
     records: VolunteerRecords
     gazetteer: Gazetteer
+
+    async def volunteer(self, inbound: Inbound) -> VolunteerView | None:
+        """The volunteer the message's channel account belongs to, if any."""
+        return await self.volunteers.of_account(inbound.channel, inbound.user_id)
+
+    async def holding(self, inbound: Inbound) -> tuple[VolunteerView, list[ItemView]] | None:
+        """The message's volunteer and the items they hold a place on (None: no volunteer)."""
+        volunteer = await self.volunteer(inbound)
+        if volunteer is None:
+            return None
+        return volunteer, [h.item for h in await self.claims.held(volunteer.id)]
 
 
 SKILL_WORDS: dict[str, Words] = {
