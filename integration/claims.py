@@ -131,17 +131,7 @@ class ClaimBook:
                         .where(ItemClaim.item_id == item_id, ItemClaim.volunteer_id == volunteer_id)
                         .values(**values)
                     )
-                if taken.status != item.status.value:
-                    await record_move(
-                        connection,
-                        item_id,
-                        item.status,
-                        taken.status,
-                        f"volunteer:{volunteer_id}",
-                        now,
-                    )
-                if tell and item.chat_id:
-                    await queue_message(connection, item.channel, item.chat_id, tell, now=now)
+                await _moved(connection, item, taken.status, volunteer_id, now, tell)
                 return await self._item(connection, item_id)
         except IntegrityError:  # the same volunteer claiming twice at once
             async with self._engine.connect() as connection:
@@ -171,17 +161,7 @@ class ClaimBook:
                 .where(ServiceItem.id == item_id)
                 .values(taken=ServiceItem.taken - 1, status=ItemStatus.open.value)
             )
-            if item.status is not ItemStatus.open:
-                await record_move(
-                    connection,
-                    item_id,
-                    item.status,
-                    ItemStatus.open,
-                    f"volunteer:{volunteer_id}",
-                    now,
-                )
-            if tell and item.chat_id:
-                await queue_message(connection, item.channel, item.chat_id, tell, now=now)
+            await _moved(connection, item, ItemStatus.open, volunteer_id, now, tell)
             return await self._item(connection, item_id)
 
     async def held(
@@ -258,16 +238,7 @@ class ClaimBook:
                     .where(ServiceItem.id == item_id)
                     .values(status=ItemStatus.done.value, done_at=now)
                 )
-                await record_move(
-                    connection,
-                    item_id,
-                    item.status,
-                    ItemStatus.done,
-                    f"volunteer:{volunteer_id}",
-                    now,
-                )
-                if tell and item.chat_id:
-                    await queue_message(connection, item.channel, item.chat_id, tell, now=now)
+                await _moved(connection, item, ItemStatus.done, volunteer_id, now, tell)
             return await self._item(connection, item_id)
 
     async def share_phone(self, channel: str, user_id: str, text: str, now: datetime) -> int:
@@ -386,6 +357,22 @@ class ClaimBook:
                     await record_move(connection, item.id, item.status, after, "system", now)
                     moved += 1
         return moved
+
+
+async def _moved(
+    connection: AsyncConnection,
+    item: ItemView,
+    after: ItemStatus | str,
+    volunteer_id: int,
+    now: datetime,
+    tell: str,
+) -> None:
+    """A volunteer's change of ``item``: its history row (when the status changed) and
+    ``tell`` queued to the resident (when there is one), in the caller's transaction."""
+    if str(after) != item.status.value:
+        await record_move(connection, item.id, item.status, after, f"volunteer:{volunteer_id}", now)
+    if tell and item.chat_id:
+        await queue_message(connection, item.channel, item.chat_id, tell, now=now)
 
 
 def _why_not(item: ItemView, now: datetime) -> str:

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import re
 
-from handlers.catalog import Catalog
 from handlers.flows.base import CANCEL, HANDOFF_INTENT, Expect, Paused, Turn
 from handlers.flows.contact import masked, phone_of
 from handlers.flows.volunteer_steps import (
     SKILL_WORDS,
     VOL,
-    VolunteerDesk,
+    DeskFlow,
     skill_names,
     skills_of,
     slots_of,
@@ -65,14 +64,10 @@ FREE_WORDS = words(
 )
 
 
-class RegisterFlow:
+class RegisterFlow(DeskFlow):
     """Registers a party-member volunteer."""
 
     name = "volunteer_register"
-
-    def __init__(self, desk: VolunteerDesk, catalog: Catalog) -> None:
-        self._desk = desk
-        self._t = catalog
 
     async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """Begin, unless this account is registered already."""

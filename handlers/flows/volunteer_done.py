@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import re
 
-from handlers.catalog import Catalog
 from handlers.flows.base import CANCEL, Declined, Expect, OneMessageFlow, Turn
-from handlers.flows.volunteer_steps import VOL, VolunteerDesk, item_number, what, when
+from handlers.flows.volunteer_steps import VOL, DeskFlow, item_number, what, when
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
 from handlers.words import SKIP, words
@@ -54,14 +53,10 @@ def score_of(text: str) -> int | None:
     return next((score for word, score in _SCORE_WORDS if word in text), None)
 
 
-class CompleteFlow:
+class CompleteFlow(DeskFlow):
     """A volunteer reports an item done, with an optional photo or note."""
 
     name = "volunteer_complete"
-
-    def __init__(self, desk: VolunteerDesk, catalog: Catalog) -> None:
-        self._desk = desk
-        self._t = catalog
 
     async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """Find the item: numbered, the only one held, or asked."""
@@ -132,14 +127,10 @@ class CompleteFlow:
         return [Outbound(t(key, number=item.id, what=what(t, item)))]
 
 
-class ConfirmFlow:
+class ConfirmFlow(DeskFlow):
     """A resident confirms their item done (确认完成) and rates it 1-5."""
 
     name = "volunteer_confirm"
-
-    def __init__(self, desk: VolunteerDesk, catalog: Catalog) -> None:
-        self._desk = desk
-        self._t = catalog
 
     async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """Declined when the resident has no item waiting for confirmation."""
@@ -199,14 +190,10 @@ class ConfirmFlow:
         return [Outbound(t("volunteer.confirmed", number=item.id, what=what(t, item), score=score))]
 
 
-class RecordFlow(OneMessageFlow):
+class RecordFlow(DeskFlow, OneMessageFlow):
     """我的服务记录: the volunteer's own record."""
 
     name = "volunteer_record"
-
-    def __init__(self, desk: VolunteerDesk, catalog: Catalog) -> None:
-        self._desk = desk
-        self._t = catalog
 
     async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """Items done and confirmed, hours, residents helped, and what is under way."""
@@ -230,14 +217,10 @@ class RecordFlow(OneMessageFlow):
         ]
 
 
-class ConsentFlow(OneMessageFlow):
+class ConsentFlow(DeskFlow, OneMessageFlow):
     """同意告知电话: the resident lets the volunteers coming see their phone."""
 
     name = "volunteer_consent"
-
-    def __init__(self, desk: VolunteerDesk, catalog: Catalog) -> None:
-        self._desk = desk
-        self._t = catalog
 
     async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """Declined when no claimed item of the resident waits for the phone."""

@@ -21,6 +21,7 @@ from handlers.flows.contact import masked
 from handlers.flows.volunteer_steps import (
     PAGE_SIZE,
     VOL,
+    DeskFlow,
     VolunteerDesk,
     coming,
     item_line,
@@ -46,12 +47,8 @@ WITHDRAW = words(
 SIMILAR = 3
 
 
-class ItemClaims:
+class ItemClaims(DeskFlow):
     """Claims an item for the message's volunteer, answering every refusal (shared)."""
-
-    def __init__(self, desk: VolunteerDesk, catalog: Catalog) -> None:
-        self._desk = desk
-        self._t = catalog
 
     async def claim(self, turn: Turn, state: ConversationState, item_id: int) -> list[Outbound]:
         """Claim ``item_id``; a full item offers similar ones (a browse list in ``state``)."""
@@ -235,14 +232,10 @@ class ClaimFlow(OneMessageFlow):
         return await self._browse.start(turn, state)
 
 
-class WithdrawFlow(OneMessageFlow):
+class WithdrawFlow(DeskFlow, OneMessageFlow):
     """我去不了了: give back a place before the item begins."""
 
     name = "volunteer_withdraw"
-
-    def __init__(self, desk: VolunteerDesk, catalog: Catalog) -> None:
-        self._desk = desk
-        self._t = catalog
 
     async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """Withdraw the numbered claim, or the only one held; else ask which."""

@@ -55,6 +55,14 @@ class VolunteerDesk:
         return volunteer, [h.item for h in await self.claims.held(volunteer.id)]
 
 
+class DeskFlow:
+    """A base of the volunteer flows: the desk and the message catalogue they use."""
+
+    def __init__(self, desk: VolunteerDesk, catalog: Catalog) -> None:
+        self._desk = desk
+        self._t = catalog
+
+
 SKILL_WORDS: dict[str, Words] = {
     "elder": words("elder", "助老|老人|养老|陪护|照顾|陪伴|助餐|买菜"),
     "repair": words("repair", "维修|修理|水电|电工|木工|修东西|家电"),
