@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import re
 
-from handlers.flows.base import CANCEL, Declined, Expect, OneMessageFlow, Turn
+from handlers.flows.base import CANCEL, OFFER_INTERRUPTS, Declined, Expect, OneMessageFlow, Turn
+from handlers.flows.volunteer_items import PICK
 from handlers.flows.volunteer_steps import VOL, DeskFlow, item_number, what, when
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
-from handlers.words import SKIP, words
+from handlers.words import SKIP, ordinal, words
 from integration.claims import ClaimRefused
 from integration.errors import IntegrationError
 from integration.items import ItemView
@@ -83,6 +84,10 @@ class CompleteFlow(DeskFlow):
         """The item picked, or the photo / note / 跳过."""
         slots, payload = state.slots, turn.payload
         if state.step == "pick":
+            choices = slots.get("choices", [])
+            position = ordinal(turn.text, len(choices)) if not payload else None
+            if position is not None:  # 第二个
+                payload = f"{DONE}{choices[position][1]}"
             if not payload.startswith(DONE):
                 state.reprompts += 1
                 return self.ask(state)
@@ -95,8 +100,10 @@ class CompleteFlow(DeskFlow):
 
     def expect(self, state: ConversationState) -> Expect:
         """The pick takes its buttons; the report a photo, 跳过 or any text."""
-        if state.step == "pick":
-            return Expect(prefixes=(DONE,))
+        if state.step == "pick":  # an offer: 我的服务记录 or anything else ends it
+            return Expect(
+                prefixes=(DONE,), words=(PICK,), interrupts=OFFER_INTERRUPTS, optional=True
+            )
         return Expect(payloads=frozenset({SKIP_NOTE}), media=True, words=(SKIP,), text=True)
 
     def ask(self, state: ConversationState) -> list[Outbound]:
