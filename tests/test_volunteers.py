@@ -14,9 +14,18 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from handlers.flows.volunteer_steps import ranked, skills_of, slots_of
 from integration.claims import ClaimBook, ClaimRefused
 from integration.db import session_factory
-from integration.items import ItemBook, ItemDraft, ItemNotDone, ItemNotFound, ItemPost, Window
+from integration.items import (
+    ItemBook,
+    ItemDraft,
+    ItemNotDone,
+    ItemNotFound,
+    ItemPost,
+    ItemView,
+    Window,
+)
 from integration.models import (
     ItemClaim,
     ItemStatus,
@@ -36,7 +45,9 @@ from integration.volunteers import (
     PhoneTaken,
     VolunteerBook,
     VolunteerDraft,
+    VolunteerView,
 )
+from nlu.gazetteer import Gazetteer
 from tests import test_appointments
 
 engine = (
@@ -267,3 +278,57 @@ async def test_done_confirmed_and_counted_in_the_month(engine: AsyncEngine) -> N
     assert (await records.month("2026-12")).rows == ()
     moves = [t for _, t, _, _ in await items.history(request.id)]
     assert moves == ["pending", "open", "claimed", "done", "confirmed"]
+
+
+def item_at(
+    n: int, community: str, start: datetime, skills: tuple[str, ...] = ("elder",)
+) -> ItemView:
+    return ItemView(
+        id=n,
+        kind="other",
+        when="",
+        address="",
+        whom="",
+        phone="",
+        note="",
+        status=ItemStatus.open,
+        channel="",
+        chat_id="",
+        created_at=NOW,
+        community=community,
+        title=f"t{n}",
+        starts_at=start,
+        skills=skills,
+    )
+
+
+def test_own_community_first_then_the_nearest_fitting_skills_and_free_time() -> None:
+    gazetteer = Gazetteer.load()
+    tuesday_morning = datetime(2026, 11, 10, 9, 0, tzinfo=LOCAL_TZ)
+    saturday_morning = datetime(2026, 11, 14, 9, 0, tzinfo=LOCAL_TZ)
+    me = VolunteerView(
+        1,
+        "王1",
+        "",
+        "",
+        "",
+        "金辉小区",
+        VolunteerStatus.approved,
+        NOW,
+        skills=("elder",),
+        slots=slots_of("周末上午"),
+    )
+    assert set(me.slots) == {(5, "morning"), (6, "morning")}
+    items = [
+        item_at(1, "天骄路社区", saturday_morning),  # far
+        item_at(2, "鸿泰家园", saturday_morning),  # near
+        item_at(3, "金辉小区", saturday_morning + timedelta(hours=1)),  # own, later
+        item_at(4, "金辉小区", tuesday_morning),  # own, but not when free
+        item_at(5, "金辉小区", saturday_morning, ("legal",)),  # own, not their skill
+        item_at(6, "金辉小区", saturday_morning, ("other",)),  # anyone
+    ]
+    assert [i.id for i in ranked(items, me, gazetteer)] == [6, 3, 2, 1]
+    assert len(ranked(items, None, gazetteer)) == 6  # someone not registered sees all
+    assert skills_of("助老和维修，也懂点法律") == ("elder", "repair", "legal")
+    assert slots_of("工作日晚上") == tuple((d, "evening") for d in range(5))
+    assert slots_of("随便") == ()

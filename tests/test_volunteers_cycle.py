@@ -10,6 +10,7 @@ PostgreSQL with Redis, through the real NLU model: nobody sets an intent by hand
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -59,7 +60,14 @@ class Chat:
     clock: datetime = NOW
     buttons: dict[str, tuple[Button, ...]] = field(default_factory=dict)
 
-    async def say(self, user: str, text: str = "", press: str = "", photo: bool = False) -> str:
+    async def say(
+        self,
+        user: str,
+        text: str = "",
+        press: str = "",
+        photo: bool = False,
+        channel: str = "webchat",
+    ) -> str:
         """Send a message (or press an offered button); the replies' text."""
         self.clock += timedelta(seconds=5)
         payload = ""
@@ -69,7 +77,7 @@ class Chat:
             text, payload = press, found[0].payload
         media = (Media("image", "/media/done.jpg", "/media/done.jpg"),) if photo else ()
         inbound = Inbound(
-            "webchat",
+            channel,
             user,
             user,
             f"m{next(_ids)}",
@@ -287,3 +295,40 @@ async def test_withdrawing_before_the_start_frees_the_place_and_tells_the_reside
     freed = await items.get(item.id)
     assert (freed.status, freed.taken) == (ItemStatus.open, 0)
     assert "没有认领中的服务项目" in await chat.say("vol-a", "我去不了了")
+
+
+async def test_pages_of_five_and_a_second_channel_linked_by_a_code(chat: Chat) -> None:
+    items, people = ItemBook(chat.sessions), VolunteerBook(chat.sessions)
+    saturday = datetime(2026, 11, 14, 9, 0, tzinfo=LOCAL_TZ)
+    for n in range(7):
+        await items.post(post(f"项目{n}", saturday + timedelta(minutes=10 * n)))
+    code, _ = await people.invite("金辉小区", "李书记", NOW)
+    await register(chat, "wx-1", code)
+    first = await chat.say("wx-1", "看看志愿岗位")
+    assert "共7个，第1页" in first and "项目4" in first and "项目5" not in first
+    second = await chat.say("wx-1", press="下一页")
+    assert "第2页" in second and "6. 【编号6】项目5" in second and "项目4" not in second
+    assert "认领成功" in await chat.say("wx-1", press="认领第7个")
+    assert (await items.get(7)).taken == 1
+
+    # the same person on another channel: the phone they registered links the accounts
+    await chat.say("tg-1", "我是党员想报名志愿者", channel="telegram")
+    phone = (await people.of_account("webchat", "wx-1")).phone  # type: ignore[union-attr]
+    for text in ("王建国", phone, "市自来水公司", "第一党支部", "金辉小区", "助老", "随时"):
+        await chat.say("tg-1", text, channel="telegram")
+    await chat.say("tg-1", press="没有邀请码", channel="telegram")
+    asked = await chat.say("tg-1", press="提交", channel="telegram")
+    assert "验证码" in asked
+    pushed = (await chat.pushes("wx-1"))[-1]
+    link = re.search(r"\d{6}", pushed)
+    assert link is not None
+    before = await snapshot(chat)
+    assert "请发送" in await chat.say(
+        "tg-1", "000000" if link.group() != "000000" else "111111", channel="telegram"
+    )
+    assert await snapshot(chat) == before
+    assert "关联成功" in await chat.say("tg-1", link.group(), channel="telegram")
+    assert await people.of_account("telegram", "tg-1") == await people.of_account("webchat", "wx-1")
+    assert await chat.count(Volunteer) == 1
+    record = await chat.say("tg-1", "我的服务记录", channel="telegram")
+    assert "正在进行的认领：1项" in record
