@@ -16,7 +16,7 @@ a claim before the item begins, which frees its place.
 from __future__ import annotations
 
 from handlers.catalog import Catalog
-from handlers.flows.base import OFFER_INTERRUPTS, Expect, OneMessageFlow, Turn
+from handlers.flows.base import OFFER_INTERRUPTS, Declined, Expect, OneMessageFlow, Turn
 from handlers.flows.contact import masked
 from handlers.flows.volunteer_steps import (
     PAGE_SIZE,
@@ -233,7 +233,11 @@ class ClaimFlow(OneMessageFlow):
 
 
 class WithdrawFlow(DeskFlow, OneMessageFlow):
-    """我去不了了: give back a place before the item begins."""
+    """我去不了了: give back a place before the item begins.
+
+    Started by a rule trigger: declined (the message routed by its intent) when the
+    sender holds no item, since 我去不了了 may well be about a booking.
+    """
 
     name = "volunteer_withdraw"
 
@@ -241,8 +245,8 @@ class WithdrawFlow(DeskFlow, OneMessageFlow):
         """Withdraw the numbered claim, or the only one held; else ask which."""
         t = self._t
         holding = await self._desk.holding(turn.inbound)
-        if holding is None:
-            return [Outbound(t("volunteer.not_volunteer"))]
+        if holding is None or not (holding[1] or item_number(turn.text)):
+            raise Declined  # 我去不了了 from someone holding nothing: perhaps a booking
         volunteer, held = holding
         number = item_number(turn.text) or (
             int(turn.payload.removeprefix(DROP)) if turn.payload.startswith(DROP) else None
@@ -250,8 +254,6 @@ class WithdrawFlow(DeskFlow, OneMessageFlow):
         if number is None and len(held) == 1:
             number = held[0].id
         if number is None:
-            if not held:
-                return [Outbound(t("volunteer.nothing_held"))]
             buttons = tuple(Button(f"{what(t, i)} {when(t, i)}", f"{DROP}{i.id}") for i in held)
             state.begin(self.name, "pick", {})
             return [Outbound(t("volunteer.which_withdraw"), buttons)]
@@ -260,7 +262,10 @@ class WithdrawFlow(DeskFlow, OneMessageFlow):
     async def resume(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """The item picked to withdraw from."""
         state.finish()
-        return await self.start(turn, state)
+        try:
+            return await self.start(turn, state)
+        except Declined:  # withdrawn meanwhile: nothing is held any more
+            return [Outbound(self._t("volunteer.nothing_held"))]
 
     def expect(self, state: ConversationState) -> Expect:
         """The pick takes its buttons."""
