@@ -27,7 +27,9 @@ from handlers.history import ChatHistory
 from handlers.messages import Channel, Inbound, Outbound
 from handlers.notifier import NotificationPump
 from handlers.reminders import BookingReminders
+from handlers.volunteer_reminders import VolunteerReminders
 from integration.appointment_reminders import ReminderQueue
+from integration.claims import ClaimBook
 from integration.dispatch.callbacks import CALLBACK_PATH
 from integration.history import TranscriptTail
 from integration.metrics import (
@@ -38,6 +40,7 @@ from integration.metrics import (
     exposition,
 )
 from integration.services import load_catalogue
+from integration.volunteer_reminders import VolunteerReminderQueue
 from nlu.rasa_client import FallbackInterpreter
 from nlu.types import Interpreter
 
@@ -131,12 +134,18 @@ def create_app(
                 load_catalogue(settings.service_catalogue),
                 services.catalog,
             )
+            volunteer_reminders = VolunteerReminders(
+                VolunteerReminderQueue(services.sessions),
+                ClaimBook(services.sessions),
+                services.catalog,
+            )
             tasks = [
                 asyncio.create_task(reminders.run(sweeping), name="appointment-reminders"),
                 asyncio.create_task(
                     HandoffAlarms(services.handoffs, services.catalog).run(sweeping),
                     name="handoff-alarms",
                 ),
+                asyncio.create_task(volunteer_reminders.run(sweeping), name="volunteer-reminders"),
                 asyncio.create_task(pump.run(), name="notification-pump"),
                 asyncio.create_task(services.dispatch.worker.run(), name="dispatch-worker"),
                 asyncio.create_task(sweep_uploads(services, sweeping), name="upload-sweeper"),

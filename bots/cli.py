@@ -23,6 +23,7 @@ from bots.commands.items import items_app
 from bots.commands.nlu import nlu_app
 from bots.commands.residents import residents_app
 from bots.commands.services import check_catalogue, services_app
+from bots.commands.volunteers import volunteers_app
 from bots.commands.wechat import WeChatMode, bench_wechat_report, wechat_app
 from bots.logs import configure
 from bots.runtime import finish, open_services
@@ -54,6 +55,7 @@ app.add_typer(services_app, name="services")
 app.add_typer(items_app, name="items")
 app.add_typer(handoff_app, name="handoff")
 app.add_typer(admin_app, name="admin")
+app.add_typer(volunteers_app, name="volunteers")
 app.command()(worker)
 
 

@@ -24,6 +24,7 @@ from bots.media import MediaLimits, MediaStore
 from bots.settings import Settings
 from handlers.catalog import Catalog
 from handlers.flows import standard_flows
+from handlers.flows.volunteer_steps import VolunteerDesk
 from handlers.nlu_guard import BoundedInterpreter
 from handlers.patience import Patience
 from handlers.pipeline import Limits, Pipeline
@@ -31,6 +32,7 @@ from handlers.router import Router
 from handlers.state import ConversationStore
 from integration.appointments import AppointmentBook
 from integration.cases import CaseBook
+from integration.claims import ClaimBook
 from integration.contacts import ContactBook
 from integration.db import check_exists, create_engine, session_factory, upgrade
 from integration.dispatch import Dispatch, DispatchConfig, WorkerTiming, open_dispatch
@@ -52,6 +54,8 @@ from integration.state import (
 from integration.state.throttle import MemoryThrottle, RedisThrottle, Throttle
 from integration.transcript import Transcript
 from integration.uploads import UploadBook
+from integration.volunteer_report import VolunteerRecords
+from integration.volunteers import VolunteerBook
 from nlu.gazetteer import Gazetteer
 from nlu.types import Interpreter
 
@@ -322,16 +326,25 @@ def build_pipeline(
     appointments = AppointmentBook(cases.sessions)
     contacts = ContactBook(cases.sessions)
     items = ItemBook(cases.sessions)
+    gazetteer = Gazetteer.load()
+    volunteers = VolunteerDesk(
+        VolunteerBook(cases.sessions),
+        items,
+        ClaimBook(cases.sessions),
+        VolunteerRecords(cases.sessions),
+        gazetteer,
+    )
     flows = standard_flows(
         cases,
         catalog,
-        Gazetteer.load(),
+        gazetteer,
         ratings,
         services,
         appointments,
         contacts,
         items,
         handoffs or handoff_book(settings, cases.sessions),
+        volunteers,
         reminder_hour=settings.appointment_reminder_hour,
     )
     return Pipeline(

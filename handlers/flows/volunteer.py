@@ -1,0 +1,285 @@
+"""Volunteer registration (volunteer_register): 我是在职党员，来社区报到.
+
+Asks, one at a time, for what is missing: name, phone, employer, party branch,
+residential community (from the gazetteer; asked again, with choices, when unsure),
+skills, weekly availability and an invitation code (optional: a community's code
+approves at once, else staff approve). The summary's 提交 registers.
+
+Registering twice is answered with the registration already made. A phone another
+account registered offers to link this account: a one-time code goes to the other
+account, and typing it here joins this account to the same volunteer. A used,
+expired or unknown code is answered clearly and changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+
+from handlers.flows.base import CANCEL, HANDOFF_INTENT, Expect, Paused, Turn
+from handlers.flows.contact import masked, phone_of
+from handlers.flows.volunteer_steps import (
+    SKILL_WORDS,
+    VOL,
+    DeskFlow,
+    skill_names,
+    skills_of,
+    slots_of,
+)
+from handlers.messages import Button, Outbound
+from handlers.state import ConversationState
+from handlers.words import NO, SKIP, YES, AnyOf, words
+from integration.volunteers import (
+    AlreadyRegistered,
+    CodeRefused,
+    PhoneTaken,
+    VolunteerDraft,
+    VolunteerView,
+)
+
+SKILL, FREE, SUBMIT, NO_CODE = f"{VOL}skill:", f"{VOL}free:", f"{VOL}submit", f"{VOL}nocode"
+STEPS = (
+    ("name", "name"),
+    ("phone", "phone"),
+    ("employer", "employer"),
+    ("branch", "branch"),
+    ("community", "community"),
+    ("skills", "skills"),
+    ("availability", "slots"),
+    ("code", "code"),
+)
+_NAME = re.compile(r"^(?:我叫|我是|姓名|名字)?[:：\s]*([\u4e00-\u9fa5·]{2,6})$")
+INVITE_CODE = re.compile(r"(?<![A-Za-z0-9])([A-Za-z0-9]{8})(?![A-Za-z0-9])")
+LINK_CODE = re.compile(r"(?<!\d)(\d{6})(?!\d)")
+# Names, employers and branches read as anything (王建国 as small talk, 自来水公司 as a
+# report, 不知道叫啥 as a request for help): only these interrupt a registration.
+INTERRUPTS = {
+    HANDOFF_INTENT: Paused.keep,
+    "check_status": Paused.keep,
+    "goodbye": Paused.drop,
+}
+FREE_PRESETS = {"weekday_evening": "工作日晚上", "weekend": "周末", "any": "随时"}
+SKILL_ANY = AnyOf("skills", tuple(SKILL_WORDS.values()))
+FREE_WORDS = words(
+    "free", "周|星期|礼拜|工作日|平时|随时|每天|天天|上午|下午|晚上|白天|全天|都行|都可以"
+)
+
+
+class RegisterFlow(DeskFlow):
+    """Registers a party-member volunteer."""
+
+    name = "volunteer_register"
+
+    async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        """Begin, unless this account is registered already."""
+        inbound = turn.inbound
+        known = await self._desk.volunteer(inbound)
+        if known is not None:
+            return [self._already(known)]
+        state.begin(self.name, "name", {})
+        phone = phone_of(turn)
+        if phone:
+            state.slots["phone"] = phone
+        return [Outbound(self._t("volunteer.welcome")), *self._advance(state)]
+
+    async def resume(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        """The answer to the active step, or its question again."""
+        step, slots, text, payload = state.step or "name", state.slots, turn.text, turn.payload
+        if step == "confirm" and (payload == SUBMIT or (not payload and YES.search(text))):
+            return await self._submit(turn, state)
+        if step == "link":
+            return await self._link(turn, state)
+        before = dict(slots)
+        if step == "name":
+            match = _NAME.match(text.replace(" ", ""))
+            if match:
+                slots["name"] = match.group(1)
+        elif step == "phone" and phone_of(turn):
+            slots["phone"] = phone_of(turn)
+        elif step in ("employer", "branch") and 2 <= len(text) <= 60 and not payload:
+            slots[step] = text
+        elif step == "community":
+            return self._community(turn, state)
+        elif step == "skills":
+            picked = (
+                (payload.removeprefix(SKILL),) if payload.startswith(SKILL) else skills_of(text)
+            )
+            if picked:
+                slots["skills"] = list(picked)
+        elif step == "availability":
+            words_ = FREE_PRESETS.get(payload.removeprefix(FREE), "") if payload else text
+            free = slots_of(words_)
+            if free:
+                slots["slots"], slots["free_words"] = [list(s) for s in free], words_
+        elif step == "code":
+            match = INVITE_CODE.search(text)
+            if match and not payload:
+                code = match.group(1).upper()
+                problem = await self._desk.volunteers.code_problem(code, turn.inbound.time)
+                if problem:
+                    state.reprompts += 1
+                    question = self.ask(state)[0]
+                    lead = self._t(f"volunteer.code_{problem}")
+                    return [Outbound(f"{lead}\n{question.text}", question.buttons)]
+                slots["code"] = code
+            elif payload == NO_CODE or NO.search(text) or SKIP.search(text):
+                slots["code"] = ""
+        if slots == before:
+            state.reprompts += 1
+            question = self.ask(state)[0]
+            return [Outbound(f"{self._t('volunteer.reprompt')}\n{question.text}", question.buttons)]
+        return self._advance(state)
+
+    def expect(self, state: ConversationState) -> Expect:
+        """Each step takes free text; the buttons where there are some."""
+        step = state.step or "name"
+        if step == "phone":
+            return Expect(entities=frozenset({"phone"}), text=True, interrupts=INTERRUPTS)
+        if step == "skills":
+            return Expect(prefixes=(SKILL,), words=(SKILL_ANY,), text=True, interrupts=INTERRUPTS)
+        if step == "availability":
+            return Expect(prefixes=(FREE,), words=(FREE_WORDS,), text=True, interrupts=INTERRUPTS)
+        if step == "code":
+            return Expect(payloads=frozenset({NO_CODE}), text=True, interrupts=INTERRUPTS)
+        if step == "confirm":
+            return Expect(payloads=frozenset({SUBMIT}), words=(YES,), intents=frozenset({"affirm"}))
+        return Expect(text=True, interrupts=INTERRUPTS)
+
+    def ask(self, state: ConversationState) -> list[Outbound]:
+        """The active step's question."""
+        step, slots = state.step or "name", state.slots
+        cancel = Button(self._t("button.cancel"), CANCEL)
+        t = self._t
+        if step == "skills":
+            buttons = tuple(Button(t(f"volunteer.skill.{s}"), f"{SKILL}{s}") for s in SKILL_WORDS)
+            return [Outbound(t("volunteer.ask_skills"), (*buttons, cancel))]
+        if step == "availability":
+            buttons = tuple(Button(w, f"{FREE}{k}") for k, w in FREE_PRESETS.items())
+            return [Outbound(t("volunteer.ask_availability"), (*buttons, cancel))]
+        if step == "code":
+            return [
+                Outbound(t("volunteer.ask_code"), (Button(t("volunteer.no_code"), NO_CODE), cancel))
+            ]
+        if step == "link":
+            return [Outbound(t("volunteer.ask_link_code"), (cancel,))]
+        if step == "community" and slots.get("choices"):
+            buttons = tuple(Button(name, name) for name in slots["choices"])
+            return [Outbound(t("volunteer.which_community"), (*buttons, cancel))]
+        if step == "confirm":
+            text = t(
+                "volunteer.confirm",
+                name=slots["name"],
+                phone=masked(slots["phone"]),
+                employer=slots["employer"],
+                branch=slots["branch"],
+                community=slots["community"],
+                skills=skill_names(t, slots["skills"]),
+                free=slots["free_words"],
+                code=slots["code"] or t("volunteer.no_code"),
+            )
+            return [Outbound(text, (Button(t("button.submit"), SUBMIT), cancel))]
+        return [Outbound(t(f"volunteer.ask_{step}"), (cancel,))]
+
+    # -- steps ---------------------------------------------------------------------------
+
+    def _advance(self, state: ConversationState) -> list[Outbound]:
+        step = next((name for name, slot in STEPS if slot not in state.slots), "confirm")
+        state.step, state.reprompts = step, 0
+        return self.ask(state)
+
+    def _community(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        slots = state.slots
+        gazetteer = self._desk.gazetteer
+        text = turn.payload or turn.text
+        found = list(dict.fromkeys(m.community.name for m in gazetteer.find(text)))
+        if len(found) == 1:
+            slots.pop("choices", None)
+            slots["community"] = found[0]
+            return self._advance(state)
+        if len(found) > 1:  # 金辉小区和碧水苑: which one?
+            slots["choices"] = found[:5]
+            return self.ask(state)
+        state.reprompts += 1
+        examples = "、".join(c.name for c in list(gazetteer)[:3])
+        return [
+            Outbound(
+                self._t("volunteer.unknown_community", examples=examples),
+                (Button(self._t("button.cancel"), CANCEL),),
+            )
+        ]
+
+    async def _submit(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        slots, inbound = state.slots, turn.inbound
+        draft = VolunteerDraft(
+            channel=inbound.channel,
+            user_id=inbound.user_id,
+            chat_id=inbound.chat_id,
+            name=slots["name"],
+            phone=slots["phone"],
+            employer=slots["employer"],
+            branch=slots["branch"],
+            community=slots["community"],
+            skills=tuple(slots["skills"]),
+            slots=tuple((int(d), str(p)) for d, p in slots["slots"]),
+        )
+        try:
+            volunteer = await self._desk.volunteers.register(draft, slots["code"], inbound.time)
+        except AlreadyRegistered as known:
+            state.finish()
+            return [self._already(known.volunteer)]
+        except CodeRefused as refused:
+            slots.pop("code")
+            state.step, state.reprompts = "code", 0
+            lead = self._t(f"volunteer.code_{refused.reason}")
+            return [Outbound(f"{lead}\n{self.ask(state)[0].text}", self.ask(state)[0].buttons)]
+        except PhoneTaken as taken:
+            await self._desk.volunteers.offer_link(
+                taken.volunteer_id,
+                inbound.channel,
+                inbound.user_id,
+                self._t("volunteer.link_code_push"),
+                inbound.time,
+            )
+            state.step, state.reprompts = "link", 0
+            return [
+                Outbound(
+                    self._t("volunteer.phone_taken"), (Button(self._t("button.cancel"), CANCEL),)
+                )
+            ]
+        state.finish()
+        key = (
+            "volunteer.registered_approved"
+            if volunteer.approved
+            else "volunteer.registered_pending"
+        )
+        return [Outbound(self._t(key, name=volunteer.name, community=volunteer.community))]
+
+    async def _link(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        match = LINK_CODE.search(turn.text)
+        if match is None:
+            state.reprompts += 1
+            return self.ask(state)
+        inbound = turn.inbound
+        try:
+            volunteer = await self._desk.volunteers.link(
+                inbound.channel, inbound.user_id, inbound.chat_id, match.group(1), inbound.time
+            )
+        except CodeRefused as refused:
+            state.reprompts += 1
+            lead = self._t(f"volunteer.code_{refused.reason}")
+            return [
+                Outbound(
+                    f"{lead}\n{self._t('volunteer.ask_link_code')}",
+                    (Button(self._t("button.cancel"), CANCEL),),
+                )
+            ]
+        state.finish()
+        return [Outbound(self._t("volunteer.linked", name=volunteer.name))]
+
+    def _already(self, volunteer: VolunteerView) -> Outbound:
+        return Outbound(
+            self._t(
+                f"volunteer.already_{volunteer.status.value}",
+                name=volunteer.name,
+                community=volunteer.community,
+            )
+        )
