@@ -70,7 +70,7 @@ def bench_wechat_report(
     """`yimen bench --channel wechat`: one server run per mode (and worker count), one
     line each."""
     from bots.bench import SCRIPT
-    from bots.wechatbench import bench_wechat
+    from bots.bench.wechat import bench_wechat
 
     print(
         f"wechat webhook: {conversations} conversations x {len(SCRIPT)} messages, "
@@ -94,3 +94,12 @@ def bench_wechat_report(
             f"{measured.late} answered late (custom/send)"
             + (f"; profile {report}" if report else "")
         )
+        cost = measured.per_message()
+        if cost:
+            print(
+                f"        per message: {cost['statements']:.2f} SQL statements in "
+                f"{cost['transactions']:.2f} transactions, {cost['redis_round_trips']:.2f} "
+                f"Redis round trips ({cost['redis_commands']:.2f} commands), "
+                f"{cost['cpu_ms']:.2f} ms server CPU"
+                + (" (profiled)" if report else "")
+            )

@@ -18,12 +18,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import multiprocessing
 import secrets
+import shutil
 import socket
 import string
+import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.synchronize import Event as ProcessEvent
 from pathlib import Path
@@ -34,6 +38,7 @@ import xmltodict
 from wechatpy.crypto import PrpCrypto, WeChatCrypto
 
 from bots.bench import SCRIPT, BenchResult, house_numbers, script
+from bots.bench.counters import Snapshot
 from bots.settings import Settings
 from bots.wechat.security import signature
 
@@ -52,6 +57,11 @@ class WeChatBenchResult:
     result: BenchResult
     late: int
     workers: int = 1
+    costs: Snapshot | None = None  # the workers' totals while measured
+
+    def per_message(self) -> dict[str, float]:
+        """SQL statements, commits, Redis round trips and server CPU ms per message."""
+        return self.costs.per(self.result.messages) if self.costs else {}
 
 
 def _free_port() -> int:
@@ -99,16 +109,29 @@ def _serve(
     profile: str,
     echo: bool,
     reuse_port: bool = False,
+    measuring: ProcessEvent | None = None,
+    counts: str = "",
 ) -> None:
     """A server process: the app on 127.0.0.1:port until ``stop`` is set (with
-    ``reuse_port``, one of several sharing the port, as `yimen run --workers` runs)."""
+    ``reuse_port``, one of several sharing the port, as `yimen run --workers` runs).
+
+    With ``counts``, the SQL statements, Redis round trips and CPU time the server
+    spends from ``measuring`` being set until ``stop`` are written there as JSON.
+    """
     from aiohttp import web
 
     from bots.app import create_app
+    from bots.bench.counters import Counters
     from bots.logs import configure
 
     settings = Settings(**values)
     configure(settings.log_level)
+    counters = Counters().install() if counts else None
+    profiler = None
+    if profile:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.0005, async_mode="disabled")
 
     async def run() -> None:
         app = _echo_app(settings) if echo else create_app(settings)
@@ -116,26 +139,29 @@ def _serve(
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port, reuse_port=reuse_port or None).start()
         ready.set()
+        loop = asyncio.get_running_loop()
         try:
-            await asyncio.get_running_loop().run_in_executor(None, stop.wait)
+            if measuring is not None:  # startup and the warm-up are not measured
+                await loop.run_in_executor(None, measuring.wait)
+            if counters is not None:
+                counters.reset()
+            if profiler is not None:
+                profiler.start()
+            await loop.run_in_executor(None, stop.wait)
+            if profiler is not None:
+                profiler.stop()
+            if counters is not None:
+                snapshot = counters.snapshot()
+                Path(counts).write_text(json.dumps(snapshot.as_dict()), encoding="utf-8")
         finally:
             await runner.cleanup()
 
-    if not profile:
-        asyncio.run(run())
-        return
-    from pyinstrument import Profiler
-
-    profiler = Profiler(interval=0.0005, async_mode="disabled")
-    profiler.start()
-    try:
-        asyncio.run(run())
-    finally:
-        profiler.stop()
-        Path(profile).write_text(profiler.output_html(), encoding="utf-8")
+    asyncio.run(run())
+    if profiler is not None and profiler.last_session is not None:
         Path(profile).with_suffix(".txt").write_text(
             profiler.output_text(unicode=True, show_all=False), encoding="utf-8"
         )
+        Path(profile).write_text(profiler.output_html(), encoding="utf-8")
 
 
 class _WeChat:
@@ -209,7 +235,12 @@ async def _resident(
 
 
 async def _drive(
-    port: int, aes_key: str, conversations: int, concurrency: int, rate: float | None
+    port: int,
+    aes_key: str,
+    conversations: int,
+    concurrency: int,
+    rate: float | None,
+    on_start: Callable[[], None] = lambda: None,
 ) -> tuple[BenchResult, int]:
     """Closed loop: ``concurrency`` residents at a time. Open loop with ``rate``: a new
     resident every len(SCRIPT)/``rate`` seconds however many are still waiting, so the
@@ -228,6 +259,7 @@ async def _drive(
             openid = f"o-bench-{run}-{index}"
             await _resident(session, url, wechat, openid, next(houses), latencies, late)
 
+        on_start()
         started = time.perf_counter()
         if rate:
             interval, residents = len(SCRIPT) / rate, []
@@ -278,9 +310,11 @@ def bench_wechat(
         }
     )
     context = multiprocessing.get_context("spawn")
-    stop = context.Event()
+    stop, measuring = context.Event(), context.Event()
     port = _free_port()
     servers = []
+    scratch = Path(tempfile.mkdtemp(prefix="yimen-bench-"))
+    counts = [scratch / f"counts-{index}.json" for index in range(workers)]
     for index in range(workers):
         ready = context.Event()
         server = context.Process(
@@ -293,6 +327,8 @@ def bench_wechat(
                 str(profile or "") if index == 0 else "",
                 echo,
                 workers > 1,
+                measuring,
+                str(counts[index]),
             ),
             name=f"yimen-bench-server-{index}",
         )
@@ -304,13 +340,35 @@ def bench_wechat(
             while not ready.wait(0.5):
                 if not server.is_alive():
                     raise RuntimeError("a bench server exited before it was ready")
-        result, late = asyncio.run(_drive(port, aes_key, conversations, concurrency, rate))
+        result, late = asyncio.run(
+            _drive(port, aes_key, conversations, concurrency, rate, measuring.set)
+        )
     finally:
         stop.set()
         for server, _ in servers:
-            server.join(60)
+            server.join(300 if profile else 60)  # writing a profile takes a while
             if server.is_alive():
                 server.terminate()
                 with contextlib.suppress(Exception):
                     server.join(5)
-    return WeChatBenchResult(mode, result, late, workers)
+    costs = _total([json.loads(path.read_text()) for path in counts if path.exists()])
+    shutil.rmtree(scratch, ignore_errors=True)
+    return WeChatBenchResult(mode, result, late, workers, costs)
+
+
+def _total(snapshots: list[dict[str, Any]]) -> Snapshot | None:
+    """The workers' counts added up (peak RSS: the largest worker's)."""
+    if not snapshots:
+        return None
+    total = Snapshot()
+    for one in snapshots:
+        total.statements += one["statements"]
+        total.transactions += one["transactions"]
+        total.redis_round_trips += one["redis_round_trips"]
+        total.redis_commands += one["redis_commands"]
+        total.cpu_seconds += one["cpu_seconds"]
+        total.seconds = max(total.seconds, one["seconds"])
+        total.peak_rss_kb = max(total.peak_rss_kb, one["peak_rss_kb"])
+        for kind, count in one["by_statement"].items():
+            total.by_statement[kind] = total.by_statement.get(kind, 0) + count
+    return total
