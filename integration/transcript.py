@@ -120,7 +120,7 @@ class Transcript:
 
     async def _write(
         self, items: Sequence[InboundRecord | _Outcome]
-    ) -> list[StoredInbound | None | BaseException]:
+    ) -> list[StoredInbound | BaseException | None]:
         """One transaction for every pending write: new messages and finished turns."""
         records = [item for item in items if isinstance(item, InboundRecord)]
         outcomes = [item for item in items if isinstance(item, _Outcome)]
@@ -144,8 +144,7 @@ class Transcript:
     ) -> tuple[dict[tuple[str, str], int], list[int]]:
         rows: dict[tuple[str, str], dict[str, object]] = {}
         conversations = [
-            await self._conversation(connection, (r.channel, r.chat_id), r.user_id)
-            for r in records
+            await self._conversation(connection, (r.channel, r.chat_id), r.user_id) for r in records
         ]
         for record, conversation_id in zip(records, conversations, strict=True):
             # A message delivered twice within one batch is stored once.

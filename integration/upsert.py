@@ -9,10 +9,10 @@ from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import select
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from integration.models import Conversation, Resident
@@ -127,9 +127,10 @@ async def ensure_resident(
         if found is not None:
             return int(found)  # inserted by this transaction: not cached until committed
         found = await connection.scalar(query)  # inserted meanwhile by another transaction
+    resident_id = int(found)  # type: ignore[arg-type]
     if cache is not None:
-        cache.put(channel, external_id, int(found))
-    return int(found)  # type: ignore[arg-type]
+        cache.put(channel, external_id, resident_id)
+    return resident_id
 
 
 async def ensure_conversation(

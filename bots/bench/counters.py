@@ -143,7 +143,7 @@ class Counters:
             return 1
 
         def queued(pipeline: Any) -> int:
-            stack = getattr(pipeline, "command_stack", None)
+            stack: Any = getattr(pipeline, "command_stack", None)
             if stack is None:
                 stack = getattr(pipeline, "_command_stack", ())
             return len(stack)

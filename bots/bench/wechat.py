@@ -151,8 +151,8 @@ def _serve(
             if profiler is not None:
                 profiler.stop()
             if counters is not None:
-                snapshot = counters.snapshot()
-                Path(counts).write_text(json.dumps(snapshot.as_dict()), encoding="utf-8")
+                written = json.dumps(counters.snapshot().as_dict())
+                await loop.run_in_executor(None, Path(counts).write_text, written, "utf-8")
         finally:
             await runner.cleanup()
 

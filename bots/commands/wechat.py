@@ -100,6 +100,5 @@ def bench_wechat_report(
                 f"        per message: {cost['statements']:.2f} SQL statements in "
                 f"{cost['transactions']:.2f} transactions, {cost['redis_round_trips']:.2f} "
                 f"Redis round trips ({cost['redis_commands']:.2f} commands), "
-                f"{cost['cpu_ms']:.2f} ms server CPU"
-                + (" (profiled)" if report else "")
+                f"{cost['cpu_ms']:.2f} ms server CPU" + (" (profiled)" if report else "")
             )
