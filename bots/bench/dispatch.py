@@ -41,7 +41,7 @@ from integration.dispatch.worker import WorkerTiming
 from tests.emulators.dispatch import DispatchEmulator
 from tests.emulators.open311 import Open311Emulator
 
-SECRET = "bench-secret"
+SECRET = "bench-secret"  # noqa: S105 (the benchmark's emulated platform)
 
 
 @dataclass(frozen=True, slots=True)

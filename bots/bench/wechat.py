@@ -42,7 +42,7 @@ from bots.bench.counters import Snapshot
 from bots.settings import Settings
 from bots.wechat.security import signature
 
-TOKEN = "yimenbench"
+TOKEN = "yimenbench"  # noqa: S105 (the benchmark's own throwaway account)
 APP_ID = "wx00000000bench000"
 ACCOUNT = "gh_yimen_bench"
 # WeChat's API is not called on the passive path; a dead port makes any late reply fail fast.
