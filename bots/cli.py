@@ -270,6 +270,14 @@ def bench_command(
             help="WeChat: offer this many messages/s (open loop; --concurrency is ignored).",
         ),
     ] = None,
+    json_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--json",
+            help="WeChat: write each run's figures (latency, and SQL statements, Redis "
+            "round trips and server CPU per message) to this JSON file.",
+        ),
+    ] = None,
     workers: Annotated[
         list[int] | None,
         typer.Option(
@@ -298,7 +306,7 @@ def bench_command(
         if channel is BenchChannel.wechat:
             modes = mode or list(WeChatMode)
             bench_wechat_report(
-                settings, conversations, concurrency, modes, profile, echo, rate, workers
+                settings, conversations, concurrency, modes, profile, echo, rate, workers, json_path
             )
             return
         result = run_async(bench(settings, conversations, concurrency))

@@ -22,7 +22,7 @@ from integration.batch import GroupCommit
 from integration.errors import DuplicateMessage
 from integration.models import Conversation, Direction, Message, utcnow
 from integration.privacy import mask
-from integration.upsert import ensure_conversation, ensure_resident, insert_for, resident_ids
+from integration.upsert import ensure_conversation, insert_for, resident, resident_ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +101,8 @@ class Transcript:
         )
         self._conversations: OrderedDict[tuple[str, str], int] = OrderedDict()
         self._cache_size = cache_size
+        # Residents the batch being written created: cached once it commits.
+        self._created_residents: list[tuple[str, str, int]] = []
 
     async def record_inbound(self, record: InboundRecord) -> StoredInbound:
         """Store an inbound message, or raise ``DuplicateMessage`` if already stored."""
@@ -124,6 +126,7 @@ class Transcript:
         """One transaction for every pending write: new messages and finished turns."""
         records = [item for item in items if isinstance(item, InboundRecord)]
         outcomes = [item for item in items if isinstance(item, _Outcome)]
+        self._created_residents = []
         try:
             async with self._engine.begin() as connection:
                 stored, conversations = await self._write_inbound(connection, records)
@@ -136,6 +139,9 @@ class Transcript:
                 self._conversations.pop((record.channel, record.chat_id), None)
             resident_ids(self._engine).clear()
             raise
+        known = resident_ids(self._engine)
+        for channel, user_id, resident_id in self._created_residents:  # committed now
+            known.put(channel, user_id, resident_id)
         inbound = iter(self._claim(records, conversations, stored))
         return [next(inbound) if isinstance(item, InboundRecord) else None for item in items]
 
@@ -244,8 +250,12 @@ class Transcript:
             self._conversations.move_to_end(key)
             return cached
         channel, chat_id = key
-        resident_id = await ensure_resident(connection, channel, user_id, cached=True)
-        return await ensure_conversation(connection, resident_id, channel, chat_id)
+        resident_id, created = await resident(connection, channel, user_id, cached=True)
+        if created:
+            self._created_residents.append((channel, user_id, resident_id))
+        return await ensure_conversation(
+            connection, resident_id, channel, chat_id, new_resident=created
+        )
 
     def _remember(self, key: tuple[str, str], conversation_id: int) -> None:
         self._conversations[key] = conversation_id

@@ -110,9 +110,18 @@ async def ensure_resident(
     then runs its transaction with ``retry_stale``. A new resident costs one statement
     (INSERT … RETURNING), a known one a SELECT, or nothing when cached.
     """
+    resident_id, _ = await resident(connection, channel, external_id, cached=cached)
+    return resident_id
+
+
+async def resident(
+    connection: AsyncConnection, channel: str, external_id: str, *, cached: bool = False
+) -> tuple[int, bool]:
+    """``ensure_resident``, and whether this transaction created the row (the caller may
+    cache its id once committed)."""
     cache = resident_ids(connection) if cached else None
     if cache is not None and (known := cache.get(channel, external_id)) is not None:
-        return known
+        return known, False
     query = select(Resident.id).where(
         Resident.channel == channel, Resident.external_id == external_id
     )
@@ -125,24 +134,34 @@ async def ensure_resident(
             .returning(Resident.id)
         )
         if found is not None:
-            return int(found)  # inserted by this transaction: not cached until committed
+            return int(found), True  # not cached: the transaction may still roll back
         found = await connection.scalar(query)  # inserted meanwhile by another transaction
     resident_id = int(found)  # type: ignore[arg-type]
     if cache is not None:
         cache.put(channel, external_id, resident_id)
-    return resident_id
+    return resident_id, False
 
 
 async def ensure_conversation(
-    connection: AsyncConnection, resident_id: int, channel: str, chat_id: str
+    connection: AsyncConnection,
+    resident_id: int,
+    channel: str,
+    chat_id: str,
+    *,
+    new_resident: bool = False,
 ) -> int:
-    """The id of the conversation for this chat, created if new (race-free)."""
+    """The id of the conversation for this chat, created if new (race-free).
+
+    ``new_resident``: the resident was created just now, so the chat is most likely new
+    too; it is inserted without looking first.
+    """
     query = select(Conversation.id).where(
         Conversation.channel == channel, Conversation.chat_id == chat_id
     )
-    found = await connection.scalar(query)
-    if found is not None:
-        return int(found)
+    if not new_resident:
+        found = await connection.scalar(query)
+        if found is not None:
+            return int(found)
     created = await connection.scalar(
         insert_for(connection, Conversation)
         .values(resident_id=resident_id, channel=channel, chat_id=chat_id)

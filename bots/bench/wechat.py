@@ -63,6 +63,23 @@ class WeChatBenchResult:
         """SQL statements, commits, Redis round trips and server CPU ms per message."""
         return self.costs.per(self.result.messages) if self.costs else {}
 
+    def as_dict(self) -> dict[str, Any]:
+        """The run as JSON-ready data: latency, rates, and what a message cost the server."""
+        result = self.result
+        return {
+            "mode": self.mode,
+            "workers": self.workers,
+            "messages": result.messages,
+            "seconds": result.seconds,
+            "messages_per_second": result.rate,
+            "p50_ms": result.p50_ms,
+            "p99_ms": result.p99_ms,
+            "max_ms": result.max_ms,
+            "late": self.late,
+            "per_message": self.per_message(),
+            "server": self.costs.as_dict() if self.costs else None,
+        }
+
 
 def _free_port() -> int:
     with socket.socket() as probe:

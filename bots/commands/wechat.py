@@ -66,9 +66,12 @@ def bench_wechat_report(
     echo: bool,
     rate: float | None = None,
     workers: list[int] | None = None,
+    json_path: Path | None = None,
 ) -> None:
     """`yimen bench --channel wechat`: one server run per mode (and worker count), one
-    line each."""
+    line each; with ``json_path``, every run's figures as JSON too."""
+    import json
+
     from bots.bench import SCRIPT
     from bots.bench.wechat import bench_wechat
 
@@ -79,6 +82,7 @@ def bench_wechat_report(
         f"state {'redis' if settings.redis_url else 'memory'}; "
         + ("echo instead of the pipeline" if echo else f"NLU {settings.nlu_backend}")
     )
+    runs: list[dict[str, object]] = []
     for mode, count in itertools.product(modes, workers or [1]):
         report = (
             profile.with_name(f"{profile.stem}-{mode.value}{profile.suffix}") if profile else None
@@ -95,6 +99,7 @@ def bench_wechat_report(
             + (f"; profile {report}" if report else "")
         )
         cost = measured.per_message()
+        runs.append(measured.as_dict())
         if cost:
             print(
                 f"        per message: {cost['statements']:.2f} SQL statements in "
@@ -102,3 +107,8 @@ def bench_wechat_report(
                 f"Redis round trips ({cost['redis_commands']:.2f} commands), "
                 f"{cost['cpu_ms']:.2f} ms server CPU" + (" (profiled)" if report else "")
             )
+        if measured.costs is not None:
+            print(f"        server peak RSS {measured.costs.peak_rss_kb / 1024:,.0f} MiB")
+    if json_path is not None:
+        json_path.write_text(json.dumps({"runs": runs}, indent=2), encoding="utf-8")
+        print(f"  JSON: {json_path}")
