@@ -184,8 +184,9 @@ def _serve(
 class _WeChat:
     """Builds, signs and (in safe mode) encrypts deliveries; opens the replies."""
 
-    def __init__(self, aes_key: str) -> None:
-        self.crypto = WeChatCrypto(TOKEN, aes_key, APP_ID) if aes_key else None
+    def __init__(self, aes_key: str, token: str = TOKEN, app_id: str = APP_ID) -> None:
+        self.token, self.app_id = token, app_id
+        self.crypto = WeChatCrypto(token, aes_key, app_id) if aes_key else None
         self.prp = PrpCrypto(self.crypto.key) if self.crypto else None
         self.ids = itertools.count(int(time.time() * 1000) * 1000)
 
@@ -198,14 +199,14 @@ class _WeChat:
             f"<Content><![CDATA[{text}]]></Content><MsgId>{msg_id}</MsgId></xml>"
         )
         timestamp, nonce = str(int(time.time())), str(msg_id % 10**9)
-        query = {"signature": signature(TOKEN, timestamp, nonce), "timestamp": timestamp}
+        query = {"signature": signature(self.token, timestamp, nonce), "timestamp": timestamp}
         query |= {"nonce": nonce, "openid": openid}
         if self.prp is None:
             return query, xml
-        ciphertext = self.prp.encrypt(xml, APP_ID).decode()
+        ciphertext = self.prp.encrypt(xml, self.app_id).decode()
         query |= {
             "encrypt_type": "aes",
-            "msg_signature": signature(TOKEN, timestamp, nonce, ciphertext),
+            "msg_signature": signature(self.token, timestamp, nonce, ciphertext),
         }
         body = (
             f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName>"
@@ -219,10 +220,12 @@ class _WeChat:
             return None
         fields = xmltodict.parse(body)["xml"]
         if self.prp is not None:
-            expected = signature(TOKEN, fields["TimeStamp"], fields["Nonce"], fields["Encrypt"])
+            expected = signature(
+                self.token, fields["TimeStamp"], fields["Nonce"], fields["Encrypt"]
+            )
             if fields["MsgSignature"] != expected:
                 raise RuntimeError("reply signature does not verify")
-            fields = xmltodict.parse(self.prp.decrypt(fields["Encrypt"], APP_ID))["xml"]
+            fields = xmltodict.parse(self.prp.decrypt(fields["Encrypt"], self.app_id))["xml"]
         content = fields.get("Content")
         if fields.get("MsgType") != "text" or not content:
             raise RuntimeError(f"not a text reply: {body[:200]}")
@@ -252,8 +255,8 @@ async def _resident(
 
 
 async def _drive(
-    port: int,
-    aes_key: str,
+    url: str,
+    wechat: _WeChat,
     conversations: int,
     concurrency: int,
     rate: float | None,
@@ -262,8 +265,6 @@ async def _drive(
     """Closed loop: ``concurrency`` residents at a time. Open loop with ``rate``: a new
     resident every len(SCRIPT)/``rate`` seconds however many are still waiting, so the
     offered load is ``rate`` messages/s and queueing shows up in the latencies."""
-    url = f"http://127.0.0.1:{port}/wechat"
-    wechat = _WeChat(aes_key)
     run = uuid.uuid4().hex[:8]
     latencies: list[float] = []
     late: list[int] = []
@@ -358,7 +359,14 @@ def bench_wechat(
                 if not server.is_alive():
                     raise RuntimeError("a bench server exited before it was ready")
         result, late = asyncio.run(
-            _drive(port, aes_key, conversations, concurrency, rate, measuring.set)
+            _drive(
+                f"http://127.0.0.1:{port}/wechat",
+                _WeChat(aes_key),
+                conversations,
+                concurrency,
+                rate,
+                measuring.set,
+            )
         )
     finally:
         stop.set()
@@ -389,3 +397,25 @@ def _total(snapshots: list[dict[str, Any]]) -> Snapshot | None:
         for kind, count in one["by_statement"].items():
             total.by_statement[kind] = total.by_statement.get(kind, 0) + count
     return total
+
+
+def bench_wechat_url(
+    settings: Settings,
+    url: str,
+    conversations: int,
+    concurrency: int,
+    rate: float | None = None,
+) -> WeChatBenchResult:
+    """Drive a server that is already running at ``url`` (its /wechat webhook) from
+    outside, signing (and, when it has an EncodingAESKey, encrypting) with the account
+    settings it was started with: YIMEN_WECHAT_TOKEN, YIMEN_WECHAT_APP_ID and
+    YIMEN_WECHAT_AES_KEY. Its rate limit must allow 7 messages per resident.
+
+    The server's own costs (statements, Redis, CPU) are not counted from outside.
+    """
+    if not settings.wechat_token:
+        raise ValueError("set YIMEN_WECHAT_TOKEN (and the app id and AES key) as the server has")
+    wechat = _WeChat(settings.wechat_aes_key, settings.wechat_token, settings.wechat_app_id)
+    mode = "safe" if settings.wechat_aes_key else "plain"
+    result, late = asyncio.run(_drive(url, wechat, conversations, concurrency, rate))
+    return WeChatBenchResult(mode, result, late)

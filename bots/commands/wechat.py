@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -70,7 +71,6 @@ def bench_wechat_report(
 ) -> None:
     """`yimen bench --channel wechat`: one server run per mode (and worker count), one
     line each; with ``json_path``, every run's figures as JSON too."""
-    import json
 
     from bots.bench import SCRIPT
     from bots.bench.wechat import bench_wechat
@@ -111,4 +111,36 @@ def bench_wechat_report(
             print(f"        server peak RSS {measured.costs.peak_rss_kb / 1024:,.0f} MiB")
     if json_path is not None:
         json_path.write_text(json.dumps({"runs": runs}, indent=2), encoding="utf-8")
+        print(f"  JSON: {json_path}")
+
+
+def bench_url_report(
+    settings: Settings,
+    url: str,
+    conversations: int,
+    concurrency: int,
+    rate: float | None,
+    json_path: Path | None,
+) -> None:
+    """`yimen bench --channel wechat --url URL`: a running server, driven from outside."""
+    from bots.bench import SCRIPT
+    from bots.bench.wechat import bench_wechat_url
+
+    print(
+        f"wechat webhook at {url}: {conversations} conversations x {len(SCRIPT)} messages, "
+        + (f"offered at {rate:,.0f} messages/s" if rate else f"{concurrency} at once")
+    )
+    try:
+        measured = bench_wechat_url(settings, url, conversations, concurrency, rate)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    result = measured.result
+    print(
+        f"  {measured.mode:<5} {result.rate:,.0f} messages/s; latency p50 {result.p50_ms:.1f} ms, "
+        f"p99 {result.p99_ms:.1f} ms, max {result.max_ms:.1f} ms; "
+        f"{measured.late} answered late (custom/send)"
+    )
+    if json_path is not None:
+        json_path.write_text(json.dumps({"runs": [measured.as_dict()]}, indent=2), "utf-8")
         print(f"  JSON: {json_path}")
