@@ -126,19 +126,24 @@ class Transcript:
         """One transaction for every pending write: new messages and finished turns."""
         records = [item for item in items if isinstance(item, InboundRecord)]
         outcomes = [item for item in items if isinstance(item, _Outcome)]
-        self._created_residents = []
-        try:
+
+        async def write() -> tuple[dict[tuple[str, str], int], list[int]]:
+            self._created_residents = []
             async with self._engine.begin() as connection:
-                stored, conversations = await self._write_inbound(connection, records)
+                written = await self._write_inbound(connection, records)
                 await self._write_outcomes(connection, outcomes)
+            return written
+
+        try:
+            stored, conversations = await write()
         except IntegrityError:
             # A cached conversation or resident id may be stale (the resident was
-            # forgotten, by another process): look them up again when the batch is
-            # retried row by row.
+            # forgotten, by another process): look them up again, once. A batch that
+            # still fails is retried row by row by the group commit.
             for record in records:
                 self._conversations.pop((record.channel, record.chat_id), None)
             resident_ids(self._engine).clear()
-            raise
+            stored, conversations = await write()
         known = resident_ids(self._engine)
         for channel, user_id, resident_id in self._created_residents:  # committed now
             known.put(channel, user_id, resident_id)
