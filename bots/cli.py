@@ -24,7 +24,7 @@ from bots.commands.nlu import nlu_app
 from bots.commands.residents import residents_app
 from bots.commands.services import check_catalogue, services_app
 from bots.commands.volunteers import volunteers_app
-from bots.commands.wechat import WeChatMode, bench_wechat_report, wechat_app
+from bots.commands.wechat import WeChatMode, bench_url_report, bench_wechat_report, wechat_app
 from bots.logs import configure
 from bots.runtime import finish, open_services
 from bots.settings import Settings
@@ -276,6 +276,21 @@ def bench_command(
             help="WeChat: offer this many messages/s (open loop; --concurrency is ignored).",
         ),
     ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="WeChat: drive a running server's /wechat at this URL instead of starting "
+            "one (signed with YIMEN_WECHAT_TOKEN, _APP_ID and _AES_KEY, as the server is).",
+        ),
+    ] = None,
+    json_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--json",
+            help="WeChat: write each run's figures (latency, and SQL statements, Redis "
+            "round trips and server CPU per message) to this JSON file.",
+        ),
+    ] = None,
     workers: Annotated[
         list[int] | None,
         typer.Option(
@@ -301,10 +316,13 @@ def bench_command(
             settings = settings.model_copy(
                 update={"database_url": f"sqlite+aiosqlite:///{tmp}/bench.db"}
             )
+        if channel is BenchChannel.wechat and url:
+            bench_url_report(settings, url, conversations, concurrency, rate, json_path)
+            return
         if channel is BenchChannel.wechat:
             modes = mode or list(WeChatMode)
             bench_wechat_report(
-                settings, conversations, concurrency, modes, profile, echo, rate, workers
+                settings, conversations, concurrency, modes, profile, echo, rate, workers, json_path
             )
             return
         result = run_async(bench(settings, conversations, concurrency))

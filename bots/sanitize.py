@@ -93,9 +93,9 @@ def _depth(text: str) -> int:
     depth = deepest = 0
     for match in _BRACKETS.finditer(text):
         token = match.group()
-        if token in "[{":
+        if token in "[{":  # noqa: S105 (a bracket, not a password)
             depth += 1
             deepest = max(deepest, depth)
-        elif token in "]}":
+        elif token in "]}":  # noqa: S105
             depth -= 1
     return deepest

@@ -33,7 +33,7 @@ from integration.models import (
     Resident,
     utcnow,
 )
-from integration.upsert import ensure_resident, insert_for, next_in_day
+from integration.upsert import ensure_resident, insert_for, next_in_day, retry_stale
 
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 NUMBER_PREFIX = "YM"
@@ -156,6 +156,11 @@ _VIEW_COLUMNS = (
     .limit(1)
     .scalar_subquery()
     .label("last_note"),
+    select(func.count())
+    .where(CaseFollower.case_id == Case.id)
+    .correlate(Case)
+    .scalar_subquery()
+    .label("follower_count"),
 )
 
 
@@ -207,8 +212,11 @@ class CaseBook:
         transaction: the case and its forwarding exist together or not at all.
         """
         now = utcnow()
-        async with self._engine.begin() as connection:
-            resident_id = await ensure_resident(connection, draft.channel, draft.user_id)
+
+        async def write(connection: AsyncConnection) -> str:
+            resident_id = await ensure_resident(
+                connection, draft.channel, draft.user_id, cached=True
+            )
             number = format_number(*await _next_sequence(connection, now))
             local = self.platform == LOCAL_DESK
             case_id = await connection.scalar(
@@ -260,6 +268,9 @@ class CaseBook:
             )
             if not local:
                 await queue_job(connection, cast(int, case_id), number, OutboxKind.create, now)
+            return number
+
+        number = await retry_stale(self._engine, write)
         return CaseView.opened(draft, number, now)
 
     async def change_status(
@@ -316,12 +327,12 @@ class CaseBook:
     async def _views(self, query: Select[Any]) -> list[tuple[Any, CaseView]]:
         """Run a ``_VIEW_COLUMNS`` query: each row with its view, followers included.
 
-        One query for the cases and, only when there are any, one for their followers.
+        One query for the cases and, only when any of them has followers, one for those.
         """
         async with self._engine.connect() as connection:
             rows = (await connection.execute(query)).all()
-            if not rows:
-                return []
+            if not any(row.follower_count for row in rows):
+                return [(row, CaseView.of(row)) for row in rows]
             followers: dict[int, list[tuple[str, str]]] = {}
             found = await connection.execute(
                 select(CaseFollower.case_id, CaseFollower.channel, CaseFollower.chat_id)

@@ -39,7 +39,7 @@ from integration.models import (
     ServiceItem,
 )
 from integration.privacy import mask
-from integration.upsert import ensure_resident
+from integration.upsert import ensure_resident, resident_ids
 
 FORGOTTEN = "forgotten"  # channel and id of the placeholder that keeps forgotten cases
 
@@ -158,6 +158,7 @@ class ResidentBook:
             )
         kept_media = set(await connection.scalars(select(CaseMedia.ref)))
         await connection.execute(delete(Resident).where(Resident.id == resident_id))
+        resident_ids(connection).drop(identity.channel, identity.user_id)
         return Forgotten(
             identity=identity,
             chats=chats,

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from integration.batch import GroupCommit
 from integration.errors import DuplicateMessage
 from integration.models import Conversation, Direction, Message, utcnow
 from integration.privacy import mask
-from integration.upsert import ensure_conversation, ensure_resident, insert_for
+from integration.upsert import ensure_conversation, insert_for, resident, resident_ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +78,12 @@ class _Outcome:
 class Transcript:
     """Appends to and reads conversations' transcripts.
 
-    Writes go through group commit (integration.batch): concurrent turns share a
-    transaction, and each still learns whether its own row was stored. The hot path
-    runs prebuilt Core statements, not the ORM's unit of work. Conversation ids are
-    cached per chat: rows are never deleted, so the cache is safe across workers.
+    Writes go through group commit (integration.batch): concurrent turns share one
+    transaction for everything they write (new messages, and the intents and replies
+    of finished turns), and each still learns whether its own row was stored. The hot
+    path runs prebuilt Core statements, not the ORM's unit of work. Conversation ids
+    are cached per chat; only forgetting a resident deletes the row, and a stale id
+    then fails the batch on its foreign key, which drops it and looks it up again.
     """
 
     def __init__(
@@ -93,14 +96,19 @@ class Transcript:
             .on_conflict_do_nothing(index_elements=["channel", "external_id"])
             .returning(Message.id, Message.external_id)
         )
-        self._inbound: GroupCommit[InboundRecord, StoredInbound] = GroupCommit(self._write_inbound)
-        self._outcomes: GroupCommit[_Outcome, None] = GroupCommit(self._write_outcomes)
+        self._writes: GroupCommit[InboundRecord | _Outcome, StoredInbound | None] = GroupCommit(
+            self._write
+        )
         self._conversations: OrderedDict[tuple[str, str], int] = OrderedDict()
         self._cache_size = cache_size
+        # Residents the batch being written created: cached once it commits.
+        self._created_residents: list[tuple[str, str, int]] = []
 
     async def record_inbound(self, record: InboundRecord) -> StoredInbound:
         """Store an inbound message, or raise ``DuplicateMessage`` if already stored."""
-        return await self._inbound.submit(record)
+        stored = await self._writes.submit(record)
+        assert stored is not None
+        return stored
 
     async def record_outcome(
         self,
@@ -110,53 +118,92 @@ class Transcript:
         replies: Sequence[str],
     ) -> None:
         """Store what was understood of an inbound message and the replies it got."""
-        await self._outcomes.submit(_Outcome(stored, intent, confidence, replies))
+        await self._writes.submit(_Outcome(stored, intent, confidence, replies))
+
+    async def _write(
+        self, items: Sequence[InboundRecord | _Outcome]
+    ) -> list[StoredInbound | BaseException | None]:
+        """One transaction for every pending write: new messages and finished turns."""
+        records = [item for item in items if isinstance(item, InboundRecord)]
+        outcomes = [item for item in items if isinstance(item, _Outcome)]
+
+        async def write() -> tuple[dict[tuple[str, str], int], list[int]]:
+            self._created_residents = []
+            async with self._engine.begin() as connection:
+                written = await self._write_inbound(connection, records)
+                await self._write_outcomes(connection, outcomes)
+            return written
+
+        try:
+            stored, conversations = await write()
+        except IntegrityError:
+            # A cached conversation or resident id may be stale (the resident was
+            # forgotten, by another process): look them up again, once. A batch that
+            # still fails is retried row by row by the group commit.
+            for record in records:
+                self._conversations.pop((record.channel, record.chat_id), None)
+            resident_ids(self._engine).clear()
+            stored, conversations = await write()
+        known = resident_ids(self._engine)
+        for channel, user_id, resident_id in self._created_residents:  # committed now
+            known.put(channel, user_id, resident_id)
+        inbound = iter(self._claim(records, conversations, stored))
+        return [next(inbound) if isinstance(item, InboundRecord) else None for item in items]
 
     async def _write_inbound(
-        self, records: Sequence[InboundRecord]
-    ) -> list[StoredInbound | BaseException]:
-        results: list[StoredInbound | BaseException] = []
+        self, connection: AsyncConnection, records: Sequence[InboundRecord]
+    ) -> tuple[dict[tuple[str, str], int], list[int]]:
         rows: dict[tuple[str, str], dict[str, object]] = {}
-        async with self._engine.begin() as connection:
-            conversations = [
-                await self._conversation(connection, (r.channel, r.chat_id), r.user_id)
-                for r in records
-            ]
-            for record, conversation_id in zip(records, conversations, strict=True):
-                # A message delivered twice within one batch is stored once.
-                rows.setdefault(
-                    (record.channel, record.message_id),
-                    {
-                        "conversation_id": conversation_id,
-                        "channel": record.channel,
-                        "direction": Direction.inbound.value,
-                        "external_id": record.message_id,
-                        "text": mask(record.text),
-                        "latitude": record.latitude,
-                        "longitude": record.longitude,
-                        "location_label": record.location_label,
-                        "media_ref": record.media_ref,
-                        "created_at": record.time,
-                    },
-                )
-            stored: dict[tuple[str, str], int] = {}
-            for channel in {key[0] for key in rows}:
-                batch = [row for key, row in rows.items() if key[0] == channel]
-                result = await connection.execute(self._insert_inbound, batch)
-                stored.update(((channel, external), int(i)) for i, external in result.all())
-        # Cache only committed ids: a rolled-back conversation row must not be remembered.
+        conversations = [
+            await self._conversation(connection, (r.channel, r.chat_id), r.user_id) for r in records
+        ]
+        for record, conversation_id in zip(records, conversations, strict=True):
+            # A message delivered twice within one batch is stored once.
+            rows.setdefault(
+                (record.channel, record.message_id),
+                {
+                    "conversation_id": conversation_id,
+                    "channel": record.channel,
+                    "direction": Direction.inbound.value,
+                    "external_id": record.message_id,
+                    "text": mask(record.text),
+                    "latitude": record.latitude,
+                    "longitude": record.longitude,
+                    "location_label": record.location_label,
+                    "media_ref": record.media_ref,
+                    "created_at": record.time,
+                },
+            )
+        stored: dict[tuple[str, str], int] = {}
+        for channel in {key[0] for key in rows}:
+            batch = [row for key, row in rows.items() if key[0] == channel]
+            result = await connection.execute(self._insert_inbound, batch)
+            stored.update(((channel, external), int(i)) for i, external in result.all())
+        return stored, conversations
+
+    def _claim(
+        self,
+        records: Sequence[InboundRecord],
+        conversations: Sequence[int],
+        stored: dict[tuple[str, str], int],
+    ) -> list[StoredInbound | BaseException]:
+        """Each record's stored row, or ``DuplicateMessage``; caches committed ids."""
+        results: list[StoredInbound | BaseException] = []
         claimed: set[tuple[str, str]] = set()
         for record, conversation_id in zip(records, conversations, strict=True):
             key = (record.channel, record.message_id)
             if key in stored and key not in claimed:
                 claimed.add(key)
+                # Cache only committed ids: a rolled-back conversation row must not be
+                # remembered.
                 self._remember((record.channel, record.chat_id), conversation_id)
                 results.append(StoredInbound(stored[key], conversation_id, record.channel))
             else:
                 results.append(DuplicateMessage(f"{record.channel}:{record.message_id}"))
         return results
 
-    async def _write_outcomes(self, outcomes: Sequence[_Outcome]) -> list[None]:
+    @staticmethod
+    async def _write_outcomes(connection: AsyncConnection, outcomes: Sequence[_Outcome]) -> None:
         now = utcnow()
         intents = [
             {"message_id": o.stored.message_id, "intent": o.intent, "confidence": o.confidence}
@@ -179,12 +226,10 @@ class Transcript:
             for o in outcomes
             for text in o.replies
         ]
-        async with self._engine.begin() as connection:
-            if intents:
-                await connection.execute(_SET_INTENT, intents)
-            if replies:
-                await connection.execute(insert(Message), replies)
-        return [None] * len(outcomes)
+        if intents:
+            await connection.execute(_SET_INTENT, intents)
+        if replies:
+            await connection.execute(insert(Message), replies)
 
     async def lines(self, channel: str, chat_id: str, limit: int = 200) -> list[TranscriptLine]:
         """The newest ``limit`` messages of a chat, oldest first."""
@@ -210,8 +255,12 @@ class Transcript:
             self._conversations.move_to_end(key)
             return cached
         channel, chat_id = key
-        resident_id = await ensure_resident(connection, channel, user_id)
-        return await ensure_conversation(connection, resident_id, channel, chat_id)
+        resident_id, created = await resident(connection, channel, user_id, cached=True)
+        if created:
+            self._created_residents.append((channel, user_id, resident_id))
+        return await ensure_conversation(
+            connection, resident_id, channel, chat_id, new_resident=created
+        )
 
     def _remember(self, key: tuple[str, str], conversation_id: int) -> None:
         self._conversations[key] = conversation_id

@@ -9,6 +9,7 @@ microseconds. A test holds it to scikit-learn's probabilities.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
@@ -66,6 +67,7 @@ class FastScorer:
         blocks: Iterable[tuple[TfidfVectorizer, Tokenize | None]],
         classifier: LogisticRegression,
         temperature: Callable[[int], float] = lambda _length: 1.0,
+        cache_size: int = 4096,
     ) -> None:
         self._blocks: list[_Block] = []
         offset = 0
@@ -75,9 +77,16 @@ class FastScorer:
         self._coef = np.ascontiguousarray(classifier.coef_.T)  # features x classes
         self._intercept = classifier.intercept_.astype(float)
         self._temperature = temperature
+        # Residents send the same short texts again and again (你好, 谢谢, 提交, 跳过, a
+        # button's words): each distinct text is tokenised (jieba, pinyin) and scored once.
+        self._cached = functools.lru_cache(maxsize=cache_size)(self._score)
 
     def probabilities(self, text: str) -> np.ndarray:
-        """Class probabilities of already-normalised ``text``, in the classifier's order."""
+        """Class probabilities of already-normalised ``text``, in the classifier's order
+        (a read-only array: repeated texts share it)."""
+        return self._cached(text)
+
+    def _score(self, text: str) -> np.ndarray:
         features: dict[int, float] = {}
         for block in self._blocks:
             features.update(block.weights(text))
@@ -89,7 +98,9 @@ class FastScorer:
         scores /= self._temperature(len(text))
         scores -= scores.max()
         exp = np.exp(scores)
-        return exp / exp.sum()
+        probabilities = exp / exp.sum()
+        probabilities.flags.writeable = False
+        return probabilities
 
 
 def _word_ngrams(tokens: list[str], ngram_range: tuple[int, int]) -> list[str]:

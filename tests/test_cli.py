@@ -8,6 +8,7 @@ YIMEN_* variables for configuration.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shlex
@@ -443,6 +444,59 @@ async def test_bench_measures_the_pipeline_and_the_signed_wechat_webhook(env: En
     assert "offered at 20 messages/s" in wechat.stdout
     [line] = [line for line in wechat.stdout.splitlines() if line.strip().startswith("safe")]
     assert measured.search(line) and line.endswith("0 answered late (custom/send)"), line
+    # What each message cost the server, counted in the server process.
+    cost = re.search(
+        r"per message: ([\d.]+) SQL statements .* ([\d.]+) Redis round trips", wechat.stdout
+    )
+    assert cost and float(cost.group(1)) > 0, wechat.stdout
+
+
+async def test_bench_drives_a_running_server_by_url_and_writes_json(
+    env: Env, tmp_path: Path
+) -> None:
+    """`--url`: the server runs on its own (its own settings); the bench signs and
+    encrypts with the same account settings, and every answer is a passive reply."""
+    port = free_port()
+    env.vars |= {
+        "YIMEN_WECHAT_TOKEN": "urlbench",
+        "YIMEN_WECHAT_APP_ID": "wx1234567890abcdef",
+        "YIMEN_WECHAT_APP_SECRET": "secret",
+        "YIMEN_WECHAT_AES_KEY": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+        "YIMEN_WECHAT_API_BASE": "http://127.0.0.1:9/cgi-bin/",
+        "YIMEN_RATE_LIMIT": "1000",
+    }
+    report = tmp_path / "bench.json"
+    async with spawned(env, "run", "--port", str(port)) as server:
+        await Lines(server).until(r"\bhealth\b")
+        bench = await yimen(
+            env,
+            "bench",
+            "--channel",
+            "wechat",
+            "--url",
+            f"http://127.0.0.1:{port}/wechat",
+            "--conversations",
+            "2",
+            "--concurrency",
+            "2",
+            "--json",
+            str(report),
+        )
+        server.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(TIMEOUT):
+            await server.wait()
+    assert bench.returncode == 0, bench.stderr
+    [line] = [line for line in bench.stdout.splitlines() if line.strip().startswith("safe")]
+    assert line.endswith("0 answered late (custom/send)"), line
+    [run] = json.loads(report.read_text(encoding="utf-8"))["runs"]
+    assert (run["mode"], run["messages"], run["late"]) == ("safe", 14, 0)
+    assert run["server"] is None  # a server outside is not counted from here
+
+    # Without the account's token the bench cannot sign: a clear refusal, nothing sent.
+    del env.vars["YIMEN_WECHAT_TOKEN"]
+    refused = await yimen(env, "bench", "--channel", "wechat", "--url", "http://127.0.0.1:9/")
+    assert refused.returncode == 2
+    assert "YIMEN_WECHAT_TOKEN" in refused.stderr
 
 
 def model_files(directory: Path) -> list[str]:

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from integration.cases import CaseBook, CaseDraft
+from integration.db import create_engine, session_factory
 from integration.dispatch.ratings import RatingBook, Score
 from integration.models import (
     Case,
@@ -112,3 +113,40 @@ async def test_an_unknown_or_ambiguous_resident_is_refused(sessions: Sessions) -
     with pytest.raises(ResidentNotFound):
         await residents.forget(Identity("telegram", "me"))
     assert await residents.find("me") == Identity("webchat", "me")
+
+
+async def test_a_resident_forgotten_by_another_process_can_come_back(
+    sessions: Sessions, database_url: str
+) -> None:
+    """This process caches the resident's and the conversation's ids; another process
+    (its own engine, its own cache) forgets the resident. The ids cached here are then
+    stale: the next message and the next case must still be stored, once each, under a
+    new identity row, not fail on the deleted one."""
+    book = CaseBook(sessions)
+    transcript = Transcript(sessions)
+
+    async def say(text: str) -> None:
+        record = InboundRecord("webchat", "back", "back", f"back-{text}", text, NOW)
+        stored = await transcript.record_inbound(record)
+        await transcript.record_outcome(stored, "report_noise", 0.9, ["收到"])
+
+    await say("楼下太吵")
+    await say("金辉小区3号楼")  # ids now cached in this process
+    await book.create_case(draft("back", "楼下太吵"))
+
+    other = create_engine(database_url)
+    try:
+        await ResidentBook(session_factory(other)).forget(Identity("webchat", "back"))
+    finally:
+        await other.dispose()
+    assert await count(sessions, Resident, Resident.external_id == "back") == 0
+
+    await say("又吵起来了")
+    again = await book.create_case(draft("back", "又吵起来了"))
+    assert await count(sessions, Resident, Resident.external_id == "back") == 1
+    assert await count(sessions, Conversation, Conversation.chat_id == "back") == 1
+    assert await count(sessions, Message, Message.text == "又吵起来了") == 1
+    async with sessions() as session:
+        owner = await session.scalar(select(Case.resident_id).where(Case.number == again.number))
+        resident = await session.scalar(select(Resident.id).where(Resident.external_id == "back"))
+    assert owner == resident

@@ -85,7 +85,7 @@ def nlu_bench(
     ] = None,
 ) -> None:
     """Train both backends on nlu/data, evaluate both on a test file, and compare them."""
-    from bots.nlubench import bench_embedded, bench_rasa, score_table, write_scores
+    from bots.bench.nlu import bench_embedded, bench_rasa, score_table, write_scores
     from nlu.training_data import load_file
 
     settings = load_settings()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -66,11 +67,13 @@ def bench_wechat_report(
     echo: bool,
     rate: float | None = None,
     workers: list[int] | None = None,
+    json_path: Path | None = None,
 ) -> None:
     """`yimen bench --channel wechat`: one server run per mode (and worker count), one
-    line each."""
+    line each; with ``json_path``, every run's figures as JSON too."""
+
     from bots.bench import SCRIPT
-    from bots.wechatbench import bench_wechat
+    from bots.bench.wechat import bench_wechat
 
     print(
         f"wechat webhook: {conversations} conversations x {len(SCRIPT)} messages, "
@@ -79,6 +82,7 @@ def bench_wechat_report(
         f"state {'redis' if settings.redis_url else 'memory'}; "
         + ("echo instead of the pipeline" if echo else f"NLU {settings.nlu_backend}")
     )
+    runs: list[dict[str, object]] = []
     for mode, count in itertools.product(modes, workers or [1]):
         report = (
             profile.with_name(f"{profile.stem}-{mode.value}{profile.suffix}") if profile else None
@@ -94,3 +98,49 @@ def bench_wechat_report(
             f"{measured.late} answered late (custom/send)"
             + (f"; profile {report}" if report else "")
         )
+        cost = measured.per_message()
+        runs.append(measured.as_dict())
+        if cost:
+            print(
+                f"        per message: {cost['statements']:.2f} SQL statements in "
+                f"{cost['transactions']:.2f} transactions, {cost['redis_round_trips']:.2f} "
+                f"Redis round trips ({cost['redis_commands']:.2f} commands), "
+                f"{cost['cpu_ms']:.2f} ms server CPU" + (" (profiled)" if report else "")
+            )
+        if measured.costs is not None:
+            print(f"        server peak RSS {measured.costs.peak_rss_kb / 1024:,.0f} MiB")
+    if json_path is not None:
+        json_path.write_text(json.dumps({"runs": runs}, indent=2), encoding="utf-8")
+        print(f"  JSON: {json_path}")
+
+
+def bench_url_report(
+    settings: Settings,
+    url: str,
+    conversations: int,
+    concurrency: int,
+    rate: float | None,
+    json_path: Path | None,
+) -> None:
+    """`yimen bench --channel wechat --url URL`: a running server, driven from outside."""
+    from bots.bench import SCRIPT
+    from bots.bench.wechat import bench_wechat_url
+
+    print(
+        f"wechat webhook at {url}: {conversations} conversations x {len(SCRIPT)} messages, "
+        + (f"offered at {rate:,.0f} messages/s" if rate else f"{concurrency} at once")
+    )
+    try:
+        measured = bench_wechat_url(settings, url, conversations, concurrency, rate)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    result = measured.result
+    print(
+        f"  {measured.mode:<5} {result.rate:,.0f} messages/s; latency p50 {result.p50_ms:.1f} ms, "
+        f"p99 {result.p99_ms:.1f} ms, max {result.max_ms:.1f} ms; "
+        f"{measured.late} answered late (custom/send)"
+    )
+    if json_path is not None:
+        json_path.write_text(json.dumps({"runs": [measured.as_dict()]}, indent=2), "utf-8")
+        print(f"  JSON: {json_path}")

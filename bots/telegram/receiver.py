@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Inbound], Awaitable[list[Outbound] | None]]
 
-SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 (a header name)
 ALLOWED_UPDATES = ["message", "callback_query"]
 MAX_BACKOFF = 60.0  # seconds between attempts while Telegram is unreachable
 # The bot's command menu, in the order Telegram clients show it.

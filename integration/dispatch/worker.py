@@ -47,7 +47,7 @@ class WorkerTiming:
 def backoff_delay(attempts: int, base: float, ceiling: float) -> float:
     """Exponential backoff with jitter: between half and all of ``base * 2**(n-1)``."""
     delay = min(base * 2 ** max(attempts - 1, 0), ceiling)
-    return delay * random.uniform(0.5, 1.0)
+    return delay * random.uniform(0.5, 1.0)  # noqa: S311 (retry jitter, not a secret)
 
 
 class DispatchWorker:

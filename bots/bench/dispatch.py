@@ -2,9 +2,9 @@
 
 Run from the repository root (it borrows the test suite's platform emulators)::
 
-    .venv/bin/python -m bots.dispatchbench --platform webhook --cases 2000
+    .venv/bin/python -m bots.bench.dispatch --platform webhook --cases 2000
     YIMEN_DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1/yimen_bench \\
-        .venv/bin/python -m bots.dispatchbench --platform open311
+        .venv/bin/python -m bots.bench.dispatch --platform open311
 
 Forwarding: N cases are opened first (not timed), then the worker forwards them all
 through the emulated platform; cases per second is N over that time. Delay: for each
@@ -41,7 +41,7 @@ from integration.dispatch.worker import WorkerTiming
 from tests.emulators.dispatch import DispatchEmulator
 from tests.emulators.open311 import Open311Emulator
 
-SECRET = "bench-secret"
+SECRET = "bench-secret"  # noqa: S105 (the benchmark's emulated platform)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +213,7 @@ async def _delays(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: ``python -m bots.dispatchbench``."""
+    """Command line: ``python -m bots.bench.dispatch``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--platform", choices=["webhook", "open311"], default="webhook")
     parser.add_argument("--cases", type=int, default=1000, help="cases to forward")

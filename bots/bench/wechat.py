@@ -18,12 +18,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import multiprocessing
 import secrets
+import shutil
 import socket
 import string
+import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.synchronize import Event as ProcessEvent
 from pathlib import Path
@@ -34,10 +38,11 @@ import xmltodict
 from wechatpy.crypto import PrpCrypto, WeChatCrypto
 
 from bots.bench import SCRIPT, BenchResult, house_numbers, script
+from bots.bench.counters import Snapshot
 from bots.settings import Settings
 from bots.wechat.security import signature
 
-TOKEN = "yimenbench"
+TOKEN = "yimenbench"  # noqa: S105 (the benchmark's own throwaway account)
 APP_ID = "wx00000000bench000"
 ACCOUNT = "gh_yimen_bench"
 # WeChat's API is not called on the passive path; a dead port makes any late reply fail fast.
@@ -52,6 +57,28 @@ class WeChatBenchResult:
     result: BenchResult
     late: int
     workers: int = 1
+    costs: Snapshot | None = None  # the workers' totals while measured
+
+    def per_message(self) -> dict[str, float]:
+        """SQL statements, commits, Redis round trips and server CPU ms per message."""
+        return self.costs.per(self.result.messages) if self.costs else {}
+
+    def as_dict(self) -> dict[str, Any]:
+        """The run as JSON-ready data: latency, rates, and what a message cost the server."""
+        result = self.result
+        return {
+            "mode": self.mode,
+            "workers": self.workers,
+            "messages": result.messages,
+            "seconds": result.seconds,
+            "messages_per_second": result.rate,
+            "p50_ms": result.p50_ms,
+            "p99_ms": result.p99_ms,
+            "max_ms": result.max_ms,
+            "late": self.late,
+            "per_message": self.per_message(),
+            "server": self.costs.as_dict() if self.costs else None,
+        }
 
 
 def _free_port() -> int:
@@ -99,16 +126,29 @@ def _serve(
     profile: str,
     echo: bool,
     reuse_port: bool = False,
+    measuring: ProcessEvent | None = None,
+    counts: str = "",
 ) -> None:
     """A server process: the app on 127.0.0.1:port until ``stop`` is set (with
-    ``reuse_port``, one of several sharing the port, as `yimen run --workers` runs)."""
+    ``reuse_port``, one of several sharing the port, as `yimen run --workers` runs).
+
+    With ``counts``, the SQL statements, Redis round trips and CPU time the server
+    spends from ``measuring`` being set until ``stop`` are written there as JSON.
+    """
     from aiohttp import web
 
     from bots.app import create_app
+    from bots.bench.counters import Counters
     from bots.logs import configure
 
     settings = Settings(**values)
     configure(settings.log_level)
+    counters = Counters().install() if counts else None
+    profiler = None
+    if profile:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.0005, async_mode="disabled")
 
     async def run() -> None:
         app = _echo_app(settings) if echo else create_app(settings)
@@ -116,33 +156,37 @@ def _serve(
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port, reuse_port=reuse_port or None).start()
         ready.set()
+        loop = asyncio.get_running_loop()
         try:
-            await asyncio.get_running_loop().run_in_executor(None, stop.wait)
+            if measuring is not None:  # startup and the warm-up are not measured
+                await loop.run_in_executor(None, measuring.wait)
+            if counters is not None:
+                counters.reset()
+            if profiler is not None:
+                profiler.start()
+            await loop.run_in_executor(None, stop.wait)
+            if profiler is not None:
+                profiler.stop()
+            if counters is not None:
+                written = json.dumps(counters.snapshot().as_dict())
+                await loop.run_in_executor(None, Path(counts).write_text, written, "utf-8")
         finally:
             await runner.cleanup()
 
-    if not profile:
-        asyncio.run(run())
-        return
-    from pyinstrument import Profiler
-
-    profiler = Profiler(interval=0.0005, async_mode="disabled")
-    profiler.start()
-    try:
-        asyncio.run(run())
-    finally:
-        profiler.stop()
-        Path(profile).write_text(profiler.output_html(), encoding="utf-8")
+    asyncio.run(run())
+    if profiler is not None and profiler.last_session is not None:
         Path(profile).with_suffix(".txt").write_text(
             profiler.output_text(unicode=True, show_all=False), encoding="utf-8"
         )
+        Path(profile).write_text(profiler.output_html(), encoding="utf-8")
 
 
 class _WeChat:
     """Builds, signs and (in safe mode) encrypts deliveries; opens the replies."""
 
-    def __init__(self, aes_key: str) -> None:
-        self.crypto = WeChatCrypto(TOKEN, aes_key, APP_ID) if aes_key else None
+    def __init__(self, aes_key: str, token: str = TOKEN, app_id: str = APP_ID) -> None:
+        self.token, self.app_id = token, app_id
+        self.crypto = WeChatCrypto(token, aes_key, app_id) if aes_key else None
         self.prp = PrpCrypto(self.crypto.key) if self.crypto else None
         self.ids = itertools.count(int(time.time() * 1000) * 1000)
 
@@ -155,14 +199,14 @@ class _WeChat:
             f"<Content><![CDATA[{text}]]></Content><MsgId>{msg_id}</MsgId></xml>"
         )
         timestamp, nonce = str(int(time.time())), str(msg_id % 10**9)
-        query = {"signature": signature(TOKEN, timestamp, nonce), "timestamp": timestamp}
+        query = {"signature": signature(self.token, timestamp, nonce), "timestamp": timestamp}
         query |= {"nonce": nonce, "openid": openid}
         if self.prp is None:
             return query, xml
-        ciphertext = self.prp.encrypt(xml, APP_ID).decode()
+        ciphertext = self.prp.encrypt(xml, self.app_id).decode()
         query |= {
             "encrypt_type": "aes",
-            "msg_signature": signature(TOKEN, timestamp, nonce, ciphertext),
+            "msg_signature": signature(self.token, timestamp, nonce, ciphertext),
         }
         body = (
             f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName>"
@@ -176,10 +220,12 @@ class _WeChat:
             return None
         fields = xmltodict.parse(body)["xml"]
         if self.prp is not None:
-            expected = signature(TOKEN, fields["TimeStamp"], fields["Nonce"], fields["Encrypt"])
+            expected = signature(
+                self.token, fields["TimeStamp"], fields["Nonce"], fields["Encrypt"]
+            )
             if fields["MsgSignature"] != expected:
                 raise RuntimeError("reply signature does not verify")
-            fields = xmltodict.parse(self.prp.decrypt(fields["Encrypt"], APP_ID))["xml"]
+            fields = xmltodict.parse(self.prp.decrypt(fields["Encrypt"], self.app_id))["xml"]
         content = fields.get("Content")
         if fields.get("MsgType") != "text" or not content:
             raise RuntimeError(f"not a text reply: {body[:200]}")
@@ -209,13 +255,16 @@ async def _resident(
 
 
 async def _drive(
-    port: int, aes_key: str, conversations: int, concurrency: int, rate: float | None
+    url: str,
+    wechat: _WeChat,
+    conversations: int,
+    concurrency: int,
+    rate: float | None,
+    on_start: Callable[[], None] = lambda: None,
 ) -> tuple[BenchResult, int]:
     """Closed loop: ``concurrency`` residents at a time. Open loop with ``rate``: a new
     resident every len(SCRIPT)/``rate`` seconds however many are still waiting, so the
     offered load is ``rate`` messages/s and queueing shows up in the latencies."""
-    url = f"http://127.0.0.1:{port}/wechat"
-    wechat = _WeChat(aes_key)
     run = uuid.uuid4().hex[:8]
     latencies: list[float] = []
     late: list[int] = []
@@ -228,6 +277,7 @@ async def _drive(
             openid = f"o-bench-{run}-{index}"
             await _resident(session, url, wechat, openid, next(houses), latencies, late)
 
+        on_start()
         started = time.perf_counter()
         if rate:
             interval, residents = len(SCRIPT) / rate, []
@@ -278,9 +328,11 @@ def bench_wechat(
         }
     )
     context = multiprocessing.get_context("spawn")
-    stop = context.Event()
+    stop, measuring = context.Event(), context.Event()
     port = _free_port()
     servers = []
+    scratch = Path(tempfile.mkdtemp(prefix="yimen-bench-"))
+    counts = [scratch / f"counts-{index}.json" for index in range(workers)]
     for index in range(workers):
         ready = context.Event()
         server = context.Process(
@@ -293,6 +345,8 @@ def bench_wechat(
                 str(profile or "") if index == 0 else "",
                 echo,
                 workers > 1,
+                measuring,
+                str(counts[index]),
             ),
             name=f"yimen-bench-server-{index}",
         )
@@ -304,13 +358,64 @@ def bench_wechat(
             while not ready.wait(0.5):
                 if not server.is_alive():
                     raise RuntimeError("a bench server exited before it was ready")
-        result, late = asyncio.run(_drive(port, aes_key, conversations, concurrency, rate))
+        result, late = asyncio.run(
+            _drive(
+                f"http://127.0.0.1:{port}/wechat",
+                _WeChat(aes_key),
+                conversations,
+                concurrency,
+                rate,
+                measuring.set,
+            )
+        )
     finally:
         stop.set()
         for server, _ in servers:
-            server.join(60)
+            server.join(300 if profile else 60)  # writing a profile takes a while
             if server.is_alive():
                 server.terminate()
                 with contextlib.suppress(Exception):
                     server.join(5)
-    return WeChatBenchResult(mode, result, late, workers)
+    costs = _total([json.loads(path.read_text()) for path in counts if path.exists()])
+    shutil.rmtree(scratch, ignore_errors=True)
+    return WeChatBenchResult(mode, result, late, workers, costs)
+
+
+def _total(snapshots: list[dict[str, Any]]) -> Snapshot | None:
+    """The workers' counts added up (peak RSS: the largest worker's)."""
+    if not snapshots:
+        return None
+    total = Snapshot()
+    for one in snapshots:
+        total.statements += one["statements"]
+        total.transactions += one["transactions"]
+        total.redis_round_trips += one["redis_round_trips"]
+        total.redis_commands += one["redis_commands"]
+        total.cpu_seconds += one["cpu_seconds"]
+        total.seconds = max(total.seconds, one["seconds"])
+        total.peak_rss_kb = max(total.peak_rss_kb, one["peak_rss_kb"])
+        for kind, count in one["by_statement"].items():
+            total.by_statement[kind] = total.by_statement.get(kind, 0) + count
+    return total
+
+
+def bench_wechat_url(
+    settings: Settings,
+    url: str,
+    conversations: int,
+    concurrency: int,
+    rate: float | None = None,
+) -> WeChatBenchResult:
+    """Drive a server that is already running at ``url`` (its /wechat webhook) from
+    outside, signing (and, when it has an EncodingAESKey, encrypting) with the account
+    settings it was started with: YIMEN_WECHAT_TOKEN, YIMEN_WECHAT_APP_ID and
+    YIMEN_WECHAT_AES_KEY. Its rate limit must allow 7 messages per resident.
+
+    The server's own costs (statements, Redis, CPU) are not counted from outside.
+    """
+    if not settings.wechat_token:
+        raise ValueError("set YIMEN_WECHAT_TOKEN (and the app id and AES key) as the server has")
+    wechat = _WeChat(settings.wechat_aes_key, settings.wechat_token, settings.wechat_app_id)
+    mode = "safe" if settings.wechat_aes_key else "plain"
+    result, late = asyncio.run(_drive(url, wechat, conversations, concurrency, rate))
+    return WeChatBenchResult(mode, result, late)

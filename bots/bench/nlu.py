@@ -27,7 +27,7 @@ from nlu.rasa_client import RasaInterpreter
 from nlu.training_data import Example, load
 from nlu.types import Interpreter
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "rasa-server.sh"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "rasa-server.sh"
 
 Progress = Callable[[str, int], Any]  # label, total -> context manager yielding advance(n)
 
