@@ -8,6 +8,7 @@ stolen database yields no usable cookie.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -80,6 +81,8 @@ class AccountBook:
         scoped = role in (StaffRole.community, StaffRole.grid)
         if scoped != bool(community.strip()):
             raise AccountError("community and grid accounts (and only they) name a community")
+        # Argon2 is deliberately slow (tens of ms): off the event loop, outside the transaction.
+        password_hash = await asyncio.to_thread(_HASHER.hash, password)
         try:
             async with self._sessions.begin() as session:
                 return int(
@@ -87,7 +90,7 @@ class AccountBook:
                         insert(StaffAccount)
                         .values(
                             username=username,
-                            password_hash=_HASHER.hash(password),
+                            password_hash=password_hash,
                             role=role.value,
                             community=community.strip(),
                             active=True,
@@ -110,7 +113,9 @@ class AccountBook:
                 )
             ).first()
         try:
-            _HASHER.verify(row.password_hash if row else _DUMMY_HASH, password)
+            await asyncio.to_thread(
+                _HASHER.verify, row.password_hash if row else _DUMMY_HASH, password
+            )
         except (VerificationError, InvalidHashError):
             return None
         return int(row.id) if row is not None and row.active else None
