@@ -7,22 +7,36 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestServer
 from openpyxl import load_workbook
+from playwright.async_api import Browser, expect
 from sqlalchemy import select
 
-from bots.app import SERVICES
+from bots.app import SERVICES, create_app
+from bots.settings import Settings
+from console.accounts import AccountBook
 from integration.claims import ClaimBook
 from integration.items import ItemBook, ItemDraft
-from integration.models import AuditEntry, ItemStatus, ServiceItemEvent, VolunteerStatus, utcnow
+from integration.models import (
+    AuditEntry,
+    ItemStatus,
+    ServiceItemEvent,
+    StaffRole,
+    VolunteerStatus,
+    utcnow,
+)
 from integration.services.calendar import LOCAL_TZ
 from integration.volunteer_report import VolunteerRecords
 from integration.volunteers import PARTS, VolunteerBook, VolunteerDraft
-from tests.console_client import console_client, page_csrf, sign_in
+from tests.console_client import PASSWORD, console_client, page_csrf, sign_in
+from tests.test_chat_page import DESKTOP, browser  # noqa: F401
+from tests.test_console_browser import sign_in as browser_sign_in
 
 pytestmark = pytest.mark.slow
 
@@ -357,3 +371,71 @@ async def test_the_dashboard_shows_handoff_waits_against_the_service_level(clien
     assert (await sign_in(client, "jinhui")).status == 303
     scoped = await (await client.get("/console/dashboard/data?days=7")).json()
     assert scoped["handoffs"] is None
+
+
+@pytest.fixture
+async def server(data_dir: Path) -> AsyncIterator[TestServer]:
+    settings = Settings(data_dir=data_dir, push_poll_interval=0.1)
+    async with TestServer(create_app(settings)) as server:
+        book = AccountBook(server.app[SERVICES].sessions)
+        await book.create("desk", PASSWORD, StaffRole.staff)
+        yield server
+
+
+async def test_the_page_posts_an_item_and_draws_the_ranking_in_a_browser(
+    server: TestServer,
+    browser: Browser,  # noqa: F811
+) -> None:
+    services = server.app[SERVICES]
+    volunteers = VolunteerBook(services.sessions)
+    volunteer = await volunteers.register(
+        VolunteerDraft(
+            "webchat",
+            "b1",
+            "b1",
+            "王建国",
+            "13912340009",
+            "水司",
+            "第一支部",
+            "金辉小区",
+            ("elder",),
+            ((0, "morning"),),
+        )
+    )
+    await volunteers.decide(volunteer.id, True)
+    request = await ItemBook(services.sessions).create(
+        ItemDraft("webchat", "res9", "res9", "meal", "明天上午", "金辉小区3号楼", "self", "")
+    )
+    await ItemBook(services.sessions).approve(request.id, capacity=1)
+    claims = ClaimBook(services.sessions)
+    await claims.claim(request.id, volunteer.id, "webchat", "b1", utcnow())
+    await claims.complete(request.id, volunteer.id, utcnow())
+    await claims.confirm(request.id, "res", utcnow())
+
+    context = await browser.new_context(viewport=DESKTOP, locale="zh-CN")
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("response", lambda r: errors.append(r.url) if r.status >= 400 else None)
+    page.on("dialog", lambda d: d.accept())
+    await browser_sign_in(page, server)
+    await page.goto(str(server.make_url(PAGE)))
+    await expect(page.locator("#volunteer-charts")).to_have_attribute("data-loaded", "1")
+    canvas = page.locator("#chart-volunteers canvas")
+    await expect(canvas).to_have_count(1)
+    size = await canvas.bounding_box()
+    assert size is not None and size["width"] > 200 and size["height"] > 150
+    form = page.locator("#post-item form")
+    await form.locator("select[name=community]").select_option("金辉小区")
+    await form.locator("input[name=title]").fill("义务理发")
+    await form.locator("input[name=start]").fill(tomorrow(9))
+    await form.locator("input[name=place]").fill("金辉小区活动室")
+    await form.locator("button[type=submit]").click()
+    await expect(page.locator(".notice")).to_be_visible()
+    posted = await ItemBook(services.sessions).list_items([ItemStatus.open])
+    assert [i.title for i in posted] == ["义务理发"]
+    await page.goto(str(server.make_url("/console/dashboard")))
+    await expect(page.locator("#dashboard")).to_have_attribute("data-loaded", "1")
+    await expect(page.locator("#chart-handoffs canvas")).to_have_count(1)
+    assert not [e for e in errors if not e.endswith("/favicon.ico")], errors
+    await context.close()
