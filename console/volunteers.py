@@ -29,7 +29,13 @@ from integration.errors import IntegrationError
 from integration.items import SKILLS, ItemBook, ItemPost, ItemView, Window
 from integration.models import ItemStatus, StaffRole, VolunteerCode, VolunteerStatus, utcnow
 from integration.services.calendar import LOCAL_TZ
-from integration.volunteer_report import MonthReport, Record, VolunteerRecords, month_bounds
+from integration.volunteer_report import (
+    MonthReport,
+    Record,
+    VolunteerRecords,
+    _totals,
+    month_bounds,
+)
 from integration.volunteers import INVITE_DAYS, VolunteerBook, VolunteerView
 
 ROLES = (StaffRole.admin, StaffRole.staff, StaffRole.community)
@@ -101,19 +107,11 @@ def _scoped_report(report: MonthReport, community: str | None) -> MonthReport:
     if community is None:
         return report
     rows = tuple(row for row in report.rows if row.community == community)
-    branches: dict[str, Record] = {}
-    for row in rows:
-        was = branches.get(row.branch, Record())
-        branches[row.branch] = Record(
-            was.items + row.record.items,
-            round(was.hours + row.record.hours, 2),
-            was.residents + row.record.residents,
-        )
     return MonthReport(
         report.month,
         rows,
         tuple(pair for pair in report.communities if pair[0] == community),
-        tuple(sorted(branches.items())),
+        _totals((row.branch, row.record) for row in rows),  # the report's own summing
     )
 
 

@@ -439,3 +439,25 @@ async def test_the_page_posts_an_item_and_draws_the_ranking_in_a_browser(
     await expect(page.locator("#chart-handoffs canvas")).to_have_count(1)
     assert not [e for e in errors if not e.endswith("/favicon.ico")], errors
     await context.close()
+
+
+def test_a_community_accounts_report_holds_only_its_own_rows() -> None:
+    from console.volunteers import _scoped_report
+    from integration.volunteer_report import MonthReport, Record, ReportRow
+
+    rows = (
+        ReportRow(1, "张三", "金辉小区", "一支部", Record(2, 4.0, 2)),
+        ReportRow(2, "李四", "交通社区", "一支部", Record(1, 2.0, 1)),
+        ReportRow(3, "王五", "金辉小区", "二支部", Record(1, 1.5, 1)),
+    )
+    whole = MonthReport(
+        "2026-11",
+        rows,
+        (("交通社区", Record(1, 2.0, 1)), ("金辉小区", Record(3, 5.5, 3))),
+        (("一支部", Record(3, 6.0, 3)), ("二支部", Record(1, 1.5, 1))),
+    )
+    assert _scoped_report(whole, None) is whole
+    mine = _scoped_report(whole, "金辉小区")
+    assert [r.name for r in mine.rows] == ["张三", "王五"]
+    assert mine.communities == (("金辉小区", Record(3, 5.5, 3)),)
+    assert mine.branches == (("一支部", Record(2, 4.0, 2)), ("二支部", Record(1, 1.5, 1)))
