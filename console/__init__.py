@@ -75,6 +75,7 @@ MODULES: tuple[str, ...] = (
     "console.appointments",
     "console.dashboard",
     "console.corrections",
+    "console.volunteers",
 )
 
 

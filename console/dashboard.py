@@ -5,7 +5,10 @@
 - overdue cases (open longer than ``cases.OVERDUE_AFTER``) per category;
 - satisfaction: 满意 + 基本满意 over rated cases, with the unrated count beside it;
 - the NLU fallback rate per day and the most frequent messages it did not recognise
-  (admin and staff only: they are residents' words from every community).
+  (admin and staff only: they are residents' words from every community);
+- handoff waiting times against the service level: handoffs claimed per day within
+  and past their due time, the median wait beside the configured ``handoff_sla``, and
+  how many still wait past it (admin and staff only: handoffs name no community).
 
 Community and grid accounts see their own community's cases only.
 """
@@ -26,7 +29,17 @@ from console.web import Console, member, render, services
 from integration.cases import LOCAL_TZ
 from integration.dispatch.ratings import RatingSummary, Score
 from integration.lifecycle import OPEN
-from integration.models import Case, CaseEvent, CaseStatus, Direction, Message, Rating, utcnow
+from integration.models import (
+    Case,
+    CaseEvent,
+    CaseStatus,
+    Direction,
+    Handoff,
+    HandoffStatus,
+    Message,
+    Rating,
+    utcnow,
+)
 from nlu.types import FALLBACK_INTENT
 
 DAYS = (7, 30, 90)
@@ -97,8 +110,11 @@ async def dashboard_data(request: web.Request) -> web.Response:
             )
         ).all()
         nlu: dict[str, Any] | None = None
+        handoffs: dict[str, Any] | None = None
         if not who.scoped:
             nlu = await _nlu(session, since, labels)
+            sla = services(request).settings.handoff_sla
+            handoffs = await _handoffs(session, since, labels, now, sla)
 
     per_day: dict[str, list[int]] = {c: [0] * days for c in CATEGORIES}
     created: dict[int, datetime] = {}
@@ -156,6 +172,7 @@ async def dashboard_data(request: web.Request) -> web.Response:
                 "rate": ratings.satisfaction,
             },
             "nlu": nlu,
+            "handoffs": handoffs,
         }
     )
 
@@ -196,6 +213,48 @@ async def _nlu(session: Any, since: datetime, labels: list[date]) -> dict[str, A
         "overall": round(sum(fallback.values()) / understood, 4) if understood else None,
         "messages": understood,
         "top": [{"text": text[:60], "count": int(n)} for text, n in top],
+    }
+
+
+async def _handoffs(
+    session: Any, since: datetime, labels: list[date], now: datetime, sla: float
+) -> dict[str, Any]:
+    """Handoffs claimed per day within and past their service level, the median wait
+    (minutes) per day, and those still waiting past it.
+
+    Each handoff's own due time is its service level: ``sla`` seconds after it opened in
+    office hours, the promised answer time off hours.
+    """
+    rows = (
+        await session.execute(
+            select(Handoff.opened_at, Handoff.claimed_at, Handoff.sla_due).where(
+                Handoff.claimed_at.is_not(None), Handoff.opened_at >= since
+            )
+        )
+    ).all()
+    index = {day: i for i, day in enumerate(labels)}
+    within = [0] * len(labels)
+    late = [0] * len(labels)
+    waits: dict[date, list[float]] = defaultdict(list)
+    for opened, claimed, due in rows:
+        day = _day(opened)
+        if day not in index:
+            continue
+        (within if claimed <= due else late)[index[day]] += 1
+        waits[day].append(_hours(opened, claimed) * 60)
+    waiting_late = await session.scalar(
+        select(func.count())
+        .select_from(Handoff)
+        .where(Handoff.status == HandoffStatus.waiting.value, Handoff.sla_due < now)
+    )
+    return {
+        "within": within,
+        "late": late,
+        "median_wait": [_median(waits.get(d)) for d in labels],
+        "sla_minutes": round(sla / 60, 2),
+        "claimed": sum(within) + sum(late),
+        "on_time": sum(within),
+        "waiting_late": int(waiting_late or 0),
     }
 
 

@@ -61,6 +61,11 @@ def window_of(start: str | None, end: str | None, words: str, since: datetime) -
     if start:
         begin = parse_local(start, "--start")
         return Window(begin, parse_local(end, "--end") if end else begin + DEFAULT_LENGTH)
+    return words_window(words, since)
+
+
+def words_window(words: str, since: datetime) -> Window | None:
+    """The window a resident's words name (明天上午, from ``since``), if any."""
     found = find_times(words, since) if words else []
     if not found:
         return None
@@ -148,6 +153,43 @@ def items_add(
     print(line(staff_call(lambda sessions: ItemBook(sessions).post(post))))
 
 
+async def approve_request(
+    sessions: Sessions,
+    t: Catalog,
+    item: int,
+    actor: str,
+    window: Window | None = None,
+    capacity: int = 1,
+) -> ItemView:
+    """Approve a pending help-at-home item and tell the resident (the CLI's and the console's).
+
+    ``window`` defaults to the one the resident's words name; the community is the one
+    the address names. Raises ``ItemNotFound`` / ``ItemNotPending``.
+    """
+    book = ItemBook(sessions)
+    pending = await book.get(item)
+    if window is None:
+        window = words_window(pending.when, pending.created_at)
+    place = Gazetteer.load().locate(pending.address)
+    kind = t.get(f"home.kind.{pending.kind}", pending.kind)
+    tell = t("home.approved", number=item, kind=kind, when=pending.when)
+    fields = (
+        ("number", str(item)),
+        ("status", t("home.template_approved")),
+        ("note", kind),
+        ("time", pending.when),
+    )
+    return await book.approve(
+        item,
+        actor,
+        tell,
+        fields,
+        window=window,
+        community=place.name if place else "",
+        capacity=capacity,
+    )
+
+
 @items_app.command("approve")
 def items_approve(
     item: Annotated[int, typer.Argument(help="The item number, from `yimen items list`.")],
@@ -160,31 +202,14 @@ def items_approve(
 ) -> None:
     """Approve a pending item (volunteers may then claim it); the resident is told."""
 
-    async def go(sessions: Sessions) -> ItemView:
-        t = Catalog.load()
-        book = ItemBook(sessions)
-        pending = await book.get(item)
-        window = window_of(start, end, pending.when, pending.created_at)
-        place = Gazetteer.load().locate(pending.address)
-        kind = t.get(f"home.kind.{pending.kind}", pending.kind)
-        tell = t("home.approved", number=item, kind=kind, when=pending.when)
-        fields = (
-            ("number", str(item)),
-            ("status", t("home.template_approved")),
-            ("note", kind),
-            ("time", pending.when),
+    window = window_of(start, end, "", utcnow()) if start else None
+    moved(
+        staff_call(
+            lambda sessions: approve_request(
+                sessions, Catalog.load(), item, actor, window, capacity
+            )
         )
-        return await book.approve(
-            item,
-            actor,
-            tell,
-            fields,
-            window=window,
-            community=place.name if place else "",
-            capacity=capacity,
-        )
-
-    moved(staff_call(go))
+    )
 
 
 @items_app.command("confirm")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import enum
+import io
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,6 +119,25 @@ def rows(report: MonthReport) -> Iterator[tuple[object, ...]]:
         yield ("branch", "", "", "", branch, r.items, r.hours, r.residents)
 
 
+def report_bytes(report: MonthReport, format: Format) -> bytes:
+    """The report as a CSV (UTF-8 with a BOM: Excel reads it) or XLSX file's bytes."""
+    if format is Format.csv:
+        out = io.StringIO()
+        csv.writer(out).writerows(rows(report))
+        return out.getvalue().encode("utf-8-sig")
+    from openpyxl import Workbook  # only the xlsx report needs it
+
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = report.month
+    for row in rows(report):
+        sheet.append(list(row))
+    out_bytes = io.BytesIO()
+    book.save(out_bytes)
+    return out_bytes.getvalue()
+
+
 @volunteers_app.command("report")
 def volunteers_report(
     month: Annotated[str, typer.Option(help="The month, YYYY-MM.")],
@@ -135,17 +155,5 @@ def volunteers_report(
 
     report = staff_call(lambda sessions: VolunteerRecords(sessions).month(month))
     path = output or Path(f"volunteers-{month}.{format.value}")
-    if format is Format.csv:
-        with path.open("w", newline="", encoding="utf-8-sig") as handle:  # BOM: Excel reads it
-            csv.writer(handle).writerows(rows(report))
-    else:
-        from openpyxl import Workbook  # only the xlsx report needs it
-
-        book = Workbook()
-        sheet = book.active
-        assert sheet is not None
-        sheet.title = month
-        for row in rows(report):
-            sheet.append(list(row))
-        book.save(path)
+    path.write_bytes(report_bytes(report, format))
     print(f"{path}: {len(report.rows)} volunteer(s)")

@@ -90,6 +90,30 @@
         series: [{ name: "次数", type: "bar", data: top.map((t) => t.count) }],
       }), true);
     }
+    if (data.handoffs) {
+      const h = data.handoffs;
+      document.getElementById("handoff-rate").textContent =
+        h.claimed ? pct(h.on_time / h.claimed) + " 按时接入" : "—";
+      document.getElementById("handoff-counts").textContent =
+        "已接入 " + h.claimed + " 次，时限 " + h.sla_minutes + " 分钟（非工作时间按承诺时间），仍在超时等待 " + h.waiting_late + " 次";
+      chart("chart-handoffs").setOption(Object.assign(base(), {
+        color: ["#1a7f37", "#b3261e", "#0b57d0"],
+        legend: { top: 0 },
+        xAxis: { type: "category", data: days },
+        yAxis: [
+          { type: "value", name: "次数", minInterval: 1 },
+          { type: "value", name: "分钟" },
+        ],
+        series: [
+          { name: "时限内接入", type: "bar", stack: "handoffs", data: h.within },
+          { name: "超时接入", type: "bar", stack: "handoffs", data: h.late },
+          {
+            name: "等待中位数（分钟）", type: "line", yAxisIndex: 1, connectNulls: true, data: h.median_wait,
+            markLine: { symbol: "none", label: { formatter: "时限 {c} 分钟" }, data: [{ yAxis: h.sla_minutes }] },
+          },
+        ],
+      }), true);
+    }
     root.setAttribute("data-loaded", "1");
   }
 
