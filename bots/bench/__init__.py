@@ -261,8 +261,15 @@ async def bench(
             costs = counters.snapshot()
         finally:
             counters.uninstall()
-        after = await footprint.finish(
-            before, services.engine, services.redis, services.keys, "bench", chats
+        await footprint.rows_after(before, services.engine, services.redis)
+        probes = []  # conversations left mid-flow, to weigh an active one in Redis
+        for kind in scenarios.kinds:
+            if len(kind.turns) > 2:
+                probes.append(f"bench-{run}-p{kind.name}")
+                half = Scenario(kind.name, kind.weight, kind.turns[: len(kind.turns) // 2])
+                await _resident(pipeline, probes[-1], half, next(houses), Samples())
+        after = await footprint.redis_bytes(
+            before, services.redis, services.keys, "bench", chats + probes
         )
     result = BenchResult.of(samples.latencies, elapsed)
     return PipelineRun(

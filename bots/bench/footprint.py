@@ -5,8 +5,10 @@ Rows: every table's ``count(*)`` before and after the run; the difference divide
 the conversations (the warm-up conversation excluded by counting after it).
 Redis: after the run, ``MEMORY USAGE`` of every key that belongs to one of the run's
 conversations (their hash tag or their id in the key), summed per conversation; a
-conversation whose state key is still there (its flow unfinished, or the state kept
-until it expires) is *active*, one without it *idle*. ``INFO memory``'s used_memory
+conversation whose state key is still there (its flow unfinished) is *active*, one
+without it *idle*. A finished conversation is idle, so the pipeline bench also starts
+a few conversations after the measured run and leaves them mid-flow (the probes), to
+measure active ones. ``INFO memory``'s used_memory
 before and after, divided by the conversations, is reported beside it (it also counts
 what is not keyed by conversation, and moves with everything else on the server).
 """
@@ -86,8 +88,9 @@ class Footprint:
             "rows_per_conversation": sum(rows.values()),
             "rows_per_conversation_by_table": rows,
             "redis": {
-                "method": "MEMORY USAGE of each conversation's keys after the run; "
-                "active = its state key still exists",
+                "method": "MEMORY USAGE of each conversation's keys after the run (SCAN of the "
+                "prefix); active = its state key exists (probes left mid-flow), idle = finished; "
+                "used_memory_delta = INFO memory after - before, over the measured conversations",
                 "active_conversations": len(self.active),
                 "idle_conversations": len(self.idle),
                 "bytes_per_active_conversation": mean(self.active),
@@ -106,17 +109,17 @@ async def begin(engine: AsyncEngine, redis: Any, conversations: int) -> Footprin
     )
 
 
-async def finish(
-    footprint: Footprint,
-    engine: AsyncEngine,
-    redis: Any,
-    keys: KeyBuilder,
-    channel: str,
-    chats: Iterable[str],
-) -> Footprint:
-    """The counts after a run of the conversations ``chats`` on ``channel``."""
+async def rows_after(footprint: Footprint, engine: AsyncEngine, redis: Any) -> None:
+    """The counts right after the measured run."""
     footprint.rows_after = await table_rows(engine)
     footprint.memory_after = await used_memory(redis)
+
+
+async def redis_bytes(
+    footprint: Footprint, redis: Any, keys: KeyBuilder, channel: str, chats: Iterable[str]
+) -> Footprint:
+    """Each of the conversations ``chats`` on ``channel``: its keys' bytes, as active
+    (its state key exists) or idle."""
     if redis is None or footprint.memory_before is None:
         return footprint
     wanted = {keys.conversation(channel, chat): chat for chat in chats}

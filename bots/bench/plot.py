@@ -1,4 +1,4 @@
-"""A PNG of latency over time: every message as a dot, and each second's p50 and p99."""
+"""A PNG of latency over time: every message as a dot, and p50 and p99 over time."""
 
 from __future__ import annotations
 
@@ -15,21 +15,22 @@ def latency_png(path: Path, runs: Sequence[tuple[str, Sequence[tuple[float, floa
 
     figure, axes = plt.subplots(figsize=(10, 5), dpi=100)
     try:
-        for label, points in runs:
+        for index, (label, points) in enumerate(runs):
             if not points:
                 continue
             xs = [sent for sent, _, _ in points]
             ys = [latency * 1000 for _, latency, _ in points]
-            dots = axes.scatter(xs, ys, s=4, alpha=0.35, label=f"{label}: each message")
-            seconds: dict[int, list[float]] = {}
+            colour = f"C{index}"  # the colour cycle's n-th
+            axes.scatter(xs, ys, s=4, alpha=0.35, color=colour, label=f"{label}: each message")
+            width = max(max(xs) / 40, 0.05)  # about 40 bins (seconds on a long run)
+            bins: dict[int, list[float]] = {}
             for x, y in zip(xs, ys, strict=True):
-                seconds.setdefault(int(x), []).append(y)
-            ticks = sorted(seconds)
-            p50 = [_quantile(seconds[t], 0.5) for t in ticks]
-            p99 = [_quantile(seconds[t], 0.99) for t in ticks]
-            middle = [t + 0.5 for t in ticks]
-            colour = dots.get_facecolor()[0][:3]
-            axes.plot(middle, p50, color=colour, linewidth=1.5, label=f"{label}: p50 per second")
+                bins.setdefault(int(x / width), []).append(y)
+            ticks = sorted(bins)
+            p50 = [_quantile(bins[t], 0.5) for t in ticks]
+            p99 = [_quantile(bins[t], 0.99) for t in ticks]
+            middle = [(t + 0.5) * width for t in ticks]
+            axes.plot(middle, p50, color=colour, linewidth=1.5, label=f"{label}: p50")
             axes.plot(middle, p99, color=colour, linewidth=1, linestyle="--", label=f"{label}: p99")
         axes.set_xlabel("seconds since the start")
         axes.set_ylabel("latency (ms)")
