@@ -444,6 +444,8 @@ async def test_bench_measures_the_pipeline_and_the_signed_wechat_webhook(env: En
         "20",
         "--conversations",
         "3",
+        "--scenarios",
+        "complaint",
     )
     assert wechat.returncode == 0, wechat.stderr
     assert "offered at 20 messages/s" in wechat.stdout
