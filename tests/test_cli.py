@@ -560,3 +560,27 @@ async def test_bench_plays_mixed_conversations_and_reports_rows_redis_bytes_and_
 
 def model_files(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.glob("embedded-*.joblib"))
+
+
+def test_a_scenario_file_by_path_is_picked_by_weight_and_a_broken_one_refused(
+    tmp_path: Path,
+) -> None:
+    from bots.bench import Scenarios
+
+    mine = tmp_path / "mine.yml"
+    mine.write_text(
+        "conversations:\n"
+        "  - {name: hello, weight: 3, turns: [你好, 再见]}\n"
+        "  - {name: lamp, weight: 1, turns: ['幸福路{house}号路灯坏了', 跳过, 提交]}\n",
+        encoding="utf-8",
+    )
+    scenarios = Scenarios.load(mine)
+    assert scenarios.name == "mine" and scenarios.mean_turns == (3 * 2 + 3) / 4
+    plan = scenarios.plan(400, seed=1)
+    assert {kind.name for kind in plan} == {"hello", "lamp"}
+    assert 200 < sum(kind.name == "hello" for kind in plan) < 400  # about three in four
+
+    broken = tmp_path / "broken.yml"
+    broken.write_text("conversations:\n  - {name: empty, weight: 1, turns: []}\n", "utf-8")
+    with pytest.raises(ValueError, match="'empty' needs turns"):
+        Scenarios.load(broken)
