@@ -287,10 +287,22 @@ def bench_command(
         Path | None,
         typer.Option(
             "--json",
-            help="WeChat: write each run's figures (latency, and SQL statements, Redis "
-            "round trips and server CPU per message) to this JSON file.",
+            help="Write each run's figures (latency, errors, SQL statements, Redis round "
+            "trips and CPU per message; in process also rows and Redis bytes per "
+            "conversation) to this JSON file, and the latency PNG beside it.",
         ),
     ] = None,
+    png: Annotated[
+        Path | None,
+        typer.Option(help="Write the PNG of latency over time here (default: beside --json)."),
+    ] = None,
+    scenarios: Annotated[
+        str,
+        typer.Option(
+            help="Scenario file, or the name of one in bots/bench/scenarios/ (mixed: "
+            "complaints, a booking, a guide question, greetings; complaint: the one script).",
+        ),
+    ] = "mixed",
     workers: Annotated[
         list[int] | None,
         typer.Option(
@@ -300,13 +312,20 @@ def bench_command(
         ),
     ] = None,
 ) -> None:
-    """Measure throughput and latency with scripted resident conversations."""
+    """Measure throughput and latency with whole resident conversations from a scenario file."""
     import tempfile
 
-    from bots.bench import SCRIPT, bench
+    from bots.bench import Scenarios, bench, describe
+    from bots.bench.report import write
+    from bots.progress import counting
     from bots.workers import refusal
 
     settings = load_settings(log_level="WARNING")
+    try:
+        mix = Scenarios.load(scenarios)
+    except (ValueError, KeyError, TypeError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     problem = refusal(settings, max(workers or [1]))
     if problem:
         typer.echo(f"error: {problem}", err=True)
@@ -317,23 +336,58 @@ def bench_command(
                 update={"database_url": f"sqlite+aiosqlite:///{tmp}/bench.db"}
             )
         if channel is BenchChannel.wechat and url:
-            bench_url_report(settings, url, conversations, concurrency, rate, json_path)
+            bench_url_report(settings, url, conversations, concurrency, rate, json_path, mix, png)
             return
         if channel is BenchChannel.wechat:
             modes = mode or list(WeChatMode)
             bench_wechat_report(
-                settings, conversations, concurrency, modes, profile, echo, rate, workers, json_path
+                settings,
+                conversations,
+                concurrency,
+                modes,
+                profile,
+                echo,
+                rate,
+                workers,
+                json_path,
+                mix,
+                png,
             )
             return
-        result = run_async(bench(settings, conversations, concurrency))
+        with counting("pipeline", conversations) as advance:
+            run = run_async(bench(settings, conversations, concurrency, mix, advance))
+    result = run.result
     print(
-        f"pipeline: {result.messages} messages ({conversations} conversations x {len(SCRIPT)}, "
-        f"{concurrency} at once)\n"
+        f"pipeline: {result.messages} messages ({conversations} conversations, "
+        f"{concurrency} at once; {describe(mix)})\n"
         f"  database {describe_db(settings.resolved_database_url)}; "
         f"state {'redis' if settings.redis_url else 'memory'}; NLU {settings.nlu_backend}\n"
         f"  {result.rate:,.0f} messages/s; latency p50 {result.p50_ms:.1f} ms, "
-        f"p99 {result.p99_ms:.1f} ms, max {result.max_ms:.1f} ms"
+        f"p95 {result.p95_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, max {result.max_ms:.1f} ms; "
+        f"{len(run.samples.errors)} errors"
     )
+    cost = run.per_message
+    print(
+        f"  per message: {cost['statements']:.2f} SQL statements in "
+        f"{cost['transactions']:.2f} transactions, {cost['redis_round_trips']:.2f} Redis "
+        f"round trips, {cost['cpu_ms']:.2f} ms CPU (client and server in this process)"
+    )
+    footprint = run.footprint
+    print(f"  per conversation: {footprint['rows_per_conversation']:.2f} database rows")
+    memory = footprint["redis"]
+    if memory is not None:
+
+        def size(value: float | None) -> str:
+            return "-" if value is None else f"{value:,.0f} bytes"
+
+        print(
+            f"  Redis per conversation: active {size(memory['bytes_per_active_conversation'])} "
+            f"({memory['active_conversations']}), idle "
+            f"{size(memory['bytes_per_idle_conversation'])} ({memory['idle_conversations']}); "
+            f"used_memory grew {size(memory['used_memory_delta_per_conversation'])} each"
+        )
+    for line in write([("pipeline", run.as_dict(), run.samples)], json_path, png):
+        print(line)
 
 
 @db_app.command("upgrade")

@@ -421,10 +421,15 @@ async def test_nlu_train_reports_its_data_and_writes_the_model(
 
 
 async def test_bench_measures_the_pipeline_and_the_signed_wechat_webhook(env: Env) -> None:
-    measured = re.compile(r"([\d,]+) messages/s; latency p50 [\d.]+ ms, p99 [\d.]+ ms")
-    pipeline = await yimen(env, "bench", "--conversations", "3", "--concurrency", "2")
+    measured = re.compile(r"([\d,]+) messages/s; latency p50 [\d.]+ ms, (p95 [\d.]+ ms, )?p99")
+    # The old single script is still there: --scenarios complaint.
+    pipeline = await yimen(
+        env, "bench", "--conversations", "3", "--concurrency", "2", "--scenarios", "complaint"
+    )
     assert pipeline.returncode == 0, pipeline.stderr
-    assert "pipeline: 21 messages (3 conversations x 7, 2 at once)" in pipeline.stdout
+    assert "pipeline: 21 messages (3 conversations, 2 at once; scenarios complaint" in (
+        pipeline.stdout
+    )
     assert measured.search(pipeline.stdout), pipeline.stdout
 
     # Open loop over the real webhook, in safe mode: signed, encrypted, every answer passive.
@@ -439,6 +444,8 @@ async def test_bench_measures_the_pipeline_and_the_signed_wechat_webhook(env: En
         "20",
         "--conversations",
         "3",
+        "--scenarios",
+        "complaint",
     )
     assert wechat.returncode == 0, wechat.stderr
     assert "offered at 20 messages/s" in wechat.stdout
@@ -481,6 +488,8 @@ async def test_bench_drives_a_running_server_by_url_and_writes_json(
             "2",
             "--json",
             str(report),
+            "--scenarios",
+            "complaint",
         )
         server.send_signal(signal.SIGTERM)
         async with asyncio.timeout(TIMEOUT):
@@ -491,6 +500,8 @@ async def test_bench_drives_a_running_server_by_url_and_writes_json(
     [run] = json.loads(report.read_text(encoding="utf-8"))["runs"]
     assert (run["mode"], run["messages"], run["late"]) == ("safe", 14, 0)
     assert run["server"] is None  # a server outside is not counted from here
+    assert run["messages_by_scenario"] == {"complaint": 14} and run["errors"] == 0
+    assert report.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
 
     # Without the account's token the bench cannot sign: a clear refusal, nothing sent.
     del env.vars["YIMEN_WECHAT_TOKEN"]
@@ -499,5 +510,77 @@ async def test_bench_drives_a_running_server_by_url_and_writes_json(
     assert "YIMEN_WECHAT_TOKEN" in refused.stderr
 
 
+async def test_bench_plays_mixed_conversations_and_reports_rows_redis_bytes_and_a_png(
+    env: Env, tmp_path: Path, postgres: str, keys: KeyBuilder
+) -> None:
+    """The default mix on PostgreSQL and Redis: every conversation a new resident, what
+    each left behind counted, and latency over time drawn beside the JSON."""
+    env.vars |= {
+        "YIMEN_DATABASE_URL": postgres,
+        "YIMEN_REDIS_URL": REDIS_URL,
+        "YIMEN_REDIS_PREFIX": keys.prefix,
+    }
+    report = tmp_path / "mixed.json"
+    bench = await yimen(
+        env, "bench", "--conversations", "6", "--concurrency", "2", "--json", str(report)
+    )
+    assert bench.returncode == 0, bench.stderr
+    assert "scenarios mixed: complaint 4, streetlight 2, booking 2, guide 2" in bench.stdout
+    [run] = json.loads(report.read_text(encoding="utf-8"))["runs"]
+    assert run["mode"] == "pipeline" and run["conversations"] == 6 and run["errors"] == 0
+    assert set(run["messages_by_scenario"]) <= {
+        "complaint",
+        "streetlight",
+        "booking",
+        "guide",
+        "greeting",
+    }
+    assert sum(run["messages_by_scenario"].values()) == run["messages"] >= 6 * 3
+    assert 0 < run["p50_ms"] <= run["p95_ms"] <= run["p99_ms"] <= run["max_ms"]
+    assert run["per_message"]["statements"] > 0 and run["per_message"]["redis_round_trips"] > 0
+    footprint = run["footprint"]
+    # Every message is kept in the transcript: at least one row per message.
+    assert footprint["rows_per_conversation_by_table"]["messages"] >= 3
+    assert (
+        footprint["rows_per_conversation"]
+        >= footprint["rows_per_conversation_by_table"]["messages"]
+    )
+    redis = footprint["redis"]
+    # Finished conversations are idle; the probes left mid-flow are active.
+    assert redis["active_conversations"] > 0 and redis["idle_conversations"] > 0, redis
+    assert redis["bytes_per_active_conversation"] > 0 and redis["bytes_per_idle_conversation"] > 0
+    png = report.with_suffix(".png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # An unknown scenario file is refused plainly, before anything runs.
+    missing = await yimen(env, "bench", "--scenarios", "nosuch")
+    assert missing.returncode == 2
+    assert "no scenario file nosuch (shipped: complaint, mixed)" in missing.stderr
+
+
 def model_files(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.glob("embedded-*.joblib"))
+
+
+def test_a_scenario_file_by_path_is_picked_by_weight_and_a_broken_one_refused(
+    tmp_path: Path,
+) -> None:
+    from bots.bench import Scenarios
+
+    mine = tmp_path / "mine.yml"
+    mine.write_text(
+        "conversations:\n"
+        "  - {name: hello, weight: 3, turns: [你好, 再见]}\n"
+        "  - {name: lamp, weight: 1, turns: ['幸福路{house}号路灯坏了', 跳过, 提交]}\n",
+        encoding="utf-8",
+    )
+    scenarios = Scenarios.load(mine)
+    assert scenarios.name == "mine" and scenarios.mean_turns == (3 * 2 + 3) / 4
+    plan = scenarios.plan(400, seed=1)
+    assert {kind.name for kind in plan} == {"hello", "lamp"}
+    assert 200 < sum(kind.name == "hello" for kind in plan) < 400  # about three in four
+
+    broken = tmp_path / "broken.yml"
+    broken.write_text("conversations:\n  - {name: empty, weight: 1, turns: []}\n", "utf-8")
+    with pytest.raises(ValueError, match="'empty' needs turns"):
+        Scenarios.load(broken)

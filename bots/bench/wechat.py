@@ -37,7 +37,7 @@ import aiohttp
 import xmltodict
 from wechatpy.crypto import PrpCrypto, WeChatCrypto
 
-from bots.bench import SCRIPT, BenchResult, house_numbers, script
+from bots.bench import BenchResult, Samples, Scenario, Scenarios, house_numbers, script
 from bots.bench.counters import Snapshot
 from bots.settings import Settings
 from bots.wechat.security import signature
@@ -58,6 +58,7 @@ class WeChatBenchResult:
     late: int
     workers: int = 1
     costs: Snapshot | None = None  # the workers' totals while measured
+    samples: Samples | None = None  # every message's send time and latency
 
     def per_message(self) -> dict[str, float]:
         """SQL statements, commits, Redis round trips and server CPU ms per message."""
@@ -75,7 +76,10 @@ class WeChatBenchResult:
             "p50_ms": result.p50_ms,
             "p99_ms": result.p99_ms,
             "max_ms": result.max_ms,
+            "p95_ms": result.p95_ms,
             "late": self.late,
+            "errors": len(self.samples.errors) if self.samples else 0,
+            "messages_by_scenario": self.samples.by_scenario() if self.samples else {},
             "per_message": self.per_message(),
             "server": self.costs.as_dict() if self.costs else None,
         }
@@ -237,17 +241,17 @@ async def _resident(
     url: str,
     wechat: _WeChat,
     openid: str,
+    scenario: Scenario,
     house: int,
-    latencies: list[float],
+    samples: Samples,
     late: list[int],
 ) -> None:
-    for text in script(house):
+    for text in script(scenario, house):
         query, body = wechat.delivery(openid, text)
-        started = time.perf_counter()
-        async with session.post(url, params=query, data=body.encode()) as response:
-            answer = await response.text()
-            status = response.status
-        latencies.append(time.perf_counter() - started)
+        with samples.timing(scenario.name):
+            async with session.post(url, params=query, data=body.encode()) as response:
+                answer = await response.text()
+                status = response.status
         if status != 200:
             raise RuntimeError(f"HTTP {status} for {text!r}: {answer[:200]}")
         if wechat.answer(answer) is None:
@@ -261,26 +265,34 @@ async def _drive(
     concurrency: int,
     rate: float | None,
     on_start: Callable[[], None] = lambda: None,
-) -> tuple[BenchResult, int]:
+    scenarios: Scenarios | None = None,
+    advance: Callable[[int], None] = lambda _n: None,
+) -> tuple[BenchResult, int, Samples]:
     """Closed loop: ``concurrency`` residents at a time. Open loop with ``rate``: a new
-    resident every len(SCRIPT)/``rate`` seconds however many are still waiting, so the
+    resident every (mean turns)/``rate`` seconds however many are still waiting, so the
     offered load is ``rate`` messages/s and queueing shows up in the latencies."""
+    scenarios = scenarios or Scenarios.load()
+    plan = scenarios.plan(conversations)
     run = uuid.uuid4().hex[:8]
-    latencies: list[float] = []
+    samples = Samples()
     late: list[int] = []
     connector = aiohttp.TCPConnector(limit=0 if rate else concurrency + 1)
     async with aiohttp.ClientSession(connector=connector) as session:
         houses = house_numbers()
-        await _resident(session, url, wechat, f"o-warmup-{run}", next(houses), [], [])
+        for kind in scenarios.kinds:
+            openid = f"o-warmup-{run}-{kind.name}"
+            await _resident(session, url, wechat, openid, kind, next(houses), Samples(), [])
 
         async def resident(index: int) -> None:
             openid = f"o-bench-{run}-{index}"
-            await _resident(session, url, wechat, openid, next(houses), latencies, late)
+            await _resident(session, url, wechat, openid, plan[index], next(houses), samples, late)
+            advance(1)
 
         on_start()
-        started = time.perf_counter()
+        samples.restart()
+        started = samples.started
         if rate:
-            interval, residents = len(SCRIPT) / rate, []
+            interval, residents = scenarios.mean_turns / rate, []
             for index in range(conversations):
                 residents.append(asyncio.create_task(resident(index)))
                 await asyncio.sleep(
@@ -298,7 +310,7 @@ async def _drive(
 
             await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    return BenchResult.of(latencies, elapsed), len(late)
+    return BenchResult.of(samples.latencies, elapsed), len(late), samples
 
 
 def bench_wechat(
@@ -310,6 +322,8 @@ def bench_wechat(
     echo: bool = False,
     rate: float | None = None,
     workers: int = 1,
+    scenarios: Scenarios | None = None,
+    advance: Callable[[int], None] = lambda _n: None,
 ) -> WeChatBenchResult:
     """Serve the app in ``workers`` child processes and drive ``conversations`` through
     /wechat.
@@ -358,7 +372,7 @@ def bench_wechat(
             while not ready.wait(0.5):
                 if not server.is_alive():
                     raise RuntimeError("a bench server exited before it was ready")
-        result, late = asyncio.run(
+        result, late, samples = asyncio.run(
             _drive(
                 f"http://127.0.0.1:{port}/wechat",
                 _WeChat(aes_key),
@@ -366,6 +380,8 @@ def bench_wechat(
                 concurrency,
                 rate,
                 measuring.set,
+                scenarios,
+                advance,
             )
         )
     finally:
@@ -378,7 +394,7 @@ def bench_wechat(
                     server.join(5)
     costs = _total([json.loads(path.read_text()) for path in counts if path.exists()])
     shutil.rmtree(scratch, ignore_errors=True)
-    return WeChatBenchResult(mode, result, late, workers, costs)
+    return WeChatBenchResult(mode, result, late, workers, costs, samples)
 
 
 def _total(snapshots: list[dict[str, Any]]) -> Snapshot | None:
@@ -405,11 +421,13 @@ def bench_wechat_url(
     conversations: int,
     concurrency: int,
     rate: float | None = None,
+    scenarios: Scenarios | None = None,
+    advance: Callable[[int], None] = lambda _n: None,
 ) -> WeChatBenchResult:
     """Drive a server that is already running at ``url`` (its /wechat webhook) from
     outside, signing (and, when it has an EncodingAESKey, encrypting) with the account
     settings it was started with: YIMEN_WECHAT_TOKEN, YIMEN_WECHAT_APP_ID and
-    YIMEN_WECHAT_AES_KEY. Its rate limit must allow 7 messages per resident.
+    YIMEN_WECHAT_AES_KEY. Its rate limit must allow every message of the longest scenario.
 
     The server's own costs (statements, Redis, CPU) are not counted from outside.
     """
@@ -417,5 +435,7 @@ def bench_wechat_url(
         raise ValueError("set YIMEN_WECHAT_TOKEN (and the app id and AES key) as the server has")
     wechat = _WeChat(settings.wechat_aes_key, settings.wechat_token, settings.wechat_app_id)
     mode = "safe" if settings.wechat_aes_key else "plain"
-    result, late = asyncio.run(_drive(url, wechat, conversations, concurrency, rate))
-    return WeChatBenchResult(mode, result, late)
+    result, late, samples = asyncio.run(
+        _drive(url, wechat, conversations, concurrency, rate, scenarios=scenarios, advance=advance)
+    )
+    return WeChatBenchResult(mode, result, late, samples=samples)

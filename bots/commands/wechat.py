@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import enum
 import itertools
-import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from bots.commands import describe_db, load_settings, run_async
 from bots.settings import Settings
+
+if TYPE_CHECKING:
+    from bots.bench import Samples, Scenarios
 
 wechat_app = typer.Typer(help="The WeChat Official Account.", no_args_is_help=True)
 
@@ -68,28 +70,44 @@ def bench_wechat_report(
     rate: float | None = None,
     workers: list[int] | None = None,
     json_path: Path | None = None,
+    scenarios: Scenarios | None = None,
+    png: Path | None = None,
 ) -> None:
     """`yimen bench --channel wechat`: one server run per mode (and worker count), one
     line each; with ``json_path``, every run's figures as JSON too."""
 
-    from bots.bench import SCRIPT
+    from bots.bench import Scenarios, describe
+    from bots.bench.report import write
     from bots.bench.wechat import bench_wechat
+    from bots.progress import counting
 
+    scenarios = scenarios or Scenarios.load()
     print(
-        f"wechat webhook: {conversations} conversations x {len(SCRIPT)} messages, "
+        f"wechat webhook: {conversations} conversations ({describe(scenarios)}), "
         + (f"offered at {rate:,.0f} messages/s" if rate else f"{concurrency} at once")
         + f"; database {describe_db(settings.resolved_database_url)}; "
         f"state {'redis' if settings.redis_url else 'memory'}; "
         + ("echo instead of the pipeline" if echo else f"NLU {settings.nlu_backend}")
     )
-    runs: list[dict[str, object]] = []
+    runs: list[tuple[str, dict[str, Any], Samples | None]] = []
     for mode, count in itertools.product(modes, workers or [1]):
         report = (
             profile.with_name(f"{profile.stem}-{mode.value}{profile.suffix}") if profile else None
         )
-        measured = bench_wechat(
-            settings, conversations, concurrency, mode.value, report, echo, rate, count
-        )
+        label = f"{mode.value}, {count} worker{'s' if count > 1 else ''}"
+        with counting(f"wechat {label}", conversations) as advance:
+            measured = bench_wechat(
+                settings,
+                conversations,
+                concurrency,
+                mode.value,
+                report,
+                echo,
+                rate,
+                count,
+                scenarios,
+                advance,
+            )
         result = measured.result
         print(
             f"  {mode.value:<5} {count} worker{'s' if count > 1 else ' '} "
@@ -99,7 +117,7 @@ def bench_wechat_report(
             + (f"; profile {report}" if report else "")
         )
         cost = measured.per_message()
-        runs.append(measured.as_dict())
+        runs.append((label, measured.as_dict(), measured.samples))
         if cost:
             print(
                 f"        per message: {cost['statements']:.2f} SQL statements in "
@@ -109,9 +127,8 @@ def bench_wechat_report(
             )
         if measured.costs is not None:
             print(f"        server peak RSS {measured.costs.peak_rss_kb / 1024:,.0f} MiB")
-    if json_path is not None:
-        json_path.write_text(json.dumps({"runs": runs}, indent=2), encoding="utf-8")
-        print(f"  JSON: {json_path}")
+    for line in write(runs, json_path, png):
+        print(line)
 
 
 def bench_url_report(
@@ -121,17 +138,25 @@ def bench_url_report(
     concurrency: int,
     rate: float | None,
     json_path: Path | None,
+    scenarios: Scenarios | None = None,
+    png: Path | None = None,
 ) -> None:
     """`yimen bench --channel wechat --url URL`: a running server, driven from outside."""
-    from bots.bench import SCRIPT
+    from bots.bench import Scenarios, describe
+    from bots.bench.report import write
     from bots.bench.wechat import bench_wechat_url
+    from bots.progress import counting
 
+    scenarios = scenarios or Scenarios.load()
     print(
-        f"wechat webhook at {url}: {conversations} conversations x {len(SCRIPT)} messages, "
+        f"wechat webhook at {url}: {conversations} conversations ({describe(scenarios)}), "
         + (f"offered at {rate:,.0f} messages/s" if rate else f"{concurrency} at once")
     )
     try:
-        measured = bench_wechat_url(settings, url, conversations, concurrency, rate)
+        with counting("wechat", conversations) as advance:
+            measured = bench_wechat_url(
+                settings, url, conversations, concurrency, rate, scenarios, advance
+            )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
@@ -141,6 +166,5 @@ def bench_url_report(
         f"p99 {result.p99_ms:.1f} ms, max {result.max_ms:.1f} ms; "
         f"{measured.late} answered late (custom/send)"
     )
-    if json_path is not None:
-        json_path.write_text(json.dumps({"runs": [measured.as_dict()]}, indent=2), "utf-8")
-        print(f"  JSON: {json_path}")
+    for line in write([(measured.mode, measured.as_dict(), measured.samples)], json_path, png):
+        print(line)
