@@ -144,7 +144,7 @@ async def test_other_grids_and_residents_cases_are_refused_without_change(
 
     # an ordinary resident still gets the confirmation step; their case has no grid
     resident = Chat(client, "resident")
-    await resident.say(REPORT)
+    await resident.say("金辉小区南门的垃圾桶满了好几天没人清理")
     confirm = await resident.say("没有照片")
     assert "请确认" in confirm
     assert await count(client, Case) == 1

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from handlers.catalog import Catalog
-from handlers.flows.base import Declined, Expect, Turn
+from handlers.flows.base import HANDOFF_INTENT, STANDARD_INTERRUPTS, Declined, Expect, Turn
 from handlers.flows.report_slots import has_images
 from handlers.messages import Outbound
 from handlers.state import ConversationState
@@ -24,6 +24,13 @@ from integration.grid import GridRefused, GridWorker
 
 CLOSE = words("grid_close", r"(结案|办结|销案|关闭工单)")
 _NUMBER = re.compile(r"ym\d{8,}")
+# While the photo is awaited, only these interrupt: a worker's 好了 / 弄完了 is not a
+# volunteer's report or a new complaint, and is asked for the photo again.
+_INTERRUPTS = {
+    intent: paused
+    for intent, paused in STANDARD_INTERRUPTS.items()
+    if intent in (HANDOFF_INTENT, "check_status", "help", "goodbye")
+}
 
 
 class GridDesk(Protocol):
@@ -91,7 +98,7 @@ class GridCloseFlow:
 
     def expect(self, state: ConversationState) -> Expect:
         """A photo answers; other text is asked for the photo again."""
-        return Expect(media=True, text=True)
+        return Expect(media=True, text=True, interrupts=_INTERRUPTS)
 
     def ask(self, state: ConversationState) -> list[Outbound]:
         """The photo question."""
