@@ -19,8 +19,18 @@ from bots.app import SERVICES
 from console.accounts import AccountBook, AccountError
 from handlers.catalog import Catalog
 from handlers.messages import Inbound, Media
-from integration.models import AuditEntry, Case, CaseEvent, CaseMedia, CaseStatus, StaffRole
+from integration.db import create_engine, session_factory
+from integration.models import (
+    AuditEntry,
+    Case,
+    CaseEvent,
+    CaseMedia,
+    CaseStatus,
+    StaffAccount,
+    StaffRole,
+)
 from tests.console_client import PASSWORD, console_client, page_csrf, sign_in
+from tests.test_staff_cli import yimen
 
 REPORT = "金辉小区5号楼门口的路灯不亮了"
 _CODE = re.compile(r"绑定(\d{6})")
@@ -155,7 +165,7 @@ async def test_other_grids_and_residents_cases_are_refused_without_change(
     assert (await case_row(client, residents)).grid == ""
 
     media_before, audit_before = await count(client, CaseMedia), await count(client, AuditEntry)
-    refused = await worker.say(f"结案 {theirs}", photo="x.jpg")
+    refused = await worker.say(f"结案 {theirs}")
     assert refused == catalog("grid.refused.not_yours", number=theirs)
     refused = await worker.say(f"结案 {residents}")
     assert refused == catalog("grid.refused.unassigned", number=residents)
@@ -180,3 +190,33 @@ async def test_grid_ids_belong_to_grid_accounts(client: Any) -> None:
     assert (await sign_in(client, "gw")).status == 303
     page = await (await client.get("/console/cases")).text()
     assert "G-3-07" in page
+
+
+async def test_admin_create_gives_a_grid_account_its_grid_id(tmp_path: Path) -> None:
+    env = {"YIMEN_DATA_DIR": str(tmp_path / "var")}
+    assert (await yimen(tmp_path, "db", "upgrade", **env))[0] == 0
+    args = ("liu", "--role", "grid", "--community", "金辉小区", "--grid", "G-3-07")
+    code, out, err = await yimen(tmp_path, "admin", "create", *args, "--password", PASSWORD, **env)
+    assert code == 0, err
+    assert "grid G-3-07" in out
+    code, _, err = await yimen(
+        tmp_path,
+        "admin",
+        "create",
+        "li",
+        "--role",
+        "staff",
+        "--grid",
+        "G-1",
+        "--password",
+        PASSWORD,
+        **env,
+    )
+    assert code == 1 and "grid id" in err
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'var' / 'yimen.db'}")
+    try:
+        async with session_factory(engine)() as session:
+            rows = (await session.execute(select(StaffAccount.username, StaffAccount.grid))).all()
+    finally:
+        await engine.dispose()
+    assert [tuple(r) for r in rows] == [("liu", "G-3-07")]
