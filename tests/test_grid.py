@@ -147,8 +147,12 @@ async def test_other_grids_and_residents_cases_are_refused_without_change(
     client: Any, catalog: Catalog
 ) -> None:
     worker, other = Chat(client, "gw-chat"), Chat(client, "gw8-chat")
-    await link_in_console(client, "gw", worker)
-    await link_in_console(client, "gw8", other)
+    assert await link_in_console(client, "gw", worker) == catalog(
+        "grid.linked", staff="gw", grid="G-3-07"
+    )
+    assert await link_in_console(client, "gw8", other) == catalog(
+        "grid.linked", staff="gw8", grid="G-3-08"
+    )
     theirs = await file_report(other, catalog)
     assert (await case_row(client, theirs)).grid == "G-3-08"
 
