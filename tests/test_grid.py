@@ -224,3 +224,12 @@ async def test_admin_create_gives_a_grid_account_its_grid_id(tmp_path: Path) -> 
     finally:
         await engine.dispose()
     assert [tuple(r) for r in rows] == [("liu", "G-3-07")]
+
+
+async def test_a_community_account_gets_no_link_code(client: Any) -> None:
+    assert (await sign_in(client, "jinhui")).status == 303
+    token = await page_csrf(client, "/console/cases")
+    page = await (await client.get("/console/cases")).text()
+    assert "绑定我的聊天账号" not in page
+    refused = await client.post("/console/inbox/link", data={"csrf": token})
+    assert refused.status == 403
