@@ -38,6 +38,7 @@ from integration.db import check_exists, create_engine, session_factory, upgrade
 from integration.dispatch import Dispatch, DispatchConfig, WorkerTiming, open_dispatch
 from integration.dispatch.open311 import Locate, Place
 from integration.dispatch.ratings import RatingBook
+from integration.grid import GridBook
 from integration.handoff import HandoffBook
 from integration.handoff_hours import StaffHours
 from integration.items import ItemBook
@@ -346,6 +347,7 @@ def build_pipeline(
         handoffs or handoff_book(settings, cases.sessions),
         volunteers,
         reminder_hour=settings.appointment_reminder_hour,
+        grid=GridBook(cases),
     )
     return Pipeline(
         store=store,

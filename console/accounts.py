@@ -40,6 +40,7 @@ class StaffMember:
 
     ``community`` is set for community and grid accounts: they see only that
     community's cases. ``csrf`` is the session's token every form must send back.
+    ``grid`` is a grid worker's grid id (G-3-07), which their chat reports carry.
     """
 
     id: int
@@ -47,6 +48,7 @@ class StaffMember:
     role: StaffRole
     community: str
     csrf: str
+    grid: str = ""
 
     @property
     def scoped(self) -> bool:
@@ -70,9 +72,12 @@ class AccountBook:
         self._sessions = sessions
 
     async def create(
-        self, username: str, password: str, role: StaffRole, community: str = ""
+        self, username: str, password: str, role: StaffRole, community: str = "", grid: str = ""
     ) -> int:
-        """Add an account; ``AccountError`` when the name is taken or the input is unfit."""
+        """Add an account; ``AccountError`` when the name is taken or the input is unfit.
+
+        ``grid`` is a grid worker's grid id: only grid accounts have one.
+        """
         username = username.strip()
         if not username or len(username) > 64:
             raise AccountError("a username of 1 to 64 characters is needed")
@@ -81,6 +86,9 @@ class AccountBook:
         scoped = role in (StaffRole.community, StaffRole.grid)
         if scoped != bool(community.strip()):
             raise AccountError("community and grid accounts (and only they) name a community")
+        grid = grid.strip()
+        if (grid and role != StaffRole.grid) or len(grid) > 32:
+            raise AccountError("only grid accounts have a grid id (up to 32 characters)")
         # Argon2 is deliberately slow (tens of ms): off the event loop, outside the transaction.
         password_hash = await asyncio.to_thread(_HASHER.hash, password)
         try:
@@ -93,6 +101,7 @@ class AccountBook:
                             password_hash=password_hash,
                             role=role.value,
                             community=community.strip(),
+                            grid=grid,
                             active=True,
                             created_at=utcnow(),
                         )
@@ -149,6 +158,7 @@ class AccountBook:
                         StaffAccount.role,
                         StaffAccount.community,
                         StaffSession.csrf,
+                        StaffAccount.grid,
                     )
                     .join(StaffAccount, StaffAccount.id == StaffSession.account_id)
                     .where(StaffSession.token_hash == token_hash(token))
@@ -158,7 +168,9 @@ class AccountBook:
             ).first()
         if row is None:
             return None
-        return StaffMember(row.id, row.username, StaffRole(row.role), row.community, row.csrf)
+        return StaffMember(
+            row.id, row.username, StaffRole(row.role), row.community, row.csrf, row.grid
+        )
 
     async def close_session(self, token: str) -> None:
         """Sign a browser out: its session stops working at once."""

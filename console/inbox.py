@@ -318,9 +318,16 @@ async def duty(request: web.Request) -> web.StreamResponse:
     return see_other("/console/inbox")
 
 
-@require_role(*DESK)
+@require_role(*DESK, StaffRole.grid)
 async def link(request: web.Request) -> web.StreamResponse:
-    """A one-time code to link the member's own chat (sent there as 绑定<code>)."""
-    code = await services(request).handoffs.link_code(member(request).username)
-    await audit(request, "handoff.link_code", member(request).username)
+    """A one-time code to link the member's own chat (sent there as 绑定<code>).
+
+    Grid workers (who have no inbox) get it on a page of its own; their linked chat
+    files reports with their grid id and closes their cases (integration.grid).
+    """
+    who = member(request)
+    code = await services(request).handoffs.link_code(who.username)
+    await audit(request, "handoff.link_code", who.username)
+    if who.role == StaffRole.grid:
+        return render(request, "grid_link.html", {"code": code})
     return await _inbox(request, code)

@@ -56,6 +56,7 @@ class CaseDraft:
     longitude: float | None = None
     media: tuple[tuple[str, str, str], ...] = ()  # (kind, ref, url)
     consent: Consent | None = None  # an errand (代办): what the resident agreed to
+    grid: str = ""  # filed by a linked grid worker (网格员): their grid id
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,7 @@ class CaseView:
     media_count: int = 0
     last_note: str = ""
     followers: tuple[tuple[str, str], ...] = ()
+    grid: str = ""
 
     @classmethod
     def opened(cls, draft: CaseDraft, number: str, now: datetime) -> CaseView:
@@ -100,6 +102,7 @@ class CaseView:
             created_at=now,
             updated_at=now,
             media_count=len(draft.media),
+            grid=draft.grid,
         )
 
     @classmethod
@@ -118,6 +121,7 @@ class CaseView:
             media_count=row.media_count,
             last_note=row.last_note or "",
             followers=followers,
+            grid=row.grid,
         )
 
     def readable_by(self, channel: str, chat_id: str) -> bool:
@@ -144,6 +148,7 @@ _VIEW_COLUMNS = (
     Case.longitude,
     Case.created_at,
     Case.updated_at,
+    Case.grid,
     select(func.count())
     .where(CaseMedia.case_id == Case.id)
     .correlate(Case)
@@ -235,6 +240,7 @@ class CaseBook:
                     "platform": self.platform,
                     "platform_id": number if local else None,
                     "platform_updated_at": None,
+                    "grid": draft.grid,
                     "created_at": now,
                     "updated_at": now,
                 },
@@ -262,7 +268,7 @@ class CaseBook:
                     "case_id": case_id,
                     "status": CaseStatus.received.value,
                     "note": "",
-                    "actor": "resident",
+                    "actor": f"grid:{draft.grid}" if draft.grid else "resident",
                     "created_at": now,
                 },
             )
@@ -281,8 +287,13 @@ class CaseBook:
         actor: str = "staff",
         *,
         notify_reporter: bool = True,
+        media: Sequence[tuple[str, str, str]] = (),
     ) -> CaseView:
-        """Move a case to ``status`` and queue the notifications, atomically."""
+        """Move a case to ``status`` and queue the notifications, atomically.
+
+        ``media`` (kind, ref, url) is kept as the case's, in the same transaction: a
+        grid worker's photo of the finished work (integration.grid).
+        """
         now = utcnow()
         async with self._engine.begin() as connection:
             row = await lock_case(connection, Case.number == number.upper())
@@ -294,6 +305,11 @@ class CaseBook:
             await record_change(
                 connection, row, status, note, actor, now, notify_reporter=notify_reporter
             )
+            if media:
+                await connection.execute(
+                    insert(CaseMedia),
+                    [{"case_id": row.id, "kind": k, "ref": r, "url": u} for k, r, u in media],
+                )
         return await self.get(number)
 
     async def get(self, number: str) -> CaseView:

@@ -197,6 +197,7 @@ class Case(Base):
     platform_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     # The platform's time of the last status report applied: older reports are stale.
     platform_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    grid: Mapped[str] = mapped_column(String(32), default="")  # filed by that grid's worker
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -586,6 +587,7 @@ class StaffAccount(Base):
     password_hash: Mapped[str] = mapped_column(String(256))
     role: Mapped[str] = mapped_column(String(16))
     community: Mapped[str] = mapped_column(String(64), default="")
+    grid: Mapped[str] = mapped_column(String(32), default="")  # a grid worker's grid (G-3-07)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

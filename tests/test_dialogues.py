@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bots.runtime import build_pipeline
 from bots.settings import Settings
+from console.accounts import AccountBook
 from handlers.catalog import Catalog
 from handlers.messages import Button, Inbound, Location, Media, Outbound
 from handlers.pipeline import Pipeline
@@ -32,7 +33,16 @@ from integration.cases import CaseBook, CaseDraft
 from integration.db import create_engine, session_factory, upgrade
 from integration.dispatch.ratings import RatingBook
 from integration.items import ItemBook, ItemPost, Window
-from integration.models import Case, CaseFollower, CaseStatus, Direction, Message, Rating
+from integration.models import (
+    Case,
+    CaseFollower,
+    CaseStatus,
+    Direction,
+    Message,
+    Rating,
+    StaffChat,
+    StaffRole,
+)
 from integration.transcript import Transcript
 from integration.volunteers import VolunteerBook
 from nlu.embedded import EmbeddedInterpreter
@@ -120,6 +130,7 @@ async def set_up(world: World, setup: dict[str, Any]) -> None:
             address=spec["address"],
             latitude=spec.get("latitude"),
             longitude=spec.get("longitude"),
+            grid=spec.get("grid", ""),
         )
         number = (await book.create_case(draft)).number
         for status in spec.get("statuses", []):
@@ -141,6 +152,13 @@ async def set_up(world: World, setup: dict[str, Any]) -> None:
     volunteers = VolunteerBook(world.sessions)
     for name, community in (setup.get("invites") or {}).items():  # invitation codes
         world.cases[name] = (await volunteers.invite(community, "staff", world.clock))[0]
+    if setup.get("grid_worker"):  # the scenario's chat is a linked grid worker's (网格员)
+        grid = str(setup["grid_worker"])
+        await AccountBook(world.sessions).create(
+            "grid-worker", "grid-worker-password", StaffRole.grid, "金辉小区", grid
+        )
+        async with world.sessions.begin() as session:
+            session.add(StaffChat(staff="grid-worker", channel=CHANNEL, chat_id=RESIDENT))
 
 
 # --- one turn ---------------------------------------------------------------------------------
@@ -267,7 +285,7 @@ async def check_store(world: World, expect: dict[str, Any], where: str) -> None:
 
 
 def check_case(case: Case, spec: dict[str, Any], where: str) -> None:
-    for name in ("category", "address", "status"):
+    for name in ("category", "address", "status", "grid"):
         if name in spec:
             assert getattr(case, name) == spec[name], f"{where}: {name} {getattr(case, name)!r}"
     for part in as_list(spec.get("description_contains", [])):

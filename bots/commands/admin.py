@@ -31,17 +31,25 @@ def admin_create(
     community: Annotated[
         str, typer.Option(help="Community and grid accounts: the community they see.")
     ] = "",
+    grid: Annotated[
+        str, typer.Option(help="Grid accounts: the grid id (网格号), e.g. G-3-07.")
+    ] = "",
 ) -> None:
     """Create a console account; prompts for its password twice."""
 
     async def go() -> None:
         async with staff_services(load_settings()) as services:
-            await AccountBook(services.sessions).create(username, password, role, community)
+            await AccountBook(services.sessions).create(username, password, role, community, grid)
             await AuditLog(services.sessions).write(
                 Actor("yimen admin create", "cli"),
                 "account.create",
                 username,
-                after={"username": username, "role": role.value, "community": community},
+                after={
+                    "username": username,
+                    "role": role.value,
+                    "community": community,
+                    "grid": grid,
+                },
             )
 
     try:
@@ -49,5 +57,5 @@ def admin_create(
     except AccountError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None
-    where = f" for {community}" if community else ""
+    where = (f" for {community}" if community else "") + (f", grid {grid}" if grid else "")
     print(f"created {role.value} account {username!r}{where}; sign in at /console")

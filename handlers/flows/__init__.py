@@ -17,6 +17,7 @@ from handlers.flows.booking_slots import AppointmentDesk
 from handlers.flows.chat import ChatFlow
 from handlers.flows.complaint import ComplaintFlow, Places
 from handlers.flows.contact import CHANGE_PHONE, FORGET_PHONE, ContactFlow, Contacts
+from handlers.flows.grid_close import CLOSE, GridCloseFlow, GridDesk
 from handlers.flows.guide import GuideFlow
 from handlers.flows.guide_match import GUIDE_WORDS, QUESTION
 from handlers.flows.handoff import HandoffDesk, HandoffFlow
@@ -96,6 +97,7 @@ _REPORT = words(
 
 TRIGGERS: tuple[Trigger, ...] = (
     Trigger(LINK, "staff_link"),  # 绑定123456: a staff member links this chat
+    Trigger(CLOSE, "grid_close"),  # 结案 YM…: a linked grid worker closes a case (else declined)
     Trigger(_CASE_NUMBER, "status"),  # a typed case number asks about that case
     Trigger(AnyOf("phone_words", (FORGET_PHONE, CHANGE_PHONE)), "contact"),  # 忘记我的电话
     Trigger(_REPORT, "complaint"),
@@ -125,6 +127,7 @@ def standard_flows(
     volunteers: VolunteerDesk | None = None,
     *,
     reminder_hour: int = 16,
+    grid: GridDesk | None = None,
 ) -> dict[str, Flow]:
     """Every flow by the name the router knows it by.
 
@@ -135,7 +138,8 @@ def standard_flows(
     an ``appointments`` desk, booking requests get the guide's answer (the window to go
     to). ``contacts`` keeps residents' phones and ``items`` help-at-home requests (in
     process memory when not given). Without ``volunteers`` (the volunteer stores), the
-    volunteer intents get the chat's answer.
+    volunteer intents get the chat's answer. With ``grid`` (integration.grid), linked
+    grid workers' reports skip the confirmation and they may close their cases by chat.
     """
     chat = ChatFlow(catalog)
     services = services or load_catalogue()
@@ -166,7 +170,7 @@ def standard_flows(
     return flows | {
         "booking": booking or guide,
         "rebooking": RebookingFlow(services, appointments, catalog) if appointments else chat,
-        "complaint": ComplaintFlow(desk, catalog, places),
+        "complaint": ComplaintFlow(desk, catalog, places, grid),
         "guide": guide,
         "proxy": proxy,
         "home": HomeFlow(items or MemoryItems(), catalog, contacts),
@@ -174,6 +178,7 @@ def standard_flows(
         "status": status,
         "rating": RatingFlow(ratings, catalog),
         "handoff": HandoffFlow(handoffs, catalog, status) if handoffs is not None else chat,
-        **({"staff_link": StaffLinkFlow(handoffs, catalog)} if handoffs is not None else {}),
+        **({"staff_link": StaffLinkFlow(handoffs, catalog, grid)} if handoffs is not None else {}),
+        **({"grid_close": GridCloseFlow(grid, catalog)} if grid is not None else {}),
         "chat": chat,
     }

@@ -19,6 +19,9 @@ Before the first confirmation (and again whenever the place or category changes)
 desk is asked for others' open cases of the same category within 200 m or at the same
 address in the last 24 hours; if there is one, step ``duplicate`` offers to join it
 (加入已有工单: the resident follows it and no new case is created) or to go on.
+
+A linked grid worker's report (integration.grid) skips both: it is filed, with their
+grid id, as soon as the slots are complete.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from collections.abc import Awaitable, Callable
 
 from handlers.catalog import Catalog
 from handlers.flows.base import CANCEL, CaseDesk, Expect, Turn
+from handlers.flows.grid_close import GridDesk
 from handlers.flows.report_slots import (
     MAX_PHOTOS,
     Places,
@@ -90,10 +94,17 @@ class ComplaintFlow:
 
     name = "complaint"
 
-    def __init__(self, desk: CaseDesk, catalog: Catalog, places: Places | None = None) -> None:
+    def __init__(
+        self,
+        desk: CaseDesk,
+        catalog: Catalog,
+        places: Places | None = None,
+        grid: GridDesk | None = None,
+    ) -> None:
         self._desk = desk
         self._t = catalog
         self._places = places
+        self._grid = grid
         self._steps: dict[str, Step] = {
             "what": self._on_what,
             "where": self._on_where,
@@ -289,8 +300,17 @@ class ComplaintFlow:
         return self._to_edit(state)
 
     async def _review(self, turn: Turn, state: ConversationState) -> list[Outbound]:
-        """Offer a matching open case to join, once per place and category; else confirm."""
-        slots = state.slots
+        """Offer a matching open case to join, once per place and category; else confirm.
+
+        A grid worker's report is filed at once instead.
+        """
+        slots, inbound = state.slots, turn.inbound
+        worker = await self._grid.worker(inbound.channel, inbound.chat_id) if self._grid else None
+        if worker is not None:
+            slots["grid"] = worker.grid
+            case = await self._desk.create_case(self._draft(turn, state))
+            state.finish()
+            return [self._msg("grid.filed", (), number=case.number, grid=worker.grid)]
         where = [slots["category"], slots["address"], slots.get("latitude"), slots.get("longitude")]
         if slots.get("checked") == where:
             return self._confirm(state)
@@ -332,6 +352,7 @@ class ComplaintFlow:
             latitude=slots.get("latitude"),
             longitude=slots.get("longitude"),
             media=tuple((p["kind"], p["ref"], p["url"]) for p in slots["photos"]),
+            grid=slots.get("grid", ""),
         )
 
     # -- texts -----------------------------------------------------------------------

@@ -2,20 +2,25 @@
 
 The console (or `yimen handoff link`) shows a one-time code; sent from a chat, it
 links that chat to the staff account, where service-level alarms are pushed while the
-member is on duty (integration.handoff). A wrong or expired code changes nothing.
+member is on duty (integration.handoff). A grid worker's account (integration.grid) is
+linked the same way, and told what the linked chat now does. A wrong or expired code
+changes nothing.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from handlers.catalog import Catalog
 from handlers.flows.base import OneMessageFlow, Turn
 from handlers.messages import Outbound
 from handlers.state import ConversationState
 from handlers.words import words
+
+if TYPE_CHECKING:
+    from handlers.flows.grid_close import GridDesk
 
 LINK = words("staff_link", r"^(绑定|绑定工作人员|staff)\d{6}$")
 _CODE = re.compile(r"\d{6}")
@@ -36,12 +41,14 @@ class StaffLinkFlow(OneMessageFlow):
 
     name = "staff_link"
 
-    def __init__(self, links: StaffLinks, catalog: Catalog) -> None:
+    def __init__(self, links: StaffLinks, catalog: Catalog, grid: GridDesk | None = None) -> None:
         self._links = links
         self._t = catalog
+        self._grid = grid
 
     async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """Link the chat, or say the code is no good."""
+        state.strikes = 0  # 绑定123456 is not nonsense, whatever the model read
         found = _CODE.search(turn.text)
         inbound = turn.inbound
         staff = (
@@ -51,4 +58,7 @@ class StaffLinkFlow(OneMessageFlow):
         )
         if not staff:
             return [Outbound(self._t("handoff.link_invalid"))]
+        worker = await self._grid.worker(inbound.channel, inbound.chat_id) if self._grid else None
+        if worker is not None:
+            return [Outbound(self._t("grid.linked", staff=staff, grid=worker.grid))]
         return [Outbound(self._t("handoff.linked", staff=staff))]
