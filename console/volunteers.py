@@ -450,7 +450,7 @@ def _community(asked: str, own: str | None) -> str:
 
 
 def install(console: Console) -> None:
-    """The volunteers page and its actions (no nav slot of its own: linked from the dashboard)."""
+    """The volunteers page and its actions."""
     desk = VolunteerDesk()
     console.add_routes(
         [
@@ -465,3 +465,4 @@ def install(console: Console) -> None:
             web.get("/volunteers/report.{fmt:csv|xlsx}", desk.download),
         ]
     )
+    console.add_page("volunteers", "志愿服务", "/console/volunteers", roles=set(ROLES))

@@ -40,7 +40,7 @@ SIGNIN_LIMIT = 10  # wrong passwords per account, and per address, in a window
 SIGNIN_WINDOW = 60.0
 ALL_ROLES = frozenset(StaffRole)
 # Where each nav slot sits; a slot shows once a module fills it (Console.add_page).
-NAV_SLOTS = ("inbox", "cases", "appointments", "dashboard", "audit")
+NAV_SLOTS = ("inbox", "cases", "appointments", "volunteers", "dashboard", "audit")
 # Console pages: only Yimen's own scripts, styles, fonts and images.
 POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; font-src 'self'; "

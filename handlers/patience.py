@@ -50,14 +50,18 @@ class Patience:
 
     quiet_for: float = 600.0
 
-    def judge(self, turn: Turn, state: ConversationState) -> Verdict:
-        """The verdict on ``turn``, updating ``state.strikes`` and ``state.quiet_until``."""
+    def judge(self, turn: Turn, state: ConversationState, *, taken: bool = False) -> Verdict:
+        """The verdict on ``turn``, updating ``state.strikes`` and ``state.quiet_until``.
+
+        ``taken``: a rule or the active step takes the message (绑定123456, 结案 YM…),
+        so it is no nonsense, whatever the model read.
+        """
         now = turn.inbound.time.timestamp()
         if turn.text and (HANDOFF.search(turn.text) or CANCEL.search(turn.text)):
             return Verdict.answer  # 转人工 / 取消, however rudely put, is a request
         insult = bool(turn.text) and ABUSE.search(turn.text)
         insult = insult and turn.parse.intent in _EMPTY_INTENTS and not turn.payload
-        nonsense = state.idle and turn.parse.intent in _NONSENSE and not turn.payload
+        nonsense = state.idle and not taken and turn.parse.intent in _NONSENSE and not turn.payload
         if not (insult or nonsense):
             state.strikes, state.quiet_until = 0, 0.0
             return Verdict.answer

@@ -97,12 +97,13 @@ class Router:
         expect = self._expect(state)
         if expect is not None and expect.holds:
             return await self._resume(turn, state)  # a person has the conversation
-        if self._answers(turn, expect):
+        taken = self._answers(turn, expect)
+        if taken:
             state.fallbacks = 0  # the step or a rule takes it, whatever the model read
         else:
             count_fallback(turn, state)
         if not (self._staffed and self._wants_person(turn, state)):
-            verdict = self._patience.judge(turn, state)
+            verdict = self._patience.judge(turn, state, taken=taken)
             if verdict is Verdict.silent:
                 return []
             if verdict is not Verdict.answer:

@@ -426,3 +426,16 @@ async def test_a_rude_request_for_a_person_is_still_a_request(
     await say(router, state, turn("傻逼", "out_of_scope"))
     [human] = await say(router, state, turn("你们这帮废物 给我转人工", "nlu_fallback"))
     assert human.text == catalog("chat.human")
+
+
+async def test_a_message_a_rule_takes_is_no_strike_whatever_the_model_read(
+    router: Router, catalog: Catalog
+) -> None:
+    state = ConversationState()
+    await say(router, state, turn("呃呃呃", "out_of_scope"))
+    [offer] = await say(router, state, turn("哈哈哈哈", "out_of_scope"))
+    assert offer.text == catalog("chat.fallback_human")
+    # A typed case number is taken by its rule: answered, though the model placed it nowhere
+    # and a third strike would have been met with silence.
+    replies = await say(router, state, turn("YM202611260001", "nlu_fallback"))
+    assert replies and state.strikes == 0 and state.quiet_until == 0.0

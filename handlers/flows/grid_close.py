@@ -66,9 +66,6 @@ class GridCloseFlow:
         worker = await self._grid.worker(inbound.channel, inbound.chat_id)
         if worker is None:
             raise Declined
-        # The model reads 结案 YM… as nonsense (nlu_fallback); a rule took it, so it is not
-        # a strike towards the router's patience (handlers.patience).
-        state.strikes = 0
         found = _NUMBER.search(clean(turn.text))
         if found is None:
             return [Outbound(self._t("grid.which_case"))]

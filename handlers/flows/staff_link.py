@@ -48,7 +48,6 @@ class StaffLinkFlow(OneMessageFlow):
 
     async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """Link the chat, or say the code is no good."""
-        state.strikes = 0  # 绑定123456 is not nonsense, whatever the model read
         found = _CODE.search(turn.text)
         inbound = turn.inbound
         staff = (
