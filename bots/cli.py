@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from aiohttp import web
 
+from bots import loop
 from bots.commands import describe_db, load_settings, run_async, staff_services
 from bots.commands.admin import admin_app
 from bots.commands.appointments import appointments_app
@@ -113,7 +114,7 @@ def _worker(settings: Settings, index: int, workers: int) -> None:
     """One of `run --workers N`'s processes (spawned: logging is set up again here)."""
     configure(settings.log_level, settings.log_format)
     with contextlib.suppress(KeyboardInterrupt):  # interrupted while still starting
-        asyncio.run(_serve(settings, workers=workers, banner=index == 0))
+        loop.run(_serve(settings, workers=workers, banner=index == 0))
 
 
 async def _serve(settings: Settings, *, workers: int = 1, banner: bool = True) -> None:

@@ -16,9 +16,11 @@ from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, and_, func, insert, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from integration.changes import lock_case, queue_job, record_change
+from integration.db import autocommit
 from integration.errors import CaseNotFound, InvalidTransition
 from integration.lifecycle import OPEN, can_move
 from integration.models import (
@@ -33,7 +35,14 @@ from integration.models import (
     Resident,
     utcnow,
 )
-from integration.upsert import ensure_resident, insert_for, next_in_day, retry_stale
+from integration.opening import OPEN_CASE
+from integration.upsert import (
+    ensure_resident,
+    insert_for,
+    next_in_day,
+    resident_ids,
+    retry_stale,
+)
 
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 NUMBER_PREFIX = "YM"
@@ -176,7 +185,12 @@ def local_minute(moment: datetime) -> str:
 
 def format_number(day: date, sequence: int) -> str:
     """A short case number: YM, the local date as yymmdd, and the day's sequence."""
-    return f"{NUMBER_PREFIX}{day:%y%m%d}{sequence:04d}"
+    return f"{number_prefix(day)}{sequence:04d}"
+
+
+def number_prefix(day: date) -> str:
+    """What every case number of ``day`` starts with."""
+    return f"{NUMBER_PREFIX}{day:%y%m%d}"
 
 
 def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -202,6 +216,7 @@ class CaseBook:
     ) -> None:
         self._sessions = sessions
         self._engine: AsyncEngine = sessions.kw["bind"]
+        self._reads = autocommit(self._engine)
         self.platform = platform
 
     @property
@@ -217,6 +232,10 @@ class CaseBook:
         transaction: the case and its forwarding exist together or not at all.
         """
         now = utcnow()
+        if self._engine.dialect.name == "postgresql" and not draft.media and not draft.consent:
+            number = await self._open_at_once(draft, now)
+            if number is not None:
+                return CaseView.opened(draft, number, now)
 
         async def write(connection: AsyncConnection) -> str:
             resident_id = await ensure_resident(
@@ -278,6 +297,45 @@ class CaseBook:
 
         number = await retry_stale(self._engine, write)
         return CaseView.opened(draft, number, now)
+
+    async def _open_at_once(self, draft: CaseDraft, now: datetime) -> str | None:
+        """The new case's number, opened in one statement (integration.opening); None
+        when the resident's id is not cached, or the cached one turned out stale."""
+        known = resident_ids(self._engine)
+        resident_id = known.get(draft.channel, draft.user_id)
+        if resident_id is None:
+            return None
+        local = self.platform == LOCAL_DESK
+        day = now.astimezone(LOCAL_TZ).date()
+        try:
+            async with self._reads.connect() as connection:
+                row = (
+                    await connection.execute(
+                        OPEN_CASE,
+                        {
+                            "day": day,
+                            "prefix": number_prefix(day),
+                            "resident_id": resident_id,
+                            "channel": draft.channel,
+                            "chat_id": draft.chat_id,
+                            "category": draft.category,
+                            "description": draft.description,
+                            "address": draft.address,
+                            "latitude": draft.latitude,
+                            "longitude": draft.longitude,
+                            "platform": self.platform,
+                            "local": local,
+                            "grid": draft.grid,
+                            "now": now,
+                            "actor": f"grid:{draft.grid}" if draft.grid else "resident",
+                            "forward": not local,
+                        },
+                    )
+                ).one()
+        except IntegrityError:  # the resident was forgotten by another process
+            known.clear()
+            return None
+        return str(row.number)
 
     async def change_status(
         self,
@@ -345,7 +403,7 @@ class CaseBook:
 
         One query for the cases and, only when any of them has followers, one for those.
         """
-        async with self._engine.connect() as connection:
+        async with self._reads.connect() as connection:
             rows = (await connection.execute(query)).all()
             if not any(row.follower_count for row in rows):
                 return [(row, CaseView.of(row)) for row in rows]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from integration.db import autocommit
 from integration.models import Resident
 from integration.upsert import ensure_resident
 
@@ -23,7 +24,7 @@ class ContactBook:
 
     async def phone(self, channel: str, user_id: str) -> str:
         """The remembered phone, or "" when the resident asked for none to be kept."""
-        async with self._engine.connect() as connection:
+        async with autocommit(self._engine).connect() as connection:
             found = await connection.scalar(
                 select(Resident.phone).where(
                     Resident.channel == channel, Resident.external_id == user_id

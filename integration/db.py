@@ -9,6 +9,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -35,11 +36,35 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         # transactions queue in the pool instead of busy-waiting on the file lock.
         options.update(pool_size=1, max_overflow=0, pool_timeout=60)
     else:
-        options.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+        # No pool_pre_ping: under asyncpg it costs three round trips per checkout
+        # (BEGIN, the ping, ROLLBACK), more than most turns' own statements. A connection
+        # the server closed (restart, pg_terminate_backend) is known closed to asyncpg as
+        # soon as the loop reads the socket's end, and ``_refuse_closed`` replaces it.
+        options.update(pool_size=10, max_overflow=10)
     engine = create_async_engine(url, **options)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    else:
+        event.listen(engine.sync_engine, "checkout", _refuse_closed)
     return engine
+
+
+def autocommit(engine: AsyncEngine) -> AsyncEngine:
+    """The same engine and pool, without a transaction around each use.
+
+    For the reads in residents' turns and for work done in one statement: a SELECT is
+    one round trip, not BEGIN, SELECT and ROLLBACK, and a single statement is atomic
+    on its own.
+    """
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def _refuse_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Make the pool replace a connection the driver already knows is closed."""
+    driver = getattr(dbapi_connection, "_connection", None)  # asyncpg's, under the adapter
+    is_closed = getattr(driver, "is_closed", None)
+    if is_closed is not None and is_closed():
+        raise DisconnectionError("the database server closed this pooled connection")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -22,6 +22,7 @@ from sqlalchemy import select
 
 from console.audit import Actor, AuditLog
 from integration.cases import CaseBook, CaseView
+from integration.db import autocommit
 from integration.errors import CaseNotFound, IntegrationError, InvalidTransition
 from integration.lifecycle import can_move
 from integration.models import CaseStatus, StaffAccount, StaffChat, StaffRole
@@ -57,12 +58,13 @@ class GridBook:
     def __init__(self, cases: CaseBook) -> None:
         self._cases = cases
         self._sessions = cases.sessions
+        self._reads = autocommit(cases.sessions.kw["bind"])
 
     async def worker(self, channel: str, chat_id: str) -> GridWorker | None:
         """The active grid worker whose linked chat this is, else None (a resident)."""
-        async with self._sessions() as session:
+        async with self._reads.connect() as connection:
             row = (
-                await session.execute(
+                await connection.execute(
                     select(StaffAccount.username, StaffAccount.grid, StaffAccount.community)
                     .join(StaffChat, StaffChat.staff == StaffAccount.username)
                     .where(StaffChat.channel == channel, StaffChat.chat_id == chat_id)

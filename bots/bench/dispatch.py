@@ -30,6 +30,7 @@ from pathlib import Path
 from aiohttp import ClientSession, web
 
 from bots.logs import configure
+from bots.loop import run as run_loop
 from bots.runtime import dispatch_config, open_services
 from bots.settings import Settings
 from handlers.messages import Outbound
@@ -230,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 update={"database_url": f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"}
             )
         dispatch_config(settings)  # validates the timing settings
-        result = asyncio.run(
+        result = run_loop(
             run(
                 settings,
                 arguments.platform,

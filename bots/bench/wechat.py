@@ -39,6 +39,7 @@ from wechatpy.crypto import PrpCrypto, WeChatCrypto
 
 from bots.bench import BenchResult, Samples, Scenario, Scenarios, house_numbers, script
 from bots.bench.counters import Snapshot
+from bots.loop import run as run_loop
 from bots.settings import Settings
 from bots.wechat.security import signature
 
@@ -177,7 +178,7 @@ def _serve(
         finally:
             await runner.cleanup()
 
-    asyncio.run(run())
+    run_loop(run())
     if profiler is not None and profiler.last_session is not None:
         Path(profile).with_suffix(".txt").write_text(
             profiler.output_text(unicode=True, show_all=False), encoding="utf-8"
@@ -372,7 +373,7 @@ def bench_wechat(
             while not ready.wait(0.5):
                 if not server.is_alive():
                     raise RuntimeError("a bench server exited before it was ready")
-        result, late, samples = asyncio.run(
+        result, late, samples = run_loop(
             _drive(
                 f"http://127.0.0.1:{port}/wechat",
                 _WeChat(aes_key),
@@ -435,7 +436,7 @@ def bench_wechat_url(
         raise ValueError("set YIMEN_WECHAT_TOKEN (and the app id and AES key) as the server has")
     wechat = _WeChat(settings.wechat_aes_key, settings.wechat_token, settings.wechat_app_id)
     mode = "safe" if settings.wechat_aes_key else "plain"
-    result, late, samples = asyncio.run(
+    result, late, samples = run_loop(
         _drive(url, wechat, conversations, concurrency, rate, scenarios=scenarios, advance=advance)
     )
     return WeChatBenchResult(mode, result, late, samples=samples)

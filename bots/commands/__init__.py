@@ -7,7 +7,6 @@ services of staff commands, which say which database they use and never create o
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from bots import loop
 from bots.logs import configure
 from bots.settings import Settings
 from integration.db import shown
@@ -34,7 +34,7 @@ def load_settings(**overrides: Any) -> Settings:
 def run_async(coroutine: Coroutine[Any, Any, Any]) -> Any:
     """Run ``coroutine`` to completion; Ctrl-C exits with 130 instead of a traceback."""
     try:
-        return asyncio.run(coroutine)
+        return loop.run(coroutine)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 
