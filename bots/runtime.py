@@ -84,6 +84,9 @@ class Services:
     throttle: Throttle  # the channels' own counters (per connection, per address)
     keys: KeyBuilder
     handoffs: HandoffBook  # conversations handed to a person (the console's inbox)
+    # The NLU backend itself, not the BoundedInterpreter around it that the pipeline
+    # calls: /readyz asks it whether Rasa answers (None when opened without NLU).
+    nlu: Interpreter | None = None
 
     async def health(self) -> dict[str, str]:
         """Reachability of the database and, when configured, Redis."""
@@ -178,9 +181,11 @@ async def open_services(
         transcript = Transcript(sessions)
         handoffs = handoff_book(settings, sessions)
         pipeline = None
+        backend: Interpreter | None = None
         if with_nlu:
+            backend = await open_interpreter(settings, stack)
             bounded = BoundedInterpreter(
-                await open_interpreter(settings, stack),
+                backend,
                 inline_chars=settings.nlu_inline_chars,
                 max_chars=settings.nlu_max_chars,
             )
@@ -212,6 +217,7 @@ async def open_services(
             throttle=RedisThrottle(redis) if redis is not None else MemoryThrottle(),
             keys=KeyBuilder(settings.redis_prefix),
             handoffs=handoffs,
+            nlu=backend,
         )
 
 

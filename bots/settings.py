@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     handoff_sla: float = Field(300.0, gt=0)
     push_poll_interval: float = Field(1.0, gt=0)
     push_timeout: float = Field(30.0, gt=0, lt=60)  # one push's send; then it is retried
+    # A claimed push is this process's this long: a process killed mid-send leaves its
+    # pushes to be claimed again (and sent at least once) when the lease ends.
+    push_lease: float = Field(60.0, gt=0)
+    # SIGTERM: stop accepting, finish the messages and pushes in hand, close idle web
+    # chat sockets (1001), and exit within this many seconds (docs/operations.md).
+    shutdown_timeout: float = Field(10.0, gt=0)
     max_upload_bytes: int = Field(5 * 1024 * 1024, ge=1024)
     # Security (README: Security). Empty: a random key kept in <data_dir>/secret.key.
     secret_key: str = ""
