@@ -19,15 +19,29 @@ from typing import Any
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import select
 
 from bots.app import SERVICES, create_app
 from bots.settings import Settings
 from handlers.catalog import Catalog
+from integration.models import Notification, OutboxJob
 from integration.state import KeyBuilder
+from tests.conftest import DISPATCH_SECRET
+from tests.emulators.dispatch import DispatchEmulator
 from tests.emulators.dispatch_base import free_port
 from tests.emulators.wechat import WeChatAPIEmulator
 from tests.emulators.wechat_app import far_away, number_in, serve, wechat_settings
-from tests.test_webchat import ADDRESS, COMPLAINT, chat, labels_of, press, say, send, text_of
+from tests.test_webchat import (
+    ADDRESS,
+    COMPLAINT,
+    chat,
+    labels_of,
+    press,
+    receive,
+    say,
+    send,
+    text_of,
+)
 from tests.webchat_client import Visitor
 
 pytestmark = pytest.mark.fault
@@ -226,3 +240,63 @@ async def test_a_whole_report_through_the_app_on_a_redis_cluster(
         report = await (await client.get("/readyz")).json()
         assert report["redis"] == "ok"
         assert [c.category for c in await services.cases.list_cases()] == ["noise"]
+
+
+async def test_a_case_filed_while_the_platform_is_down_is_forwarded_once_when_it_is_back(
+    postgres: str, keys: KeyBuilder, data_dir: Path, dispatch_platform: DispatchEmulator
+) -> None:
+    """The platform down through many retries (minutes at the default backoff, here
+    compressed to tenths of a second): the resident's report is confirmed at once, waits
+    in the outbox, and reaches the platform exactly once when it is back, with one
+    已受理 push. The worker-level variants (both platforms, both databases, a GeoReport
+    server that needs a place) are in tests/test_dispatch_outbox.py."""
+    await dispatch_platform.stop()
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=postgres,
+        redis_url="redis://127.0.0.1:6379/0",
+        redis_prefix=keys.prefix,
+        push_poll_interval=0.1,
+        dispatch="webhook",
+        dispatch_url=dispatch_platform.url,
+        dispatch_secret=DISPATCH_SECRET,
+        dispatch_timeout=0.5,
+        dispatch_lease=2.0,
+        dispatch_poll_interval=0.05,
+        dispatch_backoff=0.05,
+        dispatch_backoff_max=0.2,
+        dispatch_status_interval=0,
+    )
+    async with TestClient(TestServer(create_app(settings))) as client:
+        services = client.app[SERVICES]
+        async with Visitor(client) as browser, chat(client, browser) as ws:
+            await say(ws, COMPLAINT)
+            reply = await say(ws, ADDRESS)
+            reply = await press(ws, reply, T("button.skip"))
+            reply = await press(ws, reply, T("button.submit"))
+            number = number_in(text_of(reply))
+
+            await until_attempted(services, 4)  # refused again and again, never given up
+            report = await (await client.get("/readyz")).json()
+            assert report["status"] == "ready"  # the platform does not decide readiness
+            assert report["platform"]["state"] == "unreachable"
+
+            await dispatch_platform.start()
+            push = await receive(ws)  # forwarded: the platform accepted it
+            assert push["type"] == "push" and number in push["message"]["text"]
+        assert len(dispatch_platform.created_for(number)) == 1
+        assert dict(await services.dispatch.outbox.counts()) == {"done": 1}
+        async with services.sessions() as session:
+            pushes = list(await session.scalars(select(Notification.chat_id)))
+        assert pushes == [browser.id]  # one 已受理 push, to the resident
+
+
+async def until_attempted(services: Any, count: int) -> None:
+    """Wait until the outbox job has been tried (and refused) ``count`` times."""
+    async with asyncio.timeout(30):
+        while True:
+            async with services.sessions() as session:
+                attempts = await session.scalar(select(OutboxJob.attempts))
+            if (attempts or 0) >= count:
+                return
+            await asyncio.sleep(0.05)
