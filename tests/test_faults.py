@@ -300,3 +300,27 @@ async def until_attempted(services: Any, count: int) -> None:
             if (attempts or 0) >= count:
                 return
             await asyncio.sleep(0.05)
+
+
+async def test_a_flood_of_one_message_gets_one_slow_down_reply_and_no_second_case(
+    postgres: str, keys: KeyBuilder, data_dir: Path, wechat_api: WeChatAPIEmulator
+) -> None:
+    """30 copies of one report from one resident in a few seconds (a stuck client, or
+    an angry resident pasting), each a new WeChat message: at most one case, and one
+    polite request to slow down among the answers."""
+    settings = wechat_settings(
+        data_dir,
+        wechat_api,
+        database_url=postgres,
+        redis_url="redis://127.0.0.1:6379/0",
+        redis_prefix=keys.prefix,
+    )
+    async with serve(settings, wechat_api) as yimen:
+        openid = "o-flood"
+        answers = []
+        for _ in range(30):
+            delivery = await yimen.tencent.deliver(yimen.tencent.text(openid, COMPLAINT))
+            answers.append("" if delivery.empty else delivery.text)
+        answers += wechat_api.texts  # anything sent later through the API
+        assert answers.count(T("chat.rate_limited")) == 1, answers
+        assert len(await yimen.services.cases.open_cases("wechat", openid)) <= 1
