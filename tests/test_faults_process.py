@@ -146,6 +146,12 @@ async def test_sigterm_finishes_what_is_in_flight_closes_idle_pages_and_exits_0(
         ):
             idle_ws, _ = await idle.connect()
             busy_ws, _ = await busy.connect()
+            async with idle.session.get(idle.url("/readyz")) as response:
+                report = await response.json()
+            # Each part named; the NLU is the Rasa backend, seen through the pipeline's
+            # BoundedInterpreter, and in-process state has no Redis to reach.
+            assert (report["database"], report["redis"], report["nlu"]) == ("ok", "none", "rasa")
+            assert report["platform"]["state"] == "ok"
             await telegram.wait_until(lambda: telegram.held)
             rasa.hold = True
             await busy_ws.send_json({"type": "message", "id": "in-flight", "text": "你好"})
