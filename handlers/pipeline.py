@@ -168,7 +168,7 @@ class Pipeline:
             # rest of the window's flood is dropped without an answer each.
             notice = admission.count == self._limits.rate_limit + 1
             return ([Outbound(self._t("chat.rate_limited"))] if notice else []), saved, False
-        copies = await self._copies(inbound)
+        copies = await self._copies(inbound, saved)
         if copies > self._limits.repeat_limit:
             # The same message again and again: heard once, as a flood is, then dropped.
             notice = copies == self._limits.repeat_limit + 1
@@ -204,13 +204,16 @@ class Pipeline:
         after = None if state.empty else state.to_dict()
         return replies, after, after != saved
 
-    async def _copies(self, inbound: Inbound) -> int:
-        """How many times this resident has sent this very message in the window (0 when
-        not counted: no throttle, or a photo or place, which are not floods of text)."""
+    async def _copies(self, inbound: Inbound, saved: dict[str, Any] | None) -> int:
+        """How many times this resident has sent this very message, at this very step of
+        the conversation, in the window (0 when not counted: no throttle, or a photo or
+        place, which are not floods of text). The step keeps a fast resident answering
+        "1" at one menu after another from counting as a flood."""
         if self._throttle is None or inbound.media or inbound.location is not None:
             return 0
+        where = (saved or {}).get("flow"), (saved or {}).get("step")
         digest = hashlib.blake2b(
-            f"{inbound.payload or ''}\x00{inbound.text}".encode(), digest_size=8
+            f"{where}\x00{inbound.payload or ''}\x00{inbound.text}".encode(), digest_size=8
         ).hexdigest()
         key = self._keys.build(
             "repeat",
