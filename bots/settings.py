@@ -88,8 +88,9 @@ class Settings(BaseSettings):
     max_text_length: int = Field(2000, ge=10)
     rate_limit: int = Field(30, ge=1)  # messages per user per rate window
     rate_window: float = Field(60.0, gt=0)
-    # The same message (text or button) more than this many times in a rate window:
-    # the next copy hears the slow-down notice, later ones get no answer.
+    # The same message (text or button, at one step) more than this many times in a
+    # rate window, counted once the resident has sent more than this many messages in
+    # it: the next copy hears the slow-down notice, later ones get no answer.
     repeat_limit: int = Field(5, ge=1)
     quiet_period: float = Field(600.0, gt=0)  # silence after repeated insults or nonsense
     state_ttl: float = Field(3 * 86_400.0, gt=0)

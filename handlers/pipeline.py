@@ -46,8 +46,8 @@ class Limits:
 
     max_text: int = 2000  # characters; longer messages are refused politely
     rate_limit: int = 30  # messages per user per rate window (the store's Timing)
-    # Copies of one message (a stuck client, a pasted complaint) answered per window;
-    # with a throttle only (the running server's), so a flood of one text is cut short.
+    # Copies of one message (a stuck client, a pasted complaint) answered per window,
+    # counted past this many messages; with a throttle only (the running server's).
     repeat_limit: int = 5
     repeat_window: float = 60.0
 
@@ -168,7 +168,7 @@ class Pipeline:
             # rest of the window's flood is dropped without an answer each.
             notice = admission.count == self._limits.rate_limit + 1
             return ([Outbound(self._t("chat.rate_limited"))] if notice else []), saved, False
-        copies = await self._copies(inbound, saved)
+        copies = await self._copies(inbound, admission)
         if copies > self._limits.repeat_limit:
             # The same message again and again: heard once, as a flood is, then dropped.
             notice = copies == self._limits.repeat_limit + 1
@@ -204,14 +204,23 @@ class Pipeline:
         after = None if state.empty else state.to_dict()
         return replies, after, after != saved
 
-    async def _copies(self, inbound: Inbound, saved: dict[str, Any] | None) -> int:
+    async def _copies(self, inbound: Inbound, admission: Admission) -> int:
         """How many times this resident has sent this very message, at this very step of
         the conversation, in the window (0 when not counted: no throttle, or a photo or
         place, which are not floods of text). The step keeps a fast resident answering
-        "1" at one menu after another from counting as a flood."""
-        if self._throttle is None or inbound.media or inbound.location is not None:
+        "1" at one menu after another from counting as a flood.
+
+        Copies are counted only from the resident's ``repeat_limit + 1``-th message in
+        the rate window on: a resident who writes less costs no round trip, and a flood
+        is still cut, after at most twice the limit and one.
+        """
+        limit = self._limits.repeat_limit
+        if self._throttle is None or admission.count <= limit:
             return 0
-        where = (saved or {}).get("flow"), (saved or {}).get("step")
+        if inbound.media or inbound.location is not None:
+            return 0
+        saved = admission.state or {}
+        where = saved.get("flow"), saved.get("step")
         digest = hashlib.blake2b(
             f"{where}\x00{inbound.payload or ''}\x00{inbound.text}".encode(), digest_size=8
         ).hexdigest()
