@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from bots.identity import ClientAddress, VisitorIdentity, load_secret_key
 from bots.runtime import Services, finish, open_services
@@ -65,9 +67,10 @@ def create_app(
     ``telegram_limits`` overrides Telegram's send rates (tests use faster ones);
     ``wechat_options`` WeChat's reply deadline and clock (tests, the benchmark).
     """
+    shutdown = Shutdown(settings.shutdown_timeout)
     app = web.Application(
         client_max_size=MAX_BODY,
-        middlewares=[forwarded_middleware(ClientAddress(settings.proxies))],
+        middlewares=[shutdown.middleware, forwarded_middleware(ClientAddress(settings.proxies))],
         # aiohttp closes a connection that has not sent a whole request this long
         # after it opened (or after its last response): slow headers are cut off.
         handler_args={"keepalive_timeout": settings.header_timeout},
@@ -110,6 +113,7 @@ def create_app(
                 services.catalog,
                 poll_interval=settings.push_poll_interval,
                 send_timeout=settings.push_timeout,
+                lease=settings.push_lease,
             )
             app[PUMP] = pump
             webchat.bind(
@@ -156,7 +160,15 @@ def create_app(
                 pump.stop()
                 services.dispatch.worker.stop()
                 sweeping.set()
-                await finish(tasks)
+                # The pushes in hand finish within what is left of the shutdown deadline.
+                await finish(tasks, grace=shutdown.remaining())
+
+    async def going_away(app: web.Application) -> None:
+        """SIGTERM (aiohttp has stopped listening): idle chat pages are closed with 1001,
+        and the messages in hand are answered before the services close."""
+        shutdown.begin()
+        await webchat.going_away()
+        await shutdown.drain()
 
     async def handle(inbound: Inbound) -> list[Outbound] | None:
         pipeline = app[SERVICES].pipeline
@@ -189,7 +201,8 @@ def create_app(
         services = request.app[SERVICES]
         report: dict[str, Any] = dict(await services.health())
         ready = all(value == "ok" for value in report.values())
-        report["nlu"] = nlu_status(services.pipeline.interpreter if services.pipeline else None)
+        report.setdefault("redis", "none")  # in-process state: nothing to reach
+        report["nlu"] = nlu_status(services.nlu)
         worker = services.dispatch.worker
         report["platform"] = {
             "name": services.dispatch.platform.name,
@@ -227,6 +240,7 @@ def create_app(
         return await request.app[SERVICES].dispatch.callbacks.handle(request)
 
     app.cleanup_ctx.append(lifespan)
+    app.on_shutdown.append(going_away)
     app.add_routes([web.get("/", index), web.get("/healthz", healthz)])
     app.add_routes([web.get("/readyz", readyz), web.get("/metrics", metrics)])
     app.add_routes([web.post(CALLBACK_PATH, dispatch_callback)])
@@ -237,6 +251,56 @@ def create_app(
     app.add_routes(wechat_routes(settings))
     app.add_subapp("/console", console.app)
     return app
+
+
+class Shutdown:
+    """The requests in flight, and the deadline a shutdown must keep.
+
+    aiohttp waits 60 s for handlers after its on_shutdown hooks; this keeps the
+    operator's own deadline (YIMEN_SHUTDOWN_TIMEOUT) for requests and pushes together:
+    what is still running when it passes is cancelled (a message not answered is
+    resent by its channel; a push not marked sent is sent again after its lease).
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._deadline: float | None = None
+        self._handlers: set[asyncio.Task[Any]] = set()
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Keep each request's task while it runs."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            return await handler(request)
+        finally:
+            self._handlers.discard(task)
+
+    def begin(self) -> None:
+        """Start the clock (once)."""
+        if self._deadline is None:
+            self._deadline = time.monotonic() + self.timeout
+
+    def remaining(self) -> float:
+        """Seconds left before the deadline (the whole timeout before it began)."""
+        if self._deadline is None:
+            return self.timeout
+        return max(0.0, self._deadline - time.monotonic())
+
+    async def drain(self) -> None:
+        """Wait for the requests in flight until the deadline; cancel what is left."""
+        pending = {task for task in self._handlers if task is not asyncio.current_task()}
+        if not pending:
+            return
+        log.info("shutting down: waiting for %d requests in flight", len(pending))
+        _, late = await asyncio.wait(pending, timeout=self.remaining())
+        if late:
+            log.warning("shutting down: %d requests cut off at the deadline", len(late))
+            for task in late:
+                task.cancel()
+            await asyncio.wait(late, timeout=1.0)
 
 
 def webchat_limits(settings: Settings) -> WebChatLimits:

@@ -84,6 +84,9 @@ class Services:
     throttle: Throttle  # the channels' own counters (per connection, per address)
     keys: KeyBuilder
     handoffs: HandoffBook  # conversations handed to a person (the console's inbox)
+    # The NLU backend itself, not the BoundedInterpreter around it that the pipeline
+    # calls: /readyz asks it whether Rasa answers (None when opened without NLU).
+    nlu: Interpreter | None = None
 
     async def health(self) -> dict[str, str]:
         """Reachability of the database and, when configured, Redis."""
@@ -177,10 +180,13 @@ async def open_services(
         cases = CaseBook(sessions, platform=dispatch.platform.name)
         transcript = Transcript(sessions)
         handoffs = handoff_book(settings, sessions)
+        throttle: Throttle = RedisThrottle(redis) if redis is not None else MemoryThrottle()
         pipeline = None
+        backend: Interpreter | None = None
         if with_nlu:
+            backend = await open_interpreter(settings, stack)
             bounded = BoundedInterpreter(
-                await open_interpreter(settings, stack),
+                backend,
                 inline_chars=settings.nlu_inline_chars,
                 max_chars=settings.nlu_max_chars,
             )
@@ -195,6 +201,7 @@ async def open_services(
                 catalog,
                 dispatch.ratings,
                 handoffs=handoffs,
+                throttle=throttle,
             )
         settle_heap()
         yield Services(
@@ -209,9 +216,10 @@ async def open_services(
             pipeline=pipeline,
             dispatch=dispatch,
             media=MediaStore(settings.media_dir, UploadBook(sessions), media_limits(settings)),
-            throttle=RedisThrottle(redis) if redis is not None else MemoryThrottle(),
+            throttle=throttle,
             keys=KeyBuilder(settings.redis_prefix),
             handoffs=handoffs,
+            nlu=backend,
         )
 
 
@@ -311,6 +319,7 @@ def build_pipeline(
     ratings: RatingBook | None = None,
     *,
     handoffs: HandoffBook | None = None,
+    throttle: Throttle | None = None,
 ) -> Pipeline:
     """Wire the pipeline, its flows and its shared state.
 
@@ -356,7 +365,13 @@ def build_pipeline(
         router=Router(flows, catalog, patience=Patience(quiet_for=settings.quiet_period)),
         catalog=catalog,
         keys=KeyBuilder(settings.redis_prefix),
-        limits=Limits(max_text=settings.max_text_length, rate_limit=settings.rate_limit),
+        limits=Limits(
+            max_text=settings.max_text_length,
+            rate_limit=settings.rate_limit,
+            repeat_limit=settings.repeat_limit,
+            repeat_window=settings.rate_window,
+        ),
+        throttle=throttle,
     )
 
 

@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     max_text_length: int = Field(2000, ge=10)
     rate_limit: int = Field(30, ge=1)  # messages per user per rate window
     rate_window: float = Field(60.0, gt=0)
+    # The same message (text or button, at one step) more than this many times in a
+    # rate window, counted once the resident has sent more than this many messages in
+    # it: the next copy hears the slow-down notice, later ones get no answer.
+    repeat_limit: int = Field(5, ge=1)
     quiet_period: float = Field(600.0, gt=0)  # silence after repeated insults or nonsense
     state_ttl: float = Field(3 * 86_400.0, gt=0)
     # The day before a booking, at this local hour (Asia/Shanghai), its reminder is due.
@@ -99,6 +103,12 @@ class Settings(BaseSettings):
     handoff_sla: float = Field(300.0, gt=0)
     push_poll_interval: float = Field(1.0, gt=0)
     push_timeout: float = Field(30.0, gt=0, lt=60)  # one push's send; then it is retried
+    # A claimed push is this process's this long: a process killed mid-send leaves its
+    # pushes to be claimed again (and sent at least once) when the lease ends.
+    push_lease: float = Field(60.0, gt=0)
+    # SIGTERM: stop accepting, finish the messages and pushes in hand, close idle web
+    # chat sockets (1001), and exit within this many seconds (docs/operations.md).
+    shutdown_timeout: float = Field(10.0, gt=0)
     max_upload_bytes: int = Field(5 * 1024 * 1024, ge=1024)
     # Security (README: Security). Empty: a random key kept in <data_dir>/secret.key.
     secret_key: str = ""

@@ -106,6 +106,7 @@ class _Socket:
     window_ends: float = 0.0
     count: int = 0
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    busy: bool = False  # a message of this page is being handled
 
 
 class WebChatChannel:
@@ -119,6 +120,7 @@ class WebChatChannel:
         self._parts: WebChatParts | None = None
         self._sockets: dict[str, set[_Socket]] = defaultdict(set)
         self._per_address: Counter[str] = Counter()
+        self._going_away = False
 
     def bind(self, parts: WebChatParts) -> None:
         """Give the channel the running services (the app's lifespan does this)."""
@@ -163,6 +165,21 @@ class WebChatChannel:
         for socket in sockets:
             self._cut(socket)
         return len(sockets)
+
+    async def going_away(self) -> None:
+        """Shutting down: close every idle page with 1001 (going away) now, and each busy
+        one once the message in hand is answered. The pages reconnect (to another
+        worker) and resend whatever was not answered."""
+        self._going_away = True
+        idle = [s for sockets in self._sockets.values() for s in sockets if not s.busy]
+        await asyncio.gather(*(self._close_going_away(socket) for socket in idle))
+
+    async def _close_going_away(self, socket: _Socket) -> None:
+        try:
+            async with asyncio.timeout(self.limits.send_timeout):
+                await socket.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server restarting")
+        except (TimeoutError, ConnectionError, RuntimeError):
+            self._cut(socket)
 
     def online(self, chat_id: str) -> bool:
         """Whether the visitor has a page open on this process."""
@@ -250,9 +267,15 @@ class WebChatChannel:
             await self._send_history(socket, visitor, parts)
             await on_connect(visitor)
             async for frame in ws:
-                if frame.type != WSMsgType.TEXT:
-                    continue
-                await self._on_frame(socket, visitor, frame.data, handle)
+                if frame.type != WSMsgType.TEXT or self._going_away:
+                    continue  # once going away, a frame is left for the page to resend
+                socket.busy = True
+                try:
+                    await self._on_frame(socket, visitor, frame.data, handle)
+                finally:
+                    socket.busy = False
+                if self._going_away:
+                    await self._close_going_away(socket)
         finally:
             self._sockets[visitor].discard(socket)
             if not self._sockets[visitor]:

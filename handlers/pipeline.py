@@ -1,7 +1,8 @@
 """The message pipeline: every inbound message, from any channel, goes through here.
 
 In order: dedupe by (channel, message id) → per-conversation lock → per-user rate
-limit (one notice per window) → ID numbers masked → transcript → NLU → router and
+limit (one notice per window) → the same message repeated (one notice per window) →
+ID numbers masked → transcript → NLU → router and
 flows → state saved → replies. State is saved before the
 replies are returned, so nothing the resident is told was saved can be lost to a
 crash between two messages.
@@ -10,6 +11,7 @@ crash between two messages.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import time
 import uuid
@@ -26,6 +28,7 @@ from integration.errors import DuplicateMessage
 from integration.metrics import MESSAGES, NLU_FALLBACKS, NLU_SECONDS
 from integration.privacy import has_id_number, mask_id_numbers
 from integration.state.keys import KeyBuilder
+from integration.state.throttle import Throttle
 from integration.state.types import Admission, Ticket
 from integration.transcript import InboundRecord, Transcript
 from nlu.normalize import has_content
@@ -43,6 +46,10 @@ class Limits:
 
     max_text: int = 2000  # characters; longer messages are refused politely
     rate_limit: int = 30  # messages per user per rate window (the store's Timing)
+    # Copies of one message (a stuck client, a pasted complaint) answered per window,
+    # counted past this many messages; with a throttle only (the running server's).
+    repeat_limit: int = 5
+    repeat_window: float = 60.0
 
 
 class Pipeline:
@@ -58,6 +65,7 @@ class Pipeline:
         catalog: Catalog,
         keys: KeyBuilder,
         limits: Limits | None = None,
+        throttle: Throttle | None = None,
     ) -> None:
         self._store = store
         self._transcript = transcript
@@ -66,6 +74,7 @@ class Pipeline:
         self._t = catalog
         self._keys = keys
         self._limits = limits or Limits()
+        self._throttle = throttle  # counts copies of one message; None: not counted
 
     @property
     def interpreter(self) -> Interpreter:
@@ -159,6 +168,11 @@ class Pipeline:
             # rest of the window's flood is dropped without an answer each.
             notice = admission.count == self._limits.rate_limit + 1
             return ([Outbound(self._t("chat.rate_limited"))] if notice else []), saved, False
+        copies = await self._copies(inbound, admission)
+        if copies > self._limits.repeat_limit:
+            # The same message again and again: heard once, as a flood is, then dropped.
+            notice = copies == self._limits.repeat_limit + 1
+            return ([Outbound(self._t("chat.rate_limited"))] if notice else []), saved, False
         # Residents never need to send an ID number, and staff never need one from chat:
         # it is masked before anything stores, understands or echoes the message.
         masked = has_id_number(inbound.text)
@@ -189,6 +203,34 @@ class Pipeline:
         )
         after = None if state.empty else state.to_dict()
         return replies, after, after != saved
+
+    async def _copies(self, inbound: Inbound, admission: Admission) -> int:
+        """How many times this resident has sent this very message, at this very step of
+        the conversation, in the window (0 when not counted: no throttle, or a photo or
+        place, which are not floods of text). The step keeps a fast resident answering
+        "1" at one menu after another from counting as a flood.
+
+        Copies are counted only from the resident's ``repeat_limit + 1``-th message in
+        the rate window on: a resident who writes less costs no round trip, and a flood
+        is still cut, after at most twice the limit and one.
+        """
+        limit = self._limits.repeat_limit
+        if self._throttle is None or admission.count <= limit:
+            return 0
+        if inbound.media or inbound.location is not None:
+            return 0
+        saved = admission.state or {}
+        where = saved.get("flow"), saved.get("step")
+        digest = hashlib.blake2b(
+            f"{where}\x00{inbound.payload or ''}\x00{inbound.text}".encode(), digest_size=8
+        ).hexdigest()
+        key = self._keys.build(
+            "repeat",
+            inbound.channel,
+            f"{inbound.user_id}:{digest}",
+            tag=self._keys.conversation(inbound.channel, inbound.chat_id),
+        )
+        return await self._throttle.hit(key, self._limits.repeat_window)
 
     async def _respond(
         self, inbound: Inbound, state: ConversationState

@@ -19,15 +19,29 @@ from typing import Any
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import select
 
 from bots.app import SERVICES, create_app
 from bots.settings import Settings
 from handlers.catalog import Catalog
+from integration.models import Notification, OutboxJob
 from integration.state import KeyBuilder
+from tests.conftest import DISPATCH_SECRET
+from tests.emulators.dispatch import DispatchEmulator
 from tests.emulators.dispatch_base import free_port
 from tests.emulators.wechat import WeChatAPIEmulator
 from tests.emulators.wechat_app import far_away, number_in, serve, wechat_settings
-from tests.test_webchat import ADDRESS, COMPLAINT, chat, labels_of, press, say, send, text_of
+from tests.test_webchat import (
+    ADDRESS,
+    COMPLAINT,
+    chat,
+    labels_of,
+    press,
+    receive,
+    say,
+    send,
+    text_of,
+)
 from tests.webchat_client import Visitor
 
 pytestmark = pytest.mark.fault
@@ -226,3 +240,89 @@ async def test_a_whole_report_through_the_app_on_a_redis_cluster(
         report = await (await client.get("/readyz")).json()
         assert report["redis"] == "ok"
         assert [c.category for c in await services.cases.list_cases()] == ["noise"]
+
+
+async def test_a_case_filed_while_the_platform_is_down_is_forwarded_once_when_it_is_back(
+    postgres: str, keys: KeyBuilder, data_dir: Path, dispatch_platform: DispatchEmulator
+) -> None:
+    """The platform down through many retries (minutes at the default backoff, here
+    compressed to tenths of a second): the resident's report is confirmed at once, waits
+    in the outbox, and reaches the platform exactly once when it is back, with one
+    已受理 push. The worker-level variants (both platforms, both databases, a GeoReport
+    server that needs a place) are in tests/test_dispatch_outbox.py."""
+    await dispatch_platform.stop()
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=postgres,
+        redis_url="redis://127.0.0.1:6379/0",
+        redis_prefix=keys.prefix,
+        push_poll_interval=0.1,
+        dispatch="webhook",
+        dispatch_url=dispatch_platform.url,
+        dispatch_secret=DISPATCH_SECRET,
+        dispatch_timeout=0.5,
+        dispatch_lease=2.0,
+        dispatch_poll_interval=0.05,
+        dispatch_backoff=0.05,
+        dispatch_backoff_max=0.2,
+        dispatch_status_interval=0,
+    )
+    async with TestClient(TestServer(create_app(settings))) as client:
+        services = client.app[SERVICES]
+        async with Visitor(client) as browser, chat(client, browser) as ws:
+            await say(ws, COMPLAINT)
+            reply = await say(ws, ADDRESS)
+            reply = await press(ws, reply, T("button.skip"))
+            reply = await press(ws, reply, T("button.submit"))
+            number = number_in(text_of(reply))
+
+            await until_attempted(services, 4)  # refused again and again, never given up
+            report = await (await client.get("/readyz")).json()
+            assert report["status"] == "ready"  # the platform does not decide readiness
+            assert report["platform"]["state"] == "unreachable"
+
+            await dispatch_platform.start()
+            push = await receive(ws)  # forwarded: the platform accepted it
+            assert push["type"] == "push" and number in push["message"]["text"]
+        assert len(dispatch_platform.created_for(number)) == 1
+        assert dict(await services.dispatch.outbox.counts()) == {"done": 1}
+        async with services.sessions() as session:
+            pushes = list(await session.scalars(select(Notification.chat_id)))
+        assert pushes == [browser.id]  # one 已受理 push, to the resident
+
+
+async def until_attempted(services: Any, count: int) -> None:
+    """Wait until the outbox job has been tried (and refused) ``count`` times."""
+    async with asyncio.timeout(30):
+        while True:
+            async with services.sessions() as session:
+                attempts = await session.scalar(select(OutboxJob.attempts))
+            if (attempts or 0) >= count:
+                return
+            await asyncio.sleep(0.05)
+
+
+async def test_a_flood_of_one_message_gets_one_slow_down_reply_and_no_second_case(
+    postgres: str, keys: KeyBuilder, data_dir: Path, wechat_api: WeChatAPIEmulator
+) -> None:
+    """30 copies of one report from one resident in a few seconds (a stuck client, or
+    an angry resident pasting), each a new WeChat message: at most one case, and one
+    polite request to slow down among the answers."""
+    settings = wechat_settings(
+        data_dir,
+        wechat_api,
+        database_url=postgres,
+        redis_url="redis://127.0.0.1:6379/0",
+        redis_prefix=keys.prefix,
+    )
+    async with serve(settings, wechat_api) as yimen:
+        openid = "o-flood"
+        answers = []
+        for _ in range(30):
+            delivery = await yimen.tencent.deliver(yimen.tencent.text(openid, COMPLAINT))
+            answers.append("" if delivery.empty else delivery.text)
+        answers += wechat_api.texts  # anything sent later through the API
+        assert answers.count(T("chat.rate_limited")) == 1, answers
+        notice = answers.index(T("chat.rate_limited"))
+        assert notice <= 10 and not any(answers[notice + 1 :])  # by the 11th, then silence
+        assert len(await yimen.services.cases.open_cases("wechat", openid)) <= 1

@@ -138,6 +138,12 @@ class TelegramEmulator:
         self.too_many = 0  # 429 answers given
         self.early = 0  # sends that came while a retry_after pause was still running
         self.confirmed = 0  # every update below this id was confirmed by getUpdates
+        # Fault injection: sends numbered hold_from and later are delivered (kept in
+        # ``sent``: the resident has them) but not answered until ``release`` is set, as
+        # when the bot's process dies between Telegram's delivery and its answer.
+        self.hold_from: int | None = None
+        self.held: list[Sent] = []
+        self.release = asyncio.Event()
         self._updates: list[dict[str, Any]] = []
         self._queries: set[str] = set()
         self._failures: dict[str, deque[tuple[int, str]]] = defaultdict(deque)
@@ -394,6 +400,11 @@ class TelegramEmulator:
         markup = json.loads(params["reply_markup"]) if params.get("reply_markup") else None
         message = Sent(next(self._ids), chat_id, text, markup, int(time.time()), now)
         self.sent.append(message)
+        if self.hold_from is not None and len(self.sent) >= self.hold_from:
+            self.held.append(message)
+            async with self._changed:
+                self._changed.notify_all()
+            await self.release.wait()
         return message.json(self.bot)
 
     async def _m_answercallbackquery(self, params: dict[str, Any]) -> bool:
