@@ -87,10 +87,11 @@ class PushBench:
 
 
 def max_in_window(times: Sequence[float], window: float = 1.0) -> int:
-    """The most of ``times`` that fall in any half-open window of ``window`` seconds."""
+    """The most of ``times`` that fall in any half-open window of ``window`` seconds
+    (times a nanosecond short of ``window`` apart count as ``window`` apart)."""
     ordered, best, start = sorted(times), 0, 0
     for end, moment in enumerate(ordered):
-        while ordered[start] <= moment - window:
+        while ordered[start] <= moment - window + 1e-9:
             start += 1
         best = max(best, end - start + 1)
     return best
