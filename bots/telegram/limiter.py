@@ -80,8 +80,11 @@ class SendLimiter:
             now = await self._pass_gate()
             if now >= self._resume_at:  # else a pause began while we slept: queue again
                 break
-        # Space the chat from when the send really goes out, not from the reservation.
-        self._chat_next[chat_id] = max(self._chat_next[chat_id], now + self.limits.chat_interval)
+        # Space the chat from when the send really goes out, not from the reservation
+        # (a sweep while this waiter was in the gate may have dropped its entry).
+        self._chat_next[chat_id] = max(
+            self._chat_next.get(chat_id, 0.0), now + self.limits.chat_interval
+        )
         self._acquired += 1
         if self._acquired % PRUNE_EVERY == 0:
             self._chat_next = {c: t for c, t in self._chat_next.items() if t > now}
