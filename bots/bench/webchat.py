@@ -141,7 +141,7 @@ async def drive(
     houses, refusal = house_numbers(), _refusal()
     for kind in scenarios.kinds:
         await _visitor(ws_url, kind, next(houses), Samples(), [], refusal)
-    samples, answered = Samples(), []
+    samples, answered = Samples(), list[int]()
     queue: asyncio.Queue[int] = asyncio.Queue()
     for index in range(conversations):
         queue.put_nowait(index)
