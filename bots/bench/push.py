@@ -184,11 +184,17 @@ async def enqueue(services: Services, channel: str, pushes: int, chats: int) -> 
     return numbers
 
 
-async def queue_states(services: Services, channel: str) -> dict[str, int]:
-    """The channel's queued pushes by state."""
+async def last_push_id(services: Services) -> int:
+    """The newest queued push's id (0 for none): the run's pushes come after it."""
+    async with services.sessions() as session:
+        return int(await session.scalar(select(func.max(Notification.id))) or 0)
+
+
+async def queue_states(services: Services, channel: str, after: int) -> dict[str, int]:
+    """The channel's pushes queued after id ``after``, by state."""
     query = (
         select(Notification.state, func.count())
-        .where(Notification.channel == channel)
+        .where(Notification.channel == channel, Notification.id > after)
         .group_by(Notification.state)
     )
     async with services.sessions() as session:
@@ -232,6 +238,7 @@ async def run(
     platform = _Platform(channel, rate, chat_interval)
     async with platform.running(settings) as settings, contextlib.AsyncExitStack() as stack:
         services = await stack.enter_async_context(open_services(settings, with_nlu=False))
+        before = await last_push_id(services)  # a reused database has older pushes
         started = time.perf_counter()
         numbers = await enqueue(services, channel, pushes, chats)
         enqueue_seconds = time.perf_counter() - started
@@ -274,7 +281,7 @@ async def run(
             duplicates=sum(n - 1 for n in copies.values()),
             max_per_second=max_in_window(times),
             violations=platform.violations,
-            left_in_queue=await queue_states(services, channel),
+            left_in_queue=await queue_states(services, channel, before),
         )
 
 
