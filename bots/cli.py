@@ -281,7 +281,8 @@ def bench_command(
         str | None,
         typer.Option(
             help="WeChat: drive a running server's /wechat at this URL instead of starting "
-            "one (signed with YIMEN_WECHAT_TOKEN, _APP_ID and _AES_KEY, as the server is).",
+            "one (signed with YIMEN_WECHAT_TOKEN, _APP_ID and _AES_KEY, as the server is). "
+            "A ws:// or wss:// URL (…/chat/ws) drives its web chat WebSocket instead.",
         ),
     ] = None,
     json_path: Annotated[
@@ -336,6 +337,10 @@ def bench_command(
             settings = settings.model_copy(
                 update={"database_url": f"sqlite+aiosqlite:///{tmp}/bench.db"}
             )
+        if url and url.startswith(("ws://", "wss://")):
+            from bots.bench.webchat import report
+
+            raise typer.Exit(report(url, conversations, concurrency, json_path, mix, png))
         if channel is BenchChannel.wechat and url:
             bench_url_report(settings, url, conversations, concurrency, rate, json_path, mix, png)
             return

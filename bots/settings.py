@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     wechat_api_base: str = "https://api.weixin.qq.com/cgi-bin/"
     wechat_template_status: str = ""  # template id for status pushes outside the 48 h window
     wechat_deadline: float = Field(4.0, gt=0, lt=5)  # passive-reply budget; WeChat waits 5 s
+    wechat_rate: float = Field(0.0, ge=0)  # customer/template messages per second; 0: unpaced
     # Telegram (bots/telegram.py); long polling when the token is set, webhook with the URL.
     telegram_token: str = ""
     telegram_webhook_url: str = ""

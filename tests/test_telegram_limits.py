@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -189,3 +190,76 @@ async def test_replies_and_pushes_to_one_chat_go_out_in_the_order_given(
     await push
     assert [m.text for m in emulator.messages_to(77)] == ["回复一", "回复二", "推送", "回复三"]
     assert emulator.violations == []
+
+
+class StallingClock:
+    """Virtual time with many waiters: sleeps end when ``advance`` passes their deadline.
+
+    ``advance`` to a far time is an event-loop stall: every timer that fell due in
+    between fires at once, as asyncio's do after a stall.
+    """
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self._timers: list[tuple[float, asyncio.Future[None]]] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self._timers.append((self.now + seconds, future))
+        await future
+
+    async def settle(self) -> None:
+        for _ in range(20):  # let every woken task run up to its next sleep
+            await asyncio.sleep(0)
+
+    async def advance(self, to: float | None = None) -> bool:
+        """Move to ``to`` (default: the next timer) and fire what is due; False when idle."""
+        if not self._timers:
+            return False
+        self.now = max(self.now, to if to is not None else min(t for t, _ in self._timers))
+        due = [timer for timer in self._timers if timer[0] <= self.now + 1e-9]
+        self._timers = [timer for timer in self._timers if timer not in due]
+        for _, future in sorted(due, key=lambda timer: timer[0]):
+            future.set_result(None)
+        await self.settle()
+        return True
+
+
+async def stalled_grants(stall: float, count: int = 90) -> list[float]:
+    """When each of ``count`` sends to different chats was granted, the event loop
+    having stalled for ``stall`` seconds just after they all reserved their slots."""
+    clock = StallingClock()
+    limiter = SendLimiter(clock=clock, sleep=clock.sleep)  # 30/s, 1/s per chat
+    granted: list[float] = []
+
+    async def send(chat: str) -> None:
+        await limiter.acquire(chat)
+        granted.append(clock.now)
+
+    tasks = [asyncio.create_task(send(str(chat))) for chat in range(count)]
+    await clock.settle()  # each has reserved its slot: 1/30 s apart over 3 s
+    await clock.advance(clock.now + stall)  # every slot that fell due fires at once
+    while await clock.advance():
+        pass
+    await asyncio.gather(*tasks)
+    return granted
+
+
+async def test_a_stalled_event_loop_does_not_release_a_burst() -> None:
+    granted = await stalled_grants(1.6)  # ~48 slots fall due together
+    assert len(granted) == 90
+    gaps = [later - earlier for earlier, later in itertools.pairwise(granted)]
+    assert min(gaps) >= 1 / 30 - 1e-9  # the late ones leave one slot apart, not together
+    assert max(sum(1 for t in granted if s <= t < s + 1 - 1e-9) for s in granted) == 30
+
+
+async def test_sweeping_quiet_chats_spares_those_still_waiting_for_their_turn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Sends held up behind a stall wait longer than their chat's spacing: a sweep of
+    # quiet chats meanwhile drops their entries, which must not fail their send.
+    monkeypatch.setattr("bots.telegram.limiter.PRUNE_EVERY", 2)
+    assert len(await stalled_grants(1.6)) == 90

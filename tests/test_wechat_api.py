@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import re
@@ -15,7 +16,8 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from bots.wechat import WeChatAPI, WeChatAPIError, WeChatChannel, WeChatTiming
+from bots.settings import Settings
+from bots.wechat import WeChatAPI, WeChatAPIError, WeChatChannel, WeChatTiming, open_api
 from bots.wechat.menu import ITEMS, LAYOUT, menu_definition
 from bots.wechat.security import WebhookGuard
 from bots.wechat.tokens import MemoryTokenCache, RedisTokenCache, TokenCache
@@ -86,6 +88,39 @@ async def test_one_worker_without_redis_fetches_once_too(
     await asyncio.gather(*(worker.send_text(f"o-{i}", "再见") for i in range(5)))
     assert wechat_api.token_fetches == 2
     assert len(wechat_api.texts) == 10
+
+
+async def test_yimen_wechat_rate_spaces_messages_all_residents_together(
+    wechat_api: WeChatAPIEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("YIMEN_WECHAT_RATE", "20")
+    settings = Settings(
+        data_dir=tmp_path,
+        wechat_api_base=wechat_api.base,
+        wechat_app_id=APP_ID,
+        wechat_app_secret=APP_SECRET,
+    )
+    assert settings.wechat_rate == 20
+    async with open_api(settings, None) as paced:
+        sends = [paced.send_text(f"o-{i}", "你好") for i in range(6)]
+        sends.append(paced.send_template("o-0", TEMPLATE_ID, {"number": "YM2611250001"}))
+        await asyncio.gather(*sends)
+    accepted = sorted(sent.at for sent in [*wechat_api.texts, *wechat_api.templates])
+    gaps = [later - earlier for earlier, later in itertools.pairwise(accepted)]
+    assert len(accepted) == 7
+    # 1/20 s apart (half of it allowed for loopback jitter); unpaced, the seven
+    # requests would all arrive within a few milliseconds.
+    assert min(gaps) > 0.025
+
+
+def test_wechat_messages_are_unpaced_by_default_and_a_negative_rate_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("YIMEN_WECHAT_RATE", raising=False)
+    assert Settings().wechat_rate == 0
+    monkeypatch.setenv("YIMEN_WECHAT_RATE", "-1")
+    with pytest.raises(ValueError):
+        Settings()
 
 
 @pytest.mark.parametrize("errcode", [40001, 40014, 42001])

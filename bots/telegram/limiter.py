@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 PRUNE_EVERY = 1024  # acquisitions between sweeps of chats that have gone quiet
+_EPSILON = 1e-9  # seconds: float rounding, not a wait
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +35,13 @@ class SendLimiter:
     """Hands out send slots: global rate (GCRA token bucket), per-chat spacing, pauses.
 
     Slots are reserved first come, first served, so waiting costs one timer per send
-    rather than a wake-up per waiter per slot. ``clock`` and ``sleep`` are injectable
-    so the arithmetic can be tested in virtual time.
+    rather than a wake-up per waiter per slot. A reservation alone is not enough: when
+    the event loop stalls, every timer that fell due during the stall fires at once and
+    their holders would all send together (48 sends in one second were once seen). So
+    each grant also passes a gate, a token bucket of ``burst`` tokens counted on the
+    times grants really happen, taken in turn (FIFO): after a stall the late holders
+    leave ``1/rate`` apart. ``clock`` and ``sleep`` are injectable so the arithmetic can
+    be tested in virtual time.
     """
 
     def __init__(
@@ -51,6 +57,8 @@ class SendLimiter:
         self._clock = clock
         self._sleep = sleep
         self._tat = 0.0  # the bucket's theoretical arrival time of the next message
+        self._granted_tat = 0.0  # the same, counted on grants that really happened
+        self._gate = asyncio.Lock()  # one waiter at a time checks the granted bucket
         self._chat_next: dict[str, float] = {}  # earliest next send, per chat
         self._resume_at = 0.0  # end of the current flood-control pause
         self._acquired = 0
@@ -69,14 +77,29 @@ class SendLimiter:
             self._chat_next[chat_id] = at + self.limits.chat_interval
             if at > now:
                 await self._sleep(at - now)
-            now = self._clock()
+            now = await self._pass_gate()
             if now >= self._resume_at:  # else a pause began while we slept: queue again
                 break
-        # Space the chat from when the send really goes out, not from the reservation.
-        self._chat_next[chat_id] = max(self._chat_next[chat_id], now + self.limits.chat_interval)
+        # Space the chat from when the send really goes out, not from the reservation
+        # (a sweep while this waiter was in the gate may have dropped its entry).
+        self._chat_next[chat_id] = max(
+            self._chat_next.get(chat_id, 0.0), now + self.limits.chat_interval
+        )
         self._acquired += 1
         if self._acquired % PRUNE_EVERY == 0:
             self._chat_next = {c: t for c, t in self._chat_next.items() if t > now}
+
+    async def _pass_gate(self) -> float:
+        """Wait until the bucket of real grants has a token, take it; the time now."""
+        async with self._gate:
+            now = self._clock()
+            wait = self._granted_tat - self._tolerance - now
+            if wait > _EPSILON:
+                await self._sleep(wait)
+                now = self._clock()
+            if now >= self._resume_at:  # a grant re-queued by a pause takes no token
+                self._granted_tat = max(self._granted_tat, now) + self._emission
+            return now
 
     def sent(self, chat_id: str) -> None:
         """Note that Telegram answered a send to ``chat_id``: its spacing counts from now.

@@ -89,6 +89,7 @@ async def open_api(settings: Settings, redis: RedisClient | None) -> AsyncIterat
             settings.wechat_app_id,
             settings.wechat_app_secret,
             token_cache(settings, redis),
+            rate=settings.wechat_rate,
         )
 
 

@@ -4,6 +4,11 @@ wechatpy's client is synchronous (requests), so it would block the event loop; t
 calls are small enough to make directly. Every call carries the shared access_token
 (bots.wechat.tokens) and is retried once with a refreshed token when WeChat says the
 token is invalid or expired.
+
+Pacing: WeChat publishes daily call quotas per API (errcode 45009 once one is used up)
+rather than a per-second rate, so messages are not paced by default. ``rate`` (from
+YIMEN_WECHAT_RATE) spreads customer-service and template messages to at most that
+many per second, all residents together, with the same limiter Telegram's sends use.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 
 import aiohttp
 
+from bots.telegram.limiter import SendLimiter, SendLimits
 from bots.wechat.errors import TOKEN_ERRORS, WeChatAPIError, WeChatUnavailable
 from bots.wechat.tokens import AccessTokens, TokenCache
 
@@ -49,8 +55,10 @@ class WeChatAPI:
         app_id: str,
         app_secret: str,
         cache: TokenCache,
+        rate: float = 0.0,
     ) -> None:
         self._session = session
+        self._pacer = SendLimiter(SendLimits(rate=rate, chat_interval=0.0)) if rate else None
         self._base = base if base.endswith("/") else f"{base}/"
         self._app_id = app_id
         self._app_secret = app_secret
@@ -58,18 +66,25 @@ class WeChatAPI:
 
     async def send_text(self, openid: str, text: str) -> None:
         """A customer-service text message (within the 48-hour window)."""
+        await self._paced(openid)
         await self.call(
             "message/custom/send", {"touser": openid, "msgtype": "text", "text": {"content": text}}
         )
 
     async def send_template(self, openid: str, template_id: str, data: Mapping[str, str]) -> None:
         """A template message, allowed outside the window."""
+        await self._paced(openid)
         body = {
             "touser": openid,
             "template_id": template_id,
             "data": {key: {"value": value} for key, value in data.items()},
         }
         await self.call("message/template/send", body)
+
+    async def _paced(self, openid: str) -> None:
+        """Wait for a send slot when messages are paced."""
+        if self._pacer is not None:
+            await self._pacer.acquire(openid)
 
     async def create_menu(self, menu: Mapping[str, Any]) -> None:
         """Install the custom menu."""

@@ -61,6 +61,7 @@ class Sent:
     text: str = ""
     template_id: str = ""
     data: dict[str, str] = field(default_factory=dict)
+    at: float = field(default_factory=time.monotonic)  # when it was accepted
 
 
 class WeChatAPIError(Exception):
