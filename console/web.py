@@ -20,6 +20,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from console.accounts import AccountBook, StaffMember
 from console.audit import Actor, AuditLog, State
+from handlers.catalog import Catalog
 from integration.cases import local_minute
 from integration.models import StaffRole
 
@@ -246,6 +247,11 @@ def text(request: web.Request, key: str, **values: Any) -> str:
     return services(request).catalog(f"console.{key}", **values)
 
 
+def intent_name(catalog: Catalog, intent: str) -> str:
+    """What staff read for a recorded intent: 未识别, 反映·噪音扰民…; the name if unlisted."""
+    return catalog.get(f"console.intent.{intent}", intent)
+
+
 def render(
     request: web.Request,
     template: str,
@@ -269,6 +275,7 @@ def render(
         "path": request.path,
         "static": lambda name: f"{PREFIX}/static/{name}",
         "t": lambda key: console.services.catalog.get(key, key),  # category.noise, status.…
+        "intent_name": functools.partial(intent_name, console.services.catalog),
         **(context or {}),
     }
     page = console.templates.get_template(template).render(values)

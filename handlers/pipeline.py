@@ -34,6 +34,10 @@ from nlu.types import BUTTON_INTENT, FALLBACK_INTENT, Interpreter, Parse
 log = logging.getLogger(__name__)
 
 INTENT_PAYLOAD = "intent:"
+# The intent recorded (transcript, yimen_messages_total) for a message the model could
+# not place but a person, the active step or a rule then answered (Router.takes). Plain
+# FALLBACK_INTENT is left for messages nothing understood: the dashboard's 未识别率.
+TAKEN_FALLBACK = f"{FALLBACK_INTENT}:taken"
 T = TypeVar("T")
 
 
@@ -205,9 +209,11 @@ class Pipeline:
         if parse is None:
             command = inbound.text.strip().split()[0]
             return None, [Outbound(self._t("chat.unknown_command", command=command))]
-        replies = await self._router.route(Turn(inbound, parse, payload), state)
+        turn = Turn(inbound, parse, payload)
+        taken = parse.intent == FALLBACK_INTENT and self._router.takes(turn, state)
+        replies = await self._router.route(turn, state)
         state.offer(replies[-1].buttons if replies else ())
-        return parse, replies
+        return (replace(parse, intent=TAKEN_FALLBACK) if taken else parse), replies
 
     def _refusal(self, inbound: Inbound) -> Outbound | None:
         """A polite answer to input that cannot be understood at all, else None."""

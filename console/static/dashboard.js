@@ -75,7 +75,9 @@
     }, true);
     if (data.nlu) {
       document.getElementById("fallback-rate").textContent = pct(data.nlu.overall);
-      document.getElementById("fallback-counts").textContent = "共 " + data.nlu.messages + " 条消息";
+      document.getElementById("fallback-counts").textContent =
+        "共 " + data.nlu.messages + " 条消息，未识别 " + data.nlu.unrecognised +
+        " 条；另有 " + data.nlu.taken + " 条模型未识别但已由规则接住";
       chart("chart-fallback").setOption(Object.assign(base(), {
         xAxis: { type: "category", data: days },
         yAxis: { type: "value", axisLabel: { formatter: (v) => (v * 100).toFixed(0) + "%" } },

@@ -50,7 +50,7 @@
       li.append(el("span", new Date(line.at).toLocaleString("zh-CN", { hour12: false }), "at"));
       if (line.intent) {
         const confidence = line.confidence === null ? "" : " " + line.confidence.toFixed(2);
-        li.append(el("span", line.intent + confidence, "nlu"));
+        li.append(el("span", line.intent_name + confidence, "nlu"));
       }
       li.append(el("div", line.text, "text"));
       for (const ref of line.media) li.append(el("div", "[照片] " + ref, "media"));
