@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from handlers.catalog import Catalog
 from handlers.flows.base import Turn
+from handlers.flows.chat import menu
 from handlers.messages import Inbound, Outbound
 from handlers.router import COMMANDS, Router, is_cancel
 from handlers.state import ConversationState, ConversationStore
@@ -106,7 +107,8 @@ class Pipeline:
 
         async def release(state: ConversationState) -> list[Outbound]:
             replies = await self._router.release(state)
-            state.offer(replies[-1].buttons if replies else ())
+            # Nothing resumed: the hand-back push offers the main menu (handback_buttons).
+            state.offer(replies[-1].buttons if replies else menu(self._t))
             return replies
 
         return await self._staff_turn(channel, chat_id, "release", release)
