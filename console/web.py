@@ -252,6 +252,13 @@ def intent_name(catalog: Catalog, intent: str) -> str:
     return catalog.get(f"console.intent.{intent}", intent)
 
 
+def actor_name(catalog: Catalog, actor: str) -> str:
+    """Who did it, as staff read it: console:li → 工作人员 li, resident → 居民."""
+    kind, _, name = actor.partition(":")
+    label = catalog.get(f"console.actor.{kind}", kind)
+    return f"{label} {name}" if name else label
+
+
 def render(
     request: web.Request,
     template: str,
@@ -268,14 +275,19 @@ def render(
     console = console_of(request)
     who: StaffMember | None = request.get(MEMBER)
     csrf = who.csrf if who is not None else request.get(SIGNIN_CSRF, "")
+    catalog = console.services.catalog
     values = {
         "member": who,
         "csrf": csrf,
         "nav": console.nav_for(who),
         "path": request.path,
         "static": lambda name: f"{PREFIX}/static/{name}",
-        "t": lambda key: console.services.catalog.get(key, key),  # category.noise, status.…
-        "intent_name": functools.partial(intent_name, console.services.catalog),
+        "t": lambda key: catalog.get(key, key),  # category.noise, status.…
+        "intent_name": functools.partial(intent_name, catalog),
+        "actor_name": functools.partial(actor_name, catalog),
+        "channel_name": lambda key: catalog.get(f"handoff.channel.{key}", key),
+        "role_name": lambda key: catalog.get(f"console.role.{key}", key),
+        "action_name": lambda key: catalog.get(f"console.action.{key}", key),
         **(context or {}),
     }
     page = console.templates.get_template(template).render(values)

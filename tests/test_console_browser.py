@@ -100,7 +100,7 @@ async def test_staff_sign_in_open_a_case_change_its_status_and_see_the_dashboard
     await page.click(f"text={first}")
     await expect(page.locator("h1")).to_contain_text(first)
     await expect(page.locator(".transcript")).to_contain_text("烧烤")
-    await expect(page.locator(".transcript code.intent").first).to_have_text("report_noise")
+    await expect(page.locator(".transcript .intent").first).to_have_text("反映·噪音扰民")
     await page.screenshot(path=screenshot("console-case.png"), full_page=True)
     await page.select_option("select[name=status]", "accepted")
     await page.fill("textarea[name=note]", "已派城管中队，今晚核查")
