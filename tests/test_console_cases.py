@@ -238,3 +238,13 @@ async def test_only_fallbacks_nothing_took_count_as_unrecognised(client: Any) ->
     assert ">nlu_fallback" not in page
     dashboard = await (await client.get("/console/dashboard")).text()
     assert "未识别率" in dashboard and "nlu_fallback" not in dashboard
+
+
+async def test_numbers_in_the_transcript_are_masked_for_a_community_account(client: Any) -> None:
+    number = await report(
+        client, "res8", "楼下路灯坏了，我电话13912345678", "金辉小区3号楼", "跳过", "提交"
+    )
+    assert (await sign_in(client, "jinhui")).status == 303
+    page = await (await client.get(f"/console/cases/{number}")).text()
+    assert "路灯" in page and "139****5678" in page
+    assert "13912345678" not in page  # neither the resident's line nor the bot's echo

@@ -82,7 +82,7 @@ async def test_the_handoff_loop_from_two_channels_to_the_inbox_and_back(
 
     await rows.nth(0).locator("a").click()
     await expect(staff.locator("#transcript")).to_contain_text("楼道灯坏了好几天了")
-    await expect(staff.locator("#transcript .nlu").first).to_contain_text("human_handoff")
+    await expect(staff.locator("#transcript .nlu").first).to_contain_text("转人工")
     await staff.get_by_role("button", name="接入此会话").click()
     await staff.locator("[data-canned]").first.click()
     await expect(staff.locator("#reply-text")).to_have_value(re.compile(r"\{name\}您好"))
@@ -94,6 +94,10 @@ async def test_the_handoff_loop_from_two_channels_to_the_inbox_and_back(
     await staff.get_by_role("button", name="交还机器人").click()
     await expect(staff.locator("#inbox-rows tr")).to_have_count(1)  # only WeChat waits
     await expect(bot.last).to_contain_text(T("handoff.returned"))
+    # Nothing was under way: the bot's main choices come with it, ready to press.
+    await expect(bot.last.locator(".buttons button")).to_have_text(
+        [T("button.menu_report"), T("button.menu_status"), T("button.menu_human")]
+    )
 
     count = await bot.count()
     await send(resident, "小区门口路灯坏了")
