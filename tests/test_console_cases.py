@@ -89,6 +89,12 @@ async def test_changing_a_status_tells_the_resident_and_is_audited(client: Any) 
     assert any(p.event_id == events[-1].id and p.chat_id == "res1" for p in pushes)
     assert len(entries) == 1 and entries[0].target == number and entries[0].actor == "desk"
     assert '"received"' in entries[0].before and "已派城管中队" in entries[0].after
+    # Staff read who did it and what, in Chinese: the history and the audit log.
+    page = await (await client.get(f"/console/cases/{number}")).text()
+    assert '<small class="muted">居民</small>' in page and "工作人员 desk" in page
+    assert "<dd>网页聊天</dd>" in page
+    audit = await (await client.get("/console/audit")).text()
+    assert "变更工单状态" in audit and "desk <small>（工作人员）</small>" in audit
     # A move the lifecycle forbids is refused, and nothing changes.
     refused = await client.post(
         f"/console/cases/{number}/status", data={"csrf": token, "status": "received"}
