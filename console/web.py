@@ -23,6 +23,7 @@ from console.audit import Actor, AuditLog, State
 from handlers.catalog import Catalog
 from integration.cases import local_minute
 from integration.models import StaffRole
+from integration.privacy import mask
 
 if TYPE_CHECKING:
     from bots.runtime import Services
@@ -85,6 +86,8 @@ class Console:
             enable_async=False,
         )
         self.templates.filters["local"] = lambda moment: local_minute(moment) if moment else ""
+        # Residents' and volunteers' free text on pages without a need to know the numbers.
+        self.templates.filters["masked"] = mask
         self.nav: dict[str, NavItem] = {}
         self._public: set[str] = set()
         self._services: Services | None = None
