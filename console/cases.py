@@ -283,7 +283,12 @@ async def case_page(
             "can_reveal": member(request).role in REVEALERS,
             "can_correct": member(request).role in REVEALERS,
             "intents": INTENTS,
-            "hidden": has_number(case.description, case.address, *(e.note for e in case.events)),
+            "hidden": has_number(
+                case.description,
+                case.address,
+                *(e.note for e in case.events),
+                *(line.text for line in transcript),
+            ),
         },
         status=status,
     )

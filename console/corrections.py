@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from console.audit import record
 from console.web import Console, actor, member, require_role, see_other, services, text
+from handlers.pipeline import TAKEN_FALLBACK
 from integration.models import Conversation, Direction, Message, NluCorrection, StaffRole, utcnow
 from nlu.contract import INTENTS
 from nlu.types import FALLBACK_INTENT
@@ -117,7 +118,7 @@ def rasa_yaml(corrections: list[Correction]) -> tuple[str, int]:
     examples: dict[str, list[str]] = {}
     skipped = 0
     for item in corrections:
-        if not item.intent or item.intent == FALLBACK_INTENT:
+        if not item.intent or item.intent in (FALLBACK_INTENT, TAKEN_FALLBACK):
             skipped += 1
             continue
         line = " ".join(item.text.split())

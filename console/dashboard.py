@@ -4,8 +4,10 @@
 - the median hours from opening to accepted, and to resolved or closed, per day;
 - overdue cases (open longer than ``cases.OVERDUE_AFTER``) per category;
 - satisfaction: 满意 + 基本满意 over rated cases, with the unrated count beside it;
-- the NLU fallback rate per day and the most frequent messages it did not recognise
-  (admin and staff only: they are residents' words from every community);
+- the rate of messages nobody understood per day (recorded as ``nlu_fallback``; those
+  the model could not place but a rule or the active step answered are recorded as
+  ``nlu_fallback:taken`` and not counted), and the most frequent such messages (admin
+  and staff only: they are residents' words from every community);
 - handoff waiting times against the service level: handoffs claimed per day within
   and past their due time, the median wait beside the configured ``handoff_sla``, and
   how many still wait past it (admin and staff only: handoffs name no community).
@@ -26,6 +28,7 @@ from sqlalchemy import func, select
 from console.accounts import StaffMember
 from console.cases import CATEGORIES, OVERDUE_AFTER, community_of
 from console.web import Console, member, render, services
+from handlers.pipeline import TAKEN_FALLBACK
 from integration.cases import LOCAL_TZ
 from integration.dispatch.ratings import RatingSummary, Score
 from integration.lifecycle import OPEN
@@ -190,10 +193,12 @@ async def _nlu(session: Any, since: datetime, labels: list[date]) -> dict[str, A
     ).all()
     total: Counter[date] = Counter()
     fallback: Counter[date] = Counter()
+    taken = 0
     for at, intent in rows:
         day = _day(at)
         total[day] += 1
-        fallback[day] += intent == FALLBACK_INTENT
+        fallback[day] += intent == FALLBACK_INTENT  # nothing answered it
+        taken += intent == TAKEN_FALLBACK  # a rule or the active step answered it
     top = (
         await session.execute(
             select(Message.text, func.count().label("n"))
@@ -212,6 +217,8 @@ async def _nlu(session: Any, since: datetime, labels: list[date]) -> dict[str, A
         "rate": [round(fallback[d] / total[d], 4) if total[d] else None for d in labels],
         "overall": round(sum(fallback.values()) / understood, 4) if understood else None,
         "messages": understood,
+        "unrecognised": sum(fallback.values()),
+        "taken": taken,
         "top": [{"text": text[:60], "count": int(n)} for text, n in top],
     }
 

@@ -26,12 +26,14 @@ from console.accounts import StaffRole
 from console.web import (
     Console,
     audit,
+    intent_name,
     member,
     render,
     require_role,
     see_other,
     services,
 )
+from handlers.catalog import Catalog
 from handlers.handoff_alarms import reason_label
 from integration.handoff import HandoffError, HandoffView, Line, conversation_lines
 from integration.models import Resident
@@ -90,13 +92,14 @@ def row(request: web.Request, handoff: HandoffView, now: datetime) -> dict[str, 
     }
 
 
-def line_json(line: Line) -> dict[str, Any]:
-    """One transcript line (JSON-ready)."""
+def line_json(line: Line, t: Catalog) -> dict[str, Any]:
+    """One transcript line (JSON-ready), its intent also as staff read it."""
     return {
         "who": line.who,
         "text": line.text,
         "at": line.at.isoformat(),
         "intent": line.intent or "",
+        "intent_name": intent_name(t, line.intent) if line.intent else "",
         "confidence": round(line.confidence, 2) if line.confidence is not None else None,
         "media": list(line.media),
         "location": line.location,
@@ -149,7 +152,8 @@ async def live(request: web.Request) -> web.StreamResponse:
                     lines = await conversation_lines(
                         services(request).sessions, handoff.channel, handoff.chat_id, 100
                     )
-                    payload["lines"] = [line_json(line) for line in lines]
+                    t = services(request).catalog
+                    payload["lines"] = [line_json(line, t) for line in lines]
                     payload["status"] = handoff.status.value
             if payload != sent:
                 await socket.send_json(payload)

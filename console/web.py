@@ -20,8 +20,10 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from console.accounts import AccountBook, StaffMember
 from console.audit import Actor, AuditLog, State
+from handlers.catalog import Catalog
 from integration.cases import local_minute
 from integration.models import StaffRole
+from integration.privacy import mask
 
 if TYPE_CHECKING:
     from bots.runtime import Services
@@ -84,6 +86,8 @@ class Console:
             enable_async=False,
         )
         self.templates.filters["local"] = lambda moment: local_minute(moment) if moment else ""
+        # Residents' and volunteers' free text on pages without a need to know the numbers.
+        self.templates.filters["masked"] = mask
         self.nav: dict[str, NavItem] = {}
         self._public: set[str] = set()
         self._services: Services | None = None
@@ -246,6 +250,18 @@ def text(request: web.Request, key: str, **values: Any) -> str:
     return services(request).catalog(f"console.{key}", **values)
 
 
+def intent_name(catalog: Catalog, intent: str) -> str:
+    """What staff read for a recorded intent: 未识别, 反映·噪音扰民…; the name if unlisted."""
+    return catalog.get(f"console.intent.{intent}", intent)
+
+
+def actor_name(catalog: Catalog, actor: str) -> str:
+    """Who did it, as staff read it: console:li → 工作人员 li, resident → 居民."""
+    kind, _, name = actor.partition(":")
+    label = catalog.get(f"console.actor.{kind}", kind)
+    return f"{label} {name}" if name else label
+
+
 def render(
     request: web.Request,
     template: str,
@@ -262,13 +278,19 @@ def render(
     console = console_of(request)
     who: StaffMember | None = request.get(MEMBER)
     csrf = who.csrf if who is not None else request.get(SIGNIN_CSRF, "")
+    catalog = console.services.catalog
     values = {
         "member": who,
         "csrf": csrf,
         "nav": console.nav_for(who),
         "path": request.path,
         "static": lambda name: f"{PREFIX}/static/{name}",
-        "t": lambda key: console.services.catalog.get(key, key),  # category.noise, status.…
+        "t": lambda key: catalog.get(key, key),  # category.noise, status.…
+        "intent_name": functools.partial(intent_name, catalog),
+        "actor_name": functools.partial(actor_name, catalog),
+        "channel_name": lambda key: catalog.get(f"handoff.channel.{key}", key),
+        "role_name": lambda key: catalog.get(f"console.role.{key}", key),
+        "action_name": lambda key: catalog.get(f"console.action.{key}", key),
         **(context or {}),
     }
     page = console.templates.get_template(template).render(values)

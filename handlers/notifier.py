@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from handlers.catalog import Catalog
+from handlers.flows.handoff import handback_buttons
 from handlers.flows.rating import rating_buttons
 from handlers.messages import Channel, DeliveryError, Outbound
 from integration.cases import local_minute
@@ -119,7 +120,7 @@ class NotificationPump:
     def render(self, push: PendingPush) -> Outbound:
         """The resident-facing text of a status change; a resolution also asks for a rating."""
         if push.kind is NotificationKind.reply or push.status is None:
-            return Outbound(push.text, data=push.fields)
+            return Outbound(push.text, handback_buttons(self._t, push.text), data=push.fields)
         category = self._t(f"category.{push.category}")
         if push.kind is NotificationKind.reminder:
             text = self._t("rating.reminder", number=push.case_number, category=category)

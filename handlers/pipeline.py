@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from handlers.catalog import Catalog
 from handlers.flows.base import Turn
+from handlers.flows.chat import menu
 from handlers.messages import Inbound, Outbound
 from handlers.router import COMMANDS, Router, is_cancel
 from handlers.state import ConversationState, ConversationStore
@@ -37,6 +38,10 @@ from nlu.types import BUTTON_INTENT, FALLBACK_INTENT, Interpreter, Parse
 log = logging.getLogger(__name__)
 
 INTENT_PAYLOAD = "intent:"
+# The intent recorded (transcript, yimen_messages_total) for a message the model could
+# not place but a person, the active step or a rule then answered (Router.takes). Plain
+# FALLBACK_INTENT is left for messages nothing understood: the dashboard's 未识别率.
+TAKEN_FALLBACK = f"{FALLBACK_INTENT}:taken"
 T = TypeVar("T")
 
 
@@ -111,7 +116,8 @@ class Pipeline:
 
         async def release(state: ConversationState) -> list[Outbound]:
             replies = await self._router.release(state)
-            state.offer(replies[-1].buttons if replies else ())
+            # Nothing resumed: the hand-back push offers the main menu (handback_buttons).
+            state.offer(replies[-1].buttons if replies else menu(self._t))
             return replies
 
         return await self._staff_turn(channel, chat_id, "release", release)
@@ -247,9 +253,11 @@ class Pipeline:
         if parse is None:
             command = inbound.text.strip().split()[0]
             return None, [Outbound(self._t("chat.unknown_command", command=command))]
-        replies = await self._router.route(Turn(inbound, parse, payload), state)
+        turn = Turn(inbound, parse, payload)
+        taken = parse.intent == FALLBACK_INTENT and self._router.takes(turn, state)
+        replies = await self._router.route(turn, state)
         state.offer(replies[-1].buttons if replies else ())
-        return parse, replies
+        return (replace(parse, intent=TAKEN_FALLBACK) if taken else parse), replies
 
     def _refusal(self, inbound: Inbound) -> Outbound | None:
         """A polite answer to input that cannot be understood at all, else None."""

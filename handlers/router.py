@@ -18,14 +18,14 @@ from handlers.catalog import Catalog
 from handlers.flows import DEFAULT_FLOW, ROUTES, TRIGGERS, Trigger
 from handlers.flows.base import CANCEL, HANDOFF_INTENT, Declined, Expect, Flow, Paused, Turn
 from handlers.flows.chat import MENU_HUMAN, menu
-from handlers.flows.handoff import HandoffFlow, count_fallback
+from handlers.flows.handoff import HandoffFlow, count_fallback, escalation
 from handlers.flows.handoff import wants_person as staff_wanted
 from handlers.flows.rating import RATE
 from handlers.messages import Button, Outbound
 from handlers.patience import Patience, Verdict
 from handlers.state import ConversationState
+from handlers.words import ABUSE, HANDOFF
 from handlers.words import CANCEL as CANCEL_WORDS
-from handlers.words import HANDOFF
 from nlu.types import BUTTON_INTENT
 
 # Slash commands (Telegram's, and typed anywhere) and the intents they stand for.
@@ -90,6 +90,22 @@ class Router:
             or (bool(turn.payload) and expect.takes_payload(turn.payload))
             or expect.answered_by(turn)
             or bool(expect.ranked(turn.parse))
+        )
+
+    def takes(self, turn: Turn, state: ConversationState) -> bool:
+        """Whether something other than the model answers the message properly: a person
+        holding the conversation, the active step, a rule trigger, the words that ask for
+        a person or escalate, or the patience rules (an insult). Asked before ``route``,
+        for the record: a fallback taken this way was not a resident left unanswered.
+        """
+        expect = self._expect(state)
+        if expect is not None and expect.holds:
+            return True
+        if self._answers(turn, expect) or wants_person(turn):
+            return True
+        text = turn.text
+        return bool(text) and (
+            ABUSE.search(text) or (self._staffed and escalation(text) is not None)
         )
 
     async def route(self, turn: Turn, state: ConversationState) -> list[Outbound]:

@@ -26,7 +26,9 @@ from prometheus_client import (
 
 MESSAGES = Counter(
     "yimen_messages_total",
-    "Messages from residents, by channel and by the intent they were understood as",
+    "Messages from residents, by channel and by the intent they were understood as "
+    "(nlu_fallback: nothing understood them; nlu_fallback:taken: the model could not "
+    "place them but a person, the active step or a rule answered them)",
     ["channel", "intent"],
 )
 NLU_SECONDS = Histogram(
@@ -36,7 +38,8 @@ NLU_SECONDS = Histogram(
 )
 NLU_FALLBACKS = Counter(
     "yimen_nlu_fallback_total",
-    "Messages the model could not place (intent nlu_fallback)",
+    "Messages the model could not place (intent nlu_fallback), whether or not a rule or "
+    "the active step then answered them (see yimen_messages_total for which)",
 )
 DISPATCH_ERRORS = Counter(
     "yimen_dispatch_errors_total",

@@ -100,7 +100,7 @@ async def test_staff_sign_in_open_a_case_change_its_status_and_see_the_dashboard
     await page.click(f"text={first}")
     await expect(page.locator("h1")).to_contain_text(first)
     await expect(page.locator(".transcript")).to_contain_text("烧烤")
-    await expect(page.locator(".transcript code.intent").first).to_have_text("report_noise")
+    await expect(page.locator(".transcript .intent").first).to_have_text("反映·噪音扰民")
     await page.screenshot(path=screenshot("console-case.png"), full_page=True)
     await page.select_option("select[name=status]", "accepted")
     await page.fill("textarea[name=note]", "已派城管中队，今晚核查")
@@ -134,6 +134,12 @@ async def test_the_console_works_at_a_phones_width(
     )
     page = await context.new_page()
     await sign_in(page, server)
+    # The list is stacked as cards, each cell under its column's name: nothing is cut off.
+    wrap = page.locator(".table-wrap")
+    assert await wrap.evaluate("w => w.scrollWidth <= w.clientWidth"), "the list is cut off"
+    await expect(page.locator('table.cases td[data-label="地址"]')).to_have_count(3)
+    await expect(page.locator("table.cases thead")).to_be_hidden()
+    await page.screenshot(path=screenshot("console-cases-phone.png"), full_page=True)
     await page.goto(str(server.make_url(f"/console/cases/{first}")))
     width = await page.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"], "the case page scrolls sideways on a phone"

@@ -10,7 +10,16 @@ import pytest
 from sqlalchemy import select, update
 
 from bots.app import SERVICES
-from integration.models import AuditEntry, CaseEvent, Notification, OutboxJob, OutboxState
+from handlers.pipeline import TAKEN_FALLBACK
+from integration.models import (
+    AuditEntry,
+    CaseEvent,
+    Message,
+    Notification,
+    OutboxJob,
+    OutboxState,
+)
+from nlu.types import FALLBACK_INTENT
 from tests.console_client import console_client, open_case, page_csrf, report, sign_in
 
 pytestmark = pytest.mark.slow
@@ -59,8 +68,8 @@ async def test_changing_a_status_tells_the_resident_and_is_audited(client: Any) 
     assert (await sign_in(client, "desk")).status == 303
     page = await (await client.get(f"/console/cases/{number}")).text()
     assert "烧烤" in page and "金辉小区3号楼" in page
-    # The transcript shows the NLU's intent and confidence of the resident's message.
-    assert "report_noise" in page
+    # The transcript shows the NLU's intent (as staff name it) and its confidence.
+    assert '<span class="intent">反映·噪音扰民</span>' in page
     token = await page_csrf(client, f"/console/cases/{number}")
     response = await client.post(
         f"/console/cases/{number}/status",
@@ -80,6 +89,12 @@ async def test_changing_a_status_tells_the_resident_and_is_audited(client: Any) 
     assert any(p.event_id == events[-1].id and p.chat_id == "res1" for p in pushes)
     assert len(entries) == 1 and entries[0].target == number and entries[0].actor == "desk"
     assert '"received"' in entries[0].before and "已派城管中队" in entries[0].after
+    # Staff read who did it and what, in Chinese: the history and the audit log.
+    page = await (await client.get(f"/console/cases/{number}")).text()
+    assert '<small class="muted">居民</small>' in page and "工作人员 desk" in page
+    assert "<dd>网页聊天</dd>" in page
+    audit = await (await client.get("/console/audit")).text()
+    assert "变更工单状态" in audit and "desk <small>（工作人员）</small>" in audit
     # A move the lifecycle forbids is refused, and nothing changes.
     refused = await client.post(
         f"/console/cases/{number}/status", data={"csrf": token, "status": "received"}
@@ -209,3 +224,33 @@ async def test_the_dashboard_counts_only_what_the_account_may_see(client: Any) -
     data = await (await client.get("/console/dashboard/data?days=7")).json()
     assert sum(sum(c["counts"]) for c in data["categories"]) == 1
     assert data["nlu"] is None  # residents' words from every community: not for them
+
+
+async def test_only_fallbacks_nothing_took_count_as_unrecognised(client: Any) -> None:
+    number = await report(client, "res9", "路灯坏了好几天了", "金辉小区3号楼", "跳过", "提交")
+    services = client.server.app[SERVICES]
+    async with services.sessions.begin() as session:
+        for text, intent in (("金辉小区3号楼", TAKEN_FALLBACK), ("跳过", FALLBACK_INTENT)):
+            await session.execute(update(Message).where(Message.text == text).values(intent=intent))
+    assert (await sign_in(client, "desk")).status == 303
+    nlu = (await (await client.get("/console/dashboard/data?days=7")).json())["nlu"]
+    assert (nlu["unrecognised"], nlu["taken"]) == (1, 1)
+    assert nlu["overall"] == round(1 / nlu["messages"], 4)
+    assert [t["text"] for t in nlu["top"]] == ["跳过"]
+    # Staff read the labels in Chinese, never the recorded names.
+    page = await (await client.get(f"/console/cases/{number}")).text()
+    assert '<span class="intent">未识别（已由规则接住）</span>' in page
+    assert '<span class="intent">未识别</span>' in page
+    assert ">nlu_fallback" not in page
+    dashboard = await (await client.get("/console/dashboard")).text()
+    assert "未识别率" in dashboard and "nlu_fallback" not in dashboard
+
+
+async def test_numbers_in_the_transcript_are_masked_for_a_community_account(client: Any) -> None:
+    number = await report(
+        client, "res8", "楼下路灯坏了，我电话13912345678", "金辉小区3号楼", "跳过", "提交"
+    )
+    assert (await sign_in(client, "jinhui")).status == 303
+    page = await (await client.get(f"/console/cases/{number}")).text()
+    assert "路灯" in page and "139****5678" in page
+    assert "13912345678" not in page  # neither the resident's line nor the bot's echo

@@ -174,7 +174,9 @@ async def test_approving_a_request_and_confirming_its_completion_counts(client: 
     services = client.server.app[SERVICES]
     items = ItemBook(services.sessions)
     request = await items.create(
-        ItemDraft("webchat", "res1", "res1", "meal", "明天上午", "金辉小区3号楼", "self", "")
+        ItemDraft(
+            "webchat", "res1", "res1", "meal", "明天上午", "金辉小区3号楼 13912345678", "self", ""
+        )
     )
     volunteer = await register(client, "v2", "金辉小区")
     await VolunteerBook(services.sessions).decide(volunteer, True)
@@ -182,6 +184,8 @@ async def test_approving_a_request_and_confirming_its_completion_counts(client: 
     token = await page_csrf(client, PAGE)
     page = await (await client.get(PAGE)).text()
     assert f'id="item-{request.id}"' in page and "明天上午" in page
+    # A number the resident put in their words is masked, like on a case page.
+    assert "139****5678" in page and "13912345678" not in page
     response = await client.post(
         f"{PAGE}/items/{request.id}/approve",
         data={"csrf": token, "start": tomorrow(14), "end": tomorrow(16), "capacity": "1"},

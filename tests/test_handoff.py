@@ -20,8 +20,10 @@ from bots.handoff_desk import OutsideWindow, StaffDesk
 from bots.runtime import handoff_book
 from bots.settings import Settings
 from handlers.catalog import Catalog
+from handlers.flows.chat import MENU_STATUS
 from handlers.flows.handoff import escalation, when
 from handlers.messages import Inbound, Outbound
+from handlers.notifier import NotificationPump
 from handlers.pipeline import Pipeline
 from integration.handoff import (
     HandoffBook,
@@ -30,7 +32,8 @@ from integration.handoff import (
     conversation_lines,
 )
 from integration.handoff_hours import HoursError, StaffHours
-from integration.models import Handoff
+from integration.models import Handoff, Notification, NotificationKind
+from integration.notifications import NotificationQueue, PendingPush
 from integration.services import load_catalogue
 from integration.services.calendar import LOCAL_TZ
 from tests import test_dialogues
@@ -290,3 +293,74 @@ async def test_a_hold_left_behind_by_a_failed_release_lets_the_resident_go(
     replies = await chat.text("还有人吗")
     assert replies.startswith(catalog("handoff.returned"))
     assert catalog("complaint.resume") in replies  # the paused report is back
+
+
+async def pushed_replies(chat: Chat, catalog: Catalog) -> list[Outbound]:
+    """The chat's queued pushes as the notifier renders them for the channel."""
+    pump = NotificationPump(NotificationQueue(chat.sessions), {}, catalog)
+    async with chat.sessions() as session:
+        rows = await session.scalars(
+            select(Notification).where(Notification.chat_id == chat.chat).order_by(Notification.id)
+        )
+        return [
+            pump.render(
+                PendingPush(
+                    n.id,
+                    n.channel,
+                    n.chat_id,
+                    0,
+                    "",
+                    "",
+                    None,
+                    "",
+                    n.created_at,
+                    kind=NotificationKind(n.kind),
+                    text=n.text,
+                )
+            )
+            for n in rows
+        ]
+
+
+async def test_hand_back_with_nothing_to_resume_offers_the_main_menu(
+    chat: Chat, catalog: Catalog
+) -> None:
+    await chat.say("转人工")
+    [row] = await chat.handoffs()
+    desk = desk_for(chat, catalog, chat.clock)
+    await desk.claim(row.id, "zhang")
+    await desk.hand_back(row.id, "zhang")
+    [back] = await pushed_replies(chat, catalog)
+    assert back.text == catalog("handoff.returned")
+    assert [b.label for b in back.buttons] == [
+        catalog("button.menu_report"),
+        catalog("button.menu_status"),
+        catalog("button.menu_human"),
+    ]
+    # Its number chooses, as on WeChat where the buttons are numbered lines.
+    assert await chat.text("2") == catalog("status_query.none")
+
+
+async def test_hand_back_into_a_paused_report_asks_its_question_without_the_menu(
+    chat: Chat, catalog: Catalog
+) -> None:
+    await chat.say("楼道里有人拉电线给电动车充电")
+    await chat.say("转人工")
+    [row] = await chat.handoffs()
+    desk = desk_for(chat, catalog, chat.clock)
+    await desk.claim(row.id, "zhang")
+    await desk.close(row.id, "zhang")
+    [back] = await pushed_replies(chat, catalog)
+    assert back.text.startswith(catalog("handoff.closed")) and "\n" in back.text
+    assert back.buttons == ()  # the report's question is what to answer
+
+
+async def test_a_hold_left_behind_with_nothing_paused_offers_the_menu(
+    chat: Chat, catalog: Catalog
+) -> None:
+    await chat.say("转人工")
+    [row] = await chat.handoffs()
+    await chat.book.close(row.id, "closed")  # closed, but the state still holds
+    [back] = await chat.say("还有人吗")
+    assert back.text == catalog("handoff.returned")
+    assert MENU_STATUS in [b.payload for b in back.buttons]

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, Page, expect
 
 from console.accounts import AccountBook
-from integration.models import StaffRole
+from integration.cases import local_minute
+from integration.models import StaffRole, utcnow
 from tests import test_chat_page
 from tests.emulators.wechat import WeChatAPIEmulator
 from tests.emulators.wechat_app import T, Yimen, serve, wechat_settings
@@ -82,7 +84,11 @@ async def test_the_handoff_loop_from_two_channels_to_the_inbox_and_back(
 
     await rows.nth(0).locator("a").click()
     await expect(staff.locator("#transcript")).to_contain_text("楼道灯坏了好几天了")
-    await expect(staff.locator("#transcript .nlu").first).to_contain_text("human_handoff")
+    await expect(staff.locator("#transcript .nlu").first).to_contain_text("转人工")
+    # Live lines carry the time as the server writes it (Asia/Shanghai), whatever the
+    # browser's time zone (UTC here).
+    stamp = await staff.locator("#transcript .at").first.text_content()
+    assert stamp in {local_minute(utcnow() - timedelta(minutes=m)) for m in range(3)}, stamp
     await staff.get_by_role("button", name="接入此会话").click()
     await staff.locator("[data-canned]").first.click()
     await expect(staff.locator("#reply-text")).to_have_value(re.compile(r"\{name\}您好"))
@@ -94,6 +100,10 @@ async def test_the_handoff_loop_from_two_channels_to_the_inbox_and_back(
     await staff.get_by_role("button", name="交还机器人").click()
     await expect(staff.locator("#inbox-rows tr")).to_have_count(1)  # only WeChat waits
     await expect(bot.last).to_contain_text(T("handoff.returned"))
+    # Nothing was under way: the bot's main choices come with it, ready to press.
+    await expect(bot.last.locator(".buttons button")).to_have_text(
+        [T("button.menu_report"), T("button.menu_status"), T("button.menu_human")]
+    )
 
     count = await bot.count()
     await send(resident, "小区门口路灯坏了")

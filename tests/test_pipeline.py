@@ -15,7 +15,7 @@ from handlers.catalog import Catalog
 from handlers.flows import standard_flows
 from handlers.flows.base import CaseDesk
 from handlers.messages import Inbound, Outbound
-from handlers.pipeline import Limits, Pipeline
+from handlers.pipeline import TAKEN_FALLBACK, Limits, Pipeline
 from handlers.router import Router
 from handlers.state import ConversationStore
 from integration.cases import CaseBook, CaseDraft, CaseView
@@ -23,7 +23,7 @@ from integration.models import Case, Message
 from integration.state import KeyBuilder, MemoryConversationStore
 from integration.transcript import InboundRecord, StoredInbound, Transcript
 from nlu.embedded import EmbeddedInterpreter
-from nlu.types import Interpreter, Parse
+from nlu.types import FALLBACK_INTENT, Interpreter, Parse
 from tests.conftest import StoreMaker, peer_of
 
 _ids = itertools.count()
@@ -308,3 +308,36 @@ async def test_pipeline_answers_with_the_embedded_model(
     replies = await pipeline.handle(message("你好"))
     assert replies == [Outbound(catalog("chat.greet"), replies[0].buttons)]
     assert [b.payload for b in replies[0].buttons][:2] == ["intent:report", "intent:check_status"]
+
+
+class DazedInterpreter:
+    """A real interpreter, except that it cannot place the messages in ``lost``."""
+
+    def __init__(self, inner: Interpreter, lost: set[str]) -> None:
+        self.inner = inner
+        self.lost = lost
+
+    async def parse(self, text: str) -> Parse:
+        if text in self.lost:
+            return Parse(text, FALLBACK_INTENT, 0.2)
+        return await self.inner.parse(text)
+
+
+async def test_a_fallback_the_step_takes_is_recorded_apart_from_one_nobody_took(
+    make: Make, interpreter: EmbeddedInterpreter, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    # The dashboard's 未识别率 counts only nlu_fallback: messages nothing answered.
+    pipeline = make(interpreter=DazedInterpreter(interpreter, {"呜哩哇啦", "楼下那块"}))
+    for text in ("呜哩哇啦", "路灯坏了好几天了", "楼下那块"):
+        await texts(pipeline, message(text))
+    async with sessions() as session:
+        rows = dict(
+            (
+                await session.execute(
+                    select(Message.text, Message.intent).where(Message.direction == "in")
+                )
+            ).all()
+        )
+    assert rows["呜哩哇啦"] == FALLBACK_INTENT  # idle: only the fallback answer
+    assert rows["楼下那块"] == TAKEN_FALLBACK  # the report's address step took the words
+    assert rows["路灯坏了好几天了"].startswith("report")

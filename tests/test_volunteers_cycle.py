@@ -123,6 +123,8 @@ async def register(chat: Chat, user: str, code: str = "", name: str = "王建国
     assert "邀请码" in await chat.say(user, "工作日上午和周末")
     summary = await chat.say(user, code) if code else await chat.say(user, press="没有邀请码")
     assert "金辉小区" in summary and "助老、维修" in summary
+    # Without a code the summary says how the registration will be approved.
+    assert f"邀请码：{code or '无（由社区审核）'}\n" in summary
     return await chat.say(user, press="提交")
 
 

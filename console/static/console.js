@@ -14,6 +14,21 @@
       });
     },
   };
+  // On a phone a list's rows are stacked as cards (console.css): each cell is labelled
+  // with its column's heading, also in rows a script adds later (the live inbox).
+  function label(table) {
+    const heads = Array.from(table.querySelectorAll("thead th"), (th) => th.textContent.trim());
+    for (const row of table.querySelectorAll("tbody tr")) {
+      Array.from(row.children).forEach((cell, index) => {
+        if (heads[index] && cell.colSpan === 1) cell.dataset.label = heads[index];
+      });
+    }
+  }
+  for (const table of document.querySelectorAll("table.list")) {
+    label(table);
+    const body = table.querySelector("tbody");
+    if (body) new MutationObserver(() => label(table)).observe(body, { childList: true });
+  }
   document.addEventListener("submit", (event) => {
     const form = event.target;
     const question = form.getAttribute("data-confirm");

@@ -75,18 +75,22 @@
     }, true);
     if (data.nlu) {
       document.getElementById("fallback-rate").textContent = pct(data.nlu.overall);
-      document.getElementById("fallback-counts").textContent = "共 " + data.nlu.messages + " 条消息";
+      document.getElementById("fallback-counts").textContent =
+        "共 " + data.nlu.messages + " 条消息，未识别 " + data.nlu.unrecognised +
+        " 条；另有 " + data.nlu.taken + " 条模型未识别但已由规则接住";
       chart("chart-fallback").setOption(Object.assign(base(), {
         xAxis: { type: "category", data: days },
         yAxis: { type: "value", axisLabel: { formatter: (v) => (v * 100).toFixed(0) + "%" } },
         series: [{ name: "未识别率", type: "line", connectNulls: true, data: data.nlu.rate }],
       }), true);
       const top = data.nlu.top.slice().reverse();
+      // The messages' column: 190px, but at most 45% of a phone's narrow chart.
+      const words = Math.min(190, Math.round(root.clientWidth * 0.45));
       chart("chart-unrecognised").setOption(Object.assign(base(), {
         tooltip: { trigger: "axis", renderMode: "richText" },
-        grid: { left: 190, right: 24, top: 8, bottom: 24, containLabel: false },
+        grid: { left: words, right: 24, top: 8, bottom: 24, containLabel: false },
         xAxis: { type: "value", minInterval: 1 },
-        yAxis: { type: "category", data: top.map((t) => t.text), axisLabel: { width: 176, overflow: "truncate" } },
+        yAxis: { type: "category", data: top.map((t) => t.text), axisLabel: { width: words - 14, overflow: "truncate" } },
         series: [{ name: "次数", type: "bar", data: top.map((t) => t.count) }],
       }), true);
     }
@@ -99,6 +103,7 @@
       chart("chart-handoffs").setOption(Object.assign(base(), {
         color: ["#1a7f37", "#b3261e", "#0b57d0"],
         legend: { top: 0 },
+        grid: { left: 40, right: 16, top: 64, bottom: 28, containLabel: true },  // legend above the axis names
         xAxis: { type: "category", data: days },
         yAxis: [
           { type: "value", name: "次数", minInterval: 1 },

@@ -42,15 +42,26 @@
     }
   }
 
+  // A time as the server writes it (Asia/Shanghai, 2026-12-05 15:52), whatever the
+  // browser's own time zone.
+  const minute = new Intl.DateTimeFormat("en-CA", {
+    timeZone: "Asia/Shanghai", year: "numeric", month: "2-digit", day: "2-digit",
+    hour: "2-digit", minute: "2-digit", hourCycle: "h23",
+  });
+  function local(iso) {
+    const p = Object.fromEntries(minute.formatToParts(new Date(iso)).map((x) => [x.type, x.value]));
+    return p.year + "-" + p.month + "-" + p.day + " " + p.hour + ":" + p.minute;
+  }
+
   function renderLines(list, lines) {
     list.replaceChildren();
     for (const line of lines) {
       const li = el("li", null, line.who);
       li.append(el("span", WHO[line.who] || line.who, "who"));
-      li.append(el("span", new Date(line.at).toLocaleString("zh-CN", { hour12: false }), "at"));
+      li.append(el("span", local(line.at), "at"));
       if (line.intent) {
         const confidence = line.confidence === null ? "" : " " + line.confidence.toFixed(2);
-        li.append(el("span", line.intent + confidence, "nlu"));
+        li.append(el("span", line.intent_name + confidence, "nlu"));
       }
       li.append(el("div", line.text, "text"));
       for (const ref of line.media) li.append(el("div", "[照片] " + ref, "media"));

@@ -22,8 +22,9 @@ from typing import Protocol
 
 from handlers.catalog import Catalog
 from handlers.flows.base import HANDOFF_INTENT, Expect, Flow, Turn
+from handlers.flows.chat import menu
 from handlers.flows.staff_link import StaffLinks
-from handlers.messages import Outbound
+from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
 from handlers.words import ABUSE, CANCEL, HANDOFF, Words, clean, words
 from integration.handoff import HandoffRequest, HandoffView
@@ -165,7 +166,7 @@ class HandoffFlow:
             # Closed in the console while the hold stayed in the state (a release that
             # failed half-way): the resident must not be left talking to nobody.
             state.finish()
-            return [Outbound(self._t("handoff.returned"))]
+            return [handed_back(self._t, "handoff.returned", state)]
         return []
 
     def expect(self, state: ConversationState) -> Expect:
@@ -188,6 +189,25 @@ class HandoffFlow:
         if state.fallbacks >= FALLBACKS_BEFORE_PERSON:
             return "fallbacks", "", False
         return "asked", "", False
+
+
+HANDBACK_TEXTS = ("handoff.returned", "handoff.closed")  # staff hand back, or close
+
+
+def handback_buttons(t: Catalog, text: str) -> tuple[Button, ...]:
+    """The main menu, when ``text`` is the whole of a hand-back message; else none.
+
+    Staff ending a handoff push the resident one of ``HANDBACK_TEXTS``, followed by the
+    paused flow's question when one resumes (the flow's question then is what to
+    answer). With nothing to resume, the bot's main choices go with it as quick replies
+    (numbered lines on WeChat), so the resident knows what they can do next.
+    """
+    return menu(t) if text.strip() in {t(key) for key in HANDBACK_TEXTS} else ()
+
+
+def handed_back(t: Catalog, key: str, state: ConversationState) -> Outbound:
+    """A hand-back message; with the main menu unless a paused flow resumes after it."""
+    return Outbound(t(key), () if state.paused else menu(t))
 
 
 def when(moment: datetime) -> str:

@@ -174,7 +174,7 @@ class RegisterFlow(DeskFlow):
                 community=slots["community"],
                 skills=skill_names(t, slots["skills"]),
                 free=slots["free_words"],
-                code=slots["code"] or t("volunteer.no_code"),
+                code=slots["code"] or t("volunteer.code_none"),
             )
             return [Outbound(text, (Button(t("button.submit"), SUBMIT), cancel))]
         return [Outbound(t(f"volunteer.ask_{step}"), (cancel,))]
