@@ -118,6 +118,27 @@ def nlu_bench(
         print(f"written to {write_scores(scores, out)}")
 
 
+@nlu_app.command("cv")
+def nlu_cv(
+    folds: Annotated[int, typer.Option(min=2, help="Number of stratified folds.")] = 5,
+    per_intent: Annotated[
+        int | None, typer.Option(min=2, help="Only the first N examples of each intent.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the fold split.")] = 0,
+) -> None:
+    """Cross-validate the current intent model and candidates on nlu/data (never a test set)."""
+    from nlu.crossval import CANDIDATES, choose, cross_validate, score_table, subsample
+    from nlu.training_data import load
+
+    data = load()
+    examples = data.examples if per_intent is None else subsample(data.examples, per_intent)
+    label = f"{folds}-fold cross-validation of {len(examples)} examples"
+    with _progress(label, folds * len(CANDIDATES)) as advance:
+        scores = cross_validate(data, folds, examples=examples, seed=seed, progress=advance)
+    print(score_table(scores))
+    print(f"chosen: {choose(scores).candidate}")
+
+
 @contextlib.asynccontextmanager
 async def _backend(settings: Settings, backend: Backend) -> AsyncIterator[Interpreter]:
     """One backend, alone: no fallback, so its own accuracy is what gets measured."""
