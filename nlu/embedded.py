@@ -220,15 +220,7 @@ def train(
     step("start")
     if len(data.intents) < 3:
         raise NLUError("training data needs at least three intents (a multinomial model)")
-    # Services, communities and towns are single words to jieba, for both models.
-    vocabulary = tuple(
-        sorted(
-            {w for name in ("service", "community", "place") for w in data.lookups.get(name, ())}
-        )
-    )
-    tokenizer = _jieba()
-    for word in vocabulary:
-        tokenizer.add_word(word)
+    vocabulary = domain_vocabulary(data)
     texts = [_features_text(e.text) for e in data.examples]
     labels = np.array([e.intent for e in data.examples])
     vectorizers = _vectorizers()
@@ -245,6 +237,20 @@ def train(
     return EmbeddedModel(
         *vectorizers, classifier, temperature, vocabulary, fingerprint, addresses, slope
     )
+
+
+def domain_vocabulary(data: TrainingData) -> tuple[str, ...]:
+    """The service, community and town lookups, added to jieba as single words (for both
+    models); returns them, sorted."""
+    vocabulary = tuple(
+        sorted(
+            {w for name in ("service", "community", "place") for w in data.lookups.get(name, ())}
+        )
+    )
+    tokenizer = _jieba()
+    for word in vocabulary:
+        tokenizer.add_word(word)
+    return vocabulary
 
 
 def train_addresses(data: TrainingData, extractor: EntityExtractor | None = None) -> AddressTagger:

@@ -73,13 +73,16 @@ async def test_fallback_predictions_count_against_recall_without_a_row(tmp_path:
 class Spanning:
     """An interpreter that finds one address span per message, from a table."""
 
-    def __init__(self, spans: dict[str, tuple[int, int]]) -> None:
+    def __init__(
+        self, spans: dict[str, tuple[int, int]], intents: dict[str, str] | None = None
+    ) -> None:
         self.spans = spans
+        self.intents = intents or {}
 
     async def parse(self, text: str) -> Parse:
         start, end = self.spans[text]
         address = Entity("address", start, end, text[start:end], "crf")
-        return Parse(text, "report_noise", 0.9, (address,))
+        return Parse(text, self.intents.get(text, "report_noise"), 0.9, (address,))
 
 
 async def test_entity_errors_list_the_wrong_spans(tmp_path: Path) -> None:
@@ -99,3 +102,38 @@ async def test_entity_errors_list_the_wrong_spans(tmp_path: Path) -> None:
             "predicted": [{"entity": "address", "text": "住建设街道", "start": 0, "end": 5}],
         }
     ]
+
+
+async def test_the_bench_scores_one_trained_backend_on_every_set(tmp_path: Path) -> None:
+    from bots.bench.nlu import _evaluate_all, score_table
+    from bots.progress import counting
+
+    sets = {
+        "spans": [
+            parse_example("住[建设街道](address)楼下太吵", "report_noise"),
+            parse_example("[金辉小区3号楼](address)路灯不亮", "report_facility"),
+        ],
+        "plain": [parse_example("楼下太吵", "report_noise"), parse_example("你好", "greet")],
+    }
+    spanning = Spanning(
+        {"住建设街道楼下太吵": (0, 5), "金辉小区3号楼路灯不亮": (0, 7), "楼下太吵": (0, 2)}
+        | {"你好": (0, 0)},
+        {"金辉小区3号楼路灯不亮": "report_facility", "你好": "greet"},
+    )
+    scores = await _evaluate_all("scripted", spanning, sets, 12.5, counting, tmp_path)
+    assert [(s.backend, s.test_set) for s in scores] == [
+        ("scripted", "spans"),
+        ("scripted", "plain"),
+    ]
+    spans, plain = scores
+    assert spans.macro_f1 == spans.accuracy == 1.0
+    assert spans.address_f1 == 0.5  # one span of two exactly right, one wrong guess
+    assert spans.time_f1 is None  # no time annotated or found
+    assert plain.address_f1 == 0.0  # spans where none is annotated
+    assert spans.training_seconds == plain.training_seconds == 12.5
+    assert (tmp_path / "scripted" / "spans" / "entity_errors.json").exists()
+    assert (tmp_path / "scripted" / "plain" / "intent_report.json").exists()
+    rows = [row.split() for row in score_table(scores).splitlines()]
+    assert rows[0][:4] == ["backend", "test", "set", "macro"]
+    assert rows[1][:6] == ["scripted", "spans", "1.000", "1.000", "0.500", "-"]
+    assert rows[2][:2] == ["scripted", "plain"]

@@ -1,9 +1,11 @@
-"""`yimen nlu bench`: train both NLU backends on nlu/data and measure them on one test file.
+"""`yimen nlu bench`: train both NLU backends on nlu/data and measure them on test files.
 
-For each backend: macro-F1 and accuracy on the file, parses per second and p50/p99
-latency of one message at a time in one process, and training time. The embedded
-model trains in this process; Rasa trains and serves through scripts/rasa-server.sh,
-in its own venv, on a port of its own so a server already running is left alone.
+Each backend trains once and is evaluated on every test file given. For each backend and
+file: macro-F1 and accuracy, exact-span F1 of the address and time entities, parses per
+second and p50/p99 latency of one message at a time in one process, and training time.
+The embedded model trains in this process; Rasa trains and serves through
+scripts/rasa-server.sh, in its own venv, on a port of its own so a server already
+running is left alone.
 """
 
 from __future__ import annotations
@@ -37,21 +39,35 @@ class BackendScore:
     """What the benchmark measured for one backend."""
 
     backend: str
+    test_set: str
     macro_f1: float
     accuracy: float
+    address_f1: float | None
+    time_f1: float | None
     parses_per_second: float
     p50_ms: float
     p99_ms: float
     training_seconds: float
 
     @classmethod
-    def of(cls, backend: str, result: Evaluation, training_seconds: float) -> BackendScore:
+    def of(
+        cls, backend: str, test_set: str, result: Evaluation, training_seconds: float
+    ) -> BackendScore:
         """Score an evaluation."""
         report = result.intent_report()
+        entities = result.entity_report()
+
+        def f1(entity: str) -> float | None:
+            scores = entities.get(entity)
+            return round(scores["f1-score"], 4) if scores else None
+
         return cls(
             backend=backend,
+            test_set=test_set,
             macro_f1=round(report["macro avg"]["f1-score"], 4),
             accuracy=round(report["accuracy"], 4),
+            address_f1=f1("address"),
+            time_f1=f1("time"),
             parses_per_second=round(len(result.latencies) / sum(result.latencies), 1),
             p50_ms=round(result.latency_ms(0.50), 2),
             p99_ms=round(result.latency_ms(0.99), 2),
@@ -59,10 +75,13 @@ class BackendScore:
         )
 
 
+TestSets = dict[str, list[Example]]  # name (the file's stem) -> its examples
+
+
 async def bench_embedded(
-    examples: list[Example], unsure: tuple[float, float], progress: Progress, out: Path | None
-) -> BackendScore:
-    """Train the embedded model on nlu/data here and evaluate it."""
+    sets: TestSets, unsure: tuple[float, float], progress: Progress, out: Path | None
+) -> list[BackendScore]:
+    """Train the embedded model on nlu/data here and evaluate it on every set."""
     data = load()
     started = time.perf_counter()
     with TrainingReport() as report:
@@ -71,18 +90,18 @@ async def bench_embedded(
     interpreter = EmbeddedInterpreter(
         model, EntityExtractor.from_training_data(data), threshold=unsure[0], margin=unsure[1]
     )
-    result = await _evaluate("embedded", interpreter, examples, progress, out)
-    return BackendScore.of("embedded", result, trained)
+    return await _evaluate_all("embedded", interpreter, sets, trained, progress, out)
 
 
 async def bench_rasa(
-    examples: list[Example],
+    sets: TestSets,
     unsure: tuple[float, float],
     epochs: int,
     progress: Progress,
     out: Path | None,
-) -> BackendScore:
-    """Train Rasa (DIET, ``epochs``) through scripts/rasa-server.sh, serve it, evaluate it."""
+) -> list[BackendScore]:
+    """Train Rasa (DIET, ``epochs``) through scripts/rasa-server.sh, serve it, evaluate it
+    on every set."""
     if not SCRIPT.exists():
         raise FileNotFoundError(f"{SCRIPT} is missing: `yimen nlu bench` runs from a checkout")
     await _script("install")
@@ -95,10 +114,9 @@ async def bench_rasa(
     try:
         url = f"http://127.0.0.1:{port}"
         async with RasaInterpreter(url, threshold=unsure[0], margin=unsure[1]) as rasa:
-            result = await _evaluate("rasa", rasa, examples, progress, out)
+            return await _evaluate_all("rasa", rasa, sets, trained, progress, out)
     finally:
         await _script("stop", env=env)
-    return BackendScore.of("rasa", result, trained)
 
 
 def write_scores(scores: list[BackendScore], out: Path) -> Path:
@@ -110,32 +128,42 @@ def write_scores(scores: list[BackendScore], out: Path) -> Path:
 
 
 def score_table(scores: list[BackendScore]) -> str:
-    """The scores side by side."""
+    """The scores side by side, a row per backend and test set."""
+
+    def entity(f1: float | None) -> str:
+        return f"{f1:>9.3f}" if f1 is not None else f"{'-':>9}"
+
     lines = [
-        f"{'backend':<10}{'macro F1':>10}{'accuracy':>10}{'parses/s':>10}"
-        f"{'p50 ms':>9}{'p99 ms':>9}{'train s':>9}"
+        f"{'backend':<10}{'test set':<12}{'macro F1':>9}{'accuracy':>9}{'address':>9}{'time':>9}"
+        f"{'parses/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'train s':>9}"
     ]
     lines += [
-        f"{s.backend:<10}{s.macro_f1:>10.3f}{s.accuracy:>10.3f}{s.parses_per_second:>10.0f}"
-        f"{s.p50_ms:>9.2f}{s.p99_ms:>9.2f}{s.training_seconds:>9.1f}"
+        f"{s.backend:<10}{s.test_set:<12}{s.macro_f1:>9.3f}{s.accuracy:>9.3f}"
+        f"{entity(s.address_f1)}{entity(s.time_f1)}{s.parses_per_second:>9.0f}"
+        f"{s.p50_ms:>8.2f}{s.p99_ms:>8.2f}{s.training_seconds:>9.1f}"
         for s in scores
     ]
     return "\n".join(lines)
 
 
-async def _evaluate(
+async def _evaluate_all(
     name: str,
     interpreter: Interpreter,
-    examples: list[Example],
+    sets: TestSets,
+    trained: float,
     progress: Progress,
     out: Path | None,
-) -> Evaluation:
-    await interpreter.parse(examples[0].text)  # warm up: first-call costs are not latency
-    with progress(f"evaluating {name}", len(examples)) as advance:
-        result = await evaluate(interpreter, examples, advance)
-    if out is not None:
-        write_reports(result, out / name)
-    return result
+) -> list[BackendScore]:
+    """Evaluate one trained backend on every set; reports go to ``out/<backend>/<set>``."""
+    scores = []
+    for test_set, examples in sets.items():
+        await interpreter.parse(examples[0].text)  # warm up: first-call costs are not latency
+        with progress(f"evaluating {name} on {test_set}", len(examples)) as advance:
+            result = await evaluate(interpreter, examples, advance)
+        if out is not None:
+            write_reports(result, out / name / test_set)
+        scores.append(BackendScore.of(name, test_set, result, trained))
+    return scores
 
 
 async def _script(*args: str, env: dict[str, str] | None = None) -> str:

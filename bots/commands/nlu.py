@@ -77,19 +77,28 @@ def nlu_eval(
 
 @nlu_app.command("bench")
 def nlu_bench(
-    data: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Rasa 3.x NLU YAML.")],
+    data: Annotated[
+        list[Path],
+        typer.Option(exists=True, dir_okay=False, help="Rasa 3.x NLU YAML test file (repeatable)."),
+    ],
     out: Annotated[Path | None, typer.Option(help="Directory for JSON and reports.")] = None,
     epochs: Annotated[int, typer.Option(min=1, help="DIET epochs for Rasa.")] = 30,
     backend: Annotated[
         list[Backend] | None, typer.Option(help="Only these backends (repeatable).")
     ] = None,
 ) -> None:
-    """Train both backends on nlu/data, evaluate both on a test file, and compare them."""
+    """Train both backends on nlu/data once, evaluate both on every test file, compare them."""
     from bots.bench.nlu import bench_embedded, bench_rasa, score_table, write_scores
     from nlu.training_data import load_file
 
     settings = load_settings()
-    examples = load_file(data).examples
+    sets = {path.stem: load_file(path).examples for path in data}
+    if empty := [name for name, examples in sets.items() if not examples]:
+        print(f"error: no intent examples in {', '.join(empty)}", file=sys.stderr)
+        raise typer.Exit(1)
+    if len(sets) < len(data):
+        print("error: test files need distinct names", file=sys.stderr)
+        raise typer.Exit(1)
     chosen = backend or list(Backend)
     unsure = (settings.nlu_threshold, settings.nlu_margin)
 
@@ -97,16 +106,37 @@ def nlu_bench(
         scores = []
         if Backend.embedded in chosen:
             print("training the embedded model...", file=sys.stderr)
-            scores.append(await bench_embedded(examples, unsure, _progress, out))
+            scores.extend(await bench_embedded(sets, unsure, _progress, out))
         if Backend.rasa in chosen:
             print(f"training Rasa ({epochs} DIET epochs)...", file=sys.stderr)
-            scores.append(await bench_rasa(examples, unsure, epochs, _progress, out))
+            scores.extend(await bench_rasa(sets, unsure, epochs, _progress, out))
         return scores
 
     scores = run_async(go())
     print(score_table(scores))
     if out is not None:
         print(f"written to {write_scores(scores, out)}")
+
+
+@nlu_app.command("cv")
+def nlu_cv(
+    folds: Annotated[int, typer.Option(min=2, help="Number of stratified folds.")] = 5,
+    per_intent: Annotated[
+        int | None, typer.Option(min=2, help="Only the first N examples of each intent.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the fold split.")] = 0,
+) -> None:
+    """Cross-validate the current intent model and candidates on nlu/data (never a test set)."""
+    from nlu.crossval import CANDIDATES, choose, cross_validate, score_table, subsample
+    from nlu.training_data import load
+
+    data = load()
+    examples = data.examples if per_intent is None else subsample(data.examples, per_intent)
+    label = f"{folds}-fold cross-validation of {len(examples)} examples"
+    with _progress(label, folds * len(CANDIDATES)) as advance:
+        scores = cross_validate(data, folds, examples=examples, seed=seed, progress=advance)
+    print(score_table(scores))
+    print(f"chosen: {choose(scores).candidate}")
 
 
 @contextlib.asynccontextmanager
