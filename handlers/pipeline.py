@@ -178,7 +178,7 @@ class Pipeline:
         if copies > self._limits.repeat_limit:
             # The same message again and again: heard once, as a flood is, then dropped.
             notice = copies == self._limits.repeat_limit + 1
-            return ([Outbound(self._t("chat.rate_limited"))] if notice else []), saved, False
+            return ([Outbound(self._t("chat.repeated"))] if notice else []), saved, False
         # Residents never need to send an ID number, and staff never need one from chat:
         # it is masked before anything stores, understands or echoes the message.
         masked = has_id_number(inbound.text)
