@@ -60,6 +60,7 @@ async def test_a_refusing_server_is_counted_as_errors(data_dir: Path) -> None:
     assert len(measured.samples.errors) == 4
 
 
+@pytest.mark.slow
 async def test_yimen_bench_drives_the_web_chat_and_writes_json(
     server: str, env: Env, tmp_path: Path
 ) -> None:

@@ -336,6 +336,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if arguments.json:
         arguments.json.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
         print(f"  figures written to {arguments.json}")
+    if result.lost or result.duplicates:
+        raise SystemExit(1)  # the burst's point: nothing lost, nothing doubled
 
 
 if __name__ == "__main__":
