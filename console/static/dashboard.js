@@ -91,7 +91,7 @@
         grid: { left: words, right: 24, top: 8, bottom: 24, containLabel: false },
         xAxis: { type: "value", minInterval: 1 },
         yAxis: { type: "category", data: top.map((t) => t.text), axisLabel: { width: words - 14, overflow: "truncate" } },
-        series: [{ name: "次数", type: "bar", data: top.map((t) => t.count) }],
+        series: [{ name: "次数", type: "bar", barMaxWidth: 28, data: top.map((t) => t.count) }],
       }), true);
     }
     if (data.handoffs) {
