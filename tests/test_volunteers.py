@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from typing import cast
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from handlers.flows.volunteer_steps import ranked, skills_of, slots_of
+from handlers.catalog import Catalog
+from handlers.flows.base import Turn
+from handlers.flows.volunteer import RegisterFlow
+from handlers.flows.volunteer_steps import VolunteerDesk, ranked, skills_of, slots_of
+from handlers.messages import Inbound
+from handlers.state import ConversationState
 from integration.claims import ClaimBook, ClaimRefused
 from integration.db import session_factory
 from integration.items import (
@@ -48,6 +54,7 @@ from integration.volunteers import (
     VolunteerView,
 )
 from nlu.gazetteer import Gazetteer
+from nlu.types import Parse
 from tests import test_appointments
 
 engine = (
@@ -332,3 +339,23 @@ def test_own_community_first_then_the_nearest_fitting_skills_and_free_time() -> 
     assert skills_of("助老和维修，也懂点法律") == ("elder", "repair", "legal")
     assert slots_of("工作日晚上") == tuple((d, "evening") for d in range(5))
     assert slots_of("随便") == ()
+
+
+@pytest.mark.parametrize(
+    ("step", "text"),
+    [("code", "4Y82D8B7"), ("code", "请用 k9l7gxye"), ("link", "886886")],
+    ids=["invite-code-read-as-goodbye", "invite-code-in-words", "link-code"],
+)
+def test_a_code_answers_its_step_whatever_the_model_reads_in_it(step: str, text: str) -> None:
+    # The model reads 再见 in 4Y82D8B7 and 886886 (88: bye-bye); a registration asking for
+    # its code must take it as the code, not as the resident leaving.
+    flow = RegisterFlow(cast(VolunteerDesk, None), Catalog.load())
+    state = ConversationState()
+    state.begin(flow.name, step, {})
+    inbound = Inbound("wechat", "u1", "u1", "m1", text)
+    parse = Parse(text, "goodbye", 0.9, (), (("goodbye", 0.9),))
+
+    expect = flow.expect(state)
+
+    assert expect.answered_by(Turn(inbound, parse))
+    assert expect.interruption("goodbye") is not None  # a real 再见 still leaves

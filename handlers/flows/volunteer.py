@@ -27,7 +27,7 @@ from handlers.flows.volunteer_steps import (
 )
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
-from handlers.words import NO, SKIP, YES, AnyOf, words
+from handlers.words import NO, SKIP, YES, AnyOf, Words, words
 from integration.volunteers import (
     AlreadyRegistered,
     CodeRefused,
@@ -139,7 +139,16 @@ class RegisterFlow(DeskFlow):
         if step == "availability":
             return Expect(prefixes=(FREE,), words=(FREE_WORDS,), text=True, interrupts=INTERRUPTS)
         if step == "code":
-            return Expect(payloads=frozenset({NO_CODE}), text=True, interrupts=INTERRUPTS)
+            # A code is eight random letters and digits: whatever the model reads in it
+            # (4Y82D8B7 as 再见, by its 88), it answers the step before any interruption.
+            return Expect(
+                payloads=frozenset({NO_CODE}),
+                words=(Words("invite_code", INVITE_CODE),),
+                text=True,
+                interrupts=INTERRUPTS,
+            )
+        if step == "link":
+            return Expect(words=(Words("link_code", LINK_CODE),), text=True, interrupts=INTERRUPTS)
         if step == "confirm":
             return Expect(payloads=frozenset({SUBMIT}), words=(YES,), intents=frozenset({"affirm"}))
         return Expect(text=True, interrupts=INTERRUPTS)
