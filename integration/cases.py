@@ -246,20 +246,13 @@ class CaseBook:
             case_id = await connection.scalar(
                 _INSERT_CASE,
                 {
+                    **_reported(draft),
                     "number": number,
                     "resident_id": resident_id,
-                    "channel": draft.channel,
-                    "chat_id": draft.chat_id,
-                    "category": draft.category,
-                    "description": draft.description,
-                    "address": draft.address,
-                    "latitude": draft.latitude,
-                    "longitude": draft.longitude,
                     "status": CaseStatus.received.value,
                     "platform": self.platform,
                     "platform_id": number if local else None,
                     "platform_updated_at": None,
-                    "grid": draft.grid,
                     "created_at": now,
                     "updated_at": now,
                 },
@@ -313,19 +306,12 @@ class CaseBook:
                     await connection.execute(
                         OPEN_CASE,
                         {
+                            **_reported(draft),
                             "day": day,
                             "prefix": number_prefix(day),
                             "resident_id": resident_id,
-                            "channel": draft.channel,
-                            "chat_id": draft.chat_id,
-                            "category": draft.category,
-                            "description": draft.description,
-                            "address": draft.address,
-                            "latitude": draft.latitude,
-                            "longitude": draft.longitude,
                             "platform": self.platform,
                             "local": local,
-                            "grid": draft.grid,
                             "now": now,
                             "actor": f"grid:{draft.grid}" if draft.grid else "resident",
                             "forward": not local,
@@ -485,6 +471,20 @@ class CaseBook:
                 .on_conflict_do_nothing(index_elements=["case_id", "channel", "chat_id"])
             )
         return await self.get(number)
+
+
+def _reported(draft: CaseDraft) -> dict[str, Any]:
+    """A new case's columns that come from the resident's draft as they are."""
+    return {
+        "channel": draft.channel,
+        "chat_id": draft.chat_id,
+        "category": draft.category,
+        "description": draft.description,
+        "address": draft.address,
+        "latitude": draft.latitude,
+        "longitude": draft.longitude,
+        "grid": draft.grid,
+    }
 
 
 def _resident_id(channel: str, user_id: str) -> Any:

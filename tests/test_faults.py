@@ -125,6 +125,14 @@ async def pg_client(
         yield client
 
 
+async def filed(ws: Any) -> dict[str, Any]:
+    """The whole noise report over a chat socket, submitted: the case's confirmation."""
+    await say(ws, COMPLAINT)
+    reply = await say(ws, ADDRESS)
+    reply = await press(ws, reply, T("button.skip"))
+    return await press(ws, reply, T("button.submit"))
+
+
 async def test_postgres_connections_killed_mid_report_lose_nothing(
     postgres: str, pg_client: TestClient[Any, Any]
 ) -> None:
@@ -157,10 +165,7 @@ async def test_redis_restarted_mid_conversation_loses_no_confirmed_case(
     async with TestClient(TestServer(create_app(settings))) as client:
         services = client.app[SERVICES]
         async with Visitor(client) as browser, chat(client, browser) as ws:
-            reply = await say(ws, COMPLAINT)
-            reply = await say(ws, ADDRESS)
-            reply = await press(ws, reply, T("button.skip"))
-            reply = await press(ws, reply, T("button.submit"))
+            reply = await filed(ws)
             assert "YM" in text_of(reply)
 
             own_redis.kill()
@@ -227,10 +232,7 @@ async def test_a_whole_report_through_the_app_on_a_redis_cluster(
     async with TestClient(TestServer(create_app(settings))) as client:
         services = client.app[SERVICES]
         async with Visitor(client) as browser, chat(client, browser) as ws:
-            await say(ws, COMPLAINT)
-            reply = await say(ws, ADDRESS)
-            reply = await press(ws, reply, T("button.skip"))
-            reply = await press(ws, reply, T("button.submit"))
+            reply = await filed(ws)
             frame_id = uuid.uuid4().hex
             assert "YM" in text_of(reply)
             # The same frame sent twice (the page's resend) is answered as a duplicate.
@@ -270,10 +272,7 @@ async def test_a_case_filed_while_the_platform_is_down_is_forwarded_once_when_it
     async with TestClient(TestServer(create_app(settings))) as client:
         services = client.app[SERVICES]
         async with Visitor(client) as browser, chat(client, browser) as ws:
-            await say(ws, COMPLAINT)
-            reply = await say(ws, ADDRESS)
-            reply = await press(ws, reply, T("button.skip"))
-            reply = await press(ws, reply, T("button.submit"))
+            reply = await filed(ws)
             number = number_in(text_of(reply))
 
             await until_attempted(services, 4)  # refused again and again, never given up

@@ -22,6 +22,7 @@ from integration.models import (
     utcnow,
 )
 from integration.upsert import resident_ids
+from tests.test_storage import draft as storage_draft
 
 Sessions = async_sessionmaker[AsyncSession]
 COMPARED = (
@@ -39,18 +40,7 @@ COMPARED = (
 
 
 def draft(user: str = "u1", **changes: Any) -> CaseDraft:
-    values: dict[str, Any] = {
-        "channel": "wechat",
-        "user_id": user,
-        "chat_id": f"chat-{user}",
-        "category": "lighting",
-        "description": "楼道里的灯坏了三天了",
-        "address": "幸福路12号3单元",
-        "latitude": 31.2304,
-        "longitude": 121.4737,
-    }
-    values.update(changes)
-    return CaseDraft(**values)
+    return storage_draft(user, channel="wechat", **changes)
 
 
 class Statements:
