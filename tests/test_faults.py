@@ -110,18 +110,23 @@ async def kill_connections(database_url: str) -> int:
     return len(rows)
 
 
-@pytest.fixture
-async def pg_client(
-    postgres: str, keys: KeyBuilder, data_dir: Path
-) -> AsyncIterator[TestClient[Any, Any]]:
-    settings = Settings(
+def pg_settings(postgres: str, keys: KeyBuilder, data_dir: Path, **more: Any) -> Settings:
+    """The app on the test's PostgreSQL database and the shared Redis (its own prefix)."""
+    return Settings(
         data_dir=data_dir,
         database_url=postgres,
         redis_url="redis://127.0.0.1:6379/0",
         redis_prefix=keys.prefix,
         push_poll_interval=0.1,
+        **more,
     )
-    async with TestClient(TestServer(create_app(settings))) as client:
+
+
+@pytest.fixture
+async def pg_client(
+    postgres: str, keys: KeyBuilder, data_dir: Path
+) -> AsyncIterator[TestClient[Any, Any]]:
+    async with TestClient(TestServer(create_app(pg_settings(postgres, keys, data_dir)))) as client:
         yield client
 
 
@@ -253,12 +258,10 @@ async def test_a_case_filed_while_the_platform_is_down_is_forwarded_once_when_it
     已受理 push. The worker-level variants (both platforms, both databases, a GeoReport
     server that needs a place) are in tests/test_dispatch_outbox.py."""
     await dispatch_platform.stop()
-    settings = Settings(
-        data_dir=data_dir,
-        database_url=postgres,
-        redis_url="redis://127.0.0.1:6379/0",
-        redis_prefix=keys.prefix,
-        push_poll_interval=0.1,
+    settings = pg_settings(
+        postgres,
+        keys,
+        data_dir,
         dispatch="webhook",
         dispatch_url=dispatch_platform.url,
         dispatch_secret=DISPATCH_SECRET,

@@ -22,10 +22,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bots.app import SERVICES, create_app
-from bots.settings import Settings
 from handlers.catalog import Catalog
 from integration.state import KeyBuilder
 from nlu.rasa_client import FallbackInterpreter
+from tests.test_faults import pg_settings
 from tests.test_rasa_server import CACHE, EPOCHS, ROOT
 from tests.test_webchat import ADDRESS, COMPLAINT, chat, press, say, text_of
 from tests.webchat_client import Visitor
@@ -94,11 +94,10 @@ def own_rasa(tmp_path: Path) -> Iterator[OwnRasa]:
 async def client(
     own_rasa: OwnRasa, postgres: str, keys: KeyBuilder, data_dir: Path
 ) -> AsyncIterator[TestClient[Any, Any]]:
-    settings = Settings(
-        data_dir=data_dir,
-        database_url=postgres,
-        redis_url="redis://127.0.0.1:6379/0",
-        redis_prefix=keys.prefix,
+    settings = pg_settings(
+        postgres,
+        keys,
+        data_dir,
         nlu_backend="rasa",
         rasa_url=own_rasa.url,
         rasa_token=TOKEN,
