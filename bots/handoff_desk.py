@@ -104,11 +104,19 @@ class StaffDesk:
         closed = await self.book.close(handoff_id, how, self.clock())
         resumed = await self.pipeline.release(handoff.channel, handoff.chat_id)
         texts = [self.catalog(word), *(r.text for r in resumed)]
+        # The resumed flow's question keeps its choices (提交/取消, 跳过 …) on the push.
+        buttons = [(b.label, b.payload) for b in resumed[-1].buttons] if resumed else []
         if await self.window_open(handoff):
             async with self.sessions.begin() as session:
                 connection = await session.connection()
                 await queue_message(
-                    connection, handoff.channel, handoff.chat_id, "\n".join(texts), (), self.clock()
+                    connection,
+                    handoff.channel,
+                    handoff.chat_id,
+                    "\n".join(texts),
+                    (),
+                    self.clock(),
+                    buttons=buttons,
                 )
         return closed
 

@@ -26,7 +26,7 @@ from typing import Any
 from handlers.catalog import Catalog
 from handlers.flows.handoff import handback_buttons
 from handlers.flows.rating import rating_buttons
-from handlers.messages import Channel, DeliveryError, Outbound
+from handlers.messages import Button, Channel, DeliveryError, Outbound
 from integration.cases import local_minute
 from integration.metrics import PUSH_FAILURES
 from integration.models import NotificationKind
@@ -120,7 +120,10 @@ class NotificationPump:
     def render(self, push: PendingPush) -> Outbound:
         """The resident-facing text of a status change; a resolution also asks for a rating."""
         if push.kind is NotificationKind.reply or push.status is None:
-            return Outbound(push.text, handback_buttons(self._t, push.text), data=push.fields)
+            buttons = tuple(Button(label, payload) for label, payload in push.buttons)
+            return Outbound(
+                push.text, buttons or handback_buttons(self._t, push.text), data=push.fields
+            )
         category = self._t(f"category.{push.category}")
         if push.kind is NotificationKind.reminder:
             text = self._t("rating.reminder", number=push.case_number, category=category)

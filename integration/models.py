@@ -264,6 +264,9 @@ class Notification(Base):
     # A message's facts as JSON [[key, value], ...], for a channel's template (WeChat's
     # status template outside its 48-hour window); "" when it has none.
     fields: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # A message's quick replies as JSON [[label, payload], ...] (the question of a flow
+    # that resumes when staff hand a conversation back); "" when it has none.
+    buttons: Mapped[str] = mapped_column(Text, default="", server_default="")
     state: Mapped[str] = mapped_column(String(16), default=NotificationState.pending.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

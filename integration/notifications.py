@@ -44,6 +44,7 @@ class PendingPush:
     kind: NotificationKind = NotificationKind.status
     text: str = ""  # a reply's words
     fields: tuple[tuple[str, str], ...] = ()  # a reply's facts, for a channel's template
+    buttons: tuple[tuple[str, str], ...] = ()  # a reply's quick replies: (label, payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +77,18 @@ def _pending(n: Notification, e: CaseEvent | None, c: Case | None) -> PendingPus
         changed_at=e.created_at if e else n.created_at,
         kind=NotificationKind(n.kind),
         text=n.text,
-        fields=tuple((str(k), str(v)) for k, v in json.loads(n.fields)) if n.fields else (),
+        fields=_pairs(n.fields),
+        buttons=_pairs(n.buttons),
     )
+
+
+def _pairs(stored: str) -> tuple[tuple[str, str], ...]:
+    """Pairs stored as JSON [[a, b], ...] ("" for none)."""
+    return tuple((str(a), str(b)) for a, b in json.loads(stored)) if stored else ()
+
+
+def _stored(pairs: Sequence[tuple[str, str]]) -> str:
+    return json.dumps([list(pair) for pair in pairs], ensure_ascii=False) if pairs else ""
 
 
 class NotificationQueue:
@@ -194,11 +205,13 @@ async def queue_message(
     text: str,
     fields: Sequence[tuple[str, str]] = (),
     now: datetime | None = None,
+    buttons: Sequence[tuple[str, str]] = (),
 ) -> None:
     """Queue a message to a resident that no case change carries (a booking reminder, a
     staff cancellation, an approval), in the caller's transaction; the pump delivers it
     like a push. ``fields`` are its facts for a channel's template (WeChat's status
-    template: number, status, note, time), used outside WeChat's 48-hour window.
+    template: number, status, note, time), used outside WeChat's 48-hour window;
+    ``buttons`` its quick replies as (label, payload) pairs.
     """
     now = now or utcnow()
     await connection.execute(
@@ -208,9 +221,8 @@ async def queue_message(
             chat_id=chat_id,
             kind=NotificationKind.reply.value,
             text=text,
-            fields=json.dumps([list(pair) for pair in fields], ensure_ascii=False)
-            if fields
-            else "",
+            fields=_stored(fields),
+            buttons=_stored(buttons),
             state=NotificationState.pending.value,
             attempts=0,
             next_attempt_at=now,

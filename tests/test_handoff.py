@@ -8,6 +8,7 @@ from the store.
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from pathlib import Path
@@ -316,6 +317,9 @@ async def pushed_replies(chat: Chat, catalog: Catalog) -> list[Outbound]:
                     n.created_at,
                     kind=NotificationKind(n.kind),
                     text=n.text,
+                    buttons=tuple((label, payload) for label, payload in json.loads(n.buttons))
+                    if n.buttons
+                    else (),
                 )
             )
             for n in rows
@@ -352,7 +356,29 @@ async def test_hand_back_into_a_paused_report_asks_its_question_without_the_menu
     await desk.close(row.id, "zhang")
     [back] = await pushed_replies(chat, catalog)
     assert back.text.startswith(catalog("handoff.closed")) and "\n" in back.text
-    assert back.buttons == ()  # the report's question is what to answer
+    # The report's question is what to answer: its own choices go with it, not the menu.
+    assert [b.payload for b in back.buttons] == ["cancel"]
+
+
+async def test_hand_back_keeps_the_resumed_questions_own_buttons(
+    chat: Chat, catalog: Catalog
+) -> None:
+    await chat.say("楼道里有人拉电线给电动车充电")
+    [asked] = await chat.say("金辉小区5号楼")  # the photo step, with its skip button
+    assert asked.buttons
+    await chat.say("转人工")
+    [row] = await chat.handoffs()
+    desk = desk_for(chat, catalog, chat.clock)
+    await desk.claim(row.id, "zhang")
+    await desk.hand_back(row.id, "zhang")
+    [back] = await pushed_replies(chat, catalog)
+    assert back.text.startswith(catalog("handoff.returned"))
+    assert [(b.label, b.payload) for b in back.buttons] == [
+        (b.label, b.payload) for b in asked.buttons
+    ]
+    # Pressing one answers the resumed step, as it would have before the handoff.
+    replies = await chat.say(asked.buttons[0].label, payload=asked.buttons[0].payload)
+    assert catalog("handoff.coming") not in "\n".join(r.text for r in replies)
 
 
 async def test_a_hold_left_behind_with_nothing_paused_offers_the_menu(
