@@ -9,11 +9,17 @@ of bouncing off flood control, and a 429 that still happens pauses every send.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 PRUNE_EVERY = 1024  # acquisitions between sweeps of chats that have gone quiet
+# How much faster than the rate a late send may follow the one before it, to make up
+# a timer's lateness; the rate still holds over every window of one second.
+CATCH_UP = 2.0
+WINDOW = 1.0  # seconds: the window in which at most ``rate`` sends go out
 _EPSILON = 1e-9  # seconds: float rounding, not a wait
 
 
@@ -38,9 +44,13 @@ class SendLimiter:
     rather than a wake-up per waiter per slot. A reservation alone is not enough: when
     the event loop stalls, every timer that fell due during the stall fires at once and
     their holders would all send together (48 sends in one second were once seen). So
-    each grant also passes a gate, a token bucket of ``burst`` tokens counted on the
-    times grants really happen, taken in turn (FIFO): after a stall the late holders
-    leave ``1/rate`` apart. ``clock`` and ``sleep`` are injectable so the arithmetic can
+    each grant also passes a gate, taken in turn (FIFO), on the times grants really
+    happen: at most ``rate`` in any window of one second, and (beyond the ``burst``
+    allowance) no two closer than ``1 / (rate * CATCH_UP)``. A timer that fires late
+    (a busy loop) is made up by the next sends following a little closer, instead of
+    each lateness being lost for good, which held a 10,000-push drain to 27/s; after
+    a stall the late holders leave at most twice the rate, and never more than
+    ``rate`` in a second. ``clock`` and ``sleep`` are injectable so the arithmetic can
     be tested in virtual time.
     """
 
@@ -54,6 +64,11 @@ class SendLimiter:
         self.limits = limits or SendLimits()
         self._emission = 1.0 / self.limits.rate
         self._tolerance = (self.limits.burst - 1) * self._emission
+        self._spacing = self._emission / CATCH_UP  # the gate's floor between grants
+        # The last ``rate`` grants (``burst`` if more): the window's count.
+        self._recent: deque[float] = deque(
+            maxlen=max(self.limits.burst, math.floor(self.limits.rate * WINDOW))
+        )
         self._clock = clock
         self._sleep = sleep
         self._tat = 0.0  # the bucket's theoretical arrival time of the next message
@@ -90,16 +105,23 @@ class SendLimiter:
             self._chat_next = {c: t for c, t in self._chat_next.items() if t > now}
 
     async def _pass_gate(self) -> float:
-        """Wait until the bucket of real grants has a token, take it; the time now."""
+        """Wait until a grant may go out (spacing and window), record it; the time now."""
         async with self._gate:
             now = self._clock()
-            wait = self._granted_tat - self._tolerance - now
-            if wait > _EPSILON:
+            while (wait := self._gate_wait(now)) > _EPSILON:
                 await self._sleep(wait)
                 now = self._clock()
-            if now >= self._resume_at:  # a grant re-queued by a pause takes no token
-                self._granted_tat = max(self._granted_tat, now) + self._emission
+            if now >= self._resume_at:  # a grant re-queued by a pause is not counted
+                self._granted_tat = max(self._granted_tat, now) + self._spacing
+                self._recent.append(now)
             return now
+
+    def _gate_wait(self, now: float) -> float:
+        """How long until the next grant keeps both the spacing and the window."""
+        wait = self._granted_tat - self._tolerance - now
+        if len(self._recent) == self._recent.maxlen:
+            wait = max(wait, self._recent[0] + WINDOW - now)
+        return wait
 
     def sent(self, chat_id: str) -> None:
         """Note that Telegram answered a send to ``chat_id``: its spacing counts from now.
