@@ -326,15 +326,20 @@ async def pushed_replies(chat: Chat, catalog: Catalog) -> list[Outbound]:
         ]
 
 
-async def test_hand_back_with_nothing_to_resume_offers_the_main_menu(
-    chat: Chat, catalog: Catalog
-) -> None:
+async def handed_over_and_back(chat: Chat, catalog: Catalog) -> list[Outbound]:
+    """The resident asks for a person, staff claim and hand back: the pushes rendered."""
     await chat.say("转人工")
     [row] = await chat.handoffs()
     desk = desk_for(chat, catalog, chat.clock)
     await desk.claim(row.id, "zhang")
     await desk.hand_back(row.id, "zhang")
-    [back] = await pushed_replies(chat, catalog)
+    return await pushed_replies(chat, catalog)
+
+
+async def test_hand_back_with_nothing_to_resume_offers_the_main_menu(
+    chat: Chat, catalog: Catalog
+) -> None:
+    [back] = await handed_over_and_back(chat, catalog)
     assert back.text == catalog("handoff.returned")
     assert [b.label for b in back.buttons] == [
         catalog("button.menu_report"),
@@ -366,12 +371,7 @@ async def test_hand_back_keeps_the_resumed_questions_own_buttons(
     await chat.say("楼道里有人拉电线给电动车充电")
     [asked] = await chat.say("金辉小区5号楼")  # the photo step, with its skip button
     assert asked.buttons
-    await chat.say("转人工")
-    [row] = await chat.handoffs()
-    desk = desk_for(chat, catalog, chat.clock)
-    await desk.claim(row.id, "zhang")
-    await desk.hand_back(row.id, "zhang")
-    [back] = await pushed_replies(chat, catalog)
+    [back] = await handed_over_and_back(chat, catalog)
     assert back.text.startswith(catalog("handoff.returned"))
     assert [(b.label, b.payload) for b in back.buttons] == [
         (b.label, b.payload) for b in asked.buttons

@@ -231,7 +231,12 @@ class StallingClock:
 async def stalled_grants(stall: float, count: int = 90) -> list[float]:
     """When each of ``count`` sends to different chats was granted, the event loop
     having stalled for ``stall`` seconds just after they all reserved their slots."""
-    clock = StallingClock()
+    return await grants_on(StallingClock(), count, stall)
+
+
+async def grants_on(clock: StallingClock, count: int, stall: float = 0.0) -> list[float]:
+    """When each of ``count`` sends to different chats was granted on ``clock``, all
+    reserved at once (after a stall of ``stall`` seconds, if any)."""
     limiter = SendLimiter(clock=clock, sleep=clock.sleep)  # 30/s, 1/s per chat
     granted: list[float] = []
 
@@ -240,8 +245,9 @@ async def stalled_grants(stall: float, count: int = 90) -> list[float]:
         granted.append(clock.now)
 
     tasks = [asyncio.create_task(send(str(chat))) for chat in range(count)]
-    await clock.settle()  # each has reserved its slot: 1/30 s apart over 3 s
-    await clock.advance(clock.now + stall)  # every slot that fell due fires at once
+    await clock.settle()  # each has reserved its slot: 1/30 s apart
+    if stall:
+        await clock.advance(clock.now + stall)  # every slot that fell due fires at once
     while await clock.advance():
         pass
     await asyncio.gather(*tasks)
@@ -275,19 +281,8 @@ class LateClock(StallingClock):
 
 async def test_late_timers_are_made_up_so_a_drain_keeps_the_full_rate() -> None:
     clock = LateClock()
-    limiter = SendLimiter(clock=clock, sleep=clock.sleep)  # 30/s, 1/s per chat
-    granted: list[float] = []
-
-    async def send(chat: str) -> None:
-        await limiter.acquire(chat)
-        granted.append(clock.now)
-
     start = clock.now
-    tasks = [asyncio.create_task(send(str(chat))) for chat in range(300)]
-    await clock.settle()
-    while await clock.advance():
-        pass
-    await asyncio.gather(*tasks)
+    granted = await grants_on(clock, 300)
     # 300 sends at 30/s take 10 s; each lateness lost for good would make it ~11.5 s.
     assert max(granted) - start < 10.1
     assert most_in_one_second(granted) <= 30
