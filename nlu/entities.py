@@ -169,9 +169,9 @@ class EntityExtractor:
         claimed = [m.span() for m in self._phone.finditer(text)]
         masked = _mask(text, claimed)
         when = now if now is not None else self._clock()
-        times = [(t.start, t.end) for t in find_times(masked, when)]
-        periods = [(p.start, p.end) for p in find_periods(masked)]
-        return _mask(text, [*claimed, *periods, *times])
+        periods = find_periods(masked)
+        times = [(t.start, t.end) for t in find_times(masked, when, periods=periods)]
+        return _mask(text, [*claimed, *((p.start, p.end) for p in periods), *times])
 
     def hints(self, masked: str) -> Hints:
         """What the rules see in ``masked``: communities, towns and address patterns."""
@@ -199,10 +199,12 @@ class EntityExtractor:
             found.append(Entity("phone", match.start(), match.end(), digits, "regex"))
             claimed.append(match.span())
         masked = _mask(text, claimed)
-        for period in find_periods(masked):
+        periods = find_periods(masked)
+        for period in periods:
             found.append(Entity("time", period.start, period.end, period.text, PERIOD))
             claimed.append((period.start, period.end))
-        for time in find_times(masked, now if now is not None else self._clock()):
+        when = now if now is not None else self._clock()
+        for time in find_times(masked, when, periods=periods):
             found.append(Entity("time", time.start, time.end, time.value.iso, "regex"))
             claimed.append((time.start, time.end))
         masked = _mask(text, claimed)
