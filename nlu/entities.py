@@ -73,8 +73,9 @@ _LEAD = re.compile(
     "^(?:恳请|敬请|请求|申请|麻烦|希望|建议|要求|能不能|可不可以|能否|可否|为什么|怎么|"
     "咋|请|求|帮|找|问|能|让)+"
 )
-# A service name followed by one of these is an office, not the service (社保局, 医保中心).
-_OFFICE = "(?!局|所|中心|处|站|科|大厅)"
+# A service name followed by one of these is an office, not the service (社保局, 医保中心),
+# or a person who has it (低保户).
+_OFFICE = "(?!局|所|中心|处|站|科|大厅|户)"
 # Building-only answers such as "3号楼2单元" still say where.
 _BUILDING = re.compile(r"(?:(?:\d+|[一二三四五六七八九十]+)(?:号楼|栋|幢|单元|号院|层|室))+")
 _TAIL = re.compile(rf"(?:{_DETAIL})*")

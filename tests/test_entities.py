@@ -419,6 +419,7 @@ def test_entities(
         ("个税汇算", "个人所得税年度汇算"),
         ("住房公积金", "公积金"),
         ("创业担保贷款", "创业担保贷款"),
+        ("大病救助", "医疗救助"),
         ("残疾人两项补贴", "残疾人两项补贴"),
     ],
 )
@@ -432,6 +433,12 @@ def test_services_map_to_canonical_names(
         3 + len(variant),
         canonical,
     )
+
+
+def test_a_person_who_has_a_benefit_is_not_the_service(extractor: EntityExtractor) -> None:
+    text = "我是低保户，想问临时救助怎么申请"
+    found = [(e.entity, text[e.start : e.end]) for e in extractor.extract(text)]
+    assert found == [("service", "临时救助")]
 
 
 def test_every_service_synonym_maps_to_its_canonical_name(extractor: EntityExtractor) -> None:
@@ -531,6 +538,8 @@ MORE_PERIODS = [
     ("说好三天内处理，最近一周都没人来", ["三天内", "最近一周"]),
     ("十分钟就到了，一晚上没睡", ["十分钟", "一晚上"]),
     ("提前两天预约", ["两天"]),  # not 前两天 ("the last two days")
+    ("十来天没人管，一个来月了，个把月也行", ["十来天", "一个来月了", "个把月"]),
+    ("工地长达数月施工，连日来楼上也吵", ["长达数月", "连日来"]),
     # since: a weekday, a day of the month, X开始
     ("下水道从上周三起就堵了，从15号开始停水", ["从上周三起", "从15号开始"]),
     ("隔壁上周开始私搭乱建", ["上周开始"]),
@@ -541,6 +550,8 @@ MORE_PERIODS = [
     ("树去年夏天被风刮歪，年初就报过", ["去年夏天", "年初"]),
     ("工地10月份开工，国庆节期间也干", ["10月份", "国庆节"]),
     ("春节前修好，初八上班吗", ["春节", "初八"]),
+    ("垃圾站去年底搬走，今年初开始乱堆", ["去年底", "今年初开始"]),
+    ("报修第二天就修好了，当天就来人了", ["第二天", "当天"]),
 ]
 
 
@@ -559,6 +570,8 @@ def test_more_periods_are_found_whole_and_never_resolve(text: str, periods: list
         ("楼下天天开到凌晨两三点", ["凌晨两三点"]),
         ("环卫车这周一次都没来", ["这周"]),  # 一次 is "once", not Monday
         ("工地每天夜里打桩，有没有夜间施工许可", []),
+        ("关于夜间施工扰民问题", []),  # 夜间 heading a noun phrase
+        ("工地夜间施工", ["夜间"]),
     ],
 )
 def test_times_beside_periods(text: str, times: list[str]) -> None:
@@ -585,6 +598,10 @@ def test_times_beside_periods(text: str, times: list[str]) -> None:
         ("白天", between(at("11-25", "08:00"), at("11-25", "18:00")), "part_of_day"),
         ("后半夜", between(at("11-26", "00:00"), at("11-26", "05:00")), "part_of_day"),
         ("明天一大早", between(at("11-26", "06:00"), at("11-26", "09:00")), "part_of_day"),
+        ("明天一早", between(at("11-26", "06:00"), at("11-26", "09:00")), "part_of_day"),
+        ("三更半夜", between(at("11-25", "22:00"), at("11-26", "02:00")), "part_of_day"),
+        ("晚上11点后", at("11-25", "23:00"), "hour"),
+        ("明后天", at("11-26"), "day"),
     ],
 )
 def test_more_time_expressions_resolve(expression: str, iso: str, grain: str) -> None:
