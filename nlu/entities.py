@@ -7,8 +7,9 @@ training data and from the community gazetteer, so they grow without code change
 Values, as Rasa shapes them: a phone's digits; a service's canonical name (社会保障卡 →
 社保卡); a time's ISO 8601 datetime or ``start/end`` interval, resolved in Asia/Shanghai
 by nlu.timeparse (its docstring lists the conventions), except a period (a duration,
-since-expression or recurrence: 连续一周, 自今年3月以来, 每晚10点至凌晨2点), which is a
-time entity from the ``period`` extractor valued as written: a description for the
+since-expression, recurrence or stretch of the calendar: 连续一周, 自今年3月以来,
+每晚10点至凌晨2点, 今年, 月底), which is a time entity from the ``period`` extractor valued
+as written: a description for the
 case, never a slot to book (it does not resolve); an address's text as written,
 since residents see it echoed back. The matched text of any entity is
 ``text[entity.start:entity.end]``; ``EntityExtractor.locate`` gives an address's
