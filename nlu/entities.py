@@ -7,8 +7,9 @@ training data and from the community gazetteer, so they grow without code change
 Values, as Rasa shapes them: a phone's digits; a service's canonical name (社会保障卡 →
 社保卡); a time's ISO 8601 datetime or ``start/end`` interval, resolved in Asia/Shanghai
 by nlu.timeparse (its docstring lists the conventions), except a period (a duration,
-since-expression or recurrence: 连续一周, 自今年3月以来, 每晚10点至凌晨2点), which is a
-time entity from the ``period`` extractor valued as written: a description for the
+since-expression, recurrence or stretch of the calendar: 连续一周, 自今年3月以来,
+每晚10点至凌晨2点, 今年, 月底), which is a time entity from the ``period`` extractor valued
+as written: a description for the
 case, never a slot to book (it does not resolve); an address's text as written,
 since residents see it echoed back. The matched text of any entity is
 ``text[entity.start:entity.end]``; ``EntityExtractor.locate`` gives an address's
@@ -73,8 +74,9 @@ _LEAD = re.compile(
     "^(?:恳请|敬请|请求|申请|麻烦|希望|建议|要求|能不能|可不可以|能否|可否|为什么|怎么|"
     "咋|请|求|帮|找|问|能|让)+"
 )
-# A service name followed by one of these is an office, not the service (社保局, 医保中心).
-_OFFICE = "(?!局|所|中心|处|站|科|大厅)"
+# A service name followed by one of these is an office, not the service (社保局, 医保中心),
+# or a person who has it (低保户).
+_OFFICE = "(?!局|所|中心|处|站|科|大厅|户)"
 # Building-only answers such as "3号楼2单元" still say where.
 _BUILDING = re.compile(r"(?:(?:\d+|[一二三四五六七八九十]+)(?:号楼|栋|幢|单元|号院|层|室))+")
 _TAIL = re.compile(rf"(?:{_DETAIL})*")
@@ -169,9 +171,9 @@ class EntityExtractor:
         claimed = [m.span() for m in self._phone.finditer(text)]
         masked = _mask(text, claimed)
         when = now if now is not None else self._clock()
-        times = [(t.start, t.end) for t in find_times(masked, when)]
-        periods = [(p.start, p.end) for p in find_periods(masked)]
-        return _mask(text, [*claimed, *periods, *times])
+        periods = find_periods(masked)
+        times = [(t.start, t.end) for t in find_times(masked, when, periods=periods)]
+        return _mask(text, [*claimed, *((p.start, p.end) for p in periods), *times])
 
     def hints(self, masked: str) -> Hints:
         """What the rules see in ``masked``: communities, towns and address patterns."""
@@ -199,10 +201,12 @@ class EntityExtractor:
             found.append(Entity("phone", match.start(), match.end(), digits, "regex"))
             claimed.append(match.span())
         masked = _mask(text, claimed)
-        for period in find_periods(masked):
+        periods = find_periods(masked)
+        for period in periods:
             found.append(Entity("time", period.start, period.end, period.text, PERIOD))
             claimed.append((period.start, period.end))
-        for time in find_times(masked, now if now is not None else self._clock()):
+        when = now if now is not None else self._clock()
+        for time in find_times(masked, when, periods=periods):
             found.append(Entity("time", time.start, time.end, time.value.iso, "regex"))
             claimed.append((time.start, time.end))
         masked = _mask(text, claimed)

@@ -19,9 +19,10 @@ Conventions, Duckling-like: prefer the future, weeks run Monday to Sunday.
 - Dates: N月N日/号 without a year is the next such date, today included (late in November
   1月5日 is next January's); 今年/明年/去年 or a four-digit year pins it. A bare N号/N日 is
   the next such day of a month, today included, skipping months without it.
-- Parts of day are intervals (grain ``part_of_day``): 凌晨 0–6, 早上/早晨/清晨 6–9,
-  上午 9–12, 中午 12–13, 下午 13–18, 傍晚 17–19, 晚上/晚间 19–23, 夜里/夜间/半夜/深夜
-  22–02 the next day. Without a date they mean today.
+- Parts of day are intervals (grain ``part_of_day``): 凌晨 0–6, 早上/早晨/清晨/一大早
+  6–9, 上午 9–12, 中午 12–13, 下午 13–18, 傍晚 17–19, 晚上/晚间/夜晚 19–23,
+  夜里/夜间/半夜/大半夜/深夜 22–02 the next day, 后半夜 0–5 the next day, 白天 8–18.
+  Without a date they mean today. 夜间 in a compound (夜间施工许可) is no time.
 - Clock times (N点, N点半, N点一刻/三刻, N点M分, N:MM, N时) are points, grain ``minute``
   when minutes are said, else ``hour``. After a part of day the hour is the 12-hour
   reading nearest that part: 下午三点 15:00, 晚上8点 20:00, 晚上12点 and 半夜12点 the next
@@ -29,24 +30,42 @@ Conventions, Duckling-like: prefer the future, weeks run Monday to Sunday.
   1–6点 is afternoon (13:00–18:00, as at a service window) and other hours are as
   written, so 12点 is noon. Without a date a clock time is today, even if already past:
   whether a past time makes sense is the dialogue's call.
-- Clock ranges (上午9点到11点, 3点-5点, 上午10点至下午2点) are intervals.
+- Clock ranges (上午9点到11点, 3点-5点, 上午10点至下午2点) are intervals. Two
+  neighbouring hours (凌晨两三点, 晚上八九点) are the first one; 左右/多/以后 after a clock
+  (10点左右, 12点多, 晚上10点以后) are part of the expression and change nothing.
+- 上个月15号/下个月3号 are that day of last or next month. N个月前, 半个月前 (15 days),
+  N年前, 半年前 count months and years back from today (the day clamped to the month).
 - N小时后, 半小时后, 一个半小时后, N分钟后 are ``now`` plus that, to the minute (…前 counts
   back), grain ``minute``.
 - Recurring expressions (每天半夜, 每周一, 每晚8点) are not one time and are skipped, as
-  are 一点 meaning "a little" (快一点, 一点都不) and house numbers (3号楼, 小区3号).
+  are 一点 meaning "a little" (快一点, 一点都不), house numbers (3号楼, 小区3号) and 一次
+  after a week (这周一次都没来 is this week, not Monday).
 
-Periods are what a complaint says about how long or how often, not when to meet:
-durations (连续一周, 半个多月了, 近两个月, 三天了, 多年来), since-expressions
-(自今年3月以来, 从去年10月起, 今年入夏以来, 自开业以来) and recurrences with their hours
-(每晚10点至凌晨2点, 每天晚上7点到9点半, 每周六). ``find_periods`` finds them; they
-are kept as a description, never resolved to a point or slot, and ``find_times`` leaves
-out any time inside one (凌晨2点 in 每晚10点至凌晨2点 is not an appointment). A count
-before 前/后 (三天后, 两小时前) is a point in time, not a period.
+Periods are what a complaint says about how long, how often or in which stretch of the
+calendar, not when to meet:
+
+- durations (连续一周, 半个多月了, 近两个月, 三天了, 多年来, 快两个月了, 这半年来, 前几天,
+  连续三个晚上, 一整天, 大半天了, 三天内, 十分钟), and idioms of one (一年四季, 从早到晚);
+  not a count asked for (能领几个月) or 三天两头 (a frequency);
+- since-expressions (自今年3月以来, 从去年10月起, 今年入夏以来, 自开业以来, 从上周三起,
+  上周开始);
+- recurrences with their hours (每晚10点至凌晨2点, 每天晚上11点以后, 每周六, 每周二和周五,
+  天天, 每隔两天, 工作日下午, 每年夏季) and weekdays listed or spanned without 上/下/这
+  (周一到周五, 周六周日, 周二、四: opening days or a routine);
+- stretches of the calendar: a year, a month or part of one, a season or a holiday
+  (今年, 去年12月, 这个月底, 下个月初, 10月中旬, 去年夏天, 年初, 春节, 初八), unless a day
+  follows (今年3月5日 and 下个月3号 are dates). Not in a compound (冬季取暖问题).
+
+``find_periods`` finds them; they are kept as a description, never resolved to a point
+or slot, and ``find_times`` leaves out any time inside one (凌晨2点 in 每晚10点至凌晨2点
+is not an appointment). A count before 前/后 (三天后, 两小时前, 半个月前) is a point in
+time, not a period.
 """
 
 from __future__ import annotations
 
 import re
+from calendar import monthrange
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import lru_cache
@@ -109,12 +128,24 @@ _CN_COUNT = f"[二三四五六七八九]?十[{_D1}]?|[两{_D1}]"
 
 _WEEK_PREFIX = "上上|上|这|本|下下|下"
 _WEEK_WORD = "周|星期|礼拜"
-_PARTS = "凌晨|清晨|早晨|早上|上午|中午|下午|傍晚|晚上|晚间|夜里|夜间|半夜|深夜"
+# 夜间 heading a noun phrase (夜间施工许可, 夜间施工扰民问题) is no time.
+_COMPOUND = "(?![^，。,.!?！？；;\\s]{0,6}问题)"
+_PARTS = (
+    "凌晨|清晨|早晨|清早|早上|一大早|大清早|一早|上午|中午|午后|下午|傍晚|晚上|晚间|夜晚|夜里"
+    "|后半夜|大半夜|深更半夜|三更半夜|半夜|深夜|白天"
+    f"|夜间(?!施工许可|施工证|照明|出行|模式|门诊|急诊){_COMPOUND}"
+)
 # Chars after which a bare N点 is "a bit" or an ordinal, not a clock (快一点, 第3点, 有两点).
 _CLOCK_GUARD = f"快慢早晚小大多少好轻近远高低有第这那些差几\\d.:：/A-Za-z零〇两十{_D1}"
 # Chars around N号 that make it a house or line number, not a day of the month.
 _PLACE_BEFORE = "区院楼路街巷道村苑园场厦寓栋座弄里府庭湾城期元层室幢门号牌编铺位口"
 _NUMBER_AFTER = "楼院线门室栋单房铺店窗码机床车位桌柜箱口厅馆区街路巷座\\d"
+
+
+# Two neighbouring hours said together (两三点, 八九点, 十一二点): about the first one.
+_VAGUE_HOURS = "一两|一二|两三|二三|三四|四五|五六|六七|七八|八九|九十|十一二"
+# What may follow a clock time inside its expression: 10点左右, 12点多, 晚上10点以后.
+_APPROX = "左右|前后|多钟|多(?![久少])|以后|之后|后(?!天)|许"
 
 
 def _clock(n: str) -> str:
@@ -124,18 +155,22 @@ def _clock(n: str) -> str:
         rf"|(?P<minute{n}>\d{{1,2}}(?!\d)|{_CN_MINUTE})分?|整)"
     )
     return (
-        rf"(?P<hour{n}>\d{{1,2}}|{_CN_HOUR})"
+        rf"(?:(?P<vague{n}>{_VAGUE_HOURS})(?=[点时])|(?P<hour{n}>\d{{1,2}}|{_CN_HOUR}))"
         rf"(?:[:：](?P<colon{n}>\d{{2}})(?!\d)|(?:点钟?|时)(?:{minutes}|(?![儿都也些点])))"
     )
 
 
-_PART = rf"(?P<part>(?:{_PARTS})(?!好)|[早晚](?=\d{{1,2}}[点:：时]))"
+_PART = (
+    rf"(?P<part>(?:{_PARTS})(?!好)|[早晚](?=\d{{1,2}}[点:：时])"
+    r"|(?<=[日号])[早晚夜](?![饭餐安上间里点会辈晨市宵班]))"  # 12月1日晚, 周日夜
+)
 _DAY = (
-    r"(?P<rel_day>大前天|(?<![门面眼跟目当提])前天|昨天|昨日|今天|今日|明天|明日|大后天|后天)"
+    r"(?P<rel_day>大前天|(?<![门面眼跟目当提])前天|昨天|昨日|今天|今日|明后天|明天|明日|大后天|后天)"
     r"|(?P<dpw_day>[今明昨])(?P<dpw_part>[早晚夜])[上里]?"
-    rf"|(?P<wd_prefix>{_WEEK_PREFIX})?个?(?:{_WEEK_WORD})(?P<weekday>[二三四五六日天1-7]|一(?!起))"
-    rf"|(?P<ago_n>\d{{1,3}}|{_CN_COUNT})个?(?P<ago_unit>天|日|周|星期|礼拜)"
+    rf"|(?P<wd_prefix>{_WEEK_PREFIX})?个?(?:{_WEEK_WORD})(?P<weekday>[二三四五六日天1-7]|一(?![起次]))"
+    rf"|(?P<ago_n>\d{{1,3}}|{_CN_COUNT}|半)个?多?(?P<ago_unit>天|日|周|星期|礼拜|年|(?<=[个多])月)"
     r"(?P<ago_dir>以后|之后|后|以前|之前|前)"
+    rf"|(?P<rm_prefix>{_WEEK_PREFIX})个?月份?(?P<rm_day>\d{{1,2}}|{_CN_DAY})[号日]"
     rf"|(?<!\d)(?:(?P<year>\d{{4}}|今|明|去)年)?(?P<month>\d{{1,2}}|{_CN_MONTH})月"
     rf"(?:(?P<mday>\d{{1,2}})(?!\d)[日号]?|(?P<cn_mday>{_CN_DAY})[日号])"
     rf"|(?<![\dA-Za-z第{_PLACE_BEFORE}])(?:(?P<dom>\d{{1,2}})[号日]|(?P<cn_dom>{_CN_DAY})号)"
@@ -143,7 +178,7 @@ _DAY = (
 )
 _RANGE = (
     r"(?:\s?(?:到|至|-|~|～|—)\s?"
-    rf"(?P<part2>(?:{_PARTS})|[早晚](?=\d))?\s?{_clock('2')})?"
+    rf"(?:次日|第二天|隔天)?(?P<part2>(?:{_PARTS})|[早晚](?=\d))?\s?{_clock('2')})?"
 )
 _EVERY = (
     rf"(?P<every>(?:每个?|天天)(?:天|日|晚|早|(?:{_WEEK_WORD})[一二三四五六日天]?|周末|月)?)"
@@ -151,7 +186,7 @@ _EVERY = (
 )
 # Cheap first-character filter: every expression starts with one of these, or with the
 # first digit of a number.
-_STARTS = f"[每天大前昨今明后去上这本下周星礼凌清早中傍晚夜半深零〇两廿十{_D1}]|(?<!\\d)\\d"
+_STARTS = f"[每天大前昨今明后去上这本下周星礼凌清早中午傍晚夜半深白零〇两廿十{_D1}]|(?<!\\d)\\d"
 # A date, a part of day, or both; (?!) fails the head when it has neither.
 _HEAD = rf"(?P<head>(?P<date>{_DAY})?(?:\s?{_PART})?(?(date)|(?(part)|(?!))))"
 _SCAN = re.compile(
@@ -160,9 +195,9 @@ _SCAN = re.compile(
     r"(?P<rel_dir>以后|之后|后|以前|之前|前)"
     rf"|(?P<weekend>(?P<we_prefix>{_WEEK_PREFIX})?个?周末)"
     rf"|(?P<week>(?P<wk_prefix>{_WEEK_PREFIX})个?(?:{_WEEK_WORD}))"
-    rf"(?![边围到转期全密岁年刊报末二三四五六日天1-7]|一(?!起))"
+    rf"(?![边围到转期全密岁年刊报末二三四五六日天1-7]|一(?![起次]))"
     # A clock time needs no guard after a date or part of day (明天一点), only alone.
-    rf"|{_HEAD}?(?:(?(head)\s?|(?<![{_CLOCK_GUARD}])){_clock('')}{_RANGE})?)"
+    rf"|{_HEAD}?(?:(?(head)\s?|(?<![{_CLOCK_GUARD}])){_clock('')}{_RANGE}(?:{_APPROX})?)?)"
 )
 
 # Part of day -> (first hour, last hour), the last possibly past midnight.
@@ -179,10 +214,22 @@ _PART_HOURS = {
     "晚上": (19, 23),
     "晚间": (19, 23),
     "晚": (19, 23),
+    "夜": (22, 26),
     "夜里": (22, 26),
     "夜间": (22, 26),
     "半夜": (22, 26),
     "深夜": (22, 26),
+    "深更半夜": (22, 26),
+    "三更半夜": (22, 26),
+    "清早": (6, 9),
+    "一早": (6, 9),
+    "午后": (13, 18),
+    "大半夜": (22, 26),
+    "后半夜": (24, 29),
+    "一大早": (6, 9),
+    "大清早": (6, 9),
+    "夜晚": (19, 23),
+    "白天": (8, 18),
 }
 _DPW_PART = {"早": "早上", "晚": "晚上", "夜": "夜里"}
 _RELATIVE_DAYS = {
@@ -193,6 +240,7 @@ _RELATIVE_DAYS = {
     "今天": 0,
     "今日": 0,
     "明天": 1,
+    "明后天": 1,
     "明日": 1,
     "后天": 2,
     "大后天": 3,
@@ -205,32 +253,95 @@ _WEEKDAYS = (
 _YEAR_OFFSET = {"今": 0, "明": 1, "去": -1}
 
 
-# Periods: durations, since-expressions and recurrences (see the module docstring).
-_COUNT = r"(?:\d{1,3}|[零〇一二两三四五六七八九十百]{1,4}|几|十几|二十几|好几|数|半)"
+# Periods: durations, since-expressions, recurrences and stretches of the calendar (see
+# the module docstring).
+_COUNT = r"(?:\d{1,3}|[零〇一二两三四五六七八九十百]{1,4}|[数几][十百]|几|十几|二十几|好几|数|半)"
 _UNIT = (
-    r"(?:个?多?半?(?:小时|钟头)|多?天|多?日(?![期子常])|个?多?(?:星期|礼拜)"
-    r"|周(?![一二三四五六日天末岁边围年])|个多?半?月|多?年(?!级|纪|轻))"
+    r"(?:个?[多来余]?半?(?:小时|钟头)|[多来余]?分钟|[多来余]?天(?!两头)|[多来余]?日(?![期子常])"
+    r"|个?[多来余]?(?:星期|礼拜)|周(?![一二三四五六日天末岁边围年])|个[多来余]?半?月|(?<=数)月"
+    r"|[多来余]?年(?!级|纪|轻)|个?工作日)"
+)
+# Nights, mornings and weekends counted (连续三个晚上, 两晚, 一下午): never 半 (半夜 is a time).
+_NIGHTS = (
+    r"(?:\d{1,3}|[一两二三四五六七八九十]{1,3}|几|好几|数)个?"
+    r"(?:晚上|夜晚|通宵|晚(?!饭|餐|点|会|班|辈)|夜(?!班|宵|市)|宿|周末|白天|上午|下午|早上)"
+)
+# Before a count: 连续/整整/将近 …, and 这/前 as in 这半年来, 前几天.
+_DURATION_PREFIX = (
+    r"(?:连续|整整|足足|将近|接近|最近|近|快要?|大约|大概|差不多|至少|长达|超过|逾|不到|(?<!预)约"
+    r"|这|(?<![提之以目眼当门面跟往向])前)"
 )
 _DURATION = (
-    rf"(?:连续|整整|足足|将近|接近|近)?(?<![\d第每月零〇一二两三四五六七八九十百])(?:{_COUNT}{_UNIT}(?:多|半)?|多年|半年多?|大半年)"
-    r"(?:了|来|以来|之久)?(?!\s?(?:[前后内]|以[前后内]|之[前后内]|[号楼层岁]))"
+    rf"(?:{_DURATION_PREFIX})?(?<![\d第每月周期拜号初零〇一二两三四五六七八九十百])(?<!不如)"
+    rf"(?:{_COUNT}{_UNIT}(?:多|余|半(?![夜天年]))?|{_NIGHTS}|多年|半年多?|大半(?:天|年|个月|辈子)"
+    r"|前些(?:天|日子|年)|个把(?:月|星期|礼拜|小时|钟头)|连日|多日|一?整(?:天|夜|晚|宿|日)|一?整个(?:上午|下午|晚上|白天|夜里|月|星期|礼拜"
+    r"|假期|暑假|寒假|[春夏秋冬](?:天|季))|通宵)"
+    r"(?:了|来|以来|之久|之内|以内|内|(?!\s?(?:[前后内]|以[前后内]|之[前后内]|[号楼层岁]|不如)))"
+)
+_IDIOM = (
+    "一年四季|一年到头|一天到晚|从早到晚|从早到黑|没日没夜|日日夜夜|白天黑夜"
+    "|(?<![周期拜天今明昨节生])日夜|昼夜"
 )
 _CN_UP_TO_31 = "[一二三四五六七八九十]{1,3}"
 _MONTH_DAY = rf"(?:\d{{1,2}}|{_CN_UP_TO_31})月份?(?:(?:\d{{1,2}}|{_CN_UP_TO_31})[日号])?"
 _SINCE_WORD = (
-    rf"(?:今年|去年|前年|\d{{4}}年|本月|这个?月|上个?月|上周|上星期|本周|年初|年底|月初|月底"
-    rf"|入夏|入冬|入秋|开春|春节|国庆节?|夏天|冬天|春天|秋天|开业|入住|搬来|{_MONTH_DAY})"
+    rf"(?:今年|去年|前年|\d{{4}}年|本月|这个?月|上上个?月|上个?月|上上周|上周|上星期|上个?礼拜|本周|这周"
+    rf"|年初|年底|月初|月底|入夏|入冬|入秋|开春|春节|国庆节?|夏天|冬天|春天|秋天|开业|入住|搬来"
+    rf"|大前天|前天|昨天|昨晚|(?:上|这|本)?(?:{_WEEK_WORD})[一二三四五六日天]|{_MONTH_DAY}"
+    rf"|(?:\d{{1,2}}|{_CN_UP_TO_31})[号日](?!\d))"
 )
 _SINCE = (
     rf"(?:(?:自|从|打)(?:{_SINCE_WORD}){{1,3}}(?:上旬|中旬|下旬|初|底|中)?(?:以来|起|开始|至今)"
-    rf"|(?:{_SINCE_WORD}){{1,3}}(?:上旬|中旬|下旬|初|底|中)?(?:以来|起(?!来)|开始))"
+    rf"|(?:{_SINCE_WORD}){{1,3}}(?:上旬|中旬|下旬|初|底|中)?(?:以来|起(?![来去走吃玩干做办])|开始|至今))"
 )
+_WEEKDAY_ITEM = "[一二三四五六日天]"
 _EVERY_PERIOD = (
-    rf"(?:每个?|天天)(?:天|日|晚|早|夜|(?:{_WEEK_WORD})[一二三四五六日天]?(?:[、和至到][一二三四五六日天])*"
-    rf"|周末|个?月|年)?(?:\s?(?:{_PARTS}))?"
-    rf"(?:\s?{_clock('p')}(?:\s?(?:到|至|-|~|～|—)\s?(?:{_PARTS})?\s?{_clock('q')})?)?"
+    rf"(?:每隔\s?{_COUNT}{_UNIT}"
+    rf"|(?:(?:每个?|(?<![今明昨后前当每聊白整半几])天天)(?:天|日|晚|早|夜|周末"
+    rf"|(?:{_WEEK_WORD}){_WEEKDAY_ITEM}?(?:\s?[、和及与至到]\s?(?:{_WEEK_WORD})?{_WEEKDAY_ITEM})*"
+    rf"|个?月|年)?|(?:每个?)?(?:工作日|节假日|双休日|休息日))"
+    rf"(?:[春夏秋冬](?:天|季)|初|底|末|上旬|中旬|下旬|(?:\d{{1,2}}|{_CN_DAY})[号日])?"
+    rf"(?:\s?(?:{_PARTS}))?"
+    rf"(?:\s?{_clock('p')}(?:\s?(?:到|至|-|~|～|—)\s?(?:次日|第二天|隔天)?(?:{_PARTS})?\s?{_clock('q')})?"
+    rf"(?:{_APPROX})?)?)"
 )
-_PERIOD = re.compile(rf"{_SINCE}|{_EVERY_PERIOD}|{_DURATION}")
+# Weekdays listed or spanned without 上/下/这 (周一到周五, 周六周日, 周二、四, 周六日):
+# opening days or a routine, not one day.
+_WEEKDAY_LIST = (
+    rf"(?<![上下这本])(?:{_WEEK_WORD}){_WEEKDAY_ITEM}"
+    rf"(?:\s?(?:到|至|-|~|～|—)\s?(?:{_WEEK_WORD})?{_WEEKDAY_ITEM}"
+    rf"|(?:\s?[、和及与]\s?(?:{_WEEK_WORD})?{_WEEKDAY_ITEM}|(?:{_WEEK_WORD}){_WEEKDAY_ITEM}"
+    rf"|(?<=六)日)+)"
+)
+# Stretches of the calendar: a year, a month, part of one, a season or a holiday.
+_YEAR_WORD = r"(?:今年|去年|前年|明年|\d{4}年)"
+_MONTH_WORD = rf"(?:(?:{_WEEK_PREFIX})个?月|当月)"
+_MONTH_NUM = r"(?<![\d个])(?:\d{1,2}|十[一二]?|[一二三四五六七八九])月份?"
+_NO_DAY = rf"(?!\s?(?:\d|{_CN_DAY}[号日]))"
+_SEASON = f"(?:[春夏秋冬]天|[春夏秋冬]季(?!取暖|供暖|采暖){_COMPOUND})"
+_HOLIDAY = (
+    "春节|过年|元旦|除夕|国庆节?|中秋节?|端午节?|清明节?|元宵节|劳动节|寒假|暑假|暑期"
+    "|(?:正月|腊月)?初[一二三四五六七八九十](?![中级学年班次步])"
+)
+_CALENDAR = (
+    rf"(?:{_YEAR_WORD})?(?:{_MONTH_WORD}|{_MONTH_NUM})(?:上旬|中旬|下旬|初|底|末)?{_NO_DAY}"
+    rf"|(?:{_YEAR_WORD}|这个?|那个?|整个)?(?:年初|年底|年末|上半年|下半年|{_SEASON}|{_HOLIDAY})"
+    rf"|{_YEAR_WORD}(?:[初底末](?!\d))?(?!\s?(?:\d{{1,2}}|[一二三四五六七八九十]{{1,2}})月)"
+    r"|(?<![到至~～—-])(?:第[二三23]天|次日|隔天)|当天|当日|当晚|翌日"
+    r"|月初|月底|月末"
+)
+# Cheap first-character filter, as for times: every period starts with one of these.
+_PERIOD_STARTS = (
+    "[一二三四五六七八九十百零〇两几好数半多大从没日自打今去前明本这上下当年月入开春夏秋冬国搬昨"
+    "周星礼每天工节双休连整足将接最近快差至长超不约那通过元除中端清劳寒暑正腊初个第次隔逾白昼翌]|\\d"
+)
+_PERIOD = re.compile(
+    rf"(?={_PERIOD_STARTS})"
+    rf"(?:{_IDIOM}|{_SINCE}|{_EVERY_PERIOD}|{_WEEKDAY_LIST}|{_DURATION}|{_CALENDAR})"
+)
+# A recurrence word with nothing after it is no period (每个人, 每隔多久); nor is a count
+# asked for (能领几个月: a period starting with 几).
+_NOT_PERIODS = frozenset({"每", "每个", "每隔"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,23 +359,28 @@ def find_periods(text: str) -> list[Period]:
     return [
         Period(m.start(), m.end(), m.group())
         for m in _PERIOD.finditer(text)
-        if m.group() and m.group() not in ("每", "天天")
+        if m.group() and m.group() not in _NOT_PERIODS and not m.group().startswith("几")
     ]
 
 
-def find_times(text: str, now: datetime | None = None) -> list[TimeMatch]:
+def find_times(
+    text: str, now: datetime | None = None, *, periods: list[Period] | None = None
+) -> list[TimeMatch]:
     """Every time expression in ``text``, left to right, resolved relative to ``now``.
 
     Expressions that look like times but cannot be placed (13月, 2月30日, 每天半夜)
-    are left out, and so is any time inside a period (``find_periods``).
+    are left out, and so is any time inside a period (``find_periods``; pass
+    ``periods`` when they have been found already).
     """
     now = _local(now)
-    periods = [(p.start, p.end) for p in find_periods(text)]
+    if periods is None:
+        periods = find_periods(text)
+    spans = [(p.start, p.end) for p in periods]
     found = []
     for match in _SCAN.finditer(text):
         if not match.group():
             continue
-        if any(start < match.end() and match.start() < end for start, end in periods):
+        if any(start < match.end() and match.start() < end for start, end in spans):
             continue
         try:
             value = _resolve(match, now)
@@ -328,7 +444,7 @@ def _resolve(m: re.Match[str], now: datetime) -> TimeValue:
     if m.group("dpw_part"):
         part = _DPW_PART[m.group("dpw_part")]
     base = _midnight(day if day is not None else today)
-    if m.group("hour") is None:
+    if m.group("hour") is None and m.group("vague") is None:
         if part is None:
             if day is None:
                 raise TimeParseError(text, "no date or time")
@@ -338,7 +454,7 @@ def _resolve(m: re.Match[str], now: datetime) -> TimeValue:
 
     hour, minute, precise = _clock_of(m, "", text)
     start = base + timedelta(hours=_hour_in(hour, part), minutes=minute)
-    if m.group("hour2") is None:
+    if m.group("hour2") is None and m.group("vague2") is None:
         return TimeValue(start, None, "minute" if precise else "hour")
     hour2, minute2, precise2 = _clock_of(m, "2", text)
     end = base + timedelta(hours=_hour_in(hour2, m.group("part2") or part), minutes=minute2)
@@ -372,10 +488,10 @@ def _day(m: re.Match[str], today: date, text: str) -> date | None:
         monday = today - timedelta(days=today.weekday())
         return monday + timedelta(weeks=_WEEK_OFFSET[prefix], days=weekday)
     if m.group("ago_unit"):
-        days = _number(m.group("ago_n"))
-        if m.group("ago_unit") not in ("天", "日"):
-            days *= 7
-        return today + timedelta(days=-days if m.group("ago_dir").endswith("前") else days)
+        return _ago(m.group("ago_n"), m.group("ago_unit"), m.group("ago_dir"), today, text)
+    if m.group("rm_prefix"):
+        years, month0 = divmod(today.month - 1 + _WEEK_OFFSET[m.group("rm_prefix")], 12)
+        return _date(today.year + years, month0 + 1, _number(m.group("rm_day")), text)
     if m.group("month"):
         month = _number(m.group("month"))
         mday = _number(m.group("mday") or m.group("cn_mday"))
@@ -406,6 +522,21 @@ def _day(m: re.Match[str], today: date, text: str) -> date | None:
     return None
 
 
+def _ago(count: str, unit: str, direction: str, today: date, text: str) -> date:
+    """The day ``count`` ``unit``s before (…前) or after (…后) today; 半 is a half month or year."""
+    sign = -1 if direction.endswith("前") else 1
+    if unit not in ("月", "年"):
+        if count == "半":
+            raise TimeParseError(text, "half a day or week is no date")
+        days = _number(count) * (1 if unit in ("天", "日") else 7)
+        return today + timedelta(days=sign * days)
+    if count == "半" and unit == "月":
+        return today + timedelta(days=sign * 15)
+    months = 6 if count == "半" else _number(count) * (12 if unit == "年" else 1)
+    year, month = divmod(today.year * 12 + today.month - 1 + sign * months, 12)
+    return date(year, month + 1, min(today.day, monthrange(year, month + 1)[1]))
+
+
 def _date(year: int, month: int, mday: int, text: str) -> date:
     try:
         return date(year, month, mday)
@@ -415,7 +546,8 @@ def _date(year: int, month: int, mday: int, text: str) -> date:
 
 def _clock_of(m: re.Match[str], n: str, text: str) -> tuple[int, int, bool]:
     """(hour as said, minute, whether minutes were said) of clock ``n``."""
-    hour = _number(m.group(f"hour{n}"))
+    vague = m.group(f"vague{n}")
+    hour = _number(vague[:-1]) if vague else _number(m.group(f"hour{n}"))
     minute, precise = 0, True
     if m.group(f"colon{n}"):
         minute = int(m.group(f"colon{n}"))
