@@ -414,8 +414,15 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
+# The files that build Rasa's venv and train its model (cached under ~/.cache/yimen):
+# under pytest-xdist they share one worker, so two workers never build them at once.
+RASA_FILES = {"test_rasa_server.py", "test_faults_rasa.py"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The Rasa tests may build Rasa's venv and train a model first: give them longer."""
     for item in items:
         if item.get_closest_marker("rasa") and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(2400))
+        if item.path.name in RASA_FILES:
+            item.add_marker(pytest.mark.xdist_group("rasa"))
