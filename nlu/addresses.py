@@ -475,6 +475,8 @@ def viterbi(scores: list[list[float]], transitions: list[list[float]]) -> list[i
     Of equal scores the lowest label wins, in each step and at the end.
     """
     size = len(transitions)
+    if size == 3:
+        return _viterbi3(scores, transitions)
     labels = range(size)
     current = list(scores[0])
     back: list[list[int]] = []
@@ -497,6 +499,45 @@ def viterbi(scores: list[list[float]], transitions: list[list[float]]) -> list[i
     for i in labels:
         if best < current[i]:
             best, last = current[i], i
+    path = [last]
+    for pointers in reversed(back):
+        last = pointers[last]
+        path.append(last)
+    path.reverse()
+    return path
+
+
+def _viterbi3(scores: list[list[float]], transitions: list[list[float]]) -> list[int]:
+    """``viterbi`` for three labels (B, I, O), unrolled: the same comparisons in order."""
+    (t00, t01, t02), (t10, t11, t12), (t20, t21, t22) = transitions
+    p0, p1, p2 = scores[0]
+    back: list[tuple[int, int, int]] = []
+    for s0, s1, s2 in scores[1:]:
+        best, k0 = p0 + t00, 0
+        if best < (x := p1 + t10):
+            best, k0 = x, 1
+        if best < (x := p2 + t20):
+            best, k0 = x, 2
+        c0 = best + s0
+        best, k1 = p0 + t01, 0
+        if best < (x := p1 + t11):
+            best, k1 = x, 1
+        if best < (x := p2 + t21):
+            best, k1 = x, 2
+        c1 = best + s1
+        best, k2 = p0 + t02, 0
+        if best < (x := p1 + t12):
+            best, k2 = x, 1
+        if best < (x := p2 + t22):
+            best, k2 = x, 2
+        c2 = best + s2
+        back.append((k0, k1, k2))
+        p0, p1, p2 = c0, c1, c2
+    last, best = 0, p0
+    if best < p1:
+        last, best = 1, p1
+    if best < p2:
+        last = 2
     path = [last]
     for pointers in reversed(back):
         last = pointers[last]

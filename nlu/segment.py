@@ -29,9 +29,9 @@ from typing import Any
 import jieba
 import jieba.finalseg
 from pypinyin import Style
-from pypinyin.constants import RE_HANS
+from pypinyin.constants import PHRASES_DICT, RE_HANS
 from pypinyin.converter import UltimateConverter
-from pypinyin.seg.simpleseg import seg as _pinyin_seg
+from pypinyin.seg import mmseg
 
 CACHE_SIZE = 1 << 16  # runs of text and words remembered, per kind
 
@@ -231,6 +231,7 @@ _CONVERTER = UltimateConverter(v_to_u=False, neutral_tone_with_five=False, tone_
 _HANS = RE_HANS.pattern[len("^(?:[") : -len("])+$")]
 # pypinyin's first split: runs of characters with pinyin, and runs of the rest.
 _RUNS = re.compile(f"[{_HANS}]+|[^{_HANS}]+")
+_HAN_RUN = re.compile(f"[{_HANS}]")
 
 
 @lru_cache(maxsize=CACHE_SIZE)
@@ -239,10 +240,45 @@ def _word_syllables(word: str) -> tuple[str, ...]:
     return tuple(s for item in converted for s in item)
 
 
+def _phrases(run: str) -> list[str]:
+    """pypinyin's segmentation of a run of characters with pinyin (``mmseg.seg.cut``:
+    forward maximum matching of its phrases, strict), without its generator."""
+    prefixes = mmseg.seg._prefix_set._set
+    phrases = PHRASES_DICT
+    out: list[str] = []
+    i = 0
+    n = len(run)
+    while i < n:
+        last = 0
+        j = i + 1
+        while j <= n:
+            word = run[i:j]
+            if word not in prefixes:
+                break
+            if word in phrases:
+                last = j
+            j += 1
+        else:  # every prefix matched to the end of the run
+            if not last:
+                out += run[i:]
+                break
+        if last:
+            out.append(run[i:last])
+            i = last
+        else:
+            out.append(run[i])
+            i += 1
+    return out
+
+
 @lru_cache(maxsize=CACHE_SIZE)
 def _run_syllables(run: str) -> tuple[str, ...]:
-    # pypinyin's own segmentation of the run (phrases by forward maximum matching)
-    return tuple(s for word in _pinyin_seg(run) for s in _word_syllables(word))
+    if not _HAN_RUN.match(run):
+        return _word_syllables(run)
+    out: list[str] = []
+    for word in _phrases(run):
+        out += _word_syllables(word)
+    return tuple(out)
 
 
 def syllables(text: str) -> list[str]:
