@@ -21,11 +21,15 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from itertools import repeat
 from pathlib import Path
 
+import numpy as np
 import pycrfsuite
 
 from nlu.normalize import normalize
@@ -110,6 +114,7 @@ def evidence(text: str, hints: Hints, start: int, end: int) -> bool:
     return hints.touch(start, end) or _SUFFIX.search(text, start, end) is not None
 
 
+@lru_cache(maxsize=8192)
 def _char_class(ch: str) -> str:
     if ch.isdigit():
         return "d"
@@ -134,76 +139,98 @@ def _bio(length: int, spans: Iterable[Span]) -> list[str]:
     return tags
 
 
+# The names of a character's features, in the order of its feature dict.
+FEATURE_NAMES = (
+    "c", "c-1", "c-2", "c+1", "c+2", "c-1c", "cc+1", "c-2c-1", "c+1c+2", "c-3", "c+3",
+    "sfx+1", "k", "k-1k+1", "wp", "w", "w-1", "w+1", "sfx", "sfx-1", "lead", "gaz", "plc",
+    "rule", "rule-1", "rule+1",
+)  # fmt: skip
+Columns = list[list[str]]  # one list per name of FEATURE_NAMES, one value per character
+
+
 def features(text: str, words: Sequence[str], hints: Hints) -> list[Row]:
     """The feature dict of every character of ``text`` (``words`` its jieba words)."""
+    return [
+        dict(zip(FEATURE_NAMES, row, strict=True))
+        for row in zip(*columns(text, words, hints), strict=True)
+    ]
+
+
+def columns(text: str, words: Sequence[str], hints: Hints) -> Columns:
+    """The features of every character of ``text``, by feature: ``FEATURE_NAMES[k]`` of
+    character ``i`` is ``columns(...)[k][i]`` (what ``features`` puts in dicts)."""
     n = len(text)
-    position = ["S"] * n
-    word_of = [""] * n
-    before = [""] * n
-    after = [""] * n
+    if not n:
+        return [[] for _ in FEATURE_NAMES]
+    position: list[str] = []
+    word_of: list[str] = []
+    before: list[str] = []
+    after: list[str] = []
+    last = len(words) - 1
     cursor = 0
     for index, word in enumerate(words):
-        start, end = cursor, cursor + len(word)
-        cursor = end
-        if end > n:
+        size = len(word)
+        if cursor + size > n:
             break
+        cursor += size
+        if not size:
+            continue
         previous = words[index - 1] if index else "^"
-        following = words[index + 1] if index + 1 < len(words) else "$"
-        for i in range(start, end):
-            if len(word) == 1:
-                position[i] = "S"
-            else:
-                position[i] = "B" if i == start else "E" if i == end - 1 else "M"
-            word_of[i] = word if len(word) <= 4 else "LONG"
-            before[i] = previous if len(previous) <= 4 else "LONG"
-            after[i] = following if len(following) <= 4 else "LONG"
+        following = words[index + 1] if index < last else "$"
+        if size == 1:
+            position.append("S")
+        else:
+            position += ["B", *["M"] * (size - 2), "E"]
+        word_of += [word if size <= 4 else "LONG"] * size
+        before += [previous if len(previous) <= 4 else "LONG"] * size
+        after += [following if len(following) <= 4 else "LONG"] * size
+    if cursor < n:  # words that do not cover the text: the rest as single characters
+        rest = n - cursor
+        position += ["S"] * rest
+        word_of += [""] * rest
+        before += [""] * rest
+        after += [""] * rest
     suffix = ["O"] * n
-    for match in _SUFFIX.finditer(text):
-        for i in range(match.start(), match.end() - 1):
-            suffix[i] = "I"
-        suffix[match.end() - 1] = "E:" + match.group()
-    community = _bio(n, hints.communities)
-    place = _bio(n, hints.places)
-    pattern = _bio(n, hints.patterns)
     starts = ["O"] * n
     for match in _SUFFIX.finditer(text):
-        starts[match.start()] = "S:" + match.group()
+        a, b = match.span()
+        for i in range(a, b - 1):
+            suffix[i] = "I"
+        suffix[b - 1] = "E:" + match.group()
+        starts[a] = "S:" + match.group()
+    pattern = _bio(n, hints.patterns)
     padded = f"^^^{text}$$$"
     kinds = "ppp" + "".join(map(_char_class, text)) + "ppp"
-    rows: list[Row] = []
-    for i, ch in enumerate(text):
-        j = i + 3
-        rows.append(
-            {
-                "c": ch,
-                "c-1": padded[j - 1],
-                "c-2": padded[j - 2],
-                "c+1": padded[j + 1],
-                "c+2": padded[j + 2],
-                "c-1c": padded[j - 1 : j + 1],
-                "cc+1": padded[j : j + 2],
-                "c-2c-1": padded[j - 2 : j],
-                "c+1c+2": padded[j + 1 : j + 3],
-                "c-3": padded[j - 3],
-                "c+3": padded[j + 3],
-                "sfx+1": starts[i + 1] if i + 1 < n else "$",
-                "k": kinds[j],
-                "k-1k+1": kinds[j - 1] + kinds[j + 1],
-                "wp": position[i],
-                "w": word_of[i],
-                "w-1": before[i] if position[i] in "BS" else "",
-                "w+1": after[i] if position[i] in "ES" else "",
-                "sfx": suffix[i],
-                "sfx-1": suffix[i - 1] if i else "^",
-                "lead": "1" if ch in _LEAD_CHARS else "0",
-                "gaz": community[i],
-                "plc": place[i],
-                "rule": pattern[i],
-                "rule-1": pattern[i - 1] if i else "^",
-                "rule+1": pattern[i + 1] if i + 1 < n else "$",
-            }
-        )
-    return rows
+    left1, char, right1 = padded[2 : n + 2], padded[3 : n + 3], padded[4 : n + 4]
+    left2, right2 = padded[1 : n + 1], padded[5 : n + 5]
+    return [
+        list(char),
+        list(left1),
+        list(left2),
+        list(right1),
+        list(right2),
+        [a + b for a, b in zip(left1, char, strict=True)],
+        [a + b for a, b in zip(char, right1, strict=True)],
+        [a + b for a, b in zip(left2, left1, strict=True)],
+        [a + b for a, b in zip(right1, right2, strict=True)],
+        list(padded[:n]),
+        list(padded[6 : n + 6]),
+        [*starts[1:], "$"],
+        list(kinds[3 : n + 3]),
+        [a + b for a, b in zip(kinds[2 : n + 2], kinds[4 : n + 4], strict=True)],
+        position,
+        word_of,
+        [w if p in "BS" else "" for w, p in zip(before, position, strict=True)],
+        [w if p in "ES" else "" for w, p in zip(after, position, strict=True)],
+        suffix,
+        ["^", *suffix[:-1]],
+        ["1" if ch in _LEAD_CHARS else "0" for ch in text],
+        _bio(n, hints.communities),
+        _bio(n, hints.places),
+        pattern,
+        ["^", *pattern[:-1]],
+        [*pattern[1:], "$"],
+    ]
 
 
 def spans_of(tags: Sequence[str]) -> list[Span]:
@@ -273,6 +300,7 @@ class AddressTagger:
         self._model = model
         self._segment = segment
         self._tagger = _open(model)
+        self._decoder = Decoder(model)
 
     def __getstate__(self) -> tuple[bytes, Callable[[str], list[str]]]:
         return self._model, self._segment
@@ -280,6 +308,7 @@ class AddressTagger:
     def __setstate__(self, state: tuple[bytes, Callable[[str], list[str]]]) -> None:
         self._model, self._segment = state
         self._tagger = _open(self._model)
+        self._decoder = Decoder(self._model)
 
     @classmethod
     def train(
@@ -313,10 +342,24 @@ class AddressTagger:
 
     def features(self, text: str, hints: Hints) -> list[Row]:
         """The features of every character of ``text``."""
+        return features(text, self._words(text), hints)
+
+    def _words(self, text: str) -> Sequence[str]:
         words = self._segment(text)
         if "".join(words) != text:  # a segmenter that drops characters: fall back to chars
-            words = list(text)
-        return features(text, words, hints)
+            return list(text)
+        return words
+
+    def tag(self, text: str, hints: Hints) -> list[str]:
+        """The BIO tags of one clause: CRFsuite's Viterbi path, decoded here."""
+        if "\0" in text:  # CRFsuite reads attribute names as C strings: let it decide
+            return self.tag_with_crfsuite(text, hints)
+        return self._decoder.tag(columns(text, self._words(text), hints))
+
+    def tag_with_crfsuite(self, text: str, hints: Hints) -> list[str]:
+        """The BIO tags of one clause from CRFsuite's own tagger (the reference for ``tag``)."""
+        tags: list[str] = self._tagger.tag(self.features(text, hints))
+        return tags
 
     def spans(self, text: str, hints: Hints) -> list[Span]:
         """The address spans in ``text``, widened to whole gazetteer names.
@@ -326,9 +369,7 @@ class AddressTagger:
         found: list[Span] = []
         for start, end in clauses(text):
             if evidence(text, hints, start, end):
-                tags: list[str] = self._tagger.tag(
-                    self.features(text[start:end], hints.within(start, end))
-                )
+                tags = self.tag(text[start:end], hints.within(start, end))
                 found += [(a + start, b + start) for a, b in spans_of(tags)]
         return widen(found, hints.communities)
 
@@ -372,6 +413,185 @@ def train_rows(
                 words = list(clause)
             rows.append((features(clause, words, hints.within(start, end)), gold))
     return rows
+
+
+class Decoder:
+    """CRFsuite's tagging of a linear-chain CRF, from the model's weights read once.
+
+    pycrfsuite's ``Tagger.tag`` turns every feature dict into C++ strings and looks each
+    up per call, which costs more than the tagging. Here each feature's weights are
+    looked up by its name and value in dicts built once, the state scores are added up
+    in CRFsuite's order (feature by feature, from 0), and the Viterbi search is
+    CRFsuite's (``crf1dc_viterbi``: the first of equal scores wins). Weights are read
+    from the model file's bytes, not from pycrfsuite's ``info()``, which prints them
+    with six decimals.
+    """
+
+    def __init__(self, model: bytes) -> None:
+        labels, state, transitions = read_model(model)
+        self.labels = labels
+        size = len(labels)
+        rows: list[list[float]] = [[0.0] * size]  # row 0: an attribute the model lacks
+        self._index: dict[str, dict[str, int]] = {}
+        for (attribute, label), weight in state.items():
+            name, colon, value = attribute.partition(":")
+            if not colon:
+                raise ValueError(f"attribute without a value: {attribute!r}")
+            table = self._index.setdefault(name, {})
+            row = table.get(value)
+            if row is None:
+                row = table[value] = len(rows)
+                rows.append([0.0] * size)
+            rows[row][label] = weight
+        self._weights = np.array(rows, dtype=np.float64)
+        self._transitions = [[0.0] * size for _ in range(size)]
+        for (source, target), weight in transitions.items():
+            self._transitions[source][target] = weight
+
+    def tag(self, columns: Columns) -> list[str]:
+        """The labels of a sequence given its features by name (``columns``)."""
+        length = len(columns[0]) if columns else 0
+        if not length:
+            return []
+        ids: list[int] = []
+        used = 0
+        for name, values in zip(FEATURE_NAMES, columns, strict=True):
+            table = self._index.get(name)
+            if table is not None:
+                ids += map(table.get, values, repeat(0))
+                used += 1
+        size = len(self.labels)
+        if used:
+            scores = self._weights[ids].reshape(used, length, size).sum(axis=0).tolist()
+        else:
+            scores = [[0.0] * size for _ in range(length)]
+        return [self.labels[i] for i in viterbi(scores, self._transitions)]
+
+
+def viterbi(scores: list[list[float]], transitions: list[list[float]]) -> list[int]:
+    """The best label path, as CRFsuite's ``crf1dc_viterbi`` finds it.
+
+    ``scores[t][j]`` is label j's state score at t, ``transitions[i][j]`` that of i → j.
+    Of equal scores the lowest label wins, in each step and at the end.
+    """
+    size = len(transitions)
+    if size == 3:
+        return _viterbi3(scores, transitions)
+    labels = range(size)
+    current = list(scores[0])
+    back: list[list[int]] = []
+    for state in scores[1:]:
+        previous = current
+        current = []
+        pointers = []
+        for j in labels:
+            best = -np.inf
+            arg = 0
+            for i in labels:
+                score = previous[i] + transitions[i][j]
+                if best < score:
+                    best, arg = score, i
+            pointers.append(arg)
+            current.append(best + state[j])
+        back.append(pointers)
+    best = -np.inf
+    last = 0
+    for i in labels:
+        if best < current[i]:
+            best, last = current[i], i
+    path = [last]
+    for pointers in reversed(back):
+        last = pointers[last]
+        path.append(last)
+    path.reverse()
+    return path
+
+
+def _viterbi3(scores: list[list[float]], transitions: list[list[float]]) -> list[int]:
+    """``viterbi`` for three labels (B, I, O), unrolled: the same comparisons in order."""
+    (t00, t01, t02), (t10, t11, t12), (t20, t21, t22) = transitions
+    p0, p1, p2 = scores[0]
+    back: list[tuple[int, int, int]] = []
+    for s0, s1, s2 in scores[1:]:
+        best, k0 = p0 + t00, 0
+        if best < (x := p1 + t10):
+            best, k0 = x, 1
+        if best < (x := p2 + t20):
+            best, k0 = x, 2
+        c0 = best + s0
+        best, k1 = p0 + t01, 0
+        if best < (x := p1 + t11):
+            best, k1 = x, 1
+        if best < (x := p2 + t21):
+            best, k1 = x, 2
+        c1 = best + s1
+        best, k2 = p0 + t02, 0
+        if best < (x := p1 + t12):
+            best, k2 = x, 1
+        if best < (x := p2 + t22):
+            best, k2 = x, 2
+        c2 = best + s2
+        back.append((k0, k1, k2))
+        p0, p1, p2 = c0, c1, c2
+    last, best = 0, p0
+    if best < p1:
+        last, best = 1, p1
+    if best < p2:
+        last = 2
+    path = [last]
+    for pointers in reversed(back):
+        last = pointers[last]
+        path.append(last)
+    path.reverse()
+    return path
+
+
+def read_model(
+    model: bytes,
+) -> tuple[list[str], dict[tuple[str, int], float], dict[tuple[int, int], float]]:
+    """A CRFsuite model file's labels, state weights ((attribute, label id) → weight) and
+    transition weights ((label id, label id) → weight), as CRFsuite stores them.
+
+    The file is CRFsuite's "lCRF" format: a header of offsets, the features as (type,
+    source, target, double weight), and the label and attribute names in CQDB chunks,
+    whose backward array gives each id's string.
+    """
+    if model[:4] != b"lCRF" or model[8:12] != b"FOMC":
+        raise ValueError("not a CRFsuite CRF1d model")
+    offsets = struct.unpack_from("<IIIII", model, 28)
+    features_at, labels_at, attributes_at = offsets[:3]
+    labels = _quarks(model, labels_at)
+    attributes = _quarks(model, attributes_at)
+    if model[features_at : features_at + 4] != b"FEAT":
+        raise ValueError("CRFsuite model without a feature chunk")
+    (count,) = struct.unpack_from("<I", model, features_at + 8)
+    state: dict[tuple[str, int], float] = {}
+    transitions: dict[tuple[int, int], float] = {}
+    for kind, source, target, weight in struct.iter_unpack(
+        "<IIId", model[features_at + 12 : features_at + 12 + 20 * count]
+    ):
+        if kind == 0:
+            state[attributes[source], target] = weight
+        elif kind == 1:
+            transitions[source, target] = weight
+        else:
+            raise ValueError(f"unknown CRFsuite feature type {kind}")
+    return labels, state, transitions
+
+
+def _quarks(model: bytes, at: int) -> list[str]:
+    """The strings of a CQDB chunk, by id."""
+    if model[at : at + 4] != b"CQDB":
+        raise ValueError("CRFsuite model without its CQDB chunk")
+    count, backward = struct.unpack_from("<II", model, at + 16)
+    out = []
+    for number, offset in enumerate(struct.unpack_from(f"<{count}I", model, at + backward)):
+        record = at + offset
+        key, size = struct.unpack_from("<II", model, record)
+        if key != number:
+            raise ValueError("CRFsuite model with an unordered CQDB chunk")
+        out.append(model[record + 8 : record + 8 + size - 1].decode("utf-8"))
+    return out
 
 
 def _open(model: bytes) -> pycrfsuite.Tagger:

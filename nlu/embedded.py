@@ -35,7 +35,6 @@ import joblib
 import numpy as np
 import scipy.sparse as sp
 import sklearn
-from pypinyin import lazy_pinyin
 from scipy.optimize import minimize
 from scipy.special import log_softmax, softmax
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -48,6 +47,8 @@ from nlu.addresses import AddressTagger, Hints
 from nlu.entities import EntityExtractor
 from nlu.normalize import normalize
 from nlu.scoring import FastScorer
+from nlu.segment import Segmenter
+from nlu.segment import syllables as pinyin_syllables
 from nlu.training_data import DATA_DIR, TrainingData
 from nlu.training_data import load as load_training_data
 from nlu.types import DEFAULT_MARGIN, DEFAULT_THRESHOLD, FALLBACK_INTENT, NLUError, Parse, unsure
@@ -64,15 +65,15 @@ REFERENCE_LENGTH = 20
 Progress = Callable[[str], None]
 
 _tokenizer_lock = threading.Lock()
-_tokenizer: jieba.Tokenizer | None = None
+_tokenizer: Segmenter | None = None
 
 
-def _jieba() -> jieba.Tokenizer:
+def _jieba() -> Segmenter:
     global _tokenizer
     with _tokenizer_lock:
         if _tokenizer is None:
             jieba.setLogLevel(logging.WARNING)
-            tokenizer = jieba.Tokenizer()
+            tokenizer = Segmenter()
             tokenizer.initialize()
             _tokenizer = tokenizer
         return _tokenizer
@@ -85,7 +86,7 @@ def _features_text(text: str) -> str:
 
 def words(text: str) -> list[str]:
     """jieba words of normalised text, spaces dropped (module-level so models pickle)."""
-    return [w for w in _jieba().lcut(text) if not w.isspace()]
+    return [w for w in _jieba().words(text) if not w.isspace()]
 
 
 def cut(text: str) -> list[str]:
@@ -94,12 +95,14 @@ def cut(text: str) -> list[str]:
     Dictionary words only, no HMM guesses for unknown ones: a third faster, and the CRF
     reads characters for what the dictionary does not know.
     """
-    return _jieba().lcut(text, HMM=False)
+    return _jieba().words(text, hmm=False)
 
 
 def syllables(text: str) -> list[str]:
-    """Toneless pinyin of the Chinese characters in ``text``; anything else is dropped."""
-    return lazy_pinyin(text, errors="ignore")
+    """Toneless pinyin of the Chinese characters in ``text``; anything else is dropped.
+
+    ``lazy_pinyin(text, errors="ignore")``, with the pinyin of words remembered."""
+    return pinyin_syllables(text)
 
 
 @dataclass(slots=True)
@@ -161,6 +164,7 @@ _FEATURE_CODE = (
     "entities.py",
     "gazetteer.py",
     "timeparse.py",
+    "segment.py",
 )
 
 
@@ -247,9 +251,7 @@ def domain_vocabulary(data: TrainingData) -> tuple[str, ...]:
             {w for name in ("service", "community", "place") for w in data.lookups.get(name, ())}
         )
     )
-    tokenizer = _jieba()
-    for word in vocabulary:
-        tokenizer.add_word(word)
+    _jieba().register(vocabulary)
     return vocabulary
 
 
@@ -368,9 +370,7 @@ def _load_or_train(
         except Exception as exc:  # a corrupt or foreign cache file is rebuilt, not fatal
             log.warning("ignoring unreadable NLU model cache %s: %s", path, exc)
         else:
-            tokenizer = _jieba()
-            for word in model.vocabulary:
-                tokenizer.add_word(word)
+            _jieba().register(model.vocabulary)
             log.info("loaded embedded NLU model %s", path)
             return model, False
     model = train(load_training_data(sorted(data_dir.glob("*.yml"))), key, progress)

@@ -4,12 +4,14 @@ scikit-learn's ``transform`` and ``predict_proba`` validate and convert inputs o
 every call, which costs milliseconds for one short message. This scorer computes
 the very same numbers (the same n-grams, sublinear TF, IDF, per-block L2 norm, linear
 scores and the tempered softmax) with dicts and a little numpy, in tens of
-microseconds. A test holds it to scikit-learn's probabilities.
+microseconds; only the order in which floats are added differs, so probabilities
+agree to about 1e-15. Tests hold it to scikit-learn's probabilities.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import re
 from collections import Counter
@@ -29,29 +31,55 @@ class _Block:
     """One fitted TF-IDF vectorizer reduced to a vocabulary, IDF weights and its n-grams.
 
     ``tokenize`` splits text into the vectorizer's tokens; None means it reads characters.
+    Columns are the stacked blocks' (the vocabulary's indices plus ``offset``); ``idf``
+    holds the IDF weights of all blocks by those columns.
     """
 
-    def __init__(self, vectorizer: TfidfVectorizer, tokenize: Tokenize | None, offset: int) -> None:
+    def __init__(
+        self,
+        vectorizer: TfidfVectorizer,
+        tokenize: Tokenize | None,
+        offset: int,
+        idf: np.ndarray,
+    ) -> None:
         self.vocabulary: dict[str, int] = {
             term: offset + int(index) for term, index in vectorizer.vocabulary_.items()
         }
-        self.idf = {offset + i: float(w) for i, w in enumerate(vectorizer.idf_)}
+        self.idf = idf
         self.sublinear = bool(vectorizer.sublinear_tf)
         self.ngram_range: tuple[int, int] = vectorizer.ngram_range
         self.tokenize = tokenize
 
-    def weights(self, text: str) -> dict[int, float]:
+    def weights(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """The block's L2-normalised TF-IDF row of ``text``: its columns, in the order
+        their terms first occur, and their values."""
         if self.tokenize is None:
             terms = _char_ngrams(text, self.ngram_range)
         else:
             terms = _word_ngrams(self.tokenize(text), self.ngram_range)
-        counts = Counter(self.vocabulary[t] for t in terms if t in self.vocabulary)
-        weighted = {
-            column: ((1.0 + math.log(count)) if self.sublinear else float(count)) * self.idf[column]
-            for column, count in counts.items()
-        }
-        norm = math.sqrt(sum(v * v for v in weighted.values()))
-        return {c: v / norm for c, v in weighted.items()} if norm else {}
+        counts = Counter([c for c in map(self.vocabulary.get, terms) if c is not None])
+        if not counts:
+            return _NO_COLUMNS, _NO_VALUES
+        size = len(counts)
+        columns = np.fromiter(counts.keys(), dtype=np.intp, count=size)
+        tf = np.fromiter(counts.values(), dtype=np.intp, count=size)
+        values = self.idf.take(columns) * (_sublinear(tf) if self.sublinear else tf)
+        norm = math.sqrt(float(values @ values))
+        if not norm:
+            return _NO_COLUMNS, _NO_VALUES
+        return columns, values / norm
+
+
+_NO_COLUMNS = np.zeros(0, dtype=np.intp)
+_NO_VALUES = np.zeros(0, dtype=np.float64)
+# 1 + log(n), sublinear TF, for the counts a message has (the floats math.log gives).
+_TABLE = np.array([0.0] + [1.0 + math.log(n) for n in range(1, 256)])
+
+
+def _sublinear(counts: np.ndarray) -> np.ndarray:
+    if counts.max() < len(_TABLE):
+        return _TABLE[counts]
+    return np.array([1.0 + math.log(n) for n in counts.tolist()])
 
 
 class FastScorer:
@@ -69,10 +97,12 @@ class FastScorer:
         temperature: Callable[[int], float] = lambda _length: 1.0,
         cache_size: int = 4096,
     ) -> None:
+        blocks = list(blocks)
+        idf = np.concatenate([v.idf_ for v, _ in blocks]).astype(np.float64)
         self._blocks: list[_Block] = []
         offset = 0
         for vectorizer, tokenize in blocks:
-            self._blocks.append(_Block(vectorizer, tokenize, offset))
+            self._blocks.append(_Block(vectorizer, tokenize, offset, idf))
             offset += len(vectorizer.vocabulary_)
         self._coef = np.ascontiguousarray(classifier.coef_.T)  # features x classes
         self._intercept = classifier.intercept_.astype(float)
@@ -87,14 +117,11 @@ class FastScorer:
         return self._cached(text)
 
     def _score(self, text: str) -> np.ndarray:
-        features: dict[int, float] = {}
-        for block in self._blocks:
-            features.update(block.weights(text))
+        rows = [block.weights(text) for block in self._blocks]
+        columns = np.concatenate([c for c, _ in rows])
         scores = self._intercept.copy()
-        if features:
-            columns = np.fromiter(features.keys(), dtype=np.intp, count=len(features))
-            values = np.fromiter(features.values(), dtype=float, count=len(features))
-            scores += values @ self._coef[columns]
+        if len(columns):
+            scores += np.concatenate([v for _, v in rows]) @ self._coef.take(columns, axis=0)
         scores /= self._temperature(len(text))
         scores -= scores.max()
         exp = np.exp(scores)
@@ -107,7 +134,10 @@ def _word_ngrams(tokens: list[str], ngram_range: tuple[int, int]) -> list[str]:
     low, high = ngram_range
     grams = list(tokens) if low == 1 else []
     for n in range(max(low, 2), min(high, len(tokens)) + 1):
-        grams += [" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+        if n == 2:
+            grams += [f"{a} {b}" for a, b in itertools.pairwise(tokens)]
+        else:
+            grams += [" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
     return grams
 
 
