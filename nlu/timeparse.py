@@ -368,7 +368,8 @@ _EVERY_PERIOD = (
     rf"(?:[春夏秋冬](?:天|季)|初|底|末|上旬|中旬|下旬|(?:\d{{1,2}}|{_CN_DAY})[号日]"
     rf"|(?<=年)的?(?:{_MONTH_RANGE}|{_HOLIDAY}|雨季|汛期))?"
     rf"(?:\s?(?:{_PARTS}))?"
-    rf"(?:\s?{_clock('p')}(?:\s?(?:到|至|-|~|～|—)\s?(?:次日|第[二2]天|隔天)?(?:{_PARTS})?\s?{_clock('q')})?"
+    rf"(?:\s?{_clock('p')}(?:\s?(?:到|至|-|~|～|—)\s?(?:次日|第[二2]天|隔天)?"
+    rf"(?:(?:{_PARTS})?\s?{_clock('q')}|(?:{_PARTS})))?"  # 每晚10点至次日凌晨
     rf"(?:{_APPROX})?)?)"
 )
 # 每到/每逢 before a weekday, the weekend, a season, a holiday, a month or a part of the
