@@ -19,10 +19,15 @@ Addresses: given a trained tagger (``with_tagger``, as the embedded interpreter 
 spans come from nlu.addresses' CRF, which reads the community, place and pattern
 matches here as evidence (``hints``); without one, from those rules alone.
 
+Services are the lookups' names as written, the longest first (户口迁移, 居家养老服务补贴,
+独生子女父母奖励扶助), except 户籍/户口 naming where someone is registered (户籍在外地,
+外地户口) and documents named as papers to bring (带身份证和户口本, 户口簿复印件).
+
 Overlaps are settled by kind, then position: phone numbers are claimed first, then time
 expressions (so a phone number is never also a time or a house number); addresses are
 found in what is left, and a service and an address that overlap keep the earlier,
-longer span.
+longer span, except that an address cutting into a service name without covering it is
+dropped.
 """
 
 from __future__ import annotations
@@ -77,6 +82,25 @@ _LEAD = re.compile(
 # A service name followed by one of these is an office, not the service (社保局, 医保中心),
 # or a person who has it (低保户).
 _OFFICE = "(?!局|所|中心|处|站|科|大厅|户)"
+# 户籍/户口 naming where someone is registered (户籍在外地, 外地户口, 户口不在本地, 户口于
+# 2019年迁入…) is not the service: the words, what may come before them and after them.
+_REGISTRATION = frozenset({"户籍", "户口", "戶籍", "戶口"})
+_REGISTERED_BEFORE = re.compile(
+    "(?:本地|外地|本市|外市|本省|外省|非本地|非本市|非本区|农村|城镇|城市|城里|异地|外来|当地|本区"
+    "|本县|外县|本社区|本街道|同一|常住)的?$"
+)
+_REGISTERED_AFTER = re.compile(
+    r"\s*(?:还|都|也|仍然?|一直|本来|原来)?不?(?:在|所在|地(?!址)|是|属于?|性质|人口|类型)"
+    r"|\s*于?\s+(?:迁|落)"  # a time (blanked out) and then 迁入/落户: when, not the service
+)
+# A document named as a paper to bring (带身份证和户口本, 提供户口簿复印件) is not the
+# service asked about: the verbs before it, the words after it, and what ends a document.
+_PAPER_BEFORE = re.compile(
+    "(?:带|携带|提供|出示|凭|持|拿|准备|附|复印|提交)(?:上|好|着|齐)?(?:本人|老人|孩子|家人)?的?$"
+)
+_PAPER_AFTER = re.compile("的?(?:原件|复印件|正反面)")
+_PAPER_JOIN = re.compile("^[和、及与跟/,，]?$")
+_DOCUMENT = ("证", "卡", "本", "簿", "证明")
 # Building-only answers such as "3号楼2单元" still say where.
 _BUILDING = re.compile(r"(?:(?:\d+|[一二三四五六七八九十]+)(?:号楼|栋|幢|单元|号院|层|室))+")
 _TAIL = re.compile(rf"(?:{_DETAIL})*")
@@ -211,12 +235,32 @@ class EntityExtractor:
             claimed.append((time.start, time.end))
         masked = _mask(text, claimed)
         if self._service:
-            for match in self._service.finditer(text):
-                word = match.group()
-                value = self._synonyms.get(word, word)
-                found.append(Entity("service", match.start(), match.end(), value, "lookup"))
+            found.extend(self._services(text, masked))
         found.extend(self._addresses(text, masked))
         return _without_overlaps(found)
+
+    def _services(self, text: str, masked: str) -> list[Entity]:
+        """Service spans, without 户籍/户口 as a place of registration or papers to bring."""
+        assert self._service is not None
+        services = []
+        paper_end = -1  # where the last paper to bring ended, for 身份证和户口本
+        for match in self._service.finditer(text):
+            word, start, end = match.group(), match.start(), match.end()
+            if word in _REGISTRATION and (
+                _REGISTERED_BEFORE.search(text, max(0, start - 6), start)
+                or _REGISTERED_AFTER.match(masked, end)
+            ):
+                continue
+            if word.endswith(_DOCUMENT) and (
+                _PAPER_BEFORE.search(text, max(0, start - 8), start)
+                or _PAPER_AFTER.match(text, end)
+                or (paper_end >= 0 and _PAPER_JOIN.match(text[paper_end:start]))
+            ):
+                paper_end = end
+                continue
+            value = self._synonyms.get(word, word)
+            services.append(Entity("service", start, end, value, "lookup"))
+        return services
 
     def _addresses(self, text: str, masked: str) -> list[Entity]:
         """Address spans in ``masked`` (phones and times blanked out), valued as written."""
@@ -277,6 +321,19 @@ def _alternation(words: Iterable[str], after: str = "") -> re.Pattern[str] | Non
 
 
 def _without_overlaps(entities: list[Entity]) -> tuple[Entity, ...]:
+    # A service name from the lookups is exact: an address that cuts into one without
+    # covering it (办农村… in 办农村部分计划生育家庭奖励扶助) is no address.
+    services = [(e.start, e.end) for e in entities if e.entity == "service"]
+    if services:
+        entities = [
+            e
+            for e in entities
+            if e.entity != "address"
+            or not any(
+                e.start < end and start < e.end and not (e.start <= start and end <= e.end)
+                for start, end in services
+            )
+        ]
     kept: list[Entity] = []
     for ent in sorted(entities, key=lambda e: (e.start, -(e.end - e.start))):
         if kept and ent.start < kept[-1].end:
