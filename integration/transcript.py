@@ -215,17 +215,26 @@ class Transcript:
         records: Sequence[InboundRecord],
         outcomes: Sequence[_Outcome],
     ) -> list[StoredInbound | BaseException | None]:
-        """``_write`` on PostgreSQL: asyncpg directly, in autocommit, one statement for
-        the batch (and one for each chat whose conversation id is not cached yet)."""
+        """``_write`` on PostgreSQL: asyncpg directly, one statement for the batch, in
+        autocommit; with a chat whose conversation id is not cached yet, one statement
+        more for each such chat, and all in one transaction (one commit to wait for)."""
 
         async def write() -> tuple[dict[tuple[str, str], int], list[int]]:
+            self._created_residents = []
             async with self._engine.connect() as connection, driver_errors(connection):
                 pg = await postgres_driver(connection)
-                conversations = [
-                    await self._pg_conversation(pg, (r.channel, r.chat_id), r.user_id)
-                    for r in records
-                ]
-                return await self._pg_batch(pg, records, conversations, outcomes), conversations
+                if all((r.channel, r.chat_id) in self._conversations for r in records):
+                    conversations = [self._pg_cached((r.channel, r.chat_id)) for r in records]
+                    batch = await self._pg_batch(pg, records, conversations, outcomes)
+                    return batch, conversations
+                # A new chat: its rows and the batch in one transaction (one commit).
+                async with pg.transaction():
+                    conversations = [
+                        await self._pg_conversation(pg, (r.channel, r.chat_id), r.user_id)
+                        for r in records
+                    ]
+                    batch = await self._pg_batch(pg, records, conversations, outcomes)
+                    return batch, conversations
 
         try:
             stored, conversations = await write()
@@ -236,8 +245,15 @@ class Transcript:
                 self._conversations.pop((record.channel, record.chat_id), None)
             resident_ids(self._engine).clear()
             stored, conversations = await write()
+        known = resident_ids(self._engine)
+        for channel, user_id, resident_id in self._created_residents:  # committed now
+            known.put(channel, user_id, resident_id)
         inbound = iter(self._claim(records, conversations, stored))
         return [next(inbound) if isinstance(item, InboundRecord) else None for item in items]
+
+    def _pg_cached(self, key: tuple[str, str]) -> int:
+        self._conversations.move_to_end(key)
+        return self._conversations[key]
 
     async def _pg_conversation(self, pg: Any, key: tuple[str, str], user_id: str) -> int:
         cached = self._conversations.get(key)
@@ -248,8 +264,8 @@ class Transcript:
         for _ in range(3):
             row = await pg.fetchrow(_PG_CHAT, channel, user_id, chat_id, utcnow())
             if row["resident_id"] is not None and row["conversation_id"] is not None:
-                # Committed already (autocommit): both ids may be cached.
-                resident_ids(self._engine).put(channel, user_id, int(row["resident_id"]))
+                # Cached once the transaction commits.
+                self._created_residents.append((channel, user_id, int(row["resident_id"])))
                 return int(row["conversation_id"])
         raise RuntimeError(f"could not find or create the conversation of {channel}:{chat_id}")
 
