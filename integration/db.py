@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -9,8 +11,9 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -57,6 +60,42 @@ def autocommit(engine: AsyncEngine) -> AsyncEngine:
     on its own.
     """
     return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+async def postgres_driver(connection: AsyncConnection) -> Any:
+    """The asyncpg connection under a pooled PostgreSQL connection, for the hottest
+    statements: run directly, they skip SQLAlchemy's execution layer (a greenlet
+    switch, an execution context and result processing for each).
+
+    Statements run this way are outside SQLAlchemy's transaction, so in autocommit
+    unless the caller starts asyncpg's own: they must each be atomic on their own. Wrap
+    their use in ``driver_errors``.
+    """
+    raw = await connection.get_raw_connection()
+    return raw.driver_connection
+
+
+@asynccontextmanager
+async def driver_errors(connection: AsyncConnection) -> AsyncIterator[None]:
+    """asyncpg's errors as SQLAlchemy's, for callers that handle those: a constraint
+    violation is ``IntegrityError``; a lost connection is invalidated (the pool opens
+    a new one) and raised as ``DBAPIError``."""
+    import asyncpg  # only PostgreSQL comes here
+
+    try:
+        yield
+    except asyncpg.IntegrityConstraintViolationError as exc:
+        raise IntegrityError(None, None, exc) from exc
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        raw = await connection.get_raw_connection()
+        lost = not isinstance(exc, asyncpg.PostgresError) or isinstance(
+            exc, asyncpg.PostgresConnectionError
+        )
+        driver = raw.driver_connection
+        if lost or driver is None or driver.is_closed():
+            await connection.invalidate(exc)
+            raise DBAPIError(None, None, exc, connection_invalidated=True) from exc
+        raise
 
 
 def _refuse_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:

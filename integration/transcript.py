@@ -12,13 +12,15 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from integration.batch import GroupCommit
+from integration.db import driver_errors, postgres_driver
 from integration.errors import DuplicateMessage
 from integration.models import Conversation, Direction, Message, utcnow
 from integration.privacy import mask
@@ -59,6 +61,61 @@ class TranscriptLine:
     intent: str | None
     created_at: datetime
 
+
+# PostgreSQL: a whole batch in one statement, atomic on its own, so one round trip and
+# no BEGIN/COMMIT: the finished turns' intents (UPDATE) and replies (INSERT), and the
+# new inbound rows (INSERT ... ON CONFLICT DO NOTHING RETURNING what was stored). An
+# outcome only ever names an inbound row an earlier batch committed.
+_PG_BATCH = """
+WITH outcome AS (
+    UPDATE messages AS m SET intent = o.intent, confidence = o.confidence
+    FROM unnest($1::bigint[], $2::text[], $3::float8[]) AS o(id, intent, confidence)
+    WHERE m.id = o.id
+), reply AS (
+    INSERT INTO messages (conversation_id, channel, direction, external_id, text,
+                          latitude, longitude, location_label, media_ref, created_at)
+    SELECT r.conversation_id, r.channel, 'out', NULL, r.text, NULL, NULL, '', '', $4
+    FROM unnest($5::bigint[], $6::text[], $7::text[]) WITH ORDINALITY
+         AS r(conversation_id, channel, text, n)
+    ORDER BY r.n
+)
+INSERT INTO messages (conversation_id, channel, direction, external_id, text,
+                      latitude, longitude, location_label, media_ref, created_at)
+SELECT i.conversation_id, i.channel, 'in', i.external_id, i.text,
+       i.latitude, i.longitude, i.location_label, i.media_ref, i.created_at
+FROM unnest($8::bigint[], $9::text[], $10::text[], $11::text[], $12::float8[],
+            $13::float8[], $14::text[], $15::text[], $16::timestamptz[]) WITH ORDINALITY
+     AS i(conversation_id, channel, external_id, text, latitude, longitude,
+          location_label, media_ref, created_at, n)
+ORDER BY i.n
+ON CONFLICT (channel, external_id) DO NOTHING
+RETURNING id, channel, external_id
+"""
+
+# PostgreSQL: a chat's resident and conversation, found or created, in one statement
+# (atomic on its own). A row another transaction commits while it runs is invisible to
+# its snapshot and not inserted either: both ids come back NULL, and it is run again.
+_PG_CHAT = """
+WITH found AS (
+    SELECT id FROM residents WHERE channel = $1 AND external_id = $2
+), created AS (
+    INSERT INTO residents (channel, external_id, display_name, phone, created_at)
+    SELECT $1, $2, '', '', $4 WHERE NOT EXISTS (SELECT 1 FROM found)
+    ON CONFLICT (channel, external_id) DO NOTHING
+    RETURNING id
+), who AS (
+    SELECT id FROM found UNION ALL SELECT id FROM created
+), chat AS (
+    INSERT INTO conversations (resident_id, channel, chat_id, started_at)
+    SELECT id, $1, $3, $4 FROM who
+    ON CONFLICT (channel, chat_id) DO NOTHING
+    RETURNING id
+)
+SELECT (SELECT id FROM who LIMIT 1) AS resident_id,
+       COALESCE((SELECT id FROM chat),
+                (SELECT id FROM conversations WHERE channel = $1 AND chat_id = $3))
+           AS conversation_id
+"""
 
 _SET_INTENT = (
     update(Message)
@@ -126,6 +183,8 @@ class Transcript:
         """One transaction for every pending write: new messages and finished turns."""
         records = [item for item in items if isinstance(item, InboundRecord)]
         outcomes = [item for item in items if isinstance(item, _Outcome)]
+        if self._engine.dialect.name == "postgresql":
+            return await self._write_postgres(items, records, outcomes)
 
         async def write() -> tuple[dict[tuple[str, str], int], list[int]]:
             self._created_residents = []
@@ -149,6 +208,101 @@ class Transcript:
             known.put(channel, user_id, resident_id)
         inbound = iter(self._claim(records, conversations, stored))
         return [next(inbound) if isinstance(item, InboundRecord) else None for item in items]
+
+    async def _write_postgres(
+        self,
+        items: Sequence[InboundRecord | _Outcome],
+        records: Sequence[InboundRecord],
+        outcomes: Sequence[_Outcome],
+    ) -> list[StoredInbound | BaseException | None]:
+        """``_write`` on PostgreSQL: asyncpg directly, one statement for the batch, in
+        autocommit; with a chat whose conversation id is not cached yet, one statement
+        more for each such chat, and all in one transaction (one commit to wait for)."""
+
+        async def write() -> tuple[dict[tuple[str, str], int], list[int]]:
+            self._created_residents = []
+            async with self._engine.connect() as connection, driver_errors(connection):
+                pg = await postgres_driver(connection)
+                if all((r.channel, r.chat_id) in self._conversations for r in records):
+                    conversations = [self._pg_cached((r.channel, r.chat_id)) for r in records]
+                    batch = await self._pg_batch(pg, records, conversations, outcomes)
+                    return batch, conversations
+                # A new chat: its rows and the batch in one transaction (one commit).
+                async with pg.transaction():
+                    conversations = [
+                        await self._pg_conversation(pg, (r.channel, r.chat_id), r.user_id)
+                        for r in records
+                    ]
+                    batch = await self._pg_batch(pg, records, conversations, outcomes)
+                    return batch, conversations
+
+        try:
+            stored, conversations = await write()
+        except IntegrityError:
+            # A cached conversation or resident id may be stale (see ``_write``). The
+            # statement failed as a whole, so nothing of it was written.
+            for record in records:
+                self._conversations.pop((record.channel, record.chat_id), None)
+            resident_ids(self._engine).clear()
+            stored, conversations = await write()
+        known = resident_ids(self._engine)
+        for channel, user_id, resident_id in self._created_residents:  # committed now
+            known.put(channel, user_id, resident_id)
+        inbound = iter(self._claim(records, conversations, stored))
+        return [next(inbound) if isinstance(item, InboundRecord) else None for item in items]
+
+    def _pg_cached(self, key: tuple[str, str]) -> int:
+        self._conversations.move_to_end(key)
+        return self._conversations[key]
+
+    async def _pg_conversation(self, pg: Any, key: tuple[str, str], user_id: str) -> int:
+        cached = self._conversations.get(key)
+        if cached is not None:
+            self._conversations.move_to_end(key)
+            return cached
+        channel, chat_id = key
+        for _ in range(3):
+            row = await pg.fetchrow(_PG_CHAT, channel, user_id, chat_id, utcnow())
+            if row["resident_id"] is not None and row["conversation_id"] is not None:
+                # Cached once the transaction commits.
+                self._created_residents.append((channel, user_id, int(row["resident_id"])))
+                return int(row["conversation_id"])
+        raise RuntimeError(f"could not find or create the conversation of {channel}:{chat_id}")
+
+    @staticmethod
+    async def _pg_batch(
+        pg: Any,
+        records: Sequence[InboundRecord],
+        conversations: Sequence[int],
+        outcomes: Sequence[_Outcome],
+    ) -> dict[tuple[str, str], int]:
+        intents = [o for o in outcomes if o.intent is not None]
+        replies = [(o.stored, text) for o in outcomes for text in o.replies]
+        rows: dict[tuple[str, str], tuple[int, InboundRecord]] = {}
+        for record, conversation_id in zip(records, conversations, strict=True):
+            # A message delivered twice within one batch is stored once.
+            rows.setdefault((record.channel, record.message_id), (conversation_id, record))
+        inbound = list(rows.values())
+        found = await pg.fetch(
+            _PG_BATCH,
+            [o.stored.message_id for o in intents],
+            [o.intent for o in intents],
+            [o.confidence for o in intents],
+            utcnow(),
+            [stored.conversation_id for stored, _ in replies],
+            [stored.channel for stored, _ in replies],
+            [mask(text) for _, text in replies],
+            [conversation_id for conversation_id, _ in inbound],
+            [r.channel for _, r in inbound],
+            [r.message_id for _, r in inbound],
+            [mask(r.text) for _, r in inbound],
+            [r.latitude for _, r in inbound],
+            [r.longitude for _, r in inbound],
+            [r.location_label for _, r in inbound],
+            [r.media_ref for _, r in inbound],
+            [_utc(r.time) for _, r in inbound],
+        )
+        return {(channel, external): int(i) for i, channel, external in found}
 
     async def _write_inbound(
         self, connection: AsyncConnection, records: Sequence[InboundRecord]
@@ -267,3 +421,10 @@ class Transcript:
         self._conversations.move_to_end(key)
         if len(self._conversations) > self._cache_size:
             self._conversations.popitem(last=False)
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:  # as the UTCDateTime column refuses them
+        message = "naive datetime given to a UTC column"
+        raise StatementError(message, None, None, ValueError(message))
+    return value.astimezone(UTC)

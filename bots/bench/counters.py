@@ -3,7 +3,9 @@
 Wall-clock numbers on a shared machine move with the neighbours' load; the number of
 SQL statements, transactions and Redis round trips a message costs, and the CPU time
 the server process spends on it, do not. ``Counters.install`` hooks SQLAlchemy's engine
-events (every statement any engine runs, and every commit) and wraps the Redis
+events (every statement any engine runs, and every commit), wraps the asyncpg
+connection's ``fetch``/``fetchrow``/``fetchval`` (the statements the hot path runs on the
+driver directly, past SQLAlchemy, each in autocommit), and wraps the Redis
 client's command and pipeline execution (no MONITOR: the counting happens in the
 server process itself), so a benchmark can divide by the messages it sent.
 """
@@ -78,6 +80,7 @@ class Counters:
         self._undo.append(lambda: event.remove(Engine, "before_cursor_execute", self._on_statement))
         self._undo.append(lambda: event.remove(Engine, "commit", self._on_commit))
         self._wrap_redis()
+        self._wrap_asyncpg()
         self.reset()
         return self
 
@@ -154,3 +157,28 @@ class Counters:
         wrap(RedisCluster, "execute_command", one)
         wrap(Pipeline, "execute", queued)
         wrap(ClusterPipeline, "execute", queued)
+
+    def _wrap_asyncpg(self) -> None:
+        """Count the statements run on asyncpg directly (``integration.db.postgres_driver``).
+
+        SQLAlchemy's own statements go through prepared statements and ``executemany``,
+        never these methods, so nothing is counted twice.
+        """
+        try:
+            from asyncpg.connection import Connection
+        except ImportError:  # no PostgreSQL driver installed: nothing runs there
+            return
+        counters = self
+
+        def wrap(name: str) -> None:
+            original = getattr(Connection, name)
+
+            async def counted(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+                counters._on_statement(None, None, query)
+                return await original(self, query, *args, **kwargs)
+
+            setattr(Connection, name, counted)
+            self._undo.append(lambda: setattr(Connection, name, original))
+
+        for name in ("fetch", "fetchrow", "fetchval"):
+            wrap(name)
