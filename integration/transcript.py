@@ -10,7 +10,7 @@ remembered contact, with their consent), not in the chat log.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -177,6 +177,32 @@ class Transcript:
         """Store what was understood of an inbound message and the replies it got."""
         await self._writes.submit(_Outcome(stored, intent, confidence, replies))
 
+    async def _run(
+        self,
+        write: Callable[[], Awaitable[tuple[dict[tuple[str, str], int], list[int]]]],
+        items: Sequence[InboundRecord | _Outcome],
+        records: Sequence[InboundRecord],
+    ) -> list[StoredInbound | BaseException | None]:
+        """Run a batch's ``write``, and again once if a cached id was stale.
+
+        A cached conversation or resident id may be stale (the resident was forgotten,
+        by another process): the failed write left nothing behind (one transaction, or
+        one statement), so the ids are looked up again and the batch written once more.
+        A batch that still fails is retried row by row by the group commit.
+        """
+        try:
+            stored, conversations = await write()
+        except IntegrityError:
+            for record in records:
+                self._conversations.pop((record.channel, record.chat_id), None)
+            resident_ids(self._engine).clear()
+            stored, conversations = await write()
+        known = resident_ids(self._engine)
+        for channel, user_id, resident_id in self._created_residents:  # committed now
+            known.put(channel, user_id, resident_id)
+        inbound = iter(self._claim(records, conversations, stored))
+        return [next(inbound) if isinstance(item, InboundRecord) else None for item in items]
+
     async def _write(
         self, items: Sequence[InboundRecord | _Outcome]
     ) -> list[StoredInbound | BaseException | None]:
@@ -193,21 +219,7 @@ class Transcript:
                 await self._write_outcomes(connection, outcomes)
             return written
 
-        try:
-            stored, conversations = await write()
-        except IntegrityError:
-            # A cached conversation or resident id may be stale (the resident was
-            # forgotten, by another process): look them up again, once. A batch that
-            # still fails is retried row by row by the group commit.
-            for record in records:
-                self._conversations.pop((record.channel, record.chat_id), None)
-            resident_ids(self._engine).clear()
-            stored, conversations = await write()
-        known = resident_ids(self._engine)
-        for channel, user_id, resident_id in self._created_residents:  # committed now
-            known.put(channel, user_id, resident_id)
-        inbound = iter(self._claim(records, conversations, stored))
-        return [next(inbound) if isinstance(item, InboundRecord) else None for item in items]
+        return await self._run(write, items, records)
 
     async def _write_postgres(
         self,
@@ -236,20 +248,7 @@ class Transcript:
                     batch = await self._pg_batch(pg, records, conversations, outcomes)
                     return batch, conversations
 
-        try:
-            stored, conversations = await write()
-        except IntegrityError:
-            # A cached conversation or resident id may be stale (see ``_write``). The
-            # statement failed as a whole, so nothing of it was written.
-            for record in records:
-                self._conversations.pop((record.channel, record.chat_id), None)
-            resident_ids(self._engine).clear()
-            stored, conversations = await write()
-        known = resident_ids(self._engine)
-        for channel, user_id, resident_id in self._created_residents:  # committed now
-            known.put(channel, user_id, resident_id)
-        inbound = iter(self._claim(records, conversations, stored))
-        return [next(inbound) if isinstance(item, InboundRecord) else None for item in items]
+        return await self._run(write, items, records)
 
     def _pg_cached(self, key: tuple[str, str]) -> int:
         self._conversations.move_to_end(key)
