@@ -15,14 +15,15 @@ from datetime import date, datetime, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, func, insert, or_, select
+from sqlalchemy import Select, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from integration import case_reads as reads
 from integration.changes import lock_case, queue_job, record_change
 from integration.db import autocommit
 from integration.errors import CaseNotFound, InvalidTransition
-from integration.lifecycle import OPEN, can_move
+from integration.lifecycle import can_move
 from integration.models import (
     Case,
     CaseCounter,
@@ -32,7 +33,6 @@ from integration.models import (
     CaseStatus,
     OutboxKind,
     ProxyConsent,
-    Resident,
     utcnow,
 )
 from integration.opening import OPEN_CASE
@@ -116,7 +116,7 @@ class CaseView:
 
     @classmethod
     def of(cls, row: Any, followers: tuple[tuple[str, str], ...] = ()) -> CaseView:
-        """Snapshot a row of ``_VIEW_COLUMNS`` and the case's followers."""
+        """Snapshot a row of ``case_reads.VIEW_COLUMNS`` and the case's followers."""
         return cls(
             number=row.number,
             category=row.category,
@@ -142,40 +142,6 @@ class CaseView:
 
 
 _INSERT_CASE = insert(Case).returning(Case.id)
-# What a CaseView shows, in one row per case: Core, not the ORM, since residents'
-# turns read cases (duplicate checks, 我的进度) and the ORM's loading cost 4 queries.
-_VIEW_COLUMNS = (
-    Case.id,
-    Case.number,
-    Case.category,
-    Case.status,
-    Case.description,
-    Case.address,
-    Case.channel,
-    Case.chat_id,
-    Case.latitude,
-    Case.longitude,
-    Case.created_at,
-    Case.updated_at,
-    Case.grid,
-    select(func.count())
-    .where(CaseMedia.case_id == Case.id)
-    .correlate(Case)
-    .scalar_subquery()
-    .label("media_count"),
-    select(CaseEvent.note)
-    .where(CaseEvent.case_id == Case.id)
-    .correlate(Case)
-    .order_by(CaseEvent.id.desc())
-    .limit(1)
-    .scalar_subquery()
-    .label("last_note"),
-    select(func.count())
-    .where(CaseFollower.case_id == Case.id)
-    .correlate(Case)
-    .scalar_subquery()
-    .label("follower_count"),
-)
 
 
 def local_minute(moment: datetime) -> str:
@@ -358,7 +324,7 @@ class CaseBook:
 
     async def get(self, number: str) -> CaseView:
         """One case by number (case-insensitive)."""
-        views = await self._views(select(*_VIEW_COLUMNS).where(Case.number == number.upper()))
+        views = await self._views(reads.BY_NUMBER, {"number": number.upper()})
         if not views:
             raise CaseNotFound(number)
         return views[0][1]
@@ -367,38 +333,30 @@ class CaseBook:
         self, statuses: Sequence[CaseStatus] = (), limit: int = 100
     ) -> list[CaseView]:
         """The newest cases first, optionally only those in ``statuses``."""
-        query = select(*_VIEW_COLUMNS).order_by(Case.id.desc()).limit(limit)
+        query = select(*reads.VIEW_COLUMNS).order_by(Case.id.desc()).limit(limit)
         if statuses:
             query = query.where(Case.status.in_([s.value for s in statuses]))
         return [view for _, view in await self._views(query)]
 
     async def open_cases(self, channel: str, user_id: str) -> list[CaseView]:
         """A resident's open cases, reported or followed, newest first."""
-        resident = _resident_id(channel, user_id)
-        followed = select(CaseFollower.case_id).where(CaseFollower.resident_id == resident)
-        query = (
-            select(*_VIEW_COLUMNS)
-            .where(or_(Case.resident_id == resident, Case.id.in_(followed)))
-            .where(Case.status.in_([s.value for s in OPEN]))
-            .order_by(Case.id.desc())
-        )
-        return [view for _, view in await self._views(query)]
+        found = await self._views(reads.OPEN_OF_RESIDENT, {"channel": channel, "user_id": user_id})
+        return [view for _, view in found]
 
-    async def _views(self, query: Select[Any]) -> list[tuple[Any, CaseView]]:
-        """Run a ``_VIEW_COLUMNS`` query: each row with its view, followers included.
+    async def _views(
+        self, query: Select[Any], params: dict[str, Any] | None = None
+    ) -> list[tuple[Any, CaseView]]:
+        """Run a query of ``reads.VIEW_COLUMNS``: each row with its view, followers
+        included.
 
         One query for the cases and, only when any of them has followers, one for those.
         """
         async with self._reads.connect() as connection:
-            rows = (await connection.execute(query)).all()
+            rows = (await connection.execute(query, params or {})).all()
             if not any(row.follower_count for row in rows):
                 return [(row, CaseView.of(row)) for row in rows]
             followers: dict[int, list[tuple[str, str]]] = {}
-            found = await connection.execute(
-                select(CaseFollower.case_id, CaseFollower.channel, CaseFollower.chat_id)
-                .where(CaseFollower.case_id.in_([row.id for row in rows]))
-                .order_by(CaseFollower.id)
-            )
+            found = await connection.execute(reads.FOLLOWERS, {"ids": [row.id for row in rows]})
             for case_id, channel, chat_id in found:
                 followers.setdefault(case_id, []).append((channel, chat_id))
         return [(row, CaseView.of(row, tuple(followers.get(row.id, ())))) for row in rows]
@@ -410,40 +368,27 @@ class CaseBook:
         coordinates or at exactly its address. The resident's own and followed cases
         are left out: they are already theirs.
         """
-        now = utcnow()
-        resident = _resident_id(draft.channel, draft.user_id)
-        followed = select(CaseFollower.case_id).where(CaseFollower.resident_id == resident)
-        places = []
-        if draft.address.strip():
-            places.append(Case.address == draft.address.strip())
+        address = draft.address.strip()
         lat, lon = draft.latitude, draft.longitude
+        near = lat is not None and lon is not None
+        if not address and not near:
+            return []
+        params: dict[str, Any] = {
+            "channel": draft.channel,
+            "user_id": draft.user_id,
+            "category": draft.category,
+            "since": utcnow() - DUPLICATE_WINDOW,
+        }
+        if address:
+            params["address"] = address
         if lat is not None and lon is not None:
             dlat = DUPLICATE_RADIUS_M / 111_000.0
             dlon = dlat / max(math.cos(math.radians(lat)), 0.01)
-            places.append(
-                and_(
-                    Case.latitude.between(lat - dlat, lat + dlat),
-                    Case.longitude.between(lon - dlon, lon + dlon),
-                )
-            )
-        if not places:
-            return []
-        query = (
-            select(*_VIEW_COLUMNS)
-            .where(
-                Case.category == draft.category,
-                Case.created_at >= now - DUPLICATE_WINDOW,
-                Case.status.in_([s.value for s in OPEN]),
-                or_(*places),
-                or_(Case.resident_id != resident, resident.is_(None)),
-                Case.id.not_in(followed),
-            )
-            .order_by(Case.id.desc())
-            .limit(20)
-        )
-        address = draft.address.strip()
+            params.update(lat_lo=lat - dlat, lat_hi=lat + dlat)
+            params.update(lon_lo=lon - dlon, lon_hi=lon + dlon)
+        query = reads.similar(at_address=bool(address), near=near)
         found: list[tuple[float, CaseView]] = []
-        for row, view in await self._views(query):
+        for row, view in await self._views(query, params):
             if address and row.address == address:
                 found.append((0.0, view))
             elif None not in (lat, lon, row.latitude, row.longitude):
@@ -485,14 +430,6 @@ def _reported(draft: CaseDraft) -> dict[str, Any]:
         "longitude": draft.longitude,
         "grid": draft.grid,
     }
-
-
-def _resident_id(channel: str, user_id: str) -> Any:
-    return (
-        select(Resident.id)
-        .where(Resident.channel == channel, Resident.external_id == user_id)
-        .scalar_subquery()
-    )
 
 
 async def _next_sequence(connection: AsyncConnection, now: datetime) -> tuple[date, int]:

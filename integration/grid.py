@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, literal_column, select
 
 from console.audit import Actor, AuditLog
 from integration.cases import CaseBook, CaseView
@@ -52,6 +52,17 @@ class GridRefused(IntegrationError):
         self.number = number
 
 
+# Is this chat an active grid worker's? Asked once in every conversation, so built once
+# (see integration.case_reads): ``channel`` and ``chat_id`` go in as parameters.
+_WORKER = (
+    select(StaffAccount.username, StaffAccount.grid, StaffAccount.community)
+    .join(StaffChat, StaffChat.staff == StaffAccount.username)
+    .where(StaffChat.channel == bindparam("channel"), StaffChat.chat_id == bindparam("chat_id"))
+    .where(StaffAccount.role == literal_column(f"'{StaffRole.grid.value}'"))
+    .where(StaffAccount.active.is_(True), StaffAccount.grid != literal_column("''"))
+)
+
+
 class GridBook:
     """Grid workers' chats and their on-the-spot closes, over the local case desk."""
 
@@ -64,13 +75,7 @@ class GridBook:
         """The active grid worker whose linked chat this is, else None (a resident)."""
         async with self._reads.connect() as connection:
             row = (
-                await connection.execute(
-                    select(StaffAccount.username, StaffAccount.grid, StaffAccount.community)
-                    .join(StaffChat, StaffChat.staff == StaffAccount.username)
-                    .where(StaffChat.channel == channel, StaffChat.chat_id == chat_id)
-                    .where(StaffAccount.role == StaffRole.grid.value)
-                    .where(StaffAccount.active.is_(True), StaffAccount.grid != "")
-                )
+                await connection.execute(_WORKER, {"channel": channel, "chat_id": chat_id})
             ).first()
         if row is None:
             return None
