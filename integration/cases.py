@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from integration import case_reads as reads
 from integration.changes import lock_case, queue_job, record_change
-from integration.db import autocommit
+from integration.db import autocommit, fetch_rows
 from integration.errors import CaseNotFound, InvalidTransition
 from integration.lifecycle import can_move
 from integration.models import (
@@ -266,24 +266,20 @@ class CaseBook:
             return None
         local = self.platform == LOCAL_DESK
         day = now.astimezone(LOCAL_TZ).date()
+        params = {
+            **_reported(draft),
+            "day": day,
+            "prefix": number_prefix(day),
+            "resident_id": resident_id,
+            "platform": self.platform,
+            "local": local,
+            "now": now,
+            "actor": f"grid:{draft.grid}" if draft.grid else "resident",
+            "forward": not local,
+        }
         try:
             async with self._reads.connect() as connection:
-                row = (
-                    await connection.execute(
-                        OPEN_CASE,
-                        {
-                            **_reported(draft),
-                            "day": day,
-                            "prefix": number_prefix(day),
-                            "resident_id": resident_id,
-                            "platform": self.platform,
-                            "local": local,
-                            "now": now,
-                            "actor": f"grid:{draft.grid}" if draft.grid else "resident",
-                            "forward": not local,
-                        },
-                    )
-                ).one()
+                (row,) = await fetch_rows(connection, OPEN_CASE, params)
         except IntegrityError:  # the resident was forgotten by another process
             known.clear()
             return None
@@ -352,7 +348,7 @@ class CaseBook:
         One query for the cases and, only when any of them has followers, one for those.
         """
         async with self._reads.connect() as connection:
-            rows = (await connection.execute(query, params or {})).all()
+            rows = await fetch_rows(connection, query, params or {})
             if not any(row.follower_count for row in rows):
                 return [(row, CaseView.of(row)) for row in rows]
             followers: dict[int, list[tuple[str, str]]] = {}

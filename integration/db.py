@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections import namedtuple
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, inspect
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy import Select, TypeDecorator, event, inspect
+from sqlalchemy.engine import URL, Connection, Dialect, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -19,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from integration.errors import DatabaseMissing
 
@@ -96,6 +100,85 @@ async def driver_errors(connection: AsyncConnection) -> AsyncIterator[None]:
             await connection.invalidate(exc)
             raise DBAPIError(None, None, exc, connection_invalidated=True) from exc
         raise
+
+
+AnySelect: TypeAlias = "Select[*tuple[Any, ...]]"
+
+
+@dataclass(frozen=True, slots=True)
+class _DriverSQL:
+    """A statement compiled once for asyncpg."""
+
+    statement: AnySelect  # kept, so that its id stays its own
+    compiled: SQLCompiler
+    order: tuple[str, ...]  # the parameters' names, in the order of $1, $2, ...
+    processors: dict[str, Any]  # the parameters' bind processors, where they have one
+    row: Callable[[Any], Any]  # an asyncpg record to a row with attributes
+
+
+_DRIVER_SQL: dict[int, _DriverSQL] = {}
+
+
+async def fetch_rows(
+    connection: AsyncConnection, statement: AnySelect, params: Mapping[str, Any]
+) -> Sequence[Any]:
+    """The rows of ``statement``, a SELECT built once (at import), each with its columns
+    as attributes.
+
+    On PostgreSQL the statement is compiled once and run on asyncpg directly
+    (``postgres_driver``), so a read in a resident's turn skips SQLAlchemy's execution
+    layer; errors come back as SQLAlchemy's (``driver_errors``). Elsewhere it runs
+    through SQLAlchemy. Statements with expanding (IN list) parameters are refused:
+    their SQL is only known per call.
+    """
+    if connection.dialect.name != "postgresql":
+        return (await connection.execute(statement, params)).all()
+    sql = _DRIVER_SQL.get(id(statement))
+    if sql is None or sql.statement is not statement:
+        sql = _DRIVER_SQL[id(statement)] = _compile_for_driver(statement, connection.dialect)
+    values = sql.compiled.construct_params(dict(params)) or {}
+    args = []
+    for name in sql.order:
+        process = sql.processors.get(name)
+        args.append(process(values[name]) if process is not None else values[name])
+    driver = await postgres_driver(connection)
+    async with driver_errors(connection):
+        records = await driver.fetch(sql.compiled.string, *args)
+    return [sql.row(record) for record in records]
+
+
+def _compile_for_driver(statement: AnySelect, dialect: Dialect) -> _DriverSQL:
+    compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
+    if compiled.post_compile_params:
+        raise ValueError("expanding parameters: the SQL is only known per call")
+    columns = statement.selected_columns
+    row = namedtuple("row", columns.keys(), rename=True)  # type: ignore[misc]
+    # asyncpg's values are those SQLAlchemy's asyncpg dialect passes on for the plain
+    # types; our own types (TypeDecorators such as UTCDateTime) still convert theirs.
+    results = [
+        partial(column.type.process_result_value, dialect=dialect)
+        if isinstance(column.type, TypeDecorator)
+        else None
+        for column in columns
+    ]
+    make: Callable[[Any], Any] = row._make
+    if any(results):
+        steps = [process or _same for process in results]
+
+        def make(record: Any) -> Any:
+            return row._make([step(value) for step, value in zip(steps, record, strict=True)])
+
+    return _DriverSQL(
+        statement,
+        compiled,
+        tuple(compiled.positiontup or ()),
+        dict(compiled._bind_processors),
+        make,
+    )
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _refuse_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy import bindparam, literal_column, select
 
 from console.audit import Actor, AuditLog
 from integration.cases import CaseBook, CaseView
-from integration.db import autocommit
+from integration.db import autocommit, fetch_rows
 from integration.errors import CaseNotFound, IntegrationError, InvalidTransition
 from integration.lifecycle import can_move
 from integration.models import CaseStatus, StaffAccount, StaffChat, StaffRole
@@ -74,11 +74,10 @@ class GridBook:
     async def worker(self, channel: str, chat_id: str) -> GridWorker | None:
         """The active grid worker whose linked chat this is, else None (a resident)."""
         async with self._reads.connect() as connection:
-            row = (
-                await connection.execute(_WORKER, {"channel": channel, "chat_id": chat_id})
-            ).first()
-        if row is None:
+            rows = await fetch_rows(connection, _WORKER, {"channel": channel, "chat_id": chat_id})
+        if not rows:
             return None
+        row = rows[0]
         return GridWorker(row.username, row.grid, row.community, channel, chat_id)
 
     async def assigned(self, worker: GridWorker, number: str) -> CaseView:

@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bots.bench.counters import Counters
 from integration.cases import LOCAL_TZ, CaseBook, CaseDraft, format_number
 from integration.changes import outbox_key
 from integration.models import (
@@ -43,24 +44,6 @@ def draft(user: str = "u1", **changes: Any) -> CaseDraft:
     return storage_draft(user, channel="wechat", **changes)
 
 
-class Statements:
-    """Counts the statements an engine sends while active."""
-
-    def __init__(self, sessions: Sessions) -> None:
-        self.engine = sessions.kw["bind"].sync_engine
-        self.count = 0
-
-    def _seen(self, *_: Any) -> None:
-        self.count += 1
-
-    def __enter__(self) -> Statements:
-        event.listen(self.engine, "before_cursor_execute", self._seen)
-        return self
-
-    def __exit__(self, *_: Any) -> None:
-        event.remove(self.engine, "before_cursor_execute", self._seen)
-
-
 async def rows(sessions: Sessions, model: Any, *where: Any) -> list[Any]:
     async with sessions() as session:
         return list(await session.scalars(select(model).where(*where).order_by(model.id)))
@@ -80,12 +63,15 @@ async def test_a_known_residents_case_takes_one_statement_on_postgresql(
     book = CaseBook(sessions)
     await known(book, "u1")
 
-    with Statements(sessions) as statements:
+    counters = Counters().install()  # SQLAlchemy's statements and the driver's
+    try:
         case = await book.create_case(draft("u1"))
+    finally:
+        counters.uninstall()
 
     postgres = sessions.kw["bind"].dialect.name == "postgresql"
     # SQLite: counter, case, history entry (the resident's id is cached).
-    assert statements.count == (1 if postgres else 3)
+    assert counters.snapshot().statements == (1 if postgres else 3)
     assert int(case.number[-4:]) == 3
     assert case.number == format_number(case.created_at.astimezone(LOCAL_TZ).date(), 3)
 
