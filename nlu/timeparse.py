@@ -351,6 +351,8 @@ _SINCE_EVENT = (
     # 从去年到现在, 从开工到现在: a since-expression with its end said
     rf"|(?:自从?|从)(?:{_SINCE_WORD}|{_EVENT}){{1,3}}(?:上旬|中旬|下旬|初|底|中)?到(?:现在|今天|如今)"
 )
+
+
 # A day may come with a part of the day and a clock ([从今天早上起], [自11月20日晚起],
 # [从今天上午9点开始]).
 def _since_part(n: str) -> str:
