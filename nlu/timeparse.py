@@ -38,8 +38,11 @@ Conventions, Duckling-like: prefer the future, weeks run Monday to Sunday.
 - N小时后, 半小时后, 一个半小时后, N分钟后 are ``now`` plus that, to the minute (…前 counts
   back), grain ``minute``.
 - Recurring expressions (每天半夜, 每周一, 每晚8点) are not one time and are skipped, as
-  are 一点 meaning "a little" (快一点, 一点都不), house numbers (3号楼, 小区3号) and 一次
-  after a week (这周一次都没来 is this week, not Monday).
+  are 一点 meaning "a little" (快一点, 一点都不, 一点小事), points of a list (以下三点),
+  一时 "for the moment" (一时半会儿), directions (10点钟方向), house and plot numbers
+  (3号楼, 小区3号, 8号地块) and 一次 after a week (这周一次都没来 is this week, not Monday).
+- 前/以前/之前 after a clock are part of it like 以后 (下午5点前 is 17:00; not 10点前来,
+  "come at ten"); 本周内 is this week; a clock range may end on 今天 (昨晚11点半到今天凌晨一点).
 
 Periods are what a complaint says about how long, how often or in which stretch of the
 calendar, not when to meet:
@@ -62,6 +65,19 @@ calendar, not when to meet:
   开春以后); after an event (报修以后, 出院以后) there is no time;
 - 每到/每逢 before a calendar word or a part of the day (每到周末, 每逢周末及节假日,
   每到傍晚; not 每到下雨天), and 每年 with months (每年5月至6月, 每年7-8月).
+- 期间, 前后, 左右, 假期 and the day before or after go with a holiday or season (节假日期间,
+  春节期间, 元旦前后, 国庆假期, 除夕前一天, 元旦至春节期间, 腊月二十三以后); 前 as a deadline
+  does not (春节前 is 春节).
+- Spans of days and of weekdays, even after 上/下/这 (11月20日至25日, 从11月10日到11月30日,
+  下周一至周三), and weekdays with their hours (周一至周五上午9:00-12:00).
+- Since a day with its part of the day and clock, or from a day to come (从今天早上起,
+  自11月20日晚起, 从今天上午9点开始, 明年1月1日起, 自下个月起, 2026年上半年以来,
+  今年第三季度起, 从国庆节后).
+- Recurrences with weekdays said in a row (每周一三五), quarters (每季度), 年底 (每年年底),
+  早8点/晚10点 (每日早8点至晚10点), and a clock with 前 (每天早上6点前); 法定节假日.
+- Vague durations (好些年, 小半年, 十天半个月, 一年半载, 两年有余) and a vague count ahead
+  (十来天后, 个把月后). Not durations: 小区四周 (all around), 百年老店, 一天比一天,
+  任意一天, 近半年 in 近半年多次.
 - A count of times after a week word is a frequency: 每周一次 is 每周, not Monday, and
   一周三次 is 一周. A vague count (几天, 几个月) is a period when it describes ([几天了],
   [几年来], [几个月]都不…, [几天前]) and nothing when it is asked for (几天能办好).
