@@ -38,8 +38,11 @@ Conventions, Duckling-like: prefer the future, weeks run Monday to Sunday.
 - N小时后, 半小时后, 一个半小时后, N分钟后 are ``now`` plus that, to the minute (…前 counts
   back), grain ``minute``.
 - Recurring expressions (每天半夜, 每周一, 每晚8点) are not one time and are skipped, as
-  are 一点 meaning "a little" (快一点, 一点都不), house numbers (3号楼, 小区3号) and 一次
-  after a week (这周一次都没来 is this week, not Monday).
+  are 一点 meaning "a little" (快一点, 一点都不, 一点小事), points of a list (以下三点),
+  一时 "for the moment" (一时半会儿), directions (10点钟方向), house and plot numbers
+  (3号楼, 小区3号, 8号地块) and 一次 after a week (这周一次都没来 is this week, not Monday).
+- 前/以前/之前 after a clock are part of it like 以后 (下午5点前 is 17:00; not 10点前来,
+  "come at ten"); 本周内 is this week; a clock range may end on 今天 (昨晚11点半到今天凌晨一点).
 
 Periods are what a complaint says about how long, how often or in which stretch of the
 calendar, not when to meet:
@@ -62,6 +65,19 @@ calendar, not when to meet:
   开春以后); after an event (报修以后, 出院以后) there is no time;
 - 每到/每逢 before a calendar word or a part of the day (每到周末, 每逢周末及节假日,
   每到傍晚; not 每到下雨天), and 每年 with months (每年5月至6月, 每年7-8月).
+- 期间, 前后, 左右, 假期 and the day before or after go with a holiday or season (节假日期间,
+  春节期间, 元旦前后, 国庆假期, 除夕前一天, 元旦至春节期间, 腊月二十三以后); 前 as a deadline
+  does not (春节前 is 春节).
+- Spans of days and of weekdays, even after 上/下/这 (11月20日至25日, 从11月10日到11月30日,
+  下周一至周三), and weekdays with their hours (周一至周五上午9:00-12:00).
+- Since a day with its part of the day and clock, or from a day to come (从今天早上起,
+  自11月20日晚起, 从今天上午9点开始, 明年1月1日起, 自下个月起, 2026年上半年以来,
+  今年第三季度起, 从国庆节后).
+- Recurrences with weekdays said in a row (每周一三五), quarters (每季度), 年底 (每年年底),
+  早8点/晚10点 (每日早8点至晚10点), and a clock with 前 (每天早上6点前); 法定节假日.
+- Vague durations (好些年, 小半年, 十天半个月, 一年半载, 两年有余) and a vague count ahead
+  (十来天后, 个把月后). Not durations: 小区四周 (all around), 百年老店, 一天比一天,
+  任意一天, 近半年 in 近半年多次.
 - A count of times after a week word is a frequency: 每周一次 is 每周, not Monday, and
   一周三次 is 一周. A vague count (几天, 几个月) is a period when it describes ([几天了],
   [几年来], [几个月]都不…, [几天前]) and nothing when it is asked for (几天能办好).
@@ -139,23 +155,26 @@ _CN_COUNT = f"[二三四五六七八九]?十[{_D1}]?|[两{_D1}]"
 _WEEK_PREFIX = "上上|上|这|本|下下|下"
 _WEEK_WORD = "周|星期|礼拜"
 # 夜间 heading a noun phrase (夜间施工许可, 夜间施工扰民问题) is no time.
-_COMPOUND = "(?![^，。,.!?！？；;\\s]{0,6}问题)"
+_COMPOUND = "(?![^，。,.!?！？；;:：\\s]{0,8}(?:问题|的反映|的投诉|的情况|标准))"
 _PARTS = (
     "凌晨|清晨|早晨|清早|早上|一大早|大清早|一早|上午|中午|午后|下午|傍晚|晚上|晚间|夜晚|夜里"
     "|后半夜|大半夜|深更半夜|三更半夜|半夜|深夜|白天"
-    f"|夜间(?!施工许可|施工证|照明|出行|模式|门诊|急诊){_COMPOUND}"
+    f"|夜间(?!施工许可|施工证|照明|出行|模式|门诊|急诊|噪音|噪声|标准){_COMPOUND}"
 )
 # Chars after which a bare N点 is "a bit" or an ordinal, not a clock (快一点, 第3点, 有两点).
-_CLOCK_GUARD = f"快慢早晚小大多少好轻近远高低有第这那些差几\\d.:：/A-Za-z零〇两十{_D1}"
+_CLOCK_GUARD = f"快慢早晚小大多少好轻近远高低有第这那些差几上下\\d.:：/A-Za-z零〇两十{_D1}"
 # Chars around N号 that make it a house or line number, not a day of the month.
 _PLACE_BEFORE = "区院楼路街巷道村苑园场厦寓栋座弄里府庭湾城期元层室幢门号牌编铺位口"
-_NUMBER_AFTER = "楼院线门室栋单房铺店窗码机床车位桌柜箱口厅馆区街路巷座\\d"
+_NUMBER_AFTER = "楼院线门室栋单房铺店窗码机床车位桌柜箱口厅馆区街路巷座地井岗摊泊公\\d"
 
 
+# A bare N点 that is a point of a list or "a bit" (一点小事, 三点意见, 两点要求).
+_NOT_CLOCK = "(?:\\d{1,2}|[一两二三四五六七八九十])点(?:[小意建要看问想事东原理疑好]|儿)"
 # Two neighbouring hours said together (两三点, 八九点, 十一二点): about the first one.
 _VAGUE_HOURS = "一两|一二|两三|二三|三四|四五|五六|六七|七八|八九|九十|十一二"
-# What may follow a clock time inside its expression: 10点左右, 12点多, 晚上10点以后.
-_APPROX = "左右|前后|多钟|多(?![久少])|以后|之后|后(?!天)|许"
+# What may follow a clock time inside its expression: 10点左右, 12点多, 晚上10点以后,
+# 早上6点前 (not 前往, 前来: 10点前来 is "come at ten").
+_APPROX = "左右|前后|多钟|多(?![久少])|以后|之后|后(?!天)|许|以前|之前|前(?![往来去天年面后边夕])"
 
 
 def _clock(n: str) -> str:
@@ -166,7 +185,8 @@ def _clock(n: str) -> str:
     )
     return (
         rf"(?:(?P<vague{n}>{_VAGUE_HOURS})(?=[点时])|(?P<hour{n}>\d{{1,2}}|{_CN_HOUR}))"
-        rf"(?:[:：](?P<colon{n}>\d{{2}})(?!\d)|(?:点钟?|时)(?:{minutes}|(?![儿都也些点])))"
+        rf"(?:[:：](?P<colon{n}>\d{{2}})(?!\d)|(?:点(?!钟?方向)钟?|时)"
+        rf"(?:{minutes}|(?<![一两][点时])(?![儿些点])|(?![儿都也些点])))"
     )
 
 
@@ -188,7 +208,7 @@ _DAY = (
 )
 _RANGE = (
     r"(?:\s?(?:到|至|-|~|～|—)\s?"
-    rf"(?:次日|第[二2]天|隔天)?(?P<part2>(?:{_PARTS})|[早晚](?=\d))?\s?{_clock('2')})?"
+    rf"(?:次日|第[二2]天|隔天|今天|今日|当天|当日)?(?P<part2>(?:{_PARTS})|[早晚](?=\d))?\s?{_clock('2')})?"
 )
 _EVERY = (
     rf"(?P<every>(?:每个?|天天)(?:天|日|晚|早|(?:{_WEEK_WORD})[一二三四五六日天]?|周末|月)?)"
@@ -205,9 +225,10 @@ _SCAN = re.compile(
     r"(?P<rel_dir>以后|之后|后|以前|之前|前)"
     rf"|(?P<weekend>(?P<we_prefix>{_WEEK_PREFIX})?个?周末)"
     rf"|(?P<week>(?P<wk_prefix>{_WEEK_PREFIX})个?(?:{_WEEK_WORD}))"
-    rf"(?![边围到转期全密岁年刊报末二三四五六日天1-7]|一(?![起次]))"
+    rf"(?![边围到转期全密岁年刊报末二三四五六日天1-7]|一(?![起次]))(?:之?内)?"
     # A clock time needs no guard after a date or part of day (明天一点), only alone.
-    rf"|{_HEAD}?(?:(?(head)\s?|(?<![{_CLOCK_GUARD}])){_clock('')}{_RANGE}(?:{_APPROX})?)?)"
+    rf"|{_HEAD}?(?:(?(head)\s?|(?<![{_CLOCK_GUARD}])(?!一时|{_NOT_CLOCK})){_clock('')}{_RANGE}"
+    rf"(?:{_APPROX})?)?)"
 )
 
 # Part of day -> (first hour, last hour), the last possibly past midnight.
@@ -274,7 +295,7 @@ _COUNT = (
     r"|数|半)"
 )
 _UNIT = (
-    rf"(?:个?[多来余]?半?(?:小时|钟头)|[多来余]?分钟|[多来余]?天(?!两头)|[多来余]?日(?![期子常])"
+    rf"(?:个?[多来余]?半?(?:小时|钟头)|[多来余]?分钟|[多来余]?天(?!两头|比)|[多来余]?日(?![期子常早晚夜上中下凌傍白])"
     rf"|个?[多来余]?(?:星期|礼拜)|周(?!{_WEEKDAY_ITEM}(?!{_TIMES})|[末岁边围年])|个[多来余]?半?月|(?<=数)月"
     r"|[多来余]?年(?!级|纪|轻)|个?工作日)"
 )
@@ -289,24 +310,33 @@ _DURATION_PREFIX = (
     r"|这|(?<![提之以目眼当门面跟往向])前)"
 )
 _DURATION = (
-    rf"(?:{_DURATION_PREFIX})?(?<![\d第每月周期拜号初零〇一二两三四五六七八九十百])(?<!不如)"
-    rf"(?:{_COUNT}{_UNIT}(?:多|余|半(?![夜天年]))?|{_NIGHTS}|多年|半年多?|大半(?:天|年|个月|辈子)"
-    r"|[前这近]些(?:天|日子|年)|成天|成宿|个把(?:月|星期|礼拜|小时|钟头)|连日|多日|一?整(?:天|夜|晚|宿|日)|一?整个(?:上午|下午|晚上|白天|夜里|月|星期|礼拜"
+    rf"(?:{_DURATION_PREFIX})?(?<![\d第每月周期拜号初零〇一二两三四五六七八九十百比意何哪])(?<!不如)"
+    # 百年老店 and 小区四周 ("all around") are no durations.
+    r"(?!百年|四周(?:的|都|是|有|环境|围))(?<![区楼院园场屋房墙村路]四)"
+    rf"(?:一年半载|(?:十|10)天半个?月|{_COUNT}{_UNIT}(?:多(?!次)|余|半(?![夜天年]))?|{_NIGHTS}"
+    r"|多年|半年多?(?!次)|[大小]半(?:天|年|个月|辈子)"
+    r"|[前这近]些(?:天|日子|年)|好些(?:天|日子|年)|成天|成宿|个把(?:月|星期|礼拜|小时|钟头)|连日|多日|一?整(?:天|夜|晚|宿|日)|一?整个(?:上午|下午|晚上|白天|夜里|月|星期|礼拜"
     r"|假期|暑假|寒假|[春夏秋冬](?:天|季))|通宵)"
-    r"(?:了|来|以来|之久|之内|以内|内|以上|(?!\s?(?:[前后内]|以[前后内]|之[前后内]|[号层岁]|楼(?![道下上里顶])|不如)))"
+    r"(?:有余)?(?:了|来|以来|之久|之内|以内|内|以上|(?!\s?(?:[前后内]|以[前后内]|之[前后内]|[号层岁]|楼(?![道下上里顶])|不如)))"
 )
-# A vague count ago (几天前, 十几年前, 好几个月之前): no count to place it, so a period.
-_VAGUE_AGO = r"(?:好|十|二十)?几(?:十)?个?(?:天|日|周|星期|礼拜|月|年)(?:前|之前|以前)"
+# A vague count ago or ahead (几天前, 十几年前, 好几个月之前, 十来天后): no count to place
+# it, so a period.
+_VAGUE_AGO = (
+    r"(?:(?:好|十|二十)?几(?:十)?|(?:\d{1,2}|[一二三四五六七八九]?十)来|个把)个?"
+    r"(?:天|日|周|星期|礼拜|月|年)(?:前|之前|以前|后|之后|以后)"
+)
 _IDIOM = (
     "一年四季|一年到头|一天到晚|(?:[一两三几\\d])天(?:[一两三几\\d])夜|从早到晚|从早到黑|没日没夜|日日夜夜|白天黑夜"
-    "|(?<![周期拜天今明昨节生])日夜|昼夜"
+    "|(?<![周期拜天今明昨节生号\\d一二三四五六七八九十])日夜(?!间)|昼夜"
 )
 _CN_UP_TO_31 = "[一二三四五六七八九十]{1,3}"
 _MONTH_DAY = rf"(?:\d{{1,2}}|{_CN_UP_TO_31})月份?(?:(?:\d{{1,2}}|{_CN_UP_TO_31})[日号])?"
 _SINCE_WORD = (
-    rf"(?:今年|去年|前年|\d{{4}}年|本月|这个?月|上上个?月|上个?月|上上周|上周|上星期|上个?礼拜|本周|这周"
+    rf"(?:今年|去年|前年|明年|\d{{4}}年|本月|这个?月|上上个?月|上个?月|下个?月|上上周|上周|上星期"
+    rf"|上个?礼拜|本周|这周|下周|下星期|上半年|下半年|第[一二三四1-4]季度"
     rf"|年初|年底|月初|月底|入夏|入冬|入秋|开春|春节|国庆节?|夏天|冬天|春天|秋天|开业|入住|搬来"
-    rf"|大前天|前天|昨天|昨晚|(?:上|这|本)?(?:{_WEEK_WORD})[一二三四五六日天]|{_MONTH_DAY}"
+    rf"|大前天|前天|昨天|昨晚|今天|今日|今早|今晚|当天|明天|明日|后天"
+    rf"|(?:上|这|本|下)?(?:{_WEEK_WORD})[一二三四五六日天]|{_MONTH_DAY}"
     rf"|(?:\d{{1,2}}|{_CN_UP_TO_31})[号日](?!\d))"
 )
 # Dates, holidays and seasons before 以后/之后 ([12月1日以后], [下周三以后], [元旦以后]):
@@ -315,12 +345,13 @@ _AFTER_WORD = (
     rf"(?:今年|去年|前年|明年|\d{{4}}年|本月|这个?月|上上个?月|上个?月|下个?月|上上周|上周|下周|上星期"
     rf"|下星期|上个?礼拜|下个?礼拜|本周|这周|年初|年底|月初|月底|月中|入夏|入冬|入秋|开春|春节|过年"
     rf"|元旦|五一|国庆节?|中秋节?|端午节?|清明节?|夏天|冬天|春天|秋天|大前天|前天|昨天|昨晚|今天|明天"
+    rf"|(?:正月|腊月)(?:初|十|二十|廿)[一二三四五六七八九十]?"
     rf"|后天|(?:上|这|本|下)?(?:{_WEEK_WORD})[一二三四五六日天](?!{_TIMES})|{_MONTH_DAY}"
     rf"|(?:\d{{1,2}}|{_CN_UP_TO_31})[号日](?!\d))"
 )
 _AFTER = (
     rf"(?:自|从)?(?:{_AFTER_WORD}){{1,3}}(?:上旬|中旬|下旬|初|底|中)?(?:以后|之后)"
-    rf"|(?:今年|去年|明年|\d{{4}}年)?(?:{_MONTH_DAY}|春节|过年|元旦|五一|国庆节?|中秋节?|端午节?"
+    rf"|(?:自|从)?(?:今年|去年|明年|\d{{4}}年)?(?:{_MONTH_DAY}|春节|过年|元旦|五一|国庆节?|中秋节?|端午节?"
     rf"|清明节?)(?:上旬|中旬|下旬|初|底)?后(?![天年来])"
 )
 # Since an event: 自/从…以来 and …之日起 ([自开工以来], [自提交申请以来], [自动工之日起]),
@@ -336,9 +367,22 @@ _SINCE_EVENT = (
     # 从去年到现在, 从开工到现在: a since-expression with its end said
     rf"|(?:自从?|从)(?:{_SINCE_WORD}|{_EVENT}){{1,3}}(?:上旬|中旬|下旬|初|底|中)?到(?:现在|今天|如今)"
 )
+
+
+# A day may come with a part of the day and a clock ([从今天早上起], [自11月20日晚起],
+# [从今天上午9点开始]).
+def _since_part(n: str) -> str:
+    """An optional part of the day and clock after a since-word; groups end with ``n``."""
+    return rf"(?:\s?(?:{_PARTS})|(?<=[日号天])[早晚夜](?![饭餐上间里]))?(?:\s?{_clock(n)})?"
+
+
 _SINCE = (
-    rf"(?:(?:自|从|打)(?:{_SINCE_WORD}){{1,3}}(?:上旬|中旬|下旬|初|底|中)?(?:以来|起|开始|至今)"
-    rf"|(?:{_SINCE_WORD}){{1,3}}(?:上旬|中旬|下旬|初|底|中)?(?:以来|起(?![来去走吃玩干做办])|开始|至今))"
+    rf"(?:(?:自|从|打)(?:{_SINCE_WORD}){{1,3}}(?:上旬|中旬|下旬|初|底|中)?"
+    + _since_part("s")
+    + r"(?:以来|起|开始|至今)"
+    rf"|(?:{_SINCE_WORD}){{1,3}}(?:上旬|中旬|下旬|初|底|中)?"
+    + _since_part("t")
+    + r"(?:以来|起(?![来去走吃玩干做办])|开始|至今))"
 )
 # Stretches of the calendar: a year, a month, part of one, a season or a holiday.
 _YEAR_WORD = r"(?:今年|去年|前年|明年|\d{4}年)"
@@ -349,6 +393,7 @@ _SEASON = f"(?:[春夏秋冬]天|[春夏秋冬]季(?!取暖|供暖|采暖){_COMP
 _HOLIDAY = (
     "春节|过年|元旦|除夕|国庆节?|中秋节?|端午节?|清明节?|元宵节|劳动节|寒假|暑假|暑期"
     "|(?:正月|腊月)?初[一二三四五六七八九十](?![中级学年班次步])"
+    "|(?:正月|腊月)(?:二十|廿)[一二三四五六七八九]?|(?:正月|腊月)十[一二三四五六七八九]?"
 )
 _MONTH_PART = "(?:上旬|中旬|下旬|初|底|末)"
 # A month or a span of months (5月到10月, 今年4月至9月).
@@ -360,16 +405,17 @@ _MONTH_RANGE = (
 )
 _EVERY_PERIOD = (
     rf"(?:每隔\s?{_COUNT}{_UNIT}"
-    rf"|(?:(?:每个?|(?<![今明昨后前当每聊白整半几])天天)(?:天|日|晚(?![上间])|早(?![上晨])"
+    rf"|(?:(?:每个?|(?<![今明昨前当每聊白整半几])(?<![^前]后)天天)(?:天|日|晚(?![上间])|早(?![上晨])"
     rf"|夜(?![里间晚])|周末"
     rf"|(?:{_WEEK_WORD})(?:{_WEEKDAY_ITEM}(?!{_TIMES}))?"
-    rf"(?:(?:\s?[、和及与至到]\s?(?:{_WEEK_WORD})?|(?:{_WEEK_WORD})){_WEEKDAY_ITEM})*"
-    rf"|个?月|年)?|(?:每个?)?(?:工作日|节假日|双休日|休息日))"
-    rf"(?:[春夏秋冬](?:天|季)|初|底|末|上旬|中旬|下旬|(?:\d{{1,2}}|{_CN_DAY})[号日]"
+    rf"(?:(?:\s?[、和及与至到]\s?(?:{_WEEK_WORD})?|(?:{_WEEK_WORD})){_WEEKDAY_ITEM}"
+    rf"|(?<=[一二三四五])[二三四五六](?!{_TIMES}))*"
+    rf"|个?月|年|个?季度)?|(?:每个?)?(?:法定)?(?:工作日|节假日|双休日|休息日)(?:期间)?)"
+    rf"(?:[春夏秋冬](?:天|季)|[年月]?(?:初|底|末)|上旬|中旬|下旬|(?:\d{{1,2}}|{_CN_DAY})[号日]"
     rf"|(?<=年)的?(?:{_MONTH_RANGE}|{_HOLIDAY}|雨季|汛期))?"
-    rf"(?:\s?(?:{_PARTS}))?"
+    rf"(?:\s?(?:{_PARTS}|[早晚](?=\d)))?"
     rf"(?:\s?{_clock('p')}(?:\s?(?:到|至|-|~|～|—)\s?(?:次日|第[二2]天|隔天)?"
-    rf"(?:(?:{_PARTS})?\s?{_clock('q')}|(?:{_PARTS})))?"  # 每晚10点至次日凌晨
+    rf"(?:(?:{_PARTS}|[早晚](?=\d))?\s?{_clock('q')}|(?:{_PARTS})))?"  # 每晚10点至次日凌晨
     rf"(?:{_APPROX})?)?)"
 )
 # 每到/每逢 before a weekday, the weekend, a season, a holiday, a month or a part of the
@@ -377,7 +423,7 @@ _EVERY_PERIOD = (
 _EVERY_TO_ITEM = (
     rf"(?:{_WEEK_WORD}){_WEEKDAY_ITEM}(?!{_TIMES})"
     rf"(?:(?:\s?[、和及与至到]\s?(?:{_WEEK_WORD})?|(?:{_WEEK_WORD})){_WEEKDAY_ITEM})*"
-    rf"|周末|节假日|假期|双休日|休息日|工作日|{_SEASON}|{_HOLIDAY}|[年月][初底末]|{_MONTH_RANGE}"
+    rf"|周末|(?:法定)?节假日|假期|双休日|休息日|工作日|{_SEASON}|{_HOLIDAY}|[年月][初底末]|{_MONTH_RANGE}"
 )
 _EVERY_TO = (
     rf"(?:每到|每逢)\s?(?:(?:{_EVERY_TO_ITEM})(?:\s?[、和及与或]\s?(?:{_EVERY_TO_ITEM}))*"
@@ -396,12 +442,24 @@ _WEEKDAY_LIST = (
     rf"(?:\s?(?:到|至|-|~|～|—)\s?(?:{_WEEK_WORD})?{_WEEKDAY_ITEM}"
     rf"|(?:\s?[、和及与]\s?(?:{_WEEK_WORD})?{_WEEKDAY_ITEM}|(?:{_WEEK_WORD}){_WEEKDAY_ITEM}"
     rf"|(?<=六)日)+)(?:\s?(?:{_PARTS}))?"
+    rf"(?:\s?{_clock('w')}(?:\s?(?:到|至|-|~|～|—)\s?(?:(?:{_PARTS})\s?)?{_clock('x')})?)?"
 )
+# A span of days (11月20日至25日, 从11月10日到11月30日) or of weekdays (下周一至周三).
+_DATE = rf"(?:\d{{1,2}}|{_CN_MONTH})月(?:\d{{1,2}}|{_CN_DAY})[日号]"
+_DATE_RANGE = (
+    rf"(?:从|自)?(?:{_YEAR_WORD})?{_DATE}\s?(?:到|至|-|~|～|—)\s?(?:{_YEAR_WORD})?"
+    rf"(?:{_DATE}|(?:\d{{1,2}}|{_CN_DAY})[日号])(?!\d)"
+    rf"|(?:{_WEEK_PREFIX})(?:{_WEEK_WORD}){_WEEKDAY_ITEM}\s?(?:到|至|-|~|～|—)\s?"
+    rf"(?:{_WEEK_WORD})?{_WEEKDAY_ITEM}(?:\s?(?:{_PARTS}))?"
+)
+_HOLIDAYS = rf"(?:{_HOLIDAY})(?:\s?(?:到|至|—)\s?(?:{_HOLIDAY}))?(?:假期|小?长假)?"
 _CALENDAR = (
-    rf"(?:{_YEAR_WORD})?(?:{_MONTH_WORD}{_MONTH_PART}?{_NO_DAY}|{_MONTH_RANGE})"
-    rf"|(?:{_YEAR_WORD}|这个?|那个?|整个)?(?:年初|年底|年末|上半年|下半年|{_SEASON}|{_HOLIDAY})"
+    rf"{_DATE_RANGE}"
+    rf"|(?:{_YEAR_WORD})?(?:{_MONTH_WORD}{_MONTH_PART}?{_NO_DAY}|{_MONTH_RANGE})"
+    rf"|(?:{_YEAR_WORD}|这个?|那个?|整个)?(?:年初|年底|年末|上半年|下半年|{_SEASON}|{_HOLIDAYS})"
+    r"(?:期间|前后|左右|[前后][一两三1-3]天)?"
     rf"|{_YEAR_WORD}(?:[初底末](?!\d))?(?!\s?(?:\d{{1,2}}|[一二三四五六七八九十]{{1,2}})月)"
-    r"|(?:(?<![到至~～—-])(?:第[二三23]天|次日|隔天)|当天|当日|翌日)"
+    r"|(?:(?<![点时\d分半钟][到至~～—-])(?:第[二三23]天|次日|隔天)|当天|当日|翌日)"
     rf"(?:\s?(?:{_PARTS}))?(?:\s?{_clock('c')}(?:{_APPROX})?)?|当晚"
     r"|月初|月底|月末"
 )
@@ -409,7 +467,7 @@ _CALENDAR = (
 _PERIOD_STARTS = (
     "[一二三四五六七八九十百零〇两几好数半多大从没日自打今去前明本这上下当年月入开春夏秋冬国搬昨"
     "周星礼每天工节双休连整足将接最近快差至长超不约那通过元除中端清劳寒暑正腊初个第次隔逾白昼翌"
-    "施动营装建投供停交收启雨汛五头成]|\\d"
+    "施动营装建投供停交收启雨汛五头成法小好后]|\\d"
 )
 _PERIOD = re.compile(
     rf"(?={_PERIOD_STARTS})"

@@ -592,7 +592,7 @@ MORE_PERIODS = [
     ("去年12月差点着火，10月中旬又冒烟", ["去年12月", "10月中旬"]),
     ("这个月底能修吗，下个月初也行", ["这个月底", "下个月初"]),
     ("树去年夏天被风刮歪，年初就报过", ["去年夏天", "年初"]),
-    ("工地10月份开工，国庆节期间也干", ["10月份", "国庆节"]),
+    ("工地10月份开工，国庆节期间也干", ["10月份", "国庆节期间"]),  # round 4: 期间 inside
     ("春节前修好，初八上班吗", ["春节", "初八"]),
     ("垃圾站去年底搬走，今年初开始乱堆", ["去年底", "今年初开始"]),
     ("报修第二天就修好了，当天就来人了", ["第二天", "当天"]),
@@ -737,3 +737,91 @@ def test_after_a_date_is_a_description_not_a_booking_slot(extractor: EntityExtra
     text = "我想约下周三以后的号办居住证"
     found = [(text[e.start : e.end], e.value, e.extractor) for e in extractor.extract(text)]
     assert found == [("下周三以后", "下周三以后", PERIOD), ("居住证", "居住证", "lookup")]
+
+
+# Each rule class of issue 15's fourth round (written from nlu/data/dev/entities_3.yml, the
+# formal register, not from a test set): the whole span, nothing else.
+ROUND4_PERIODS = [
+    # 期间, 前后, 假期 and the day before after a holiday; a span of holidays
+    ("节假日期间更吵，春节期间停办，国庆假期没人扫", ["节假日期间", "春节期间", "国庆假期"]),
+    (
+        "元旦前后人多，除夕前一天才停，元旦至春节期间垃圾多",
+        ["元旦前后", "除夕前一天", "元旦至春节期间"],
+    ),
+    ("腊月二十三以后还在施工", ["腊月二十三以后"]),
+    # spans of days and of weekdays, even after 上/下/这
+    (
+        "11月20日至25日黄灯闪烁，从11月10日到11月30日封路",
+        ["11月20日至25日", "从11月10日到11月30日"],
+    ),
+    ("想约下周一至周三任意一天", ["下周一至周三"]),
+    # since a day with its part of the day and clock, or from a day to come
+    ("狗从今天早上起一直叫，路灯自11月20日晚起不亮", ["从今天早上起", "自11月20日晚起"]),
+    ("从今天上午9点开始停水，电梯从上周三晚上开始停运", ["从今天上午9点开始", "从上周三晚上开始"]),
+    (
+        "明年1月1日起涨价，门禁卡自下个月起收费，从下周一起送餐",
+        ["明年1月1日起", "自下个月起", "从下周一起"],
+    ),
+    ("2026年上半年以来无人值班，今年第三季度起更差", ["2026年上半年以来", "今年第三季度起"]),
+    ("单车从国庆节后就堆在盲道上", ["从国庆节后"]),
+    # recurrences: weekdays in a row, quarters, 年底, 早8点, a clock with 前, office hours
+    ("每周一三五晚上练鼓，每季度收费，每年年底说要修", ["每周一三五晚上", "每季度", "每年年底"]),
+    ("每日早8点至晚10点外放，每天早上6点前就剁肉", ["每日早8点至晚10点", "每天早上6点前"]),
+    ("周一至周五上午9:00-12:00办理", ["周一至周五上午9:00-12:00"]),
+    ("工作日上午9点至下午5点都能办", ["工作日上午9点至下午5点"]),  # 5点都 is a clock
+    ("每逢法定节假日无人值班", ["每逢法定节假日"]),
+    # vague durations
+    ("好些年没修，拖了小半年了，一年半载解决不了", ["好些年", "小半年了", "一年半载"]),
+    ("十天半个月才修一次，持续两年有余", ["十天半个月", "两年有余"]),
+    ("老人十来天后出院，近半年多次反映", ["十来天后", "近半年"]),
+    # 次日 after 至 as a verb ("until"), not inside a clock range
+    ("工地施工至次日凌晨三点", ["次日凌晨三点"]),
+]
+
+
+@pytest.mark.parametrize(("text", "periods"), ROUND4_PERIODS)
+def test_round4_periods_are_found_whole_and_never_resolve(text: str, periods: list[str]) -> None:
+    assert [p.text for p in find_periods(text)] == periods
+    assert find_times(text, NOW) == []
+    for period in periods:
+        with pytest.raises(TimeParseError):
+            resolve(period, NOW)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "小区四周的围墙倒了",  # "all around"
+        "小区里的百年老槐树",
+        "垃圾一天比一天多，任意一天都行",
+        "物业一时半会儿修不好，我一时来不了",  # 一时: "for the moment"
+        "以下三点恳请答复",  # points of a list
+        "反映一点小事",
+        "10点钟方向那栋楼最吵",  # a direction
+        "旁边8号地块施工",  # a plot number
+        "关于金辉小区夜间噪音扰民的反映",  # 夜间 heading a noun phrase
+        "噪音超过了夜间标准",
+    ],
+)
+def test_round4_words_that_look_like_times(text: str) -> None:
+    assert find_periods(text) == []
+    assert find_times(text, NOW) == []
+
+
+@pytest.mark.parametrize(
+    ("expression", "iso", "grain"),
+    [
+        ("下午5点前", at("11-25", "17:00"), "hour"),  # 前 after a clock keeps the clock
+        ("本周内", between(at("11-23"), at("11-30")), "week"),
+        ("昨晚11点半到今天凌晨一点", between(at("11-24", "23:30"), at("11-25", "01:00")), "minute"),
+    ],
+)
+def test_round4_times_resolve(expression: str, iso: str, grain: str) -> None:
+    value = resolve(expression, NOW)
+    assert (value.iso, value.grain) == (iso, grain)
+
+
+def test_round4_a_date_before_its_night_is_not_day_and_night() -> None:
+    text = "工地2026年11月28日夜间施工至凌晨"
+    assert find_periods(text) == []  # not the idiom 日夜
+    assert [t.text for t in find_times(text, NOW)] == ["2026年11月28日夜间", "凌晨"]
