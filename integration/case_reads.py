@@ -18,7 +18,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, func, literal_column, or_, select
+from sqlalchemy import Select, and_, bindparam, func, literal_column, or_, select, union
 
 from integration.lifecycle import OPEN
 from integration.models import Case, CaseEvent, CaseFollower, CaseMedia, Resident
@@ -75,14 +75,15 @@ _RESIDENT = (
     .scalar_subquery()
 )
 _FOLLOWED = select(CaseFollower.case_id).where(CaseFollower.resident_id == _RESIDENT)
+# Reported or followed: a UNION, not an OR of the two, so that each side uses its index
+# (an OR makes PostgreSQL read every open case).
+_THEIRS = union(select(Case.id).where(Case.resident_id == _RESIDENT), _FOLLOWED)
 
 BY_NUMBER = select(*VIEW_COLUMNS).where(Case.number == bindparam("number"))
 """One case by its number (upper case)."""
 
 OPEN_OF_RESIDENT = (
-    select(*VIEW_COLUMNS)
-    .where(or_(Case.resident_id == _RESIDENT, Case.id.in_(_FOLLOWED)), _IS_OPEN)
-    .order_by(Case.id.desc())
+    select(*VIEW_COLUMNS).where(Case.id.in_(_THEIRS), _IS_OPEN).order_by(Case.id.desc())
 )
 """A resident's open cases, reported or followed, newest first."""
 

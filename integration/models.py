@@ -178,6 +178,10 @@ class Case(Base):
         Index("ix_cases_resident", "resident_id", "status"),
         Index("ix_cases_status", "status", "created_at"),
         Index("ix_cases_category", "category", "created_at"),
+        # The duplicate check before a report is filed: the same address, or a point
+        # nearby (integration.case_reads.similar), without scanning a day's cases.
+        Index("ix_cases_address", "address", "category"),
+        Index("ix_cases_point", "latitude", "longitude"),
         # One platform id belongs to one case (NULLs, not yet forwarded, never collide).
         UniqueConstraint("platform", "platform_id", name="uq_cases_platform_id"),
     )
@@ -230,9 +234,12 @@ class CaseEvent(Base):
     """One entry of a case's status history."""
 
     __tablename__ = "case_events"
+    # A case's history in order, and its latest entry (the last note a case view
+    # shows) found at once, however long the whole history table grows.
+    __table_args__ = (Index("ix_case_events_case_id", "case_id", "id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(16))
     note: Mapped[str] = mapped_column(Text, default="")
     actor: Mapped[str] = mapped_column(String(64), default="")
