@@ -13,11 +13,14 @@ be had.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
@@ -62,29 +65,68 @@ def rasa_server() -> Iterator[tuple[str, str]]:
     }
     log = CACHE / "rasa-tests.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    was_serving = _serving(PORT)
-    with log.open("w") as out:
-        done = subprocess.run(
-            ["bash", str(ROOT / "scripts" / "rasa-server.sh"), "all", "--epochs", EPOCHS],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            check=False,
-        )
-    if done.returncode != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-        pytest.fail(f"scripts/rasa-server.sh all failed ({done.returncode}):\n{tail}")
+    # Several pytest-xdist workers may each hold this session fixture: they share the
+    # one server, started by the first and stopped by the last (a server that was up
+    # before any of them, a developer's, is left running).
+    with _users() as users:
+        if not users.pids:
+            users.ours = not _serving(PORT)
+        with log.open("w") as out:
+            done = subprocess.run(
+                ["bash", str(ROOT / "scripts" / "rasa-server.sh"), "all", "--epochs", EPOCHS],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                check=False,
+            )
+        if done.returncode != 0:
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+            pytest.fail(f"scripts/rasa-server.sh all failed ({done.returncode}):\n{tail}")
+        users.pids.add(os.getpid())
     try:
         yield f"http://127.0.0.1:{PORT}", token
     finally:
-        if not was_serving:  # the tests started it, so the tests stop it
-            subprocess.run(
-                ["bash", str(ROOT / "scripts" / "rasa-server.sh"), "stop"],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                check=False,
-            )
+        with _users() as users:
+            users.pids.discard(os.getpid())
+            if not users.pids and users.ours:  # the tests started it, so the tests stop it
+                subprocess.run(
+                    ["bash", str(ROOT / "scripts" / "rasa-server.sh"), "stop"],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    check=False,
+                )
+
+
+@dataclass
+class _Users:
+    """The test sessions using the shared server, and whether they started it."""
+
+    pids: set[int]
+    ours: bool
+
+
+@contextmanager
+def _users() -> Iterator[_Users]:
+    """The users file, read and written under an exclusive lock (sessions that died
+    without their teardown are dropped)."""
+    path = CACHE / f"rasa-tests-{PORT}.users"
+    with (CACHE / f"rasa-tests-{PORT}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        words = path.read_text().split() if path.exists() else []
+        users = _Users({int(w) for w in words[1:] if _alive(int(w))}, words[:1] == ["ours"])
+        yield users
+        path.write_text(" ".join(["ours" if users.ours else "theirs", *map(str, users.pids)]))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _serving(port: int) -> bool:
