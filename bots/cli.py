@@ -313,6 +313,16 @@ def bench_command(
             "--workers 2). More than one needs PostgreSQL and Redis.",
         ),
     ] = None,
+    wrk_seconds: Annotated[
+        int | None,
+        typer.Option(
+            "--wrk",
+            min=1,
+            help="WeChat: play new residents with wrk (C; Debian's wrk) for this many "
+            "seconds instead of the aiohttp client, which takes CPU from the server "
+            "(--concurrency connections; --conversations and --rate do not apply).",
+        ),
+    ] = None,
 ) -> None:
     """Measure throughput and latency with whole resident conversations from a scenario file."""
     import tempfile
@@ -358,6 +368,7 @@ def bench_command(
                 json_path,
                 mix,
                 png,
+                wrk_seconds,
             )
             return
         with counting("pipeline", conversations) as advance:

@@ -30,9 +30,10 @@ def write(
         json_path.write_text(json.dumps(document, indent=2, ensure_ascii=False), "utf-8")
         lines.append(f"  JSON: {json_path}")
     target = png_path(json_path, png)
-    if target is not None:
+    series = [(label, samples.points) for label, _, samples in runs if samples]
+    if target is not None and series:  # wrk's runs keep no per-message times
         from bots.bench.plot import latency_png
 
-        latency_png(target, [(label, samples.points) for label, _, samples in runs if samples])
+        latency_png(target, series)
         lines.append(f"  PNG: {target}")
     return lines

@@ -37,7 +37,7 @@ import aiohttp
 import xmltodict
 from wechatpy.crypto import PrpCrypto, WeChatCrypto
 
-from bots.bench import BenchResult, Samples, Scenario, Scenarios, house_numbers, script
+from bots.bench import BenchResult, Samples, Scenario, Scenarios, house_numbers, script, wrk
 from bots.bench.counters import Snapshot
 from bots.loop import run as run_loop
 from bots.settings import Settings
@@ -60,6 +60,7 @@ class WeChatBenchResult:
     workers: int = 1
     costs: Snapshot | None = None  # the workers' totals while measured
     samples: Samples | None = None  # every message's send time and latency
+    errors: int = 0  # without samples (wrk): messages with no good answer
 
     def per_message(self) -> dict[str, float]:
         """SQL statements, commits, Redis round trips and server CPU ms per message."""
@@ -79,7 +80,7 @@ class WeChatBenchResult:
             "max_ms": result.max_ms,
             "p95_ms": result.p95_ms,
             "late": self.late,
-            "errors": len(self.samples.errors) if self.samples else 0,
+            "errors": len(self.samples.errors) if self.samples else self.errors,
             "messages_by_scenario": self.samples.by_scenario() if self.samples else {},
             "per_message": self.per_message(),
             "server": self.costs.as_dict() if self.costs else None,
@@ -259,6 +260,21 @@ async def _resident(
             late.append(1)
 
 
+async def _warm_up(
+    session: aiohttp.ClientSession, url: str, wechat: _WeChat, scenarios: Scenarios
+) -> None:
+    """Each kind of conversation played once, unmeasured (first parses, first cases)."""
+    houses, run = house_numbers(), uuid.uuid4().hex[:8]
+    for kind in scenarios.kinds:
+        openid = f"o-warmup-{run}-{kind.name}"
+        await _resident(session, url, wechat, openid, kind, next(houses), Samples(), [])
+
+
+async def _warm_up_alone(url: str, wechat: _WeChat, scenarios: Scenarios) -> None:
+    async with aiohttp.ClientSession() as session:
+        await _warm_up(session, url, wechat, scenarios)
+
+
 async def _drive(
     url: str,
     wechat: _WeChat,
@@ -280,9 +296,7 @@ async def _drive(
     connector = aiohttp.TCPConnector(limit=0 if rate else concurrency + 1)
     async with aiohttp.ClientSession(connector=connector) as session:
         houses = house_numbers()
-        for kind in scenarios.kinds:
-            openid = f"o-warmup-{run}-{kind.name}"
-            await _resident(session, url, wechat, openid, kind, next(houses), Samples(), [])
+        await _warm_up(session, url, wechat, scenarios)
 
         async def resident(index: int) -> None:
             openid = f"o-bench-{run}-{index}"
@@ -325,9 +339,11 @@ def bench_wechat(
     workers: int = 1,
     scenarios: Scenarios | None = None,
     advance: Callable[[int], None] = lambda _n: None,
+    wrk_seconds: int | None = None,
 ) -> WeChatBenchResult:
     """Serve the app in ``workers`` child processes and drive ``conversations`` through
-    /wechat.
+    /wechat; with ``wrk_seconds``, let wrk play new residents for that long instead
+    (bots/bench/wrk.py; ``conversations`` and ``rate`` do not apply).
 
     ``echo`` replaces the pipeline with an echo: what the webhook itself costs.
     """
@@ -373,18 +389,22 @@ def bench_wechat(
             while not ready.wait(0.5):
                 if not server.is_alive():
                     raise RuntimeError("a bench server exited before it was ready")
-        result, late, samples = run_loop(
-            _drive(
-                f"http://127.0.0.1:{port}/wechat",
-                _WeChat(aes_key),
-                conversations,
-                concurrency,
-                rate,
-                measuring.set,
-                scenarios,
-                advance,
+        url, wechat = f"http://127.0.0.1:{port}/wechat", _WeChat(aes_key)
+        errors = 0
+        samples: Samples | None
+        if wrk_seconds:
+            mix = scenarios or Scenarios.load()
+            run_loop(_warm_up_alone(url, wechat, mix))
+            played = wrk.play(
+                url, wechat.delivery, mix, concurrency, wrk_seconds, measuring.set, advance
             )
-        )
+            result, late, errors, samples = played.result, played.late, played.errors, None
+        else:
+            result, late, samples = run_loop(
+                _drive(
+                    url, wechat, conversations, concurrency, rate, measuring.set, scenarios, advance
+                )
+            )
     finally:
         stop.set()
         for server, _ in servers:
@@ -395,7 +415,7 @@ def bench_wechat(
                     server.join(5)
     costs = _total([json.loads(path.read_text()) for path in counts if path.exists()])
     shutil.rmtree(scratch, ignore_errors=True)
-    return WeChatBenchResult(mode, result, late, workers, costs, samples)
+    return WeChatBenchResult(mode, result, late, workers, costs, samples, errors)
 
 
 def _total(snapshots: list[dict[str, Any]]) -> Snapshot | None:

@@ -72,6 +72,7 @@ def bench_wechat_report(
     json_path: Path | None = None,
     scenarios: Scenarios | None = None,
     png: Path | None = None,
+    wrk_seconds: int | None = None,
 ) -> None:
     """`yimen bench --channel wechat`: one server run per mode (and worker count), one
     line each; with ``json_path``, every run's figures as JSON too."""
@@ -82,10 +83,23 @@ def bench_wechat_report(
     from bots.progress import counting
 
     scenarios = scenarios or Scenarios.load()
+    if wrk_seconds:
+        from bots.bench.wrk import available
+
+        problem = available()
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            raise typer.Exit(2)
+        load = (
+            f"wrk, {concurrency} connections for {wrk_seconds} s, "
+            f"new residents ({describe(scenarios)})"
+        )
+    else:
+        load = f"{conversations} conversations ({describe(scenarios)}), " + (
+            f"offered at {rate:,.0f} messages/s" if rate else f"{concurrency} at once"
+        )
     print(
-        f"wechat webhook: {conversations} conversations ({describe(scenarios)}), "
-        + (f"offered at {rate:,.0f} messages/s" if rate else f"{concurrency} at once")
-        + f"; database {describe_db(settings.resolved_database_url)}; "
+        f"wechat webhook: {load}" + f"; database {describe_db(settings.resolved_database_url)}; "
         f"state {'redis' if settings.redis_url else 'memory'}; "
         + ("echo instead of the pipeline" if echo else f"NLU {settings.nlu_backend}")
     )
@@ -95,7 +109,7 @@ def bench_wechat_report(
             profile.with_name(f"{profile.stem}-{mode.value}{profile.suffix}") if profile else None
         )
         label = f"{mode.value}, {count} worker{'s' if count > 1 else ''}"
-        with counting(f"wechat {label}", conversations) as advance:
+        with counting(f"wechat {label}", wrk_seconds or conversations) as advance:
             measured = bench_wechat(
                 settings,
                 conversations,
@@ -107,6 +121,7 @@ def bench_wechat_report(
                 count,
                 scenarios,
                 advance,
+                wrk_seconds,
             )
         result = measured.result
         print(
@@ -114,6 +129,7 @@ def bench_wechat_report(
             f"{result.rate:,.0f} messages/s; latency p50 {result.p50_ms:.1f} ms, "
             f"p99 {result.p99_ms:.1f} ms, max {result.max_ms:.1f} ms; "
             f"{measured.late} answered late (custom/send)"
+            + (f", {measured.errors} errors" if wrk_seconds else "")
             + (f"; profile {report}" if report else "")
         )
         cost = measured.per_message()
