@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
 from pathlib import Path
+
+import pytest
 
 from nlu.embedded import EmbeddedInterpreter
 from nlu.evaluation import evaluate, summary_table, write_reports
@@ -137,3 +142,32 @@ async def test_the_bench_scores_one_trained_backend_on_every_set(tmp_path: Path)
     assert rows[0][:4] == ["backend", "test", "set", "macro"]
     assert rows[1][:6] == ["scripted", "spans", "1.000", "1.000", "0.500", "-"]
     assert rows[2][:2] == ["scripted", "plain"]
+
+
+def test_starting_the_rasa_server_does_not_wait_for_the_server_to_exit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`rasa-server.sh start` leaves a server running. Under uvloop that server held
+    the end of the bench's stdout pipe, and the bench waited for it for ever."""
+    import bots.bench.nlu as bench
+    from bots.loop import run
+
+    script = tmp_path / "rasa-server.sh"
+    script.write_text(
+        'case "$1" in\n'
+        '  start) setsid sleep 30 > /dev/null 2>&1 < /dev/null & echo $! > "$PIDS" ;;\n'
+        "  train) echo training >&2; echo /models/nlu-1.tar.gz ;;\n"
+        "esac\n"
+    )
+    pids = tmp_path / "pids"
+    monkeypatch.setattr(bench, "SCRIPT", script)
+
+    async def both() -> tuple[str, str]:
+        started = await asyncio.wait_for(bench._script("start", env={"PIDS": str(pids)}), 15)
+        trained = await asyncio.wait_for(bench._script("train", output=True), 15)
+        return started, trained
+
+    try:
+        assert run(both()) == ("", "/models/nlu-1.tar.gz\n")
+    finally:
+        os.kill(int(pids.read_text()), signal.SIGTERM)

@@ -106,7 +106,8 @@ async def bench_rasa(
         raise FileNotFoundError(f"{SCRIPT} is missing: `yimen nlu bench` runs from a checkout")
     await _script("install")
     started = time.perf_counter()
-    model = (await _script("train", "--epochs", str(epochs), "--force")).strip().splitlines()[-1]
+    trained_model = await _script("train", "--epochs", str(epochs), "--force", output=True)
+    model = trained_model.strip().splitlines()[-1]
     trained = time.perf_counter() - started
     port = _free_port()
     env = {"RASA_MODEL": model, "RASA_PORT": str(port)}
@@ -166,20 +167,26 @@ async def _evaluate_all(
     return scores
 
 
-async def _script(*args: str, env: dict[str, str] | None = None) -> str:
-    """Run scripts/rasa-server.sh; its log goes to our stderr, its stdout is returned."""
+async def _script(*args: str, env: dict[str, str] | None = None, output: bool = False) -> str:
+    """Run scripts/rasa-server.sh; its log goes to our stderr; with ``output``, its
+    stdout is returned.
+
+    Only ``train`` is asked for its output: ``start`` leaves the server running, and a
+    server that inherited the end of our stdout pipe would keep it open, so waiting for
+    that pipe to close would wait for the server (it did, for ever, under uvloop).
+    """
     process = await asyncio.create_subprocess_exec(
         "bash",
         str(SCRIPT),
         *args,
-        stdout=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE if output else asyncio.subprocess.DEVNULL,
         stderr=sys.stderr,
         env={**os.environ, **(env or {})},
     )
     stdout, _ = await process.communicate()
     if process.returncode:
         raise RuntimeError(f"scripts/rasa-server.sh {' '.join(args)} failed ({process.returncode})")
-    return stdout.decode()
+    return stdout.decode() if stdout else ""
 
 
 def _free_port() -> int:
