@@ -80,6 +80,8 @@ async def test_wrk_plays_each_resident_in_order_and_counts_what_came_back(
         house = texts[0].removeprefix("你好 ")
         assert house.isdigit()
         assert texts == [turn.format(house=house) for turn in TURNS][: len(texts)]
+    first = [texts[0] for texts in server.sent.values()]
+    assert len(set(first)) == len(first)  # every resident at a house of their own
     received = sum(len(texts) for texts in server.sent.values())
     # wrk counts the answers it read; at the end up to one a connection is cut short.
     assert received - 3 <= played.result.messages <= received

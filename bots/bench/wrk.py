@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
@@ -62,12 +62,13 @@ def requests_file(
     messages: int,
     run: str,
     connection: int,
+    houses: Iterator[int],
 ) -> int:
     """Write one connection's raw requests (each as its length in bytes, a newline, and
-    the request), whole conversations of new residents, at least ``messages`` of them;
-    the number written."""
+    the request), whole conversations of new residents, at least ``messages`` of them,
+    each resident at the next of ``houses`` (shared by the connections, so no two
+    residents report at one place); the number written."""
     parts = urlsplit(url)
-    houses = house_numbers()
     written, resident = 0, 0
     with path.open("wb") as out:
         while written < messages:
@@ -105,6 +106,7 @@ def play(
         raise RuntimeError(problem)
     run = f"{int(time.time())}"
     per_connection = math.ceil(PER_CONNECTION_RATE * seconds)
+    houses = house_numbers()
     with tempfile.TemporaryDirectory(prefix="yimen-wrk-") as scratch:
         for connection in range(1, connections + 1):
             requests_file(
@@ -115,6 +117,7 @@ def play(
                 per_connection,
                 run,
                 connection,
+                houses,
             )
         command = [
             "wrk",
