@@ -347,12 +347,17 @@ def bench_command(
             settings = settings.model_copy(
                 update={"database_url": f"sqlite+aiosqlite:///{tmp}/bench.db"}
             )
+        if wrk_seconds and (channel is not BenchChannel.wechat or (url or "").startswith("ws")):
+            typer.echo("error: --wrk plays the WeChat webhook: add --channel wechat", err=True)
+            raise typer.Exit(2)
         if url and url.startswith(("ws://", "wss://")):
             from bots.bench.webchat import report
 
             raise typer.Exit(report(url, conversations, concurrency, json_path, mix, png))
         if channel is BenchChannel.wechat and url:
-            bench_url_report(settings, url, conversations, concurrency, rate, json_path, mix, png)
+            bench_url_report(
+                settings, url, conversations, concurrency, rate, json_path, mix, png, wrk_seconds
+            )
             return
         if channel is BenchChannel.wechat:
             modes = mode or list(WeChatMode)

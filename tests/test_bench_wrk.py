@@ -14,14 +14,17 @@ import xmltodict
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from bots.app import create_app
 from bots.bench import Scenario, Scenarios, wrk
-from bots.bench.wechat import _WeChat
+from bots.bench.wechat import _aes_key, _WeChat, bench_wechat_url
+from bots.settings import Settings
 from tests.test_cli import Env, env, yimen
 
 __all__ = ["env"]  # the CLI test's fixture, used here too
 
 TURNS = ("你好 {house}", "late", "bad", "谢谢")
 SCRIPT = Scenarios("four", (Scenario("four", 1, TURNS),))
+COMPLAINT = Scenarios.load("complaint")
 
 
 class Recorder:
@@ -129,3 +132,31 @@ async def test_bench_with_wrk_opens_a_case_per_conversation_through_the_webhook(
         [(cases,)] = db.execute("SELECT count(*) FROM cases").fetchall()
     whole = run["messages"] // 7
     assert whole - 2 <= cases - 1 <= whole + 2, (cases, run["messages"])
+
+
+async def test_wrk_drives_a_running_server_by_url(data_dir: Path) -> None:
+    """`--url` with `--wrk`: signed and encrypted with the server's own account settings,
+    every message answered in its passive reply."""
+    settings = Settings(
+        data_dir=data_dir,
+        rate_limit=10_000,
+        wechat_token="wrkbench",
+        wechat_app_id="wx1234567890abcdef",
+        wechat_app_secret="secret",
+        wechat_aes_key=_aes_key(),
+        wechat_api_base="http://127.0.0.1:9/cgi-bin/",
+    )
+    async with TestServer(create_app(settings), host="127.0.0.1") as server:
+        url = f"http://127.0.0.1:{server.port}/wechat"
+        measured = await asyncio.to_thread(
+            bench_wechat_url, settings, url, 0, 2, None, COMPLAINT, lambda _n: None, 2
+        )
+    assert (measured.mode, measured.late, measured.errors) == ("safe", 0, 0)
+    assert measured.result.messages > 7
+    assert measured.as_dict()["errors"] == 0
+
+
+async def test_wrk_is_for_the_wechat_webhook_only(env: Env) -> None:
+    refused = await yimen(env, "bench", "--wrk", "2")
+    assert refused.returncode == 2
+    assert "--wrk plays the WeChat webhook" in refused.stderr

@@ -444,11 +444,13 @@ def bench_wechat_url(
     rate: float | None = None,
     scenarios: Scenarios | None = None,
     advance: Callable[[int], None] = lambda _n: None,
+    wrk_seconds: int | None = None,
 ) -> WeChatBenchResult:
     """Drive a server that is already running at ``url`` (its /wechat webhook) from
     outside, signing (and, when it has an EncodingAESKey, encrypting) with the account
     settings it was started with: YIMEN_WECHAT_TOKEN, YIMEN_WECHAT_APP_ID and
     YIMEN_WECHAT_AES_KEY. Its rate limit must allow every message of the longest scenario.
+    With ``wrk_seconds``, wrk plays new residents for that long instead.
 
     The server's own costs (statements, Redis, CPU) are not counted from outside.
     """
@@ -456,6 +458,11 @@ def bench_wechat_url(
         raise ValueError("set YIMEN_WECHAT_TOKEN (and the app id and AES key) as the server has")
     wechat = _WeChat(settings.wechat_aes_key, settings.wechat_token, settings.wechat_app_id)
     mode = "safe" if settings.wechat_aes_key else "plain"
+    if wrk_seconds:
+        mix = scenarios or Scenarios.load()
+        run_loop(_warm_up_alone(url, wechat, mix))
+        played = wrk.play(url, wechat.delivery, mix, concurrency, wrk_seconds, advance=advance)
+        return WeChatBenchResult(mode, played.result, played.late, errors=played.errors)
     result, late, samples = run_loop(
         _drive(url, wechat, conversations, concurrency, rate, scenarios=scenarios, advance=advance)
     )

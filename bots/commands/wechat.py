@@ -77,29 +77,15 @@ def bench_wechat_report(
     """`yimen bench --channel wechat`: one server run per mode (and worker count), one
     line each; with ``json_path``, every run's figures as JSON too."""
 
-    from bots.bench import Scenarios, describe
+    from bots.bench import Scenarios
     from bots.bench.report import write
     from bots.bench.wechat import bench_wechat
     from bots.progress import counting
 
     scenarios = scenarios or Scenarios.load()
-    if wrk_seconds:
-        from bots.bench.wrk import available
-
-        problem = available()
-        if problem:
-            print(f"error: {problem}", file=sys.stderr)
-            raise typer.Exit(2)
-        load = (
-            f"wrk, {concurrency} connections for {wrk_seconds} s, "
-            f"new residents ({describe(scenarios)})"
-        )
-    else:
-        load = f"{conversations} conversations ({describe(scenarios)}), " + (
-            f"offered at {rate:,.0f} messages/s" if rate else f"{concurrency} at once"
-        )
+    load = _load(scenarios, conversations, concurrency, rate, wrk_seconds)
     print(
-        f"wechat webhook: {load}" + f"; database {describe_db(settings.resolved_database_url)}; "
+        f"wechat webhook: {load}; database {describe_db(settings.resolved_database_url)}; "
         f"state {'redis' if settings.redis_url else 'memory'}; "
         + ("echo instead of the pipeline" if echo else f"NLU {settings.nlu_backend}")
     )
@@ -147,6 +133,31 @@ def bench_wechat_report(
         print(line)
 
 
+def _load(
+    scenarios: Scenarios,
+    conversations: int,
+    concurrency: int,
+    rate: float | None,
+    wrk_seconds: int | None,
+) -> str:
+    """What load a WeChat bench offers, in words; exits when wrk is asked for and missing."""
+    from bots.bench import describe
+
+    if not wrk_seconds:
+        return f"{conversations} conversations ({describe(scenarios)}), " + (
+            f"offered at {rate:,.0f} messages/s" if rate else f"{concurrency} at once"
+        )
+    from bots.bench.wrk import available
+
+    problem = available()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        raise typer.Exit(2)
+    return (
+        f"wrk, {concurrency} connections for {wrk_seconds} s, new residents ({describe(scenarios)})"
+    )
+
+
 def bench_url_report(
     settings: Settings,
     url: str,
@@ -156,22 +167,21 @@ def bench_url_report(
     json_path: Path | None,
     scenarios: Scenarios | None = None,
     png: Path | None = None,
+    wrk_seconds: int | None = None,
 ) -> None:
     """`yimen bench --channel wechat --url URL`: a running server, driven from outside."""
-    from bots.bench import Scenarios, describe
+    from bots.bench import Scenarios
     from bots.bench.report import write
     from bots.bench.wechat import bench_wechat_url
     from bots.progress import counting
 
     scenarios = scenarios or Scenarios.load()
-    print(
-        f"wechat webhook at {url}: {conversations} conversations ({describe(scenarios)}), "
-        + (f"offered at {rate:,.0f} messages/s" if rate else f"{concurrency} at once")
-    )
+    load = _load(scenarios, conversations, concurrency, rate, wrk_seconds)
+    print(f"wechat webhook at {url}: {load}")
     try:
-        with counting("wechat", conversations) as advance:
+        with counting("wechat", wrk_seconds or conversations) as advance:
             measured = bench_wechat_url(
-                settings, url, conversations, concurrency, rate, scenarios, advance
+                settings, url, conversations, concurrency, rate, scenarios, advance, wrk_seconds
             )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -181,6 +191,7 @@ def bench_url_report(
         f"  {measured.mode:<5} {result.rate:,.0f} messages/s; latency p50 {result.p50_ms:.1f} ms, "
         f"p99 {result.p99_ms:.1f} ms, max {result.max_ms:.1f} ms; "
         f"{measured.late} answered late (custom/send)"
+        + (f", {measured.errors} errors" if wrk_seconds else "")
     )
     for line in write([(measured.mode, measured.as_dict(), measured.samples)], json_path, png):
         print(line)
