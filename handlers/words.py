@@ -67,6 +67,8 @@ FILLERS = re.compile(
 )
 
 _NEGATED = "(?<![不没别未非否])"
+# Latin words count only on their own, not inside other letters and digits (a code).
+_LATIN = "(?<![a-z0-9])"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +91,7 @@ YES = AnyOf(
         words(
             "yes_words",
             f"{_NEGATED}(是的|是啊|是滴|对的|对啊|对头|没错|没问题|没有问题|可以|确认|确定|提交|就这样|"
-            f"就这么|同意|好滴|好嘞|好的|好吧|好啊|行吧|行的|ok|yes|yeah)",
+            f"就这么|同意|好滴|好嘞|好的|好吧|好啊|行吧|行的|{_LATIN}(ok|okay|yes|yeah)(?![a-z0-9]))",
         ),
         words("yes_alone", "好|行|对|是|嗯|中|成", whole=True),
     ),
@@ -120,12 +122,15 @@ HANDOFF = words(
     "转人工|人工(?!湖|智能|草|费)|真人|活人|"
     "(找|叫|让|要|请|转|换|接)(个|一个|你们的?)?(工作人员|客服|领导|负责人|人来|人工)",
 )
-GOODBYE = words("goodbye", "拜拜|再见|bye|^88$|先这样|没事了")
-# Insults. 垃圾 only counts aimed at people or the service: 垃圾没人清 is a report.
+GOODBYE = words("goodbye", f"拜拜|再见|{_LATIN}(bye|byebye)(?![a-z0-9])|^88$|先这样|没事了")
+# Insults. 垃圾 only counts aimed at people or the service: 垃圾没人清 is a report. The
+# Latin abbreviations count only on their own, not inside other letters and digits: an
+# invitation code (MHSBRXSN) or USB接口 is no insult.
 ABUSE = words(
     "abuse",
-    "傻逼|煞笔|沙比|傻b|傻x|sb|脑残|智障|白痴|弱智|废物|饭桶|蠢货|蠢猪|去死|妈的|你妈|尼玛|"
-    "tmd|nmsl|cnm|草泥马|操你|日你|狗屁|狗东西|王八|混蛋|混账|屁用|放屁|滚蛋|滚开|^滚|"
+    f"傻逼|煞笔|沙比|傻b|傻x|{_LATIN}(sb|tmd|nmsl|cnm)(?![a-z0-9])|"
+    "脑残|智障|白痴|弱智|废物|饭桶|蠢货|蠢猪|去死|妈的|你妈|尼玛|"
+    "草泥马|操你|日你|狗屁|狗东西|王八|混蛋|混账|屁用|放屁|滚蛋|滚开|^滚|"
     "(你们|这帮|这群|一群|一帮)(就是|真是|都是)?(垃圾|人渣)|垃圾(政府|街道|机器人|客服|玩意|东西|系统)",
 )
 # "The second one", "number 2", "the last one": picking from a list just shown.

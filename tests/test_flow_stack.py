@@ -26,7 +26,7 @@ from handlers.messages import Inbound, Location, Outbound
 from handlers.patience import Patience
 from handlers.router import Router
 from handlers.state import MAX_PAUSED, ConversationState, Frame
-from handlers.words import CANCEL, NO, YES, ordinal, words
+from handlers.words import ABUSE, CANCEL, GOODBYE, NO, YES, ordinal, words
 from nlu.entities import EntityExtractor
 from nlu.gazetteer import Gazetteer
 from nlu.types import Parse
@@ -140,6 +140,30 @@ def test_the_stack_is_bounded() -> None:
 )
 def test_yes_and_no_respect_negation(text: str, yes: bool, no: bool) -> None:
     assert (YES.search(text), NO.search(text)) == (yes, no)
+
+
+@pytest.mark.parametrize(
+    ("text", "abuse"),
+    [
+        ("你们就是SB", True),
+        ("sb", True),
+        ("TMD什么破服务", True),
+        ("傻B客服", True),
+        ("MHSBRXSN", False),  # an invitation code
+        ("K7SB2QTW", False),
+        ("USB充电口坏了", False),
+        ("ATMD座旁边路灯不亮", False),
+    ],
+)
+def test_latin_insults_count_only_on_their_own(text: str, abuse: bool) -> None:
+    assert ABUSE.search(text) is abuse
+
+
+def test_latin_yes_and_goodbye_count_only_on_their_own() -> None:
+    assert YES.search("ok") and YES.search("好的OK") and YES.search("okay")
+    assert GOODBYE.search("bye") and GOODBYE.search("好的bye")
+    for code in ("QBYEK7MN", "YES4KQTR", "T2OKAYWX"):  # invitation codes
+        assert not YES.search(code) and not GOODBYE.search(code)
 
 
 @pytest.mark.parametrize(
