@@ -275,6 +275,21 @@ async def _warm_up_alone(url: str, wechat: _WeChat, scenarios: Scenarios) -> Non
         await _warm_up(session, url, wechat, scenarios)
 
 
+def _play_wrk(
+    url: str,
+    wechat: _WeChat,
+    scenarios: Scenarios | None,
+    connections: int,
+    seconds: int,
+    on_start: Callable[[], None] = lambda: None,
+    advance: Callable[[int], None] = lambda _n: None,
+) -> wrk.WrkRun:
+    """Each kind of conversation once (unmeasured), then wrk for ``seconds``."""
+    mix = scenarios or Scenarios.load()
+    run_loop(_warm_up_alone(url, wechat, mix))
+    return wrk.play(url, wechat.delivery, mix, connections, seconds, on_start, advance)
+
+
 async def _drive(
     url: str,
     wechat: _WeChat,
@@ -393,10 +408,8 @@ def bench_wechat(
         errors = 0
         samples: Samples | None
         if wrk_seconds:
-            mix = scenarios or Scenarios.load()
-            run_loop(_warm_up_alone(url, wechat, mix))
-            played = wrk.play(
-                url, wechat.delivery, mix, concurrency, wrk_seconds, measuring.set, advance
+            played = _play_wrk(
+                url, wechat, scenarios, concurrency, wrk_seconds, measuring.set, advance
             )
             result, late, errors, samples = played.result, played.late, played.errors, None
         else:
@@ -459,9 +472,7 @@ def bench_wechat_url(
     wechat = _WeChat(settings.wechat_aes_key, settings.wechat_token, settings.wechat_app_id)
     mode = "safe" if settings.wechat_aes_key else "plain"
     if wrk_seconds:
-        mix = scenarios or Scenarios.load()
-        run_loop(_warm_up_alone(url, wechat, mix))
-        played = wrk.play(url, wechat.delivery, mix, concurrency, wrk_seconds, advance=advance)
+        played = _play_wrk(url, wechat, scenarios, concurrency, wrk_seconds, advance=advance)
         return WeChatBenchResult(mode, played.result, played.late, errors=played.errors)
     result, late, samples = run_loop(
         _drive(url, wechat, conversations, concurrency, rate, scenarios=scenarios, advance=advance)

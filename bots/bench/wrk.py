@@ -1,4 +1,4 @@
-"""`yimen bench --channel wechat --client wrk`: the deliveries played by wrk.
+"""`yimen bench --channel wechat --wrk SECONDS`: the deliveries played by wrk.
 
 The aiohttp load generator costs about half a millisecond of CPU a message, on the same
 two cores as the server it measures. wrk (C, one epoll loop per thread) costs a small
@@ -24,7 +24,7 @@ import math
 import shutil
 import subprocess
 import tempfile
-import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,7 +106,7 @@ def play(
     problem = available()
     if problem:
         raise RuntimeError(problem)
-    run = f"{int(time.time())}"
+    run = uuid.uuid4().hex[:8]
     per_connection = math.ceil(max(PER_CONNECTION_RATE, TOTAL_RATE / connections) * seconds)
     houses = house_numbers()
     with tempfile.TemporaryDirectory(prefix="yimen-wrk-") as scratch:
