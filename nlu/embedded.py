@@ -22,12 +22,15 @@ never retrains for nothing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import jieba
@@ -35,6 +38,7 @@ import joblib
 import numpy as np
 import scipy.sparse as sp
 import sklearn
+from joblib.externals import loky
 from scipy.optimize import minimize
 from scipy.special import log_softmax, softmax
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -206,10 +210,10 @@ def _classifier() -> LogisticRegression:
 # Each with its rough share of the training time, for a progress bar's estimate.
 TRAINING_STEPS: tuple[tuple[str, float], ...] = (
     ("start", 0.0),
-    ("features", 2.0),
-    ("classifier", 5.0),
-    *((f"calibration {i + 1}/{CALIBRATION_FOLDS}", 2.0) for i in range(CALIBRATION_FOLDS)),
-    ("addresses", 1.0),
+    ("features", 1.0),
+    ("classifier", 9.0),
+    ("addresses", 3.0),
+    *((f"calibration {i + 1}/{CALIBRATION_FOLDS}", 1.5) for i in range(CALIBRATION_FOLDS)),
 )
 
 
@@ -219,6 +223,9 @@ def train(
     """Fit the classifier on every example of ``data``, and calibrate its temperature.
 
     ``progress`` is told each of ``TRAINING_STEPS`` as it finishes ("start" first).
+    Half the calibration folds run in a worker process while this one fits the address
+    CRF and the other half (see ``_training_pool``); the model is the same as on one
+    process.
     """
     step = progress or (lambda _name: None)
     step("start")
@@ -228,16 +235,21 @@ def train(
     texts = [_features_text(e.text) for e in data.examples]
     labels = np.array([e.intent for e in data.examples])
     vectorizers = _vectorizers()
-    # One BLAS/OpenMP thread: on a shared machine more threads mostly wait for each other.
-    with threadpool_limits(1):
-        features = sp.hstack([v.fit_transform(texts) for v in vectorizers], format="csr")
-        step("features")
-        classifier = _classifier().fit(features, labels)
-        step("classifier")
-        lengths = np.array([len(t) for t in texts])
-        temperature, slope = calibrate(features, labels, lengths, classifier, step)
-    addresses = train_addresses(data)
-    step("addresses")
+    with _training_pool() as pool:
+        if pool is not None:  # the worker starts and imports while the classifier fits
+            pool.submit(_warm_up)
+        # One BLAS/OpenMP thread: on a shared machine more threads mostly wait for each other.
+        with threadpool_limits(1):
+            features = sp.hstack([v.fit_transform(texts) for v in vectorizers], format="csr")
+            step("features")
+            classifier = _classifier().fit(features, labels)
+            step("classifier")
+        folds = _calibration_folds(features, labels, classifier, pool)
+        addresses = train_addresses(data)
+        step("addresses")
+        logits = _gather(folds, len(labels), len(classifier.classes_), step)
+    lengths = np.array([len(t) for t in texts])
+    temperature, slope = fit_temperature(logits, labels, lengths)
     return EmbeddedModel(
         *vectorizers, classifier, temperature, vocabulary, fingerprint, addresses, slope
     )
@@ -271,40 +283,115 @@ def train_addresses(data: TrainingData, extractor: EntityExtractor | None = None
     return AddressTagger.train(rows, cut)
 
 
-def calibrate(
+# Processes that fit calibration folds beside the main one, which fits the address CRF
+# and the other half of the folds meanwhile: these machines have two cores.
+TRAINING_WORKERS = 1
+
+
+@contextlib.contextmanager
+def _training_pool() -> Iterator[Executor | None]:
+    """A worker process for half the calibration folds, or None on a single core.
+
+    loky (joblib's process pool, which scikit-learn already uses) starts fresh
+    interpreters without re-running the caller's ``__main__``, unlike multiprocessing's
+    spawn, and without fork's hazards in a process that runs threads. The pool is shut
+    down on leaving, so no worker outlives training.
+    """
+    if len(os.sched_getaffinity(0)) < 2:
+        yield None
+        return
+    pool = loky.ProcessPoolExecutor(max_workers=TRAINING_WORKERS)
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True)
+
+
+def _warm_up() -> None:
+    """Nothing: loading this module (and scikit-learn) is the work."""
+
+
+# A fold: its held-out rows, and their logits from a worker or to be computed here.
+Fold = tuple[np.ndarray, "Future[np.ndarray] | Callable[[], np.ndarray]"]
+
+
+def _calibration_folds(
     features: sp.csr_matrix,
     labels: np.ndarray,
-    lengths: np.ndarray,
-    start: LogisticRegression | None = None,
-    progress: Progress | None = None,
-) -> tuple[float, float]:
-    """The temperature and length slope that minimise the log loss out of fold.
+    start: LogisticRegression,
+    pool: Executor | None,
+) -> list[Fold]:
+    """Out-of-fold logits over ``CALIBRATION_FOLDS`` stratified folds: each fold's
+    classifier scores examples it never saw, so the temperature reflects how sure the
+    model should be on new messages, not on its own training data. (The TF-IDF weights
+    are fitted once on all the data; refitting them per fold changes little.)
 
-    Each fold's classifier scores examples it never saw, so the temperature reflects how
-    sure the model should be on new messages, not on its own training data. (The TF-IDF
-    weights are fitted once on all the data; refitting them per fold changes little.)
-    The temperature is ``temperature_at(t, b, length)``: ``t`` at 20 characters, times
-    (length / 20) ** b. Each fold's fit starts from ``start`` (the model fitted on all
-    the data), which reaches the same optimum of the convex loss in about a third of the
-    iterations. ``progress`` hears of each fold.
+    Each fold's fit starts from ``start`` (the model fitted on all the data), which
+    reaches the same optimum of the convex loss in about a third of the iterations.
+    Every other fold is submitted to ``pool`` (when there is one); the rest are fitted
+    here by ``_gather``, so this returns at once.
     """
     _, counts = np.unique(labels, return_counts=True)
-    folds = min(CALIBRATION_FOLDS, int(counts.min()))
-    if folds < 2:
+    number = min(CALIBRATION_FOLDS, int(counts.min()))
+    if number < 2:
+        return []
+    splitter = StratifiedKFold(number, shuffle=True, random_state=0)
+    folds: list[Fold] = []
+    for index, (train_rows, test_rows) in enumerate(splitter.split(features, labels)):
+        job = (
+            features[train_rows],
+            labels[train_rows],
+            features[test_rows],
+            start.coef_,
+            start.intercept_,
+        )
+        if pool is not None and index % 2 == 0:
+            folds.append((test_rows, pool.submit(fold_logits, *job)))
+        else:
+            folds.append((test_rows, partial(fold_logits, *job)))
+    return folds
+
+
+def fold_logits(
+    train_features: sp.csr_matrix,
+    train_labels: np.ndarray,
+    test_features: sp.csr_matrix,
+    coef: np.ndarray,
+    intercept: np.ndarray,
+) -> np.ndarray:
+    """One calibration fold: fit from (``coef``, ``intercept``) on the training rows and
+    score the held-out ones (module-level, so a worker process can run it)."""
+    with threadpool_limits(1):
+        fold = _classifier().set_params(warm_start=True)
+        fold.coef_, fold.intercept_ = coef.copy(), intercept.copy()
+        fold.fit(train_features, train_labels)
+        return np.asarray(fold.decision_function(test_features))
+
+
+def _gather(folds: list[Fold], rows: int, classes: int, progress: Progress) -> np.ndarray | None:
+    """The out-of-fold logits of every row, fitting the folds kept here and waiting for
+    the worker's (None without folds)."""
+    if not folds:
+        return None
+    logits = np.zeros((rows, classes))
+    for number, (test_rows, result) in enumerate(folds):
+        logits[test_rows] = result.result() if isinstance(result, Future) else result()
+        progress(f"calibration {number + 1}/{CALIBRATION_FOLDS}")
+    return logits
+
+
+def fit_temperature(
+    logits: np.ndarray | None, labels: np.ndarray, lengths: np.ndarray
+) -> tuple[float, float]:
+    """The temperature and length slope that minimise the log loss of out-of-fold
+    ``logits`` (1.0 and 0.0 without them: too few examples of some intent to fold).
+
+    The temperature is ``temperature_at(t, b, length)``: ``t`` at 20 characters, times
+    (length / 20) ** b.
+    """
+    if logits is None:
         return 1.0, 0.0
-    classes = np.unique(labels)
-    target = np.searchsorted(classes, labels)
-    logits = np.zeros((len(labels), len(classes)))
-    splitter = StratifiedKFold(folds, shuffle=True, random_state=0)
-    for number, (train_rows, test_rows) in enumerate(splitter.split(features, labels)):
-        fold = _classifier()
-        if start is not None:
-            fold.set_params(warm_start=True)
-            fold.coef_, fold.intercept_ = start.coef_.copy(), start.intercept_.copy()
-        fold.fit(features[train_rows], labels[train_rows])
-        logits[test_rows] = fold.decision_function(features[test_rows])
-        if progress is not None:
-            progress(f"calibration {number + 1}/{CALIBRATION_FOLDS}")
+    target = np.searchsorted(np.unique(labels), labels)
     scale = np.log(np.maximum(lengths, 1) / REFERENCE_LENGTH)[:, None]
 
     def log_loss(parameters: np.ndarray) -> float:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+from concurrent.futures import Future
 from pathlib import Path
 
+import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from bots.settings import Settings
 from nlu.contract import ENTITIES, INTENTS
@@ -13,6 +17,12 @@ from nlu.embedded import (
     EmbeddedInterpreter,
     EmbeddedModel,
     Loaded,
+    _calibration_folds,
+    _classifier,
+    _features_text,
+    _gather,
+    _training_pool,
+    _vectorizers,
     fingerprint,
     load_or_train,
 )
@@ -156,6 +166,30 @@ def test_the_temperature_falls_with_length_so_long_letters_keep_their_confidence
         nlu_model.temperature_at(200) < nlu_model.temperature_at(20) < nlu_model.temperature_at(5)
     )
     assert nlu_model.temperature_at(20) == pytest.approx(nlu_model.temperature)
+
+
+def test_calibration_folds_in_worker_processes_match_one_process_and_leave_none() -> None:
+    data = load()
+    examples = data.examples[::16]
+    texts = [_features_text(e.text) for e in examples]
+    labels = np.array([e.intent for e in examples])
+    features = sp.hstack([v.fit_transform(texts) for v in _vectorizers()], format="csr")
+    start = _classifier().fit(features, labels)
+    classes = len(start.classes_)
+    alone = _gather(_calibration_folds(features, labels, start, None), len(labels), classes, print)
+    with _training_pool() as pool:
+        assert pool is not None  # these machines have two cores
+        workers = {pool.submit(os.getpid).result() for _ in range(4)}
+        folds = _calibration_folds(features, labels, start, pool)
+        assert [isinstance(result, Future) for _, result in folds] == [True, False] * 2
+        pooled = _gather(folds, len(labels), classes, print)
+    assert alone is not None and pooled is not None
+    assert np.abs(alone).max() > 1.0  # real logits, not a zero matrix
+    np.testing.assert_allclose(pooled, alone)
+    assert workers and os.getpid() not in workers
+    for pid in workers:  # shut down and reaped when training ends
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
 
 
 @pytest.mark.parametrize(
