@@ -7,6 +7,7 @@ import shutil
 from concurrent.futures import Future
 from pathlib import Path
 
+import joblib
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -275,12 +276,14 @@ def test_changed_data_gets_a_new_fingerprint(tmp_path: Path) -> None:
     assert fingerprint(copy) != fingerprint()
 
 
-def test_corrupt_cache_is_rebuilt(tmp_path: Path, nlu_model: EmbeddedModel) -> None:
-    path = tmp_path / f"embedded-{nlu_model.fingerprint}.joblib"
+def test_corrupt_cache_is_rebuilt(tmp_path: Path, small_data_dir: Path) -> None:
+    key = fingerprint(small_data_dir)
+    path = tmp_path / f"embedded-{key}.joblib"
     path.write_bytes(b"not a model")
-    model = load_or_train(tmp_path)
-    assert model.intents == nlu_model.intents
+    model = load_or_train(tmp_path, small_data_dir)
+    assert model.intents == sorted(load(sorted(small_data_dir.glob("*.yml"))).intents)
     assert path.stat().st_size > 1000
+    assert joblib.load(path).fingerprint == key  # the rebuilt file is a model again
 
 
 def test_fast_scorer_matches_scikit_learn(

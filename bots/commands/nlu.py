@@ -22,17 +22,28 @@ nlu_app = typer.Typer(help="Train and inspect the NLU model.", no_args_is_help=T
 
 
 @nlu_app.command("train")
-def nlu_train() -> None:
+def nlu_train(
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            exists=True,
+            file_okay=False,
+            help="A directory of Rasa 3.x NLU YAML files to train on instead of nlu/data.",
+        ),
+    ] = None,
+) -> None:
     """Train the embedded model from nlu/data and cache it (YIMEN_MODEL_CACHE)."""
     from bots.progress import TrainingReport
     from nlu.embedded import load_or_train
-    from nlu.training_data import load
+    from nlu.training_data import DATA_DIR, load
 
     settings = load_settings()
-    data = load()
+    source = data_dir or DATA_DIR
+    data = load(sorted(source.glob("*.yml")))
     started = time.perf_counter()
     with TrainingReport() as report:
-        model = load_or_train(settings.model_dir, force=True, progress=report.step)
+        model = load_or_train(settings.model_dir, source, force=True, progress=report.step)
     elapsed = time.perf_counter() - started
     path = settings.model_dir / f"embedded-{model.fingerprint}.joblib"
     print(
