@@ -48,6 +48,7 @@ from nlu.training_data import load as load_training_data
 from tests.emulators.dispatch import DispatchEmulator
 from tests.emulators.open311 import Open311Emulator
 from tests.emulators.wechat import WeChatAPIEmulator
+from tests.rasa_shared import SHARED as SHARED_RASA
 
 POSTGRES_URL = os.environ.get(
     "YIMEN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -427,9 +428,21 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 # The files that build Rasa's venv and train its model (cached under ~/.cache/yimen).
 # They are marked as one xdist group, but the mark is added here, at collection, and
-# xdist did not keep them on one worker (seen 2026-12-05); rasa_server in
-# test_rasa_server.py therefore shares its server between workers itself.
+# xdist did not keep them on one worker (seen 2026-12-05); tests/rasa_shared.py
+# therefore shares its server between workers itself.
 RASA_FILES = {"test_rasa_server.py", "test_faults_rasa.py"}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the shared Rasa server now if a collected test will use it: it loads for
+    about 40 s (minutes on a new machine), while other tests run (tests/rasa_shared.py)."""
+    if any("rasa_server" in getattr(item, "fixturenames", ()) for item in session.items):
+        SHARED_RASA.begin()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Leave the shared Rasa server: the last session to leave stops it."""
+    SHARED_RASA.release()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -25,8 +25,8 @@ from bots.app import SERVICES, create_app
 from handlers.catalog import Catalog
 from integration.state import KeyBuilder
 from nlu.rasa_client import FallbackInterpreter
+from tests.rasa_shared import EPOCHS, ROOT, script_env
 from tests.test_faults import pg_settings
-from tests.test_rasa_server import CACHE, EPOCHS, ROOT
 from tests.test_webchat import ADDRESS, COMPLAINT, chat, press, say, text_of
 from tests.webchat_client import Visitor
 
@@ -51,14 +51,7 @@ class OwnRasa:
     def __init__(self, port: int) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        self.home = CACHE / "rasa"
-        self.env = {
-            **os.environ,
-            "RASA_VENV": os.environ.get("RASA_VENV", str(CACHE / "rasa-venv")),
-            "RASA_HOME": os.environ.get("RASA_HOME", str(self.home)),
-            "RASA_TOKEN": TOKEN,
-            "RASA_PORT": str(port),
-        }
+        self.env = script_env(port, TOKEN)
 
     def script(self, *arguments: str, log: Path | None = None) -> None:
         with (log or Path(os.devnull)).open("w") as out:

@@ -1,28 +1,12 @@
-"""The Rasa backend against a real Rasa 3.6 server.
-
-The server is the one scripts/rasa-server.sh builds, trains on nlu/data and serves,
-with token auth, on a port of the tests' own (5055), so a server a developer runs on
-5005 is left alone. The fixture starts it when it is not already serving (and stops what it
-started when the tests end): the first run
-on a machine installs Rasa into ~/.cache/yimen/rasa-venv (a few minutes) and trains a
-YIMEN_TEST_RASA_EPOCHS-epoch model (5 by default, enough for these tests; cached by
-data, config and epochs). Point YIMEN_TEST_RASA_URL (and YIMEN_TEST_RASA_TOKEN) at a
-server of your own to use it instead. These tests fail, never skip, when no server can
-be had.
+"""The Rasa backend against a real Rasa 3.6 server: the suite's shared one
+(tests/rasa_shared.py), which these tests fail, never skip, without.
 """
 
 from __future__ import annotations
 
-import fcntl
-import os
-import socket
-import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from itertools import pairwise
-from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -39,101 +23,16 @@ from nlu.embedded import EmbeddedInterpreter
 from nlu.gazetteer import Gazetteer
 from nlu.rasa_client import FallbackInterpreter, RasaError, RasaInterpreter, RasaRejected
 from tests.fakes import FakeDesk
-
-ROOT = Path(__file__).parent.parent
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "yimen"
-PORT = 5055
-EPOCHS = os.environ.get("YIMEN_TEST_RASA_EPOCHS", "5")
+from tests.rasa_shared import SHARED
 
 pytestmark = pytest.mark.rasa
 
 
 @pytest.fixture(scope="session")
-def rasa_server() -> Iterator[tuple[str, str]]:
-    """(url, token) of a real Rasa server: the given one, or ours, started if need be."""
-    given = os.environ.get("YIMEN_TEST_RASA_URL")
-    if given:
-        yield given, os.environ.get("YIMEN_TEST_RASA_TOKEN", "")
-        return
-    token = os.environ.get("YIMEN_TEST_RASA_TOKEN", "yimen-test-token")
-    env = {
-        **os.environ,
-        "RASA_VENV": os.environ.get("RASA_VENV", str(CACHE / "rasa-venv")),
-        "RASA_HOME": os.environ.get("RASA_HOME", str(CACHE / "rasa")),
-        "RASA_TOKEN": token,
-        "RASA_PORT": str(PORT),
-    }
-    log = CACHE / "rasa-tests.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    # Several pytest-xdist workers may each hold this session fixture: they share the
-    # one server, started by the first and stopped by the last (a server that was up
-    # before any of them, a developer's, is left running).
-    with _users() as users:
-        if not users.pids:
-            users.ours = not _serving(PORT)
-        with log.open("w") as out:
-            done = subprocess.run(
-                ["bash", str(ROOT / "scripts" / "rasa-server.sh"), "all", "--epochs", EPOCHS],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                check=False,
-            )
-        if done.returncode != 0:
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-            pytest.fail(f"scripts/rasa-server.sh all failed ({done.returncode}):\n{tail}")
-        users.pids.add(os.getpid())
-    try:
-        yield f"http://127.0.0.1:{PORT}", token
-    finally:
-        with _users() as users:
-            users.pids.discard(os.getpid())
-            if not users.pids and users.ours:  # the tests started it, so the tests stop it
-                subprocess.run(
-                    ["bash", str(ROOT / "scripts" / "rasa-server.sh"), "stop"],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    check=False,
-                )
-
-
-@dataclass
-class _Users:
-    """The test sessions using the shared server, and whether they started it."""
-
-    pids: set[int]
-    ours: bool
-
-
-@contextmanager
-def _users() -> Iterator[_Users]:
-    """The users file, read and written under an exclusive lock (sessions that died
-    without their teardown are dropped)."""
-    path = CACHE / f"rasa-tests-{PORT}.users"
-    with (CACHE / f"rasa-tests-{PORT}.lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        words = path.read_text().split() if path.exists() else []
-        users = _Users({int(w) for w in words[1:] if _alive(int(w))}, words[:1] == ["ours"])
-        yield users
-        path.write_text(" ".join(["ours" if users.ours else "theirs", *map(str, users.pids)]))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _serving(port: int) -> bool:
-    """Whether something already listens on the port (a server a developer left up)."""
-    with socket.socket() as probe:
-        probe.settimeout(0.5)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
+def rasa_server() -> tuple[str, str]:
+    """(url, token) of a real Rasa server: YIMEN_TEST_RASA_URL's, or the suite's shared
+    one, which conftest.py started when collection ended (released when the session ends)."""
+    return SHARED.wait()
 
 
 @pytest.fixture
