@@ -22,15 +22,12 @@ never retrains for nothing.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import jieba
@@ -38,16 +35,23 @@ import joblib
 import numpy as np
 import scipy.sparse as sp
 import sklearn
-from joblib.externals import loky
-from scipy.optimize import minimize
-from scipy.special import log_softmax, softmax
+from scipy.special import softmax
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
 from nlu import addresses as address_tagging
 from nlu.addresses import AddressTagger, Hints
+from nlu.calibration import (
+    CALIBRATION_FOLDS,
+    Progress,
+    calibration_folds,
+    fit_temperature,
+    gather,
+    temperature_at,
+    training_pool,
+    warm_up,
+)
 from nlu.entities import EntityExtractor
 from nlu.normalize import normalize
 from nlu.scoring import FastScorer
@@ -61,12 +65,6 @@ log = logging.getLogger(__name__)
 
 MODEL_VERSION = "5"
 C = 10.0  # inverse regularisation, chosen by cross-validation on the training data
-CALIBRATION_FOLDS = 4
-# The temperature is exp(a + b * log(length / REFERENCE_LENGTH)), length in characters.
-REFERENCE_LENGTH = 20
-
-# A training step's name, reported as it finishes (for a progress bar); see TRAINING_STEPS.
-Progress = Callable[[str], None]
 
 _tokenizer_lock = threading.Lock()
 _tokenizer: Segmenter | None = None
@@ -152,15 +150,11 @@ class EmbeddedModel:
         return np.asarray(softmax(logits / temperatures, axis=1))
 
 
-def temperature_at(temperature: float, slope: float, length: int) -> float:
-    """``temperature`` at the reference length, scaled by (length / reference) ** slope."""
-    return float(temperature * (max(length, 1) / REFERENCE_LENGTH) ** slope)
-
-
 # The modules whose code shapes the features and the fit: a change to any of them must
 # retrain, even when nobody remembers to bump MODEL_VERSION.
 _FEATURE_CODE = (
     "embedded.py",
+    "calibration.py",
     "normalize.py",
     "scoring.py",
     "training_data.py",
@@ -224,7 +218,7 @@ def train(
 
     ``progress`` is told each of ``TRAINING_STEPS`` as it finishes ("start" first).
     Half the calibration folds run in a worker process while this one fits the address
-    CRF and the other half (see ``_training_pool``); the model is the same as on one
+    CRF and the other half (see ``training_pool``); the model is the same as on one
     process.
     """
     step = progress or (lambda _name: None)
@@ -235,19 +229,19 @@ def train(
     texts = [_features_text(e.text) for e in data.examples]
     labels = np.array([e.intent for e in data.examples])
     vectorizers = _vectorizers()
-    with _training_pool() as pool:
+    with training_pool() as pool:
         if pool is not None:  # the worker starts and imports while the classifier fits
-            pool.submit(_warm_up)
+            pool.submit(warm_up)
         # One BLAS/OpenMP thread: on a shared machine more threads mostly wait for each other.
         with threadpool_limits(1):
             features = sp.hstack([v.fit_transform(texts) for v in vectorizers], format="csr")
             step("features")
             classifier = _classifier().fit(features, labels)
             step("classifier")
-        folds = _calibration_folds(features, labels, classifier, pool)
+        folds = calibration_folds(features, labels, classifier, pool)
         addresses = train_addresses(data)
         step("addresses")
-        logits = _gather(folds, len(labels), len(classifier.classes_), step)
+        logits = gather(folds, len(labels), len(classifier.classes_), step)
     lengths = np.array([len(t) for t in texts])
     temperature, slope = fit_temperature(logits, labels, lengths)
     return EmbeddedModel(
@@ -281,126 +275,6 @@ def train_addresses(data: TrainingData, extractor: EntityExtractor | None = None
 
     rows = address_tagging.train_rows(data.examples, prepare, cut)
     return AddressTagger.train(rows, cut)
-
-
-# Processes that fit calibration folds beside the main one, which fits the address CRF
-# and the other half of the folds meanwhile: these machines have two cores.
-TRAINING_WORKERS = 1
-
-
-@contextlib.contextmanager
-def _training_pool() -> Iterator[Executor | None]:
-    """A worker process for half the calibration folds, or None on a single core.
-
-    loky (joblib's process pool, which scikit-learn already uses) starts fresh
-    interpreters without re-running the caller's ``__main__``, unlike multiprocessing's
-    spawn, and without fork's hazards in a process that runs threads. The pool is shut
-    down on leaving, so no worker outlives training.
-    """
-    if len(os.sched_getaffinity(0)) < 2:
-        yield None
-        return
-    pool = loky.ProcessPoolExecutor(max_workers=TRAINING_WORKERS)
-    try:
-        yield pool
-    finally:
-        pool.shutdown(wait=True)
-
-
-def _warm_up() -> None:
-    """Nothing: loading this module (and scikit-learn) is the work."""
-
-
-# A fold: its held-out rows, and their logits from a worker or to be computed here.
-Fold = tuple[np.ndarray, "Future[np.ndarray] | Callable[[], np.ndarray]"]
-
-
-def _calibration_folds(
-    features: sp.csr_matrix,
-    labels: np.ndarray,
-    start: LogisticRegression,
-    pool: Executor | None,
-) -> list[Fold]:
-    """Out-of-fold logits over ``CALIBRATION_FOLDS`` stratified folds: each fold's
-    classifier scores examples it never saw, so the temperature reflects how sure the
-    model should be on new messages, not on its own training data. (The TF-IDF weights
-    are fitted once on all the data; refitting them per fold changes little.)
-
-    Each fold's fit starts from ``start`` (the model fitted on all the data), which
-    reaches the same optimum of the convex loss in about a third of the iterations.
-    Every other fold is submitted to ``pool`` (when there is one); the rest are fitted
-    here by ``_gather``, so this returns at once.
-    """
-    _, counts = np.unique(labels, return_counts=True)
-    number = min(CALIBRATION_FOLDS, int(counts.min()))
-    if number < 2:
-        return []
-    splitter = StratifiedKFold(number, shuffle=True, random_state=0)
-    folds: list[Fold] = []
-    for index, (train_rows, test_rows) in enumerate(splitter.split(features, labels)):
-        job = (
-            features[train_rows],
-            labels[train_rows],
-            features[test_rows],
-            start.coef_,
-            start.intercept_,
-        )
-        if pool is not None and index % 2 == 0:
-            folds.append((test_rows, pool.submit(fold_logits, *job)))
-        else:
-            folds.append((test_rows, partial(fold_logits, *job)))
-    return folds
-
-
-def fold_logits(
-    train_features: sp.csr_matrix,
-    train_labels: np.ndarray,
-    test_features: sp.csr_matrix,
-    coef: np.ndarray,
-    intercept: np.ndarray,
-) -> np.ndarray:
-    """One calibration fold: fit from (``coef``, ``intercept``) on the training rows and
-    score the held-out ones (module-level, so a worker process can run it)."""
-    with threadpool_limits(1):
-        fold = _classifier().set_params(warm_start=True)
-        fold.coef_, fold.intercept_ = coef.copy(), intercept.copy()
-        fold.fit(train_features, train_labels)
-        return np.asarray(fold.decision_function(test_features))
-
-
-def _gather(folds: list[Fold], rows: int, classes: int, progress: Progress) -> np.ndarray | None:
-    """The out-of-fold logits of every row, fitting the folds kept here and waiting for
-    the worker's (None without folds)."""
-    if not folds:
-        return None
-    logits = np.zeros((rows, classes))
-    for number, (test_rows, result) in enumerate(folds):
-        logits[test_rows] = result.result() if isinstance(result, Future) else result()
-        progress(f"calibration {number + 1}/{CALIBRATION_FOLDS}")
-    return logits
-
-
-def fit_temperature(
-    logits: np.ndarray | None, labels: np.ndarray, lengths: np.ndarray
-) -> tuple[float, float]:
-    """The temperature and length slope that minimise the log loss of out-of-fold
-    ``logits`` (1.0 and 0.0 without them: too few examples of some intent to fold).
-
-    The temperature is ``temperature_at(t, b, length)``: ``t`` at 20 characters, times
-    (length / 20) ** b.
-    """
-    if logits is None:
-        return 1.0, 0.0
-    target = np.searchsorted(np.unique(labels), labels)
-    scale = np.log(np.maximum(lengths, 1) / REFERENCE_LENGTH)[:, None]
-
-    def log_loss(parameters: np.ndarray) -> float:
-        temperatures = np.exp(parameters[0] + parameters[1] * scale)
-        scaled = log_softmax(logits / temperatures, axis=1)
-        return float(-scaled[np.arange(len(target)), target].mean())
-
-    best = minimize(log_loss, np.array([np.log(0.5), 0.0]), method="Nelder-Mead").x
-    return float(np.exp(best[0])), float(best[1])
 
 
 @dataclass(frozen=True, slots=True)

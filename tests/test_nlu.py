@@ -13,16 +13,14 @@ import pytest
 import scipy.sparse as sp
 
 from bots.settings import Settings
+from nlu.calibration import calibration_folds, gather, training_pool
 from nlu.contract import ENTITIES, INTENTS
 from nlu.embedded import (
     EmbeddedInterpreter,
     EmbeddedModel,
     Loaded,
-    _calibration_folds,
     _classifier,
     _features_text,
-    _gather,
-    _training_pool,
     _vectorizers,
     fingerprint,
     load_or_train,
@@ -177,13 +175,13 @@ def test_calibration_folds_in_worker_processes_match_one_process_and_leave_none(
     features = sp.hstack([v.fit_transform(texts) for v in _vectorizers()], format="csr")
     start = _classifier().fit(features, labels)
     classes = len(start.classes_)
-    alone = _gather(_calibration_folds(features, labels, start, None), len(labels), classes, print)
-    with _training_pool() as pool:
+    alone = gather(calibration_folds(features, labels, start, None), len(labels), classes, print)
+    with training_pool() as pool:
         assert pool is not None  # these machines have two cores
         workers = {pool.submit(os.getpid).result() for _ in range(4)}
-        folds = _calibration_folds(features, labels, start, pool)
+        folds = calibration_folds(features, labels, start, pool)
         assert [isinstance(result, Future) for _, result in folds] == [True, False] * 2
-        pooled = _gather(folds, len(labels), classes, print)
+        pooled = gather(folds, len(labels), classes, print)
     assert alone is not None and pooled is not None
     assert np.abs(alone).max() > 1.0  # real logits, not a zero matrix
     np.testing.assert_allclose(pooled, alone)
