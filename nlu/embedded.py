@@ -162,6 +162,8 @@ _FEATURE_CODE = (
     "entities.py",
     "gazetteer.py",
     "timeparse.py",
+    "timewords.py",
+    "periods.py",
     "segment.py",
 )
 

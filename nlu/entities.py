@@ -39,7 +39,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from nlu.gazetteer import Community, Gazetteer
-from nlu.timeparse import SHANGHAI, find_periods, find_times
+from nlu.periods import find_periods
+from nlu.timeparse import SHANGHAI, find_times
 from nlu.training_data import TrainingData
 from nlu.types import Entity
 

@@ -9,11 +9,11 @@ import pytest
 
 from nlu.entities import PERIOD, EntityExtractor
 from nlu.gazetteer import DEFAULT_PATH, Community, Gazetteer
+from nlu.periods import find_periods
 from nlu.timeparse import (
     SHANGHAI,
     TimeParseError,
     TimeValue,
-    find_periods,
     find_times,
     resolve,
 )
