@@ -159,6 +159,7 @@ _FEATURE_CODE = (
     "scoring.py",
     "training_data.py",
     "addresses.py",
+    "crf.py",
     "entities.py",
     "gazetteer.py",
     "timeparse.py",

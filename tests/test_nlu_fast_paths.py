@@ -2,7 +2,7 @@
 
 jieba words (nlu.segment.Segmenter against jieba.Tokenizer), pinyin (nlu.segment.syllables
 against pypinyin.lazy_pinyin), the TF-IDF scorer (nlu.scoring.FastScorer against
-scikit-learn) and the address decoder (nlu.addresses.Decoder against pycrfsuite's
+scikit-learn) and the address decoder (nlu.crf.Decoder against pycrfsuite's
 Tagger), each on every training and blind-set message.
 """
 
@@ -15,7 +15,7 @@ import jieba
 import pytest
 from pypinyin import lazy_pinyin
 
-from nlu import addresses
+from nlu import addresses, crf
 from nlu.embedded import EmbeddedInterpreter, EmbeddedModel, cut, domain_vocabulary
 from nlu.entities import EntityExtractor
 from nlu.normalize import normalize
@@ -121,7 +121,7 @@ def test_decoder_tags_as_crfsuite_on_every_clause(nlu_model: EmbeddedModel) -> N
 def test_decoder_reads_the_weights_crfsuite_prints(nlu_model: EmbeddedModel) -> None:
     tagger = nlu_model.addresses
     assert tagger is not None
-    labels, state, transitions = addresses.read_model(tagger._model)
+    labels, state, transitions = crf.read_model(tagger._model)
     info = tagger._tagger.info()
     assert set(labels) == set(info.labels)
     named = {(a, labels[y]): w for (a, y), w in state.items()}
@@ -134,8 +134,8 @@ def test_decoder_reads_the_weights_crfsuite_prints(nlu_model: EmbeddedModel) -> 
 
 def test_viterbi_breaks_ties_as_crfsuite() -> None:
     flat = [[0.0, 0.0, 0.0]] * 3
-    assert addresses.viterbi(flat, [[0.0] * 3] * 3) == [0, 0, 0]
-    assert addresses.viterbi([[0.0, 1.0, 1.0], [2.0, 0.0, 2.0]], [[0.0] * 3] * 3) == [1, 0]
+    assert crf.viterbi(flat, [[0.0] * 3] * 3) == [0, 0, 0]
+    assert crf.viterbi([[0.0, 1.0, 1.0], [2.0, 0.0, 2.0]], [[0.0] * 3] * 3) == [1, 0]
 
 
 def test_a_new_process_sets_up_jieba_once(tmp_path: Path) -> None:
