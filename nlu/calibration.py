@@ -98,14 +98,7 @@ def calibration_folds(
     splitter = StratifiedKFold(number, shuffle=True, random_state=0)
     folds: list[Fold] = []
     for index, (train_rows, test_rows) in enumerate(splitter.split(features, labels)):
-        job = (
-            features[train_rows],
-            labels[train_rows],
-            features[test_rows],
-            clone(start),
-            start.coef_,
-            start.intercept_,
-        )
+        job = (features[train_rows], labels[train_rows], features[test_rows], start)
         if pool is not None and index % 2 == 0:
             folds.append((test_rows, pool.submit(fold_logits, *job)))
         else:
@@ -117,16 +110,14 @@ def fold_logits(
     train_features: sp.csr_matrix,
     train_labels: np.ndarray,
     test_features: sp.csr_matrix,
-    template: LogisticRegression,
-    coef: np.ndarray,
-    intercept: np.ndarray,
+    start: LogisticRegression,
 ) -> np.ndarray:
-    """One calibration fold: fit ``template``'s classifier from (``coef``, ``intercept``)
-    on the training rows and score the held-out ones (module-level, so a worker process
-    can run it)."""
+    """One calibration fold: fit a classifier like ``start``, from its weights, on the
+    training rows and score the held-out ones (module-level, so a worker process can
+    run it)."""
     with threadpool_limits(1):
-        fold = clone(template).set_params(warm_start=True)
-        fold.coef_, fold.intercept_ = coef.copy(), intercept.copy()
+        fold = clone(start).set_params(warm_start=True)
+        fold.coef_, fold.intercept_ = start.coef_.copy(), start.intercept_.copy()
         fold.fit(train_features, train_labels)
         return np.asarray(fold.decision_function(test_features))
 
