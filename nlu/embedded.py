@@ -55,8 +55,7 @@ from nlu.calibration import (
 from nlu.entities import EntityExtractor
 from nlu.normalize import normalize
 from nlu.scoring import FastScorer
-from nlu.segment import Segmenter
-from nlu.segment import syllables as pinyin_syllables
+from nlu.segment import Segmenter, word_syllables
 from nlu.training_data import DATA_DIR, TrainingData
 from nlu.training_data import load as load_training_data
 from nlu.types import DEFAULT_MARGIN, DEFAULT_THRESHOLD, FALLBACK_INTENT, NLUError, Parse, unsure
@@ -86,9 +85,24 @@ def _features_text(text: str) -> str:
     return normalize(text).lower()
 
 
+# The last text's words: the word block and the pinyin block read the same message.
+_last_words: tuple[str, int, tuple[str, ...]] = ("", -1, ())
+
+
 def words(text: str) -> list[str]:
-    """jieba words of normalised text, spaces dropped (module-level so models pickle)."""
-    return [w for w in _jieba().words(text) if not w.isspace()]
+    """jieba words of normalised text, spaces dropped (module-level so models pickle).
+
+    Dictionary words only, without jieba's HMM guesses at unknown words: the character
+    block reads what the dictionary does not know, cross-validation scores the two
+    alike (0.9294 and 0.9287 macro-F1, README), and the guesses cost a tenth of a parse.
+    """
+    global _last_words
+    tokenizer = _jieba()
+    last_text, generation, found = _last_words
+    if last_text != text or generation != tokenizer.generation:
+        found = tuple(w for w in tokenizer.words(text, hmm=False) if not w.isspace())
+        _last_words = (text, tokenizer.generation, found)
+    return list(found)
 
 
 def cut(text: str) -> list[str]:
@@ -103,8 +117,9 @@ def cut(text: str) -> list[str]:
 def syllables(text: str) -> list[str]:
     """Toneless pinyin of the Chinese characters in ``text``; anything else is dropped.
 
-    ``lazy_pinyin(text, errors="ignore")``, with the pinyin of words remembered."""
-    return pinyin_syllables(text)
+    Read word by word (its jieba ``words``, pypinyin's phrases looked for within each),
+    so a word's pinyin is worked out once per process, not once per message."""
+    return word_syllables(words(text))
 
 
 @dataclass(slots=True)

@@ -58,6 +58,8 @@ class Segmenter(jieba.Tokenizer):
 
     def _forget(self) -> None:
         """Drop everything remembered from the dictionary (it changed)."""
+        # Counts the changes: whoever remembers words of this tokenizer checks it.
+        self.generation = getattr(self, "generation", -1) + 1
         self._logp: dict[str, float] = {}
         self._logtotal: float | None = None
         self._route = lru_cache(maxsize=CACHE_SIZE)(self._route_of)
@@ -286,4 +288,23 @@ def syllables(text: str) -> list[str]:
     out: list[str] = []
     for run in _RUNS.findall(text):
         out += _run_syllables(run)
+    return out
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def _pinyin_of_word(word: str) -> tuple[str, ...]:
+    return tuple(syllables(word))
+
+
+def word_syllables(words: list[str]) -> list[str]:
+    """Toneless pinyin of already-cut ``words``: ``syllables`` of each word, remembered.
+
+    pypinyin reads a polyphonic character by the phrase it is in. Its phrases are looked
+    for within each jieba word (长期存在 reads 长期 as one phrase), never across two, and a
+    message costs a lookup per word it has seen before. Characters without pinyin are
+    dropped, as ``lazy_pinyin(..., errors="ignore")`` drops them.
+    """
+    out: list[str] = []
+    for word in words:
+        out += _pinyin_of_word(word)
     return out

@@ -15,11 +15,11 @@ import jieba
 import pytest
 from pypinyin import lazy_pinyin
 
-from nlu import addresses, crf
-from nlu.embedded import EmbeddedInterpreter, EmbeddedModel, cut, domain_vocabulary
+from nlu import addresses, crf, embedded
+from nlu.embedded import EmbeddedInterpreter, EmbeddedModel, cut, domain_vocabulary, words
 from nlu.entities import EntityExtractor
 from nlu.normalize import normalize
-from nlu.segment import Segmenter, syllables
+from nlu.segment import Segmenter, syllables, word_syllables
 from nlu.training_data import DATA_DIR, load, load_file
 
 EXTRA = ["", " ", "abc  DEF 3.5% x-y", "好" * 300, "\n\t x", "ＡＢＣ路灯123号楼", "谢谢!!! 😀"]
@@ -73,6 +73,33 @@ def test_segmenter_forgets_its_caches_when_the_dictionary_changes() -> None:
 def test_syllables_are_lazy_pinyin(texts: list[str]) -> None:
     for text in texts:
         assert syllables(text) == lazy_pinyin(text, errors="ignore"), text
+
+
+def test_word_syllables_read_each_word_as_lazy_pinyin_does(texts: list[str]) -> None:
+    for text in texts:
+        cut_words = words(text)
+        expected = [s for w in cut_words for s in lazy_pinyin(w, errors="ignore")]
+        assert word_syllables(cut_words) == expected, text
+        assert word_syllables(cut_words) == expected, text  # from the cache
+    # Phrases are read within a word, never across two: 长期 is chang, 长大 zhang.
+    assert word_syllables(["长期存在", "长大"]) == ["chang", "qi", "cun", "zai", "zhang", "da"]
+
+
+def test_classifier_words_are_remembered_only_while_the_dictionary_stands() -> None:
+    text = "楼道里的咚咚锵声音太吵了"
+    first = words(text)
+    assert words(text) == first
+    words(text).append("x")  # a caller's copy: the remembered words do not change
+    assert words(text) == first
+    tokenizer = Segmenter()
+    assert "咚咚锵" not in tokenizer.words(text, hmm=False)
+    before = words(text)
+    embedded._jieba().add_word("咚咚锵")
+    try:
+        assert "咚咚锵" in words(text) and words(text) != before
+    finally:
+        embedded._jieba().del_word("咚咚锵")
+    assert "咚咚锵" not in words(text)
 
 
 def test_fast_scorer_matches_scikit_learn_on_every_message(
