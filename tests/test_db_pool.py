@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import pytest
 from sqlalchemy import text
 
 from integration.db import autocommit, create_engine
@@ -61,3 +62,52 @@ async def test_autocommit_reads_run_without_a_transaction_on_the_same_pool(
         assert await backend_pid(autocommit(engine)) == await backend_pid(engine)
     finally:
         await engine.dispose()
+
+
+async def burst_pids(engine: object, size: int) -> set[int]:
+    """The server processes of ``size`` connections checked out at once."""
+    started = asyncio.Event()
+    waiting = 0
+
+    async def hold() -> int:
+        nonlocal waiting
+        async with engine.connect() as connection:  # type: ignore[attr-defined]
+            pid = int(await connection.scalar(text("SELECT pg_backend_pid()")))
+            waiting += 1
+            if waiting == size:
+                started.set()
+            await started.wait()  # every connection is out of the pool at once
+            return pid
+
+    return set(await asyncio.gather(*(hold() for _ in range(size))))
+
+
+async def test_the_pool_keeps_as_many_connections_as_its_size(postgres: str) -> None:
+    """A burst within ``pool_size`` reuses its connections on the next burst; past it,
+    the extra connections are closed on return and the next burst opens new ones
+    (a TCP and TLS handshake and a server process each): why the default covers a
+    worker's usual concurrency (integration.db.POOL_SIZE)."""
+    engine = create_engine(postgres, pool_size=6)
+    try:
+        first = await burst_pids(engine, 6)
+        assert len(first) == 6
+        assert await burst_pids(engine, 6) == first  # all six kept open
+
+        wider = await burst_pids(engine, 9)  # three overflow connections
+        assert len(wider) == 9 and first <= wider
+        again = await burst_pids(engine, 9)
+        assert len(again & wider) == 6  # the overflow three were closed and reopened
+    finally:
+        await engine.dispose()
+
+
+def test_the_pool_size_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bots.settings import Settings
+    from integration.db import POOL_SIZE
+
+    assert Settings(_env_file=None).database_pool_size == POOL_SIZE >= 16
+    monkeypatch.setenv("YIMEN_DATABASE_POOL_SIZE", "40")
+    assert Settings(_env_file=None).database_pool_size == 40
+    monkeypatch.setenv("YIMEN_DATABASE_POOL_SIZE", "0")
+    with pytest.raises(ValueError, match="database_pool_size"):
+        Settings(_env_file=None)
