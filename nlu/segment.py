@@ -34,6 +34,7 @@ from pypinyin.converter import UltimateConverter
 from pypinyin.seg import mmseg
 
 CACHE_SIZE = 1 << 16  # runs of text and words remembered, per kind
+_PREFIX = 1.0  # in Segmenter._scan: the start of a word, not one (log probabilities are ≤ 0)
 
 # jieba's own block patterns (accurate mode), so blocks split exactly as it splits them.
 _RE_HAN = jieba.re_han_default
@@ -61,6 +62,7 @@ class Segmenter(jieba.Tokenizer):
         # Counts the changes: whoever remembers words of this tokenizer checks it.
         self.generation = getattr(self, "generation", -1) + 1
         self._logp: dict[str, float] = {}
+        self._scan: dict[str, float] = {}
         self._logtotal: float | None = None
         self._route = lru_cache(maxsize=CACHE_SIZE)(self._route_of)
         self._hmm_block = lru_cache(maxsize=CACHE_SIZE)(self._cut_hmm)
@@ -128,6 +130,16 @@ class Segmenter(jieba.Tokenizer):
                         out += piece
         return out
 
+    def _look_up(self, fragment: str) -> float | None:
+        """``fragment`` in the dictionary: its log probability as a word, ``_PREFIX``
+        when it only starts longer words (jieba keeps those with frequency 0), None when
+        it is neither. Remembered in ``_scan``, which only ever holds dictionary keys."""
+        freq = self.FREQ.get(fragment)
+        if freq is None:
+            return None
+        value = self._scan[fragment] = self._log_probability(fragment) if freq else _PREFIX
+        return value
+
     def _log_probability(self, word: str) -> float:
         """``log(FREQ.get(word) or 1) - log(total)``, as jieba's ``calc`` computes it."""
         if self._logtotal is None:
@@ -139,10 +151,11 @@ class Segmenter(jieba.Tokenizer):
         """Where the best route's word starting at each character ends (exclusive).
 
         jieba's ``get_DAG`` and ``calc`` in one pass: the same scores, added in the same
-        order, and the same tie-break (of equal scores, the longest word).
+        order, and the same tie-break (of equal scores, the longest word). Each fragment
+        met is looked up once in the dictionary and remembered in ``_scan``: a word's
+        log probability, or ``_PREFIX`` for the start of a longer word only.
         """
-        freq = self.FREQ
-        known = self._logp
+        scan = self._scan
         n = len(sentence)
         scores = [0.0] * (n + 1)
         ends = [0] * (n + 1)
@@ -151,18 +164,22 @@ class Segmenter(jieba.Tokenizer):
             best_end = -1
             i = k
             fragment = sentence[k]
-            while i < n and fragment in freq:
-                if freq[fragment]:
-                    logp = known.get(fragment)
-                    if logp is None:
-                        logp = self._log_probability(fragment)
+            while True:
+                logp = scan.get(fragment)
+                if logp is None:
+                    logp = self._look_up(fragment)
+                    if logp is None:  # no word starts with this fragment
+                        break
+                if logp != _PREFIX:
                     score = logp + scores[i + 1]
                     if best_end < 0 or score >= best:
                         best, best_end = score, i
                 i += 1
+                if i == n:
+                    break
                 fragment = sentence[k : i + 1]
             if best_end < 0:  # no word starts here: the character alone
-                logp = known.get(sentence[k])
+                logp = self._logp.get(sentence[k])
                 if logp is None:
                     logp = self._log_probability(sentence[k])
                 best, best_end = logp + scores[k + 1], k
