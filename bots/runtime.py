@@ -161,7 +161,9 @@ async def open_services(
     if not create:
         await check_exists(settings.resolved_database_url)
     async with AsyncExitStack() as stack:
-        engine = create_engine(settings.resolved_database_url, pool_size=settings.database_pool_size)
+        engine = create_engine(
+            settings.resolved_database_url, pool_size=settings.database_pool_size
+        )
         stack.push_async_callback(engine.dispose)
         redis = (
             open_redis(settings.redis_url, cluster=settings.redis_cluster)
