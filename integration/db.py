@@ -36,8 +36,8 @@ POOL_SIZE = 20  # PostgreSQL connections a process keeps open
 def create_engine(url: str, *, echo: bool = False, pool_size: int = POOL_SIZE) -> AsyncEngine:
     """An async engine for ``url``; SQLite gets WAL, one connection and foreign keys.
 
-    On PostgreSQL the pool keeps ``pool_size`` connections open and opens as many
-    again for a burst, closing those as they come back. The kept ones should cover a
+    On PostgreSQL the pool keeps ``pool_size`` connections open and opens up to half as
+    many again for a burst, closing those as they come back. The kept ones should cover a
     worker's usual concurrency (turns under way, the transcript's group commit, the
     outbox and the push queue): a pool smaller than that opens and closes a connection
     (a TCP and TLS handshake, and a new server process) for many turns.
@@ -57,7 +57,7 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = POOL_SIZE) -
         # (BEGIN, the ping, ROLLBACK), more than most turns' own statements. A connection
         # the server closed (restart, pg_terminate_backend) is known closed to asyncpg as
         # soon as the loop reads the socket's end, and ``_refuse_closed`` replaces it.
-        options.update(pool_size=pool_size, max_overflow=pool_size)
+        options.update(pool_size=pool_size, max_overflow=pool_size // 2)
     engine = create_async_engine(url, **options)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
