@@ -14,7 +14,6 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from integration.db import POOL_SIZE
 from integration.handoff_hours import DEFAULT_HOURS
 from nlu.types import DEFAULT_MARGIN, DEFAULT_THRESHOLD
 
@@ -41,7 +40,8 @@ class Settings(BaseSettings):
     # The service catalogue (integration/services/catalogue.yml format); empty: the shipped one.
     service_catalogue: Path | None = None
     database_url: str = ""  # default: sqlite+aiosqlite:///<data_dir>/yimen.db
-    database_pool_size: int = Field(POOL_SIZE, ge=1)  # PostgreSQL connections kept per worker
+    # PostgreSQL connections each worker keeps open; empty: integration.db.POOL_SIZE.
+    database_pool_size: int | None = Field(None, ge=1)
     redis_url: str = ""  # empty: in-process state (one worker only)
     redis_prefix: str = "yimen"
     redis_cluster: bool = False  # YIMEN_REDIS_URL names a node of a Redis Cluster

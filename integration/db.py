@@ -33,14 +33,15 @@ VERSION_TABLE = "alembic_version"
 POOL_SIZE = 20  # PostgreSQL connections a process keeps open
 
 
-def create_engine(url: str, *, echo: bool = False, pool_size: int = POOL_SIZE) -> AsyncEngine:
+def create_engine(url: str, *, echo: bool = False, pool_size: int | None = None) -> AsyncEngine:
     """An async engine for ``url``; SQLite gets WAL, one connection and foreign keys.
 
-    On PostgreSQL the pool keeps ``pool_size`` connections open and opens up to half as
-    many again for a burst, closing those as they come back. The kept ones should cover a
-    worker's usual concurrency (turns under way, the transcript's group commit, the
-    outbox and the push queue): a pool smaller than that opens and closes a connection
-    (a TCP and TLS handshake, and a new server process) for many turns.
+    On PostgreSQL the pool keeps ``pool_size`` (by default ``POOL_SIZE``) connections
+    open and opens up to half as many again for a burst, closing those as they come
+    back. The kept ones should cover a worker's usual concurrency (turns under way, the
+    transcript's group commit, the outbox and the push queue): a pool smaller than that
+    opens and closes a connection (a TCP and TLS handshake, and a new server process)
+    for many turns.
     """
     parsed = make_url(url)
     options: dict[str, Any] = {"echo": echo}
@@ -57,7 +58,8 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = POOL_SIZE) -
         # (BEGIN, the ping, ROLLBACK), more than most turns' own statements. A connection
         # the server closed (restart, pg_terminate_backend) is known closed to asyncpg as
         # soon as the loop reads the socket's end, and ``_refuse_closed`` replaces it.
-        options.update(pool_size=pool_size, max_overflow=pool_size // 2)
+        kept = POOL_SIZE if pool_size is None else pool_size
+        options.update(pool_size=kept, max_overflow=kept // 2)
     engine = create_async_engine(url, **options)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

@@ -101,13 +101,17 @@ async def test_the_pool_keeps_as_many_connections_as_its_size(postgres: str) -> 
         await engine.dispose()
 
 
-def test_the_pool_size_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_pool_size_is_a_setting(monkeypatch: pytest.MonkeyPatch, postgres: str) -> None:
     from bots.settings import Settings
     from integration.db import POOL_SIZE
 
-    assert Settings(_env_file=None).database_pool_size == POOL_SIZE >= 16
+    monkeypatch.delenv("YIMEN_DATABASE_POOL_SIZE", raising=False)
+    assert Settings().database_pool_size is None
+    engine = create_engine(postgres, pool_size=Settings().database_pool_size)
+    assert engine.pool.size() == POOL_SIZE >= 16  # type: ignore[attr-defined]
+    await engine.dispose()
     monkeypatch.setenv("YIMEN_DATABASE_POOL_SIZE", "40")
-    assert Settings(_env_file=None).database_pool_size == 40
+    assert Settings().database_pool_size == 40
     monkeypatch.setenv("YIMEN_DATABASE_POOL_SIZE", "0")
     with pytest.raises(ValueError, match="database_pool_size"):
-        Settings(_env_file=None)
+        Settings()
