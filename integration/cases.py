@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
@@ -21,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from integration import case_reads as reads
 from integration.changes import lock_case, queue_job, record_change
-from integration.db import autocommit, fetch_rows
+from integration.db import autocommit, fetch_rows, sqlite_connection
 from integration.errors import CaseNotFound, InvalidTransition
 from integration.lifecycle import can_move
 from integration.models import (
@@ -35,7 +36,8 @@ from integration.models import (
     ProxyConsent,
     utcnow,
 )
-from integration.opening import OPEN_CASE
+from integration.opening import OPEN_CASE, open_on_sqlite, sqlite_opening
+from integration.sqlite_driver import in_transaction
 from integration.upsert import (
     ensure_resident,
     insert_for,
@@ -198,7 +200,7 @@ class CaseBook:
         transaction: the case and its forwarding exist together or not at all.
         """
         now = utcnow()
-        if self._engine.dialect.name == "postgresql" and not draft.media and not draft.consent:
+        if not draft.media and not draft.consent:
             number = await self._open_at_once(draft, now)
             if number is not None:
                 return CaseView.opened(draft, number, now)
@@ -258,14 +260,43 @@ class CaseBook:
         return CaseView.opened(draft, number, now)
 
     async def _open_at_once(self, draft: CaseDraft, now: datetime) -> str | None:
-        """The new case's number, opened in one statement (integration.opening); None
-        when the resident's id is not cached, or the cached one turned out stale."""
+        """The new case's number, opened in one statement on PostgreSQL, or in one
+        hand-off on SQLite (integration.opening); None when the resident's id is not
+        cached, the cached one turned out stale, or the database is neither."""
         known = resident_ids(self._engine)
         resident_id = known.get(draft.channel, draft.user_id)
-        if resident_id is None:
+        dialect = self._engine.dialect
+        if resident_id is None or dialect.name not in ("postgresql", "sqlite"):
             return None
         local = self.platform == LOCAL_DESK
         day = now.astimezone(LOCAL_TZ).date()
+        if dialect.name == "sqlite":
+            row = {
+                **_reported(draft),
+                "resident_id": resident_id,
+                "status": CaseStatus.received.value,
+                "platform": self.platform,
+                "platform_updated_at": None,
+                "created_at": now,
+                "updated_at": now,
+            }
+            try:
+                async with self._engine.connect() as connection:
+                    driver = await sqlite_connection(connection)
+                    return str(
+                        await driver.run(
+                            in_transaction,
+                            open_on_sqlite,
+                            sqlite_opening(dialect),
+                            day,
+                            partial(format_number, day),
+                            row,
+                            not local,
+                        )
+                    )
+            except IntegrityError:  # the resident was forgotten by another process
+                known.clear()
+                return None
         params = {
             **_reported(draft),
             "day": day,

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from integration import sqlite_driver
 from integration.errors import DatabaseMissing
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -34,7 +35,8 @@ POOL_SIZE = 20  # PostgreSQL connections a process keeps open
 
 
 def create_engine(url: str, *, echo: bool = False, pool_size: int | None = None) -> AsyncEngine:
-    """An async engine for ``url``; SQLite gets WAL, one connection and foreign keys.
+    """An async engine for ``url``; SQLite gets WAL, one connection, foreign keys and
+    ``integration.sqlite_driver`` (one hand-off to aiosqlite's thread a statement).
 
     On PostgreSQL the pool keeps ``pool_size`` (by default ``POOL_SIZE``) connections
     open and opens up to half as many again for a burst, closing those as they come
@@ -53,6 +55,8 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int | None = None)
         # SQLite has one writer at a time. A single pooled connection makes concurrent
         # transactions queue in the pool instead of busy-waiting on the file lock.
         options.update(pool_size=1, max_overflow=0, pool_timeout=60)
+        if parsed.get_driver_name() == "aiosqlite":
+            options["module"] = sqlite_driver.module()  # one thread hand-off a statement
     else:
         # No pool_pre_ping: under asyncpg it costs three round trips per checkout
         # (BEGIN, the ping, ROLLBACK), more than most turns' own statements. A connection
@@ -119,16 +123,25 @@ AnySelect: TypeAlias = "Select[*tuple[Any, ...]]"
 
 @dataclass(frozen=True, slots=True)
 class _DriverSQL:
-    """A statement compiled once for asyncpg."""
+    """A statement compiled once for a driver (asyncpg, or sqlite3 on aiosqlite's thread)."""
 
-    statement: AnySelect  # kept, so that its id stays its own
+    statement: Any  # kept, so that its id stays its own
     compiled: SQLCompiler
-    order: tuple[str, ...]  # the parameters' names, in the order of $1, $2, ...
+    order: tuple[str, ...]  # the parameters' names, in the order of $1, $2, ... (or ?)
     processors: dict[str, Any]  # the parameters' bind processors, where they have one
-    row: Callable[[Any], Any]  # an asyncpg record to a row with attributes
+    row: Callable[[Any], Any]  # a driver's record to a row with attributes
+
+    def args(self, params: Mapping[str, Any]) -> list[Any]:
+        """The statement's positional arguments, each through its type's bind processing."""
+        values = self.compiled.construct_params(dict(params)) or {}
+        args = []
+        for name in self.order:
+            process = self.processors.get(name)
+            args.append(process(values[name]) if process is not None else values[name])
+        return args
 
 
-_DRIVER_SQL: dict[int, _DriverSQL] = {}
+_DRIVER_SQL: dict[tuple[int, str], _DriverSQL] = {}
 
 
 async def fetch_rows(
@@ -137,42 +150,76 @@ async def fetch_rows(
     """The rows of ``statement``, a SELECT built once (at import), each with its columns
     as attributes.
 
-    On PostgreSQL the statement is compiled once and run on asyncpg directly
-    (``postgres_driver``), so a read in a resident's turn skips SQLAlchemy's execution
-    layer; errors come back as SQLAlchemy's (``driver_errors``). Elsewhere it runs
-    through SQLAlchemy. Statements with expanding (IN list) parameters are refused:
-    their SQL is only known per call.
+    The statement is compiled once per dialect and run on the driver directly, so a
+    read in a resident's turn skips SQLAlchemy's execution layer: on PostgreSQL on
+    asyncpg (``postgres_driver``), on SQLite in one hand-off to aiosqlite's thread
+    (``sqlite_connection``). Errors come back as SQLAlchemy's. Statements with expanding
+    (IN list) parameters are refused: their SQL is only known per call.
     """
-    if connection.dialect.name != "postgresql":
-        return (await connection.execute(statement, params)).all()
-    sql = _DRIVER_SQL.get(id(statement))
-    if sql is None or sql.statement is not statement:
-        sql = _DRIVER_SQL[id(statement)] = _compile_for_driver(statement, connection.dialect)
-    values = sql.compiled.construct_params(dict(params)) or {}
-    args = []
-    for name in sql.order:
-        process = sql.processors.get(name)
-        args.append(process(values[name]) if process is not None else values[name])
-    driver = await postgres_driver(connection)
-    async with driver_errors(connection):
-        records = await driver.fetch(sql.compiled.string, *args)
+    dialect = connection.dialect
+    sql = driver_sql(statement, dialect)
+    args = sql.args(params)
+    if dialect.name == "sqlite":
+        driver = await sqlite_connection(connection)
+        records = await driver.run(sqlite_driver.fetch, sql.compiled.string, args)
+    else:
+        pg = await postgres_driver(connection)
+        async with driver_errors(connection):
+            records = await pg.fetch(sql.compiled.string, *args)
     return [sql.row(record) for record in records]
 
 
-def _compile_for_driver(statement: AnySelect, dialect: Dialect) -> _DriverSQL:
+async def sqlite_connection(connection: AsyncConnection) -> sqlite_driver.Connection:
+    """The adapter under a pooled SQLite connection (``integration.sqlite_driver``),
+    whose ``run`` takes a hot path's statements to aiosqlite's thread in one hand-off.
+    Its work is outside SQLAlchemy's transaction: it commits its own."""
+    raw = await connection.get_raw_connection()
+    return cast(sqlite_driver.Connection, raw.dbapi_connection)
+
+
+def driver_sql(statement: Any, dialect: Dialect) -> _DriverSQL:
+    """``statement`` (built once, at import) compiled once for ``dialect``'s driver: its
+    SQL, and its arguments from a mapping of parameters (``_DriverSQL.args``). An
+    INSERT must name every column it fills: the columns' Python-side defaults are
+    SQLAlchemy's to apply, and do not run here."""
+    key = (id(statement), dialect.name)
+    sql = _DRIVER_SQL.get(key)
+    if sql is None or sql.statement is not statement:
+        sql = _DRIVER_SQL[key] = _compile_for_driver(statement, dialect)
+    return sql
+
+
+def _compile_for_driver(statement: Any, dialect: Dialect) -> _DriverSQL:
     compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
     if compiled.post_compile_params:
         raise ValueError("expanding parameters: the SQL is only known per call")
+    if compiled.insert_prefetch:
+        names = ", ".join(column.key for column in compiled.insert_prefetch)
+        raise ValueError(f"columns left to Python-side defaults: {names}")
+    if not isinstance(statement, Select):
+        return _DriverSQL(
+            statement,
+            compiled,
+            tuple(compiled.positiontup or ()),
+            dict(compiled._bind_processors),
+            tuple,
+        )
     columns = statement.selected_columns
     row = namedtuple("row", columns.keys(), rename=True)  # type: ignore[misc]
-    # asyncpg's values are those SQLAlchemy's asyncpg dialect passes on for the plain
-    # types; our own types (TypeDecorators such as UTCDateTime) still convert theirs.
-    results = [
-        partial(column.type.process_result_value, dialect=dialect)
-        if isinstance(column.type, TypeDecorator)
-        else None
-        for column in columns
-    ]
+    if dialect.name == "sqlite":
+        # sqlite3 gives back text for dates and times, integers for booleans: every
+        # type's own result processing, as SQLAlchemy would run it.
+        results = [column.type._cached_result_processor(dialect, None) for column in columns]
+    else:
+        # asyncpg's values are those SQLAlchemy's asyncpg dialect passes on for the
+        # plain types; our own types (TypeDecorators such as UTCDateTime) still convert
+        # theirs.
+        results = [
+            partial(column.type.process_result_value, dialect=dialect)
+            if isinstance(column.type, TypeDecorator)
+            else None
+            for column in columns
+        ]
     make: Callable[[Any], Any] = row._make
     if any(results):
         steps = [process or _same for process in results]

@@ -20,10 +20,11 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from integration.batch import GroupCommit
-from integration.db import driver_errors, postgres_driver
+from integration.db import driver_errors, postgres_driver, sqlite_connection
 from integration.errors import DuplicateMessage
 from integration.models import Conversation, Direction, Message, utcnow
 from integration.privacy import mask
+from integration.sqlite_driver import in_transaction
 from integration.upsert import ensure_conversation, insert_for, resident, resident_ids
 
 
@@ -117,6 +118,102 @@ SELECT (SELECT id FROM who LIMIT 1) AS resident_id,
            AS conversation_id
 """
 
+# SQLite: the same batch as statements run one after another on sqlite3, in one
+# hand-off to aiosqlite's thread (integration.sqlite_driver): a chat's resident and
+# conversation found or created, the finished turns' intents and replies, and the new
+# inbound rows, in one transaction.
+_SQ_RESIDENT = "SELECT id FROM residents WHERE channel = ? AND external_id = ?"
+_SQ_NEW_RESIDENT = (
+    "INSERT INTO residents (channel, external_id, display_name, phone, created_at) "
+    "VALUES (?, ?, '', '', ?) ON CONFLICT (channel, external_id) DO NOTHING RETURNING id"
+)
+_SQ_CONVERSATION = "SELECT id FROM conversations WHERE channel = ? AND chat_id = ?"
+_SQ_NEW_CONVERSATION = (
+    "INSERT INTO conversations (resident_id, channel, chat_id, started_at) "
+    "VALUES (?, ?, ?, ?) ON CONFLICT (channel, chat_id) DO NOTHING RETURNING id"
+)
+_SQ_INTENT = "UPDATE messages SET intent = ?, confidence = ? WHERE id = ?"
+_SQ_REPLY = (
+    "INSERT INTO messages (conversation_id, channel, direction, external_id, text, "
+    "latitude, longitude, location_label, media_ref, created_at) "
+    "VALUES (?, ?, 'out', NULL, ?, NULL, NULL, '', '', ?)"
+)
+_SQ_INBOUND = (
+    "INSERT INTO messages (conversation_id, channel, direction, external_id, text, "
+    "latitude, longitude, location_label, media_ref, created_at) VALUES {rows} "
+    "ON CONFLICT (channel, external_id) DO NOTHING RETURNING id, channel, external_id"
+)
+_SQ_INBOUND_ROW = "(?, ?, 'in', ?, ?, ?, ?, ?, ?, ?)"
+
+
+def _one(db: Any, sql: str, args: tuple[Any, ...]) -> Any:
+    cursor = db.execute(sql, args)
+    try:
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    return None if row is None else row[0]
+
+
+@dataclass(frozen=True, slots=True)
+class _SqliteChat:
+    """A chat whose conversation id is not cached: found or created on the thread."""
+
+    channel: str
+    chat_id: str
+    user_id: str
+    resident_id: int | None  # cached, else looked up
+
+
+def _sqlite_batch(
+    db: Any,
+    now: str,
+    chats: Sequence[_SqliteChat],
+    intents: Sequence[tuple[str, float | None, int]],
+    replies: Sequence[tuple[int, str, str]],
+    inbound: Sequence[tuple[Any, ...]],
+) -> tuple[dict[tuple[str, str], int], list[tuple[str, str, int]], dict[tuple[str, str], int]]:
+    """On aiosqlite's thread, in the caller's transaction: the chats' conversation ids,
+    the residents created, and the ids of the inbound rows stored (not those stored
+    before) by (channel, message id). An inbound row's first value is its chat's
+    conversation id, or the chat's key for the chats found here. The inbound rows go in
+    one statement."""
+    conversations: dict[tuple[str, str], int] = {}
+    created: list[tuple[str, str, int]] = []
+    for chat in chats:
+        resident_id = chat.resident_id
+        if resident_id is None:
+            resident_id = _one(db, _SQ_RESIDENT, (chat.channel, chat.user_id))
+        if resident_id is None:
+            resident_id = _one(db, _SQ_NEW_RESIDENT, (chat.channel, chat.user_id, now))
+            if resident_id is None:  # inserted meanwhile by another process
+                resident_id = _one(db, _SQ_RESIDENT, (chat.channel, chat.user_id))
+            else:
+                created.append((chat.channel, chat.user_id, resident_id))
+        conversation = _one(
+            db, _SQ_NEW_CONVERSATION, (resident_id, chat.channel, chat.chat_id, now)
+        ) or _one(db, _SQ_CONVERSATION, (chat.channel, chat.chat_id))
+        conversations[(chat.channel, chat.chat_id)] = conversation
+    if intents:
+        db.executemany(_SQ_INTENT, intents).close()
+    if replies:
+        db.executemany(_SQ_REPLY, [(*reply, now) for reply in replies]).close()
+    if not inbound:
+        return conversations, created, {}
+    args = [
+        value
+        for row in inbound
+        for value in (row[0] if isinstance(row[0], int) else conversations[row[0]], *row[1:])
+    ]
+    sql = _SQ_INBOUND.format(rows=", ".join([_SQ_INBOUND_ROW] * len(inbound)))
+    cursor = db.execute(sql, args)
+    try:
+        stored = {(channel, external): i for i, channel, external in cursor.fetchall()}
+    finally:
+        cursor.close()
+    return conversations, created, stored
+
+
 _SET_INTENT = (
     update(Message)
     .where(Message.id == bindparam("message_id"))
@@ -160,6 +257,7 @@ class Transcript:
         self._cache_size = cache_size
         # Residents the batch being written created: cached once it commits.
         self._created_residents: list[tuple[str, str, int]] = []
+        self._stamp: Callable[[datetime], str] | None = None
 
     async def record_inbound(self, record: InboundRecord) -> StoredInbound:
         """Store an inbound message, or raise ``DuplicateMessage`` if already stored."""
@@ -211,6 +309,8 @@ class Transcript:
         outcomes = [item for item in items if isinstance(item, _Outcome)]
         if self._engine.dialect.name == "postgresql":
             return await self._write_postgres(items, records, outcomes)
+        if self._engine.dialect.name == "sqlite":
+            return await self._write_sqlite(items, records, outcomes)
 
         async def write() -> tuple[dict[tuple[str, str], int], list[int]]:
             self._created_residents = []
@@ -249,6 +349,82 @@ class Transcript:
                     return batch, conversations
 
         return await self._run(write, items, records)
+
+    async def _write_sqlite(
+        self,
+        items: Sequence[InboundRecord | _Outcome],
+        records: Sequence[InboundRecord],
+        outcomes: Sequence[_Outcome],
+    ) -> list[StoredInbound | BaseException | None]:
+        """``_write`` on SQLite: the whole batch, with any new chat's rows, as one
+        transaction in one hand-off to aiosqlite's thread (``_sqlite_batch``)."""
+        stamp = self._sqlite_stamp()
+        known = resident_ids(self._engine)
+        intents = [
+            (o.intent, o.confidence, o.stored.message_id) for o in outcomes if o.intent is not None
+        ]
+        replies = [
+            (o.stored.conversation_id, o.stored.channel, mask(text))
+            for o in outcomes
+            for text in o.replies
+        ]
+
+        async def write() -> tuple[dict[tuple[str, str], int], list[int]]:
+            self._created_residents = []
+            chats: dict[tuple[str, str], _SqliteChat] = {}
+            inbound: dict[tuple[str, str], tuple[Any, ...]] = {}
+            for r in records:
+                key = (r.channel, r.chat_id)
+                conversation: Any = self._conversations.get(key)
+                if conversation is None:
+                    conversation = key
+                    if key not in chats:
+                        resident_id = known.get(r.channel, r.user_id)
+                        chats[key] = _SqliteChat(r.channel, r.chat_id, r.user_id, resident_id)
+                # A message delivered twice within one batch is stored once.
+                inbound.setdefault(
+                    (r.channel, r.message_id),
+                    (
+                        conversation,
+                        r.channel,
+                        r.message_id,
+                        mask(r.text),
+                        r.latitude,
+                        r.longitude,
+                        r.location_label,
+                        r.media_ref,
+                        stamp(_utc(r.time)),
+                    ),
+                )
+            async with self._engine.connect() as connection:
+                driver = await sqlite_connection(connection)
+                found, created, stored = await driver.run(
+                    in_transaction,
+                    _sqlite_batch,
+                    stamp(utcnow()),
+                    list(chats.values()),
+                    intents,
+                    replies,
+                    list(inbound.values()),
+                )
+            self._created_residents = created
+            conversations = [
+                self._conversations.get((r.channel, r.chat_id)) or found[(r.channel, r.chat_id)]
+                for r in records
+            ]
+            return stored, conversations
+
+        return await self._run(write, items, records)
+
+    def _sqlite_stamp(self) -> Callable[[datetime], str]:
+        """A UTC datetime as SQLAlchemy stores it in SQLite (UTCDateTime's text)."""
+        if self._stamp is None:
+            process = Message.__table__.c.created_at.type._cached_bind_processor(
+                self._engine.dialect
+            )
+            assert process is not None
+            self._stamp = process
+        return self._stamp
 
     def _pg_cached(self, key: tuple[str, str]) -> int:
         self._conversations.move_to_end(key)

@@ -8,7 +8,7 @@ from datetime import date
 from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -26,16 +26,24 @@ def insert_for(connection: AsyncConnection | AsyncEngine, table: Any) -> Any:
     return insert(table)
 
 
+# The counters' upserts, built once per dialect and counter (building one costs more
+# than running it).
+_NEXT_IN_DAY: dict[tuple[str, Any], Any] = {}
+
+
 async def next_in_day(connection: AsyncConnection, counter: Any, day: date) -> int:
     """Atomically take the next number of ``day`` from a day counter (a model with ``day``
     and ``last``): an upsert, safe across workers. Case and booking numbers use it."""
-    statement = (
-        insert_for(connection, counter)
-        .values(day=day, last=1)
-        .on_conflict_do_update(index_elements=[counter.day], set_={"last": counter.last + 1})
-        .returning(counter.last)
-    )
-    return int((await connection.execute(statement)).scalar_one())
+    key = (connection.dialect.name, counter)
+    statement = _NEXT_IN_DAY.get(key)
+    if statement is None:
+        statement = _NEXT_IN_DAY[key] = (
+            insert_for(connection, counter)
+            .values(day=bindparam("day", type_=counter.day.type), last=1)
+            .on_conflict_do_update(index_elements=[counter.day], set_={"last": counter.last + 1})
+            .returning(counter.last)
+        )
+    return int((await connection.execute(statement, {"day": day})).scalar_one())
 
 
 class ResidentIds:

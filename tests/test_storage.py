@@ -546,6 +546,40 @@ async def test_a_redelivered_message_is_refused(sessions: Sessions) -> None:
     assert [line.text for line in lines] == ["路灯坏了"]
 
 
+async def test_concurrent_turns_share_batches_and_each_gets_its_own_row(
+    sessions: Sessions,
+) -> None:
+    transcript = Transcript(sessions)
+    first = await transcript.record_inbound(inbound("m0"))  # chat-u1's id is now cached
+
+    def message(i: int) -> InboundRecord:
+        user = f"u{i % 4}"  # u1 known and cached; u0, u2 and u3 new residents and chats
+        return inbound(f"m{i}", user_id=user, chat_id=f"chat-{user}", text=f"第{i}条")
+
+    results = await asyncio.gather(
+        *(transcript.record_inbound(message(i)) for i in range(1, 25)),
+        transcript.record_inbound(message(5)),  # delivered twice while the first waits
+        transcript.record_outcome(first, "greeting", 0.9, ["您好"]),
+        return_exceptions=True,
+    )
+
+    stored = results[:24]
+    assert all(not isinstance(r, BaseException) for r in stored), stored
+    assert isinstance(results[24], DuplicateMessage)
+    assert results[25] is None
+    assert len({r.message_id for r in stored}) == 24  # type: ignore[union-attr]
+    for i, r in enumerate(stored, start=1):
+        # each chat's rows in one conversation, whatever batch wrote them
+        assert r.conversation_id == stored[(i % 4 or 4) - 1].conversation_id  # type: ignore[union-attr]
+    assert stored[0].conversation_id == first.conversation_id  # type: ignore[union-attr]
+    assert await count(sessions, Message) == 26  # 25 inbound, one reply
+    lines = await transcript.lines("webchat", "chat-u2")
+    assert [line.text for line in lines] == [f"第{i}条" for i in range(2, 25, 4)]
+    one = await transcript.lines("webchat", "chat-u1")
+    assert (one[0].text, one[0].intent) == ("路灯坏了", "greeting")
+    assert [line.text for line in one if line.direction is Direction.outbound] == ["您好"]
+
+
 async def test_the_same_message_id_on_another_channel_is_stored(sessions: Sessions) -> None:
     transcript = Transcript(sessions)
     first = await transcript.record_inbound(inbound("m1"))

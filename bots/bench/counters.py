@@ -81,6 +81,7 @@ class Counters:
         self._undo.append(lambda: event.remove(Engine, "commit", self._on_commit))
         self._wrap_redis()
         self._wrap_asyncpg()
+        self._wrap_sqlite()
         self.reset()
         return self
 
@@ -182,3 +183,45 @@ class Counters:
 
         for name in ("fetch", "fetchrow", "fetchval"):
             wrap(name)
+
+    def _wrap_sqlite(self) -> None:
+        """Count the statements and commits run on sqlite3 directly
+        (``integration.sqlite_driver.Connection.run``): the function sent to the thread
+        gets the sqlite3 connection behind a counting proxy. SQLAlchemy's own statements
+        never go through ``run``, so nothing is counted twice."""
+        from integration.sqlite_driver import Connection
+
+        counters = self
+        original = Connection.run
+
+        async def counted(self: Any, function: Callable[..., Any], *args: Any) -> Any:
+            def through_proxy(connection: Any, *inner: Any) -> Any:
+                return function(_CountingSqlite(connection, counters), *inner)
+
+            return await original(self, through_proxy, *args)
+
+        Connection.run = counted  # type: ignore[method-assign]
+        self._undo.append(lambda: setattr(Connection, "run", original))
+
+
+class _CountingSqlite:
+    """A sqlite3 connection that counts its statements and commits (on the thread)."""
+
+    def __init__(self, connection: Any, counters: Counters) -> None:
+        self._connection = connection
+        self._counters = counters
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        self._counters._on_statement(None, None, sql)
+        return self._connection.execute(sql, *args)
+
+    def executemany(self, sql: str, *args: Any) -> Any:
+        self._counters._on_statement(None, None, sql)
+        return self._connection.executemany(sql, *args)
+
+    def commit(self) -> None:
+        self._connection.commit()
+        self._counters._on_commit(None)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
