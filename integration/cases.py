@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from integration import case_reads as reads
 from integration.changes import lock_case, queue_job, record_change
-from integration.db import autocommit, fetch_rows, sqlite_connection
+from integration.db import autocommit, fetch_rows, sqlite_checkout
 from integration.errors import CaseNotFound, InvalidTransition
 from integration.lifecycle import can_move
 from integration.models import (
@@ -281,8 +281,7 @@ class CaseBook:
                 "updated_at": now,
             }
             try:
-                async with self._engine.connect() as connection:
-                    driver = await sqlite_connection(connection)
+                async with sqlite_checkout(self._engine) as driver:
                     return str(
                         await driver.run(
                             in_transaction,

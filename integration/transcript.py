@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from integration.batch import GroupCommit
-from integration.db import driver_errors, postgres_driver, sqlite_connection
+from integration.db import driver_errors, postgres_driver, sqlite_checkout
 from integration.errors import DuplicateMessage
 from integration.models import Conversation, Direction, Message, utcnow
 from integration.privacy import mask
@@ -396,8 +396,7 @@ class Transcript:
                         stamp(_utc(r.time)),
                     ),
                 )
-            async with self._engine.connect() as connection:
-                driver = await sqlite_connection(connection)
+            async with sqlite_checkout(self._engine) as driver:
                 found, created, stored = await driver.run(
                     in_transaction,
                     _sqlite_batch,
