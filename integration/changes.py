@@ -63,6 +63,51 @@ async def locked_cases(connection: AsyncConnection, case_ids: Sequence[int]) -> 
     return (await connection.execute(query)).all()
 
 
+# A forwarding job's columns, as ``job_row`` fills them.
+JOB_COLUMNS = (
+    "case_id",
+    "kind",
+    "key",
+    "note",
+    "state",
+    "attempts",
+    "next_attempt_at",
+    "first_attempt_at",
+    "token",
+    "last_error",
+    "created_at",
+    "done_at",
+)
+
+
+def job_row(
+    case_id: int,
+    number: str,
+    kind: OutboxKind,
+    now: datetime,
+    *,
+    note: str = "",
+    round_: int = 1,
+    state: OutboxState = OutboxState.pending,
+    error: str = "",
+) -> dict[str, Any]:
+    """A new forwarding job's row (``JOB_COLUMNS``), due at once."""
+    return {
+        "case_id": case_id,
+        "kind": kind.value,
+        "key": outbox_key(number, kind, round_),
+        "note": note,
+        "state": state.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "first_attempt_at": None,
+        "token": None,
+        "last_error": error,
+        "created_at": now,
+        "done_at": None,
+    }
+
+
 async def queue_job(
     connection: AsyncConnection,
     case_id: int,
@@ -78,20 +123,7 @@ async def queue_job(
     """Queue a forwarding job in the caller's transaction."""
     await connection.execute(
         insert(OutboxJob),
-        {
-            "case_id": case_id,
-            "kind": kind.value,
-            "key": outbox_key(number, kind, round_),
-            "note": note,
-            "state": state.value,
-            "attempts": 0,
-            "next_attempt_at": now,
-            "first_attempt_at": None,
-            "token": None,
-            "last_error": error,
-            "created_at": now,
-            "done_at": None,
-        },
+        job_row(case_id, number, kind, now, note=note, round_=round_, state=state, error=error),
     )
 
 

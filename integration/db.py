@@ -209,14 +209,20 @@ def _compile_for_driver(statement: Any, dialect: Dialect) -> _DriverSQL:
     if compiled.insert_prefetch:
         names = ", ".join(column.key for column in compiled.insert_prefetch)
         raise ValueError(f"columns left to Python-side defaults: {names}")
-    if not isinstance(statement, Select):
-        return _DriverSQL(
-            statement,
-            compiled,
-            tuple(compiled.positiontup or ()),
-            dict(compiled._bind_processors),
-            tuple,
-        )
+    make: Callable[[Any], Any] = tuple  # DML: its RETURNING rows as they come
+    if isinstance(statement, Select):
+        make = _row_maker(statement, dialect)
+    return _DriverSQL(
+        statement,
+        compiled,
+        tuple(compiled.positiontup or ()),
+        dict(compiled._bind_processors),
+        make,
+    )
+
+
+def _row_maker(statement: AnySelect, dialect: Dialect) -> Callable[[Any], Any]:
+    """A driver's record of ``statement`` to a row with its columns as attributes."""
     columns = statement.selected_columns
     row = namedtuple("row", columns.keys(), rename=True)  # type: ignore[misc]
     if dialect.name == "sqlite":
@@ -233,20 +239,14 @@ def _compile_for_driver(statement: Any, dialect: Dialect) -> _DriverSQL:
             else None
             for column in columns
         ]
-    make: Callable[[Any], Any] = row._make
-    if any(results):
-        steps = [process or _same for process in results]
+    if not any(results):
+        return cast(Callable[[Any], Any], row._make)
+    steps = [process or _same for process in results]
 
-        def make(record: Any) -> Any:
-            return row._make([step(value) for step, value in zip(steps, record, strict=True)])
+    def make(record: Any) -> Any:
+        return row._make([step(value) for step, value in zip(steps, record, strict=True)])
 
-    return _DriverSQL(
-        statement,
-        compiled,
-        tuple(compiled.positiontup or ()),
-        dict(compiled._bind_processors),
-        make,
-    )
+    return make
 
 
 def _same(value: Any) -> Any:

@@ -34,7 +34,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import Select
 
-from integration.changes import outbox_key
+from integration.changes import JOB_COLUMNS, job_row, outbox_key
 from integration.db import driver_sql
 from integration.models import (
     Case,
@@ -113,20 +113,7 @@ def _statement() -> Select[Any]:
     job = (
         pg_insert(OutboxJob)
         .from_select(
-            [
-                "case_id",
-                "kind",
-                "key",
-                "note",
-                "state",
-                "attempts",
-                "next_attempt_at",
-                "first_attempt_at",
-                "token",
-                "last_error",
-                "created_at",
-                "done_at",
-            ],
+            list(JOB_COLUMNS),
             select(
                 new_case.c.id,
                 literal(OutboxKind.create.value),
@@ -186,23 +173,7 @@ _SQLITE_CASE = _values(
     ],
 ).returning(Case.id)
 _SQLITE_EVENT = _values(CaseEvent, ["case_id", "status", "note", "actor", "created_at"])
-_SQLITE_JOB = _values(
-    OutboxJob,
-    [
-        "case_id",
-        "kind",
-        "key",
-        "note",
-        "state",
-        "attempts",
-        "next_attempt_at",
-        "first_attempt_at",
-        "token",
-        "last_error",
-        "created_at",
-        "done_at",
-    ],
-)
+_SQLITE_JOB = _values(OutboxJob, list(JOB_COLUMNS))
 
 
 def sqlite_opening(dialect: Dialect) -> tuple[Any, Any, Any, Any]:
@@ -239,20 +210,7 @@ def open_on_sqlite(
     }
     db.execute(new_event.compiled.string, new_event.args(event)).close()
     if forward:
-        job = {
-            "case_id": case_id,
-            "kind": OutboxKind.create.value,
-            "key": outbox_key(number, OutboxKind.create),
-            "note": "",
-            "state": OutboxState.pending.value,
-            "attempts": 0,
-            "next_attempt_at": now,
-            "first_attempt_at": None,
-            "token": None,
-            "last_error": "",
-            "created_at": now,
-            "done_at": None,
-        }
+        job = job_row(case_id, number, OutboxKind.create, now)
         db.execute(new_job.compiled.string, new_job.args(job)).close()
     return number
 
