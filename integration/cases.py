@@ -37,7 +37,7 @@ from integration.models import (
     utcnow,
 )
 from integration.opening import OPEN_CASE, open_on_sqlite, sqlite_opening
-from integration.sqlite_driver import in_transaction
+from integration.sqlite_driver import committed
 from integration.upsert import (
     ensure_resident,
     insert_for,
@@ -284,7 +284,7 @@ class CaseBook:
                 async with sqlite_checkout(self._engine) as driver:
                     return str(
                         await driver.run(
-                            in_transaction,
+                            committed,
                             open_on_sqlite,
                             sqlite_opening(dialect),
                             day,

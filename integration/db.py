@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.util.concurrency import greenlet_spawn
 
 from integration import sqlite_driver
 from integration.errors import DatabaseMissing
@@ -196,10 +197,14 @@ async def sqlite_checkout(engine: AsyncEngine) -> AsyncIterator[sqlite_driver.Co
     given straight back. The work sent with ``run`` commits or rolls back its own
     transaction, so the pool's reset on return has nothing to do."""
     fairy = await engine.raw_connection()
+    driver = cast(sqlite_driver.Connection, fairy.dbapi_connection)
     try:
-        yield cast(sqlite_driver.Connection, fairy.dbapi_connection)
+        yield driver
     finally:
-        fairy.close()
+        if driver.in_transaction():  # only if cancelled while its work ran: roll back
+            await greenlet_spawn(fairy.close)  # on the thread, after that work
+        else:
+            fairy.close()
 
 
 def _compile_for_driver(statement: Any, dialect: Dialect) -> _DriverSQL:

@@ -148,7 +148,7 @@ class Connection(AsyncAdapt_aiosqlite_connection):
         as SQLAlchemy's (a constraint is ``IntegrityError``).
 
         The function owns the transaction it opens: it commits, or rolls back and
-        raises (``in_transaction`` does both)."""
+        raises (``committed`` does both)."""
         isolation, self._pending_isolation = self._pending_isolation, _UNSET
         pragma, self._pending_pragma = self._pending_pragma, None
         driver = self._connection
@@ -175,15 +175,17 @@ class Connection(AsyncAdapt_aiosqlite_connection):
     def isolation_level(self, value: str | None) -> None:
         self._pending_isolation = value
 
-    def _in_transaction(self) -> bool:
-        # Read on the loop's thread: nothing else runs on this connection now (the pool
-        # hands it to one user at a time, and its calls are awaited one by one).
+    def in_transaction(self) -> bool:
+        """Whether sqlite3 has a transaction open on this connection."""
+        # Read on the loop's thread: the pool hands the connection to one user at a time,
+        # whose calls are awaited one by one (only a cancelled ``run`` can still be
+        # working on the thread, and what comes next queues behind it).
         return bool(self._connection._conn.in_transaction)
 
     # sqlite3 does nothing for a commit or a rollback with no transaction open, and a
     # pending change of isolation level cannot open one: such calls stay here.
     def commit(self) -> None:
-        if self._in_transaction():
+        if self.in_transaction():
             try:
                 self.call(_commit)
             except Exception as error:
@@ -192,7 +194,7 @@ class Connection(AsyncAdapt_aiosqlite_connection):
     def rollback(self) -> None:
         if self._connection._connection is None:
             return  # closed: as SQLAlchemy's adapter does
-        if self._in_transaction():
+        if self.in_transaction():
             try:
                 self.call(_rollback)
             except Exception as error:
@@ -213,7 +215,7 @@ def _apply(
     return function(connection, *args)
 
 
-def in_transaction(connection: sqlite3.Connection, function: Callable[..., Any], *args: Any) -> Any:
+def committed(connection: sqlite3.Connection, function: Callable[..., Any], *args: Any) -> Any:
     """``function(connection, *args)`` committed, or rolled back if it raises: for
     ``Connection.run`` (on the thread)."""
     try:
@@ -254,5 +256,3 @@ def module() -> DBAPI:
     """The DB-API module to pass as ``create_async_engine(..., module=...)``."""
     return DBAPI(aiosqlite, sqlite3)
 
-
-__all__: Sequence[str] = ("DBAPI", "Connection", "fetch", "in_transaction", "module")

@@ -24,7 +24,7 @@ from integration.db import driver_errors, postgres_driver, sqlite_checkout
 from integration.errors import DuplicateMessage
 from integration.models import Conversation, Direction, Message, utcnow
 from integration.privacy import mask
-from integration.sqlite_driver import in_transaction
+from integration.sqlite_driver import committed
 from integration.upsert import ensure_conversation, insert_for, resident, resident_ids
 
 
@@ -398,7 +398,7 @@ class Transcript:
                 )
             async with sqlite_checkout(self._engine) as driver:
                 found, created, stored = await driver.run(
-                    in_transaction,
+                    committed,
                     _sqlite_batch,
                     stamp(utcnow()),
                     list(chats.values()),

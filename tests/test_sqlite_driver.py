@@ -4,6 +4,10 @@ adapter, in one hand-off to aiosqlite's thread a statement."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import sys
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -13,8 +17,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bots.runtime import SWITCH_INTERVAL, open_services
+from bots.settings import Settings
 from integration import sqlite_driver
-from integration.db import autocommit, create_engine
+from integration.db import autocommit, create_engine, sqlite_checkout
 
 
 @pytest.fixture
@@ -149,3 +155,40 @@ async def test_concurrent_turns_share_the_one_connection(engine: AsyncEngine) ->
     async with autocommit(engine).connect() as connection:
         names = (await connection.execute(text("SELECT name FROM item"))).scalars().all()
     assert sorted(names) == sorted(f"n{i}." for i in range(40))
+
+
+async def test_a_hot_path_cancelled_mid_run_leaves_its_work_whole(engine: AsyncEngine) -> None:
+    started = threading.Event()
+
+    def slow_insert(db: sqlite3.Connection) -> None:
+        db.execute("INSERT INTO item (name) VALUES ('甲')")
+        started.set()
+        time.sleep(0.3)  # still on the thread when the caller gives up
+
+    async def hot_path() -> None:
+        async with sqlite_checkout(engine) as driver:
+            await driver.run(sqlite_driver.committed, slow_insert)
+
+    task = asyncio.create_task(hot_path())
+    await asyncio.to_thread(started.wait, 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    # The connection went back to the pool; the next user queues behind the work.
+    async with engine.begin() as connection:
+        await connection.execute(text("INSERT INTO item (name) VALUES ('乙')"))
+    async with autocommit(engine).connect() as connection:
+        names = (await connection.execute(text("SELECT name FROM item ORDER BY id"))).all()
+    assert [name for (name,) in names] == ["甲", "乙"]  # committed by its own work
+
+
+async def test_the_services_shorten_the_wait_for_the_gil(tmp_path: Path) -> None:
+    before = sys.getswitchinterval()
+    try:
+        async with open_services(Settings(data_dir=tmp_path), with_nlu=False):
+            # aiosqlite's thread waits at most this long for a busy loop's GIL
+            assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL)
+            assert SWITCH_INTERVAL < before
+    finally:
+        sys.setswitchinterval(before)
