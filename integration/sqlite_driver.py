@@ -255,4 +255,3 @@ class DBAPI(AsyncAdapt_aiosqlite_dbapi):
 def module() -> DBAPI:
     """The DB-API module to pass as ``create_async_engine(..., module=...)``."""
     return DBAPI(aiosqlite, sqlite3)
-
