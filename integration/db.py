@@ -105,18 +105,56 @@ async def driver_errors(connection: AsyncConnection) -> AsyncIterator[None]:
 
     try:
         yield
-    except asyncpg.IntegrityConstraintViolationError as exc:
-        raise IntegrityError(None, None, exc) from exc
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
         raw = await connection.get_raw_connection()
-        lost = not isinstance(exc, asyncpg.PostgresError) or isinstance(
-            exc, asyncpg.PostgresConnectionError
-        )
-        driver = raw.driver_connection
-        if lost or driver is None or driver.is_closed():
+        translated = _asyncpg_error(exc, raw.driver_connection)
+        if translated is None:
+            raise
+        if translated.connection_invalidated:
             await connection.invalidate(exc)
-            raise DBAPIError(None, None, exc, connection_invalidated=True) from exc
-        raise
+        raise translated from exc
+
+
+@asynccontextmanager
+async def postgres_checkout(engine: AsyncEngine) -> AsyncIterator[Any]:
+    """asyncpg's connection from the pool for a hot path's statements, without
+    SQLAlchemy's ``Connection`` around it: taken from the pool (one greenlet, for the
+    pool's wait) and given straight back. Errors are SQLAlchemy's, as ``driver_errors``
+    gives them; a lost connection is invalidated. The statements run in autocommit, or
+    in asyncpg's own transaction, which asyncpg ends before this returns the connection:
+    the pool's reset on return has nothing to do."""
+    import asyncpg  # only PostgreSQL comes here
+
+    fairy = await engine.raw_connection()
+    try:
+        driver = fairy.driver_connection
+        try:
+            yield driver
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            translated = _asyncpg_error(exc, driver)
+            if translated is None:
+                raise
+            if translated.connection_invalidated:
+                fairy.invalidate(exc)
+            raise translated from exc
+    finally:
+        fairy.close()
+
+
+def _asyncpg_error(exc: BaseException, driver: Any) -> DBAPIError | None:
+    """SQLAlchemy's error for one of asyncpg's: a constraint violation is
+    ``IntegrityError``; a lost or closed connection a ``DBAPIError`` marked invalidated,
+    for the caller to invalidate. Any other error is raised as it is (None)."""
+    import asyncpg
+
+    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+        return IntegrityError(None, None, exc)
+    lost = not isinstance(exc, asyncpg.PostgresError) or isinstance(
+        exc, asyncpg.PostgresConnectionError
+    )
+    if lost or driver is None or driver.is_closed():
+        return DBAPIError(None, None, exc, connection_invalidated=True)
+    return None
 
 
 AnySelect: TypeAlias = "Select[*tuple[Any, ...]]"

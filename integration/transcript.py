@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from integration.batch import GroupCommit
-from integration.db import driver_errors, postgres_driver, sqlite_checkout
+from integration.db import postgres_checkout, sqlite_checkout
 from integration.errors import DuplicateMessage
 from integration.models import Conversation, Direction, Message, utcnow
 from integration.privacy import mask
@@ -183,8 +183,7 @@ class Transcript:
 
         async def write() -> tuple[dict[tuple[str, str], int], list[int]]:
             self._created_residents = []
-            async with self._engine.connect() as connection, driver_errors(connection):
-                pg = await postgres_driver(connection)
+            async with postgres_checkout(self._engine) as pg:
                 if all((r.channel, r.chat_id) in self._conversations for r in records):
                     conversations = [self._pg_cached((r.channel, r.chat_id)) for r in records]
                     batch = await self._pg_batch(pg, records, conversations, outcomes)

@@ -8,8 +8,9 @@ import asyncio
 import asyncpg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
-from integration.db import autocommit, create_engine
+from integration.db import autocommit, create_engine, postgres_checkout
 from tests.conftest import POSTGRES_URL
 
 
@@ -115,3 +116,22 @@ async def test_the_pool_size_is_a_setting(monkeypatch: pytest.MonkeyPatch, postg
     monkeypatch.setenv("YIMEN_DATABASE_POOL_SIZE", "0")
     with pytest.raises(ValueError, match="database_pool_size"):
         Settings()
+
+
+async def test_a_connection_lost_under_a_hot_path_is_invalidated_and_replaced(
+    postgres: str,
+) -> None:
+    engine = create_engine(postgres)
+    try:
+        with pytest.raises(DBAPIError) as caught:
+            async with postgres_checkout(engine) as pg:
+                pid = await pg.fetchval("SELECT pg_backend_pid()")
+                await terminate(pid)
+                await asyncio.sleep(0.2)  # the loop reads the closed socket
+                await pg.fetchval("SELECT 1")
+
+        assert caught.value.connection_invalidated
+        async with postgres_checkout(engine) as pg:  # a new connection, no error
+            assert await pg.fetchval("SELECT pg_backend_pid()") != pid
+    finally:
+        await engine.dispose()
