@@ -165,6 +165,13 @@ class Connection(AsyncAdapt_aiosqlite_connection):
         driver = self._connection
         return await_(driver._execute(_apply, driver._conn, isolation, pragma, function, *args))
 
+    def cursor(self, server_side: bool = False) -> Any:
+        if server_side and (self._pending_isolation is not _UNSET or self._pending_pragma):
+            # A server-side cursor goes to the thread through aiosqlite's own calls, not
+            # ``call``: what is pending is applied first.
+            self.call(_nothing)
+        return super().cursor(server_side)
+
     @property
     def isolation_level(self) -> str | None:
         if self._pending_isolation is not _UNSET:
@@ -234,6 +241,10 @@ def fetch(connection: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list
         return cursor.fetchall()
     finally:
         cursor.close()
+
+
+def _nothing(connection: sqlite3.Connection) -> None:
+    return None
 
 
 def _commit(connection: sqlite3.Connection) -> None:

@@ -111,6 +111,17 @@ async def test_autocommit_writes_stay_and_the_level_is_reset(engine: AsyncEngine
     assert names == ["甲"]
 
 
+async def test_a_server_side_cursor_runs_at_the_pending_level(engine: AsyncEngine) -> None:
+    async with autocommit(engine).connect() as connection:
+        result = await connection.stream(text("INSERT INTO item (name) VALUES ('甲') RETURNING id"))
+        assert [tuple(row) async for row in result] == [(1,)]
+        raw = await connection.get_raw_connection()
+        assert not raw.dbapi_connection.in_transaction()  # autocommit: no BEGIN was sent
+    async with engine.connect() as connection:
+        names = (await connection.execute(text("SELECT name FROM item"))).scalars().all()
+    assert names == ["甲"]
+
+
 async def test_a_read_is_one_handoff_and_a_transaction_one_more(
     engine: AsyncEngine, handoffs: list[str]
 ) -> None:
