@@ -45,6 +45,7 @@ from integration.models import (
     OutboxKind,
     OutboxState,
 )
+from integration.sqlite_driver import first
 
 
 def _param(column: Any, name: str | None = None) -> Any:
@@ -196,10 +197,10 @@ def open_on_sqlite(
     case in ``received``, its first history entry and, with ``forward``, its forwarding
     job. ``case_row`` holds the case's columns but its number and platform id."""
     counter, new_case, new_event, new_job = statements
-    (last,) = _row(db, counter.compiled.string, counter.args({"day": day}))
+    (last,) = first(db, counter.compiled.string, counter.args({"day": day}))
     number = number_of(int(last))
     row = {**case_row, "number": number, "platform_id": None if forward else number}
-    (case_id,) = _row(db, new_case.compiled.string, new_case.args(row))
+    (case_id,) = first(db, new_case.compiled.string, new_case.args(row))
     now = case_row["created_at"]
     event = {
         "case_id": case_id,
@@ -213,11 +214,3 @@ def open_on_sqlite(
         job = job_row(case_id, number, OutboxKind.create, now)
         db.execute(new_job.compiled.string, new_job.args(job)).close()
     return number
-
-
-def _row(db: Any, sql: str, args: list[Any]) -> Any:
-    cursor = db.execute(sql, args)
-    try:
-        return cursor.fetchone()
-    finally:
-        cursor.close()

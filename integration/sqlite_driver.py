@@ -243,6 +243,15 @@ def fetch(connection: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list
         cursor.close()
 
 
+def first(connection: sqlite3.Connection, sql: str, args: Sequence[Any]) -> Any:
+    """One statement's first row, or None (on the thread)."""
+    cursor = connection.execute(sql, args)
+    try:
+        return cursor.fetchone()
+    finally:
+        cursor.close()
+
+
 def _nothing(connection: sqlite3.Connection) -> None:
     return None
 

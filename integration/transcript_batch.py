@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from integration.sqlite_driver import fetch, first
+
 # PostgreSQL: a whole batch in one statement, atomic on its own, so one round trip and
 # no BEGIN/COMMIT: the finished turns' intents (UPDATE) and replies (INSERT), and the
 # new inbound rows (INSERT ... ON CONFLICT DO NOTHING RETURNING what was stored). An
@@ -97,11 +99,7 @@ _SQ_INBOUND_ROW = "(?, ?, 'in', ?, ?, ?, ?, ?, ?, ?)"
 
 
 def _one(db: Any, sql: str, args: tuple[Any, ...]) -> Any:
-    cursor = db.execute(sql, args)
-    try:
-        row = cursor.fetchone()
-    finally:
-        cursor.close()
+    row = first(db, sql, args)
     return None if row is None else row[0]
 
 
@@ -156,9 +154,5 @@ def sqlite_batch(
         for value in (row[0] if isinstance(row[0], int) else conversations[row[0]], *row[1:])
     ]
     sql = _SQ_INBOUND.format(rows=", ".join([_SQ_INBOUND_ROW] * len(inbound)))
-    cursor = db.execute(sql, args)
-    try:
-        stored = {(channel, external): i for i, channel, external in cursor.fetchall()}
-    finally:
-        cursor.close()
+    stored = {(channel, external): i for i, channel, external in fetch(db, sql, args)}
     return conversations, created, stored
