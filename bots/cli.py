@@ -249,6 +249,7 @@ class BenchChannel(enum.StrEnum):
 
     pipeline = "pipeline"
     wechat = "wechat"
+    rasa_rest = "rasa-rest"
 
 
 @app.command("bench")
@@ -259,7 +260,12 @@ def bench_command(
         bool, typer.Option(help="Use a throwaway SQLite file unless YIMEN_DATABASE_URL is set.")
     ] = True,
     channel: Annotated[
-        BenchChannel, typer.Option(help="pipeline: in process; wechat: signed POSTs to /wechat.")
+        BenchChannel,
+        typer.Option(
+            help="pipeline: in process; wechat: signed POSTs to /wechat; rasa-rest: a stock "
+            "Rasa REST channel at --url, played with --wrk, to measure beside Yimen "
+            "(nlu/rasa/stock/)."
+        ),
     ] = BenchChannel.pipeline,
     mode: Annotated[
         list[WeChatMode] | None, typer.Option(help="WeChat modes to measure (default both).")
@@ -347,6 +353,13 @@ def bench_command(
             settings = settings.model_copy(
                 update={"database_url": f"sqlite+aiosqlite:///{tmp}/bench.db"}
             )
+        if channel is BenchChannel.rasa_rest:
+            if not (url and wrk_seconds):
+                typer.echo("error: --channel rasa-rest needs --url and --wrk", err=True)
+                raise typer.Exit(2)
+            from bots.bench.rasa_rest import report as rasa_report
+
+            raise typer.Exit(rasa_report(url, concurrency, wrk_seconds, json_path, mix))
         if wrk_seconds and (channel is not BenchChannel.wechat or (url or "").startswith("ws")):
             typer.echo("error: --wrk plays the WeChat webhook: add --channel wechat", err=True)
             raise typer.Exit(2)

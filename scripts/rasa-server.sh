@@ -8,6 +8,10 @@
 #   scripts/rasa-server.sh start [--port P]     run it in the background, wait until it answers
 #   scripts/rasa-server.sh stop [--port P]      stop the background server
 #   scripts/rasa-server.sh all [--epochs N] [--port P]   install + train + start, timed
+#   scripts/rasa-server.sh stock [--epochs N] [--port P]
+#                             the same for a stock Rasa assistant (nlu/rasa/stock/: rules,
+#                             Rasa's REST channel; default port 5006), to measure beside
+#                             Yimen; train, serve and start take --stock for it too
 #
 # Environment: RASA_PYTHON (a Python 3.10), RASA_VENV (default .rasa-venv), RASA_HOME
 # (default .rasa: assembled projects, training cache, pid and log files), RASA_MODELS (default
@@ -71,43 +75,54 @@ require_venv() {
   [ -x "$RASA_VENV/bin/rasa" ] || die "no Rasa venv at $RASA_VENV: run '$0 install' first"
 }
 
+# The stock assistant (--stock): its files, model name prefix and latest-model pointer.
+STOCK_DIR=$ROOT/nlu/rasa/stock
+STOCK=""
+kind() { if [ -n "$STOCK" ]; then echo stock; else echo nlu; fi; }
+latest_file() { if [ -n "$STOCK" ]; then echo "$RASA_MODELS/latest-stock"; else echo "$RASA_MODELS/latest"; fi; }
+
 cmd_train() {
   local epochs=100 force=""
   while [ $# -gt 0 ]; do
     case $1 in
       --epochs) epochs=${2:?--epochs needs a number}; shift 2 ;;
       --force) force=1; shift ;;
+      --stock) STOCK=1; shift ;;
       *) die "train: unknown argument $1" ;;
     esac
   done
   require_venv
-  local projects=$RASA_HOME/projects hash name project
+  local projects=$RASA_HOME/projects hash name project assistant=() train=(train nlu --nlu data)
+  if [ -n "$STOCK" ]; then
+    assistant=(--assistant "$STOCK_DIR")
+    train=(train --data data --domain domain.yml)
+  fi
   mkdir -p "$projects" "$RASA_MODELS"
   hash=$("$RASA_VENV/bin/python" "$ROOT/nlu/rasa/assembly.py" --data "$ROOT/nlu/data" \
     --config "$ROOT/nlu/rasa/config.yml" --epochs "$epochs" --salt "rasa==$RASA_VERSION" \
-    --out "$projects")
-  name=nlu-$hash project=$projects/$hash
+    --out "$projects" "${assistant[@]}")
+  name=$(kind)-$hash project=$projects/$hash
   touch "$project"  # newest first when old projects are pruned below
   if [ -f "$RASA_MODELS/$name.tar.gz" ] && [ -z "$force" ]; then
     log "model $name.tar.gz is up to date ($epochs epochs)"
   else
     log "training $name ($epochs DIET epochs)"
     # From inside the project: the rendered config names the jieba dictionary relatively.
-    (cd "$project" && "$RASA_VENV/bin/rasa" train nlu --config config.yml --nlu data \
+    (cd "$project" && "$RASA_VENV/bin/rasa" "${train[@]}" --config config.yml \
       --out "$RASA_MODELS" --fixed-model-name "$name")
     [ -f "$RASA_MODELS/$name.tar.gz" ] || die "rasa train wrote no $RASA_MODELS/$name.tar.gz"
   fi
-  echo "$RASA_MODELS/$name.tar.gz" > "$RASA_MODELS/latest"
+  echo "$RASA_MODELS/$name.tar.gz" > "$(latest_file)"
   # Older models and projects go, except the newest few (a retrain at other epochs may come
   # back to them).
-  ls -1t "$RASA_MODELS"/nlu-*.tar.gz | tail -n +$((KEEP_MODELS + 1)) | xargs -r rm -f
+  ls -1t "$RASA_MODELS/$(kind)"-*.tar.gz | tail -n +$((KEEP_MODELS + 1)) | xargs -r rm -f
   ls -1td "$projects"/*/ | tail -n +$((KEEP_MODELS + 1)) | xargs -r rm -rf
   echo "$RASA_MODELS/$name.tar.gz"
 }
 
 current_model() {
   local model=${RASA_MODEL:-}
-  if [ -z "$model" ] && [ -f "$RASA_MODELS/latest" ]; then model=$(cat "$RASA_MODELS/latest"); fi
+  if [ -z "$model" ] && [ -f "$(latest_file)" ]; then model=$(cat "$(latest_file)"); fi
   if [ -z "$model" ] || [ ! -f "$model" ]; then die "no trained model: run '$0 train' first"; fi
   echo "$model"
 }
@@ -116,6 +131,7 @@ parse_port() {
   while [ $# -gt 0 ]; do
     case $1 in
       --port) RASA_PORT=${2:?--port needs a number}; shift 2 ;;
+      --stock) STOCK=1; shift ;;
       *) die "unknown argument $1" ;;
     esac
   done
@@ -125,6 +141,7 @@ rasa_run_args() {
   local model=$1
   RUN_ARGS=(run --enable-api --model "$model" --interface "$HOST" --port "$RASA_PORT")
   if [ -n "${RASA_TOKEN:-}" ]; then RUN_ARGS+=(--auth-token "$RASA_TOKEN"); fi
+  if [ -n "$STOCK" ]; then RUN_ARGS+=(--credentials "$STOCK_DIR/credentials.yml"); fi
 }
 
 cmd_serve() {
@@ -214,7 +231,22 @@ cmd_all() {
   t=$(now); cmd_start "${port_args[@]}"; log "start: $(elapsed "$t") s"
 }
 
+cmd_stock() {
+  local train_args=(--stock) port=5006 t
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --epochs) train_args+=(--epochs "${2:?--epochs needs a number}"); shift 2 ;;
+      --port) port=${2:?--port needs a number}; shift 2 ;;
+      *) die "stock: unknown argument $1" ;;
+    esac
+  done
+  t=$(now); cmd_install; log "install: $(elapsed "$t") s"
+  t=$(now); cmd_train "${train_args[@]}" > /dev/null; log "train: $(elapsed "$t") s"
+  t=$(now); cmd_start --port "$port" --stock; log "start: $(elapsed "$t") s"
+  log "REST channel: POST http://$HOST:$port/webhooks/rest/webhook"
+}
+
 case ${1:-} in
-  install | train | serve | start | stop | all) command=$1; shift; "cmd_$command" "$@" ;;
-  *) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  install | train | serve | start | stop | all | stock) command=$1; shift; "cmd_$command" "$@" ;;
+  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

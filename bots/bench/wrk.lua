@@ -1,6 +1,8 @@
 -- yimen bench --client wrk: plays prebuilt WeChat deliveries (bots/bench/wrk.py).
--- Run with one connection per thread; the argument after "--" is the directory of the
--- requests files, one per thread: each request as its length in bytes, "\n", the bytes.
+-- Run with one connection per thread; the arguments after "--" are the directory of the
+-- requests files, one per thread (each request as its length in bytes, "\n", the bytes),
+-- and what a good answer is: "xml" (a WeChat passive reply; "success" is late) or "json"
+-- (a JSON list, Rasa's REST channel; "[]", no answer, is late).
 
 local threads = {}
 
@@ -12,8 +14,10 @@ end
 local queue, next_index = {}, 0
 local late, bad, ran_out = 0, 0, 0
 local checking = false
+local json = false
 
 function init(args)
+  json = args[2] == "json"
   -- wrk calls the first thread's request() once after init, to check the script,
   -- and sends nothing of it: that call must not use up a message.
   checking = wrk.thread:get("id") == 1
@@ -51,6 +55,14 @@ function response(status, headers, body)
   if status ~= 200 then
     bad = bad + 1
     wrk.thread:set("bad", bad)
+  elseif json then
+    if body == "[]" then
+      late = late + 1
+      wrk.thread:set("late", late)
+    elseif string.sub(body, 1, 1) ~= "[" then
+      bad = bad + 1
+      wrk.thread:set("bad", bad)
+    end
   elseif body == "success" then
     late = late + 1
     wrk.thread:set("late", late)

@@ -11,7 +11,8 @@ message goes only after the answer to the last, as in the aiohttp client. wrk ru
 for a fixed time (that is how wrk measures); the files hold more messages than the
 fastest server could take in that time, and a connection that runs out fails the run
 rather than measure less. Each reply is checked in wrk's Lua (HTTP 200 and an XML
-reply; ``success`` is an answer left for customer service, counted as late).
+reply; ``success`` is an answer left for customer service, counted as late). The same
+player drives a stock Rasa REST channel (bots/bench/rasa_rest.py), with JSON requests.
 
 wrk's latencies are its own (from writing the request to reading the whole answer),
 from its HDR histogram; it keeps no per-message times, so these runs have no PNG.
@@ -38,6 +39,8 @@ LUA = Path(__file__).with_name("wrk.lua")
 # together at least TOTAL_RATE (one connection to the echo webhook takes over 1,000/s).
 PER_CONNECTION_RATE = 600
 TOTAL_RATE = 6000
+# What the requests carry, by the kind of answer expected (``play``'s ``answers``).
+CONTENT_TYPES = {"xml": "text/xml; charset=utf-8", "json": "application/json"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,7 @@ def requests_file(
     run: str,
     connection: int,
     houses: Iterator[int],
+    content_type: str = "text/xml; charset=utf-8",
 ) -> int:
     """Write one connection's raw requests (each as its length in bytes, a newline, and
     the request), whole conversations of new residents, at least ``messages`` of them,
@@ -80,10 +84,11 @@ def requests_file(
             for text in script(kind, next(houses)):
                 query, body = deliver(openid, text)
                 payload = body.encode()
+                target = f"{parts.path}?{urlencode(query)}" if query else parts.path
                 request = (
-                    f"POST {parts.path}?{urlencode(query)} HTTP/1.1\r\n"
+                    f"POST {target} HTTP/1.1\r\n"
                     f"Host: {parts.netloc}\r\n"
-                    "Content-Type: text/xml; charset=utf-8\r\n"
+                    f"Content-Type: {content_type}\r\n"
                     f"Content-Length: {len(payload)}\r\n\r\n"
                 ).encode() + payload
                 out.write(b"%d\n" % len(request))
@@ -100,9 +105,14 @@ def play(
     seconds: int,
     on_start: Callable[[], None] = lambda: None,
     advance: Callable[[int], None] = lambda _n: None,
+    answers: str = "xml",
 ) -> WrkRun:
     """Play new residents' conversations at ``url`` on ``connections`` connections for
-    ``seconds`` seconds with wrk; ``advance(1)`` each second while it runs."""
+    ``seconds`` seconds with wrk; ``advance(1)`` each second while it runs.
+
+    ``answers`` is what a good reply is: ``xml`` (a WeChat passive reply; ``success``
+    counts as late) or ``json`` (a JSON list, Rasa's REST channel; ``[]``, no answer,
+    counts as late); the requests' Content-Type follows it."""
     problem = available()
     if problem:
         raise RuntimeError(problem)
@@ -120,6 +130,7 @@ def play(
                 run,
                 connection,
                 houses,
+                CONTENT_TYPES[answers],
             )
         command = [
             "wrk",
@@ -131,6 +142,7 @@ def play(
             url,
             "--",
             scratch,
+            answers,
         ]
         on_start()
         with subprocess.Popen(  # noqa: S603 (our own arguments, no shell)

@@ -12,6 +12,10 @@ and config never retrain.
 
     python nlu/rasa/assembly.py --data nlu/data --config nlu/rasa/config.yml \
         --epochs 100 --salt rasa==3.6.21 --out .rasa/projects    # -> .rasa/projects/<hash>/
+
+``--assistant nlu/rasa/stock`` assembles a whole Rasa assistant instead of an NLU model:
+that directory's ``domain.yml``, its ``rules.yml`` (as ``data/rules.yml``) and its
+``policies.yml`` (the rendered config's policies), for ``rasa train`` with ``--domain``.
 """
 
 from __future__ import annotations
@@ -96,7 +100,23 @@ def rendered_config(config_path: Path, epochs: int) -> dict[str, Any]:
     return config
 
 
-def assemble(data_dir: Path, config_path: Path, epochs: int, salt: str, out: Path) -> str:
+def assistant_files(assistant: Path, config: dict[str, Any]) -> dict[str, bytes]:
+    """A whole assistant's files from ``assistant``; sets ``config``'s policies."""
+    config["policies"] = yaml.safe_load((assistant / "policies.yml").read_text(encoding="utf-8"))
+    return {
+        "domain.yml": (assistant / "domain.yml").read_bytes(),
+        "data/rules.yml": (assistant / "rules.yml").read_bytes(),
+    }
+
+
+def assemble(
+    data_dir: Path,
+    config_path: Path,
+    epochs: int,
+    salt: str,
+    out: Path,
+    assistant: Path | None = None,
+) -> str:
     """Write the training directory to ``out/<hash>`` and return the hash of its contents."""
     files = nlu_files(data_dir)
     if not files:
@@ -106,9 +126,10 @@ def assemble(data_dir: Path, config_path: Path, epochs: int, salt: str, out: Pat
     contents[f"data/{GENERATED}"] = yaml.safe_dump(
         generated_lookups(lookups, synonyms), allow_unicode=True, sort_keys=False
     ).encode()
-    contents["config.yml"] = yaml.safe_dump(
-        rendered_config(config_path, epochs), allow_unicode=True, sort_keys=False
-    ).encode()
+    config = rendered_config(config_path, epochs)
+    if assistant is not None:
+        contents.update(assistant_files(assistant, config))
+    contents["config.yml"] = yaml.safe_dump(config, allow_unicode=True, sort_keys=False).encode()
     words = dictionary_words(lookups, synonyms)
     contents[f"{DICTIONARY_DIR}/userdict.txt"] = "".join(f"{w}\n" for w in words).encode()
 
@@ -140,11 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--salt", default="", help="e.g. the Rasa version, part of the hash")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--assistant", type=Path, help="domain, rules and policies to add")
     args = parser.parse_args(argv)
     if args.epochs < 1:
         parser.error("--epochs must be at least 1")
     args.out.mkdir(parents=True, exist_ok=True)
-    print(assemble(args.data, args.config, args.epochs, args.salt, args.out))
+    print(assemble(args.data, args.config, args.epochs, args.salt, args.out, args.assistant))
     return 0
 
 
