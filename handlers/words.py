@@ -9,6 +9,7 @@ removed. Flows list them in their steps' expectations (handlers.flows.base.Expec
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ from typing import Protocol
 _NOT_TEXT = re.compile(r"[\W_]+")
 
 
+# A message is checked by a dozen matchers (the triggers, then its step's words): each
+# asks for the same clean form, so the last few are remembered.
+@functools.lru_cache(maxsize=256)
 def clean(text: str) -> str:
     """``text`` NFKC-normalised, lower-cased, without spaces or punctuation."""
     return _NOT_TEXT.sub("", unicodedata.normalize("NFKC", text).lower())
