@@ -397,9 +397,7 @@ def bench_command(
         f"{concurrency} at once; {describe(mix)})\n"
         f"  database {describe_db(settings.resolved_database_url)}; "
         f"state {'redis' if settings.redis_url else 'memory'}; NLU {settings.nlu_backend}\n"
-        f"  {result.rate:,.0f} messages/s; latency p50 {result.p50_ms:.1f} ms, "
-        f"p95 {result.p95_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, max {result.max_ms:.1f} ms; "
-        f"{len(run.samples.errors)} errors"
+        f"  {result.summary()}; {len(run.samples.errors)} errors"
     )
     cost = run.per_message
     print(

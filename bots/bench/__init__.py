@@ -165,6 +165,13 @@ class BenchResult:
             p95_ms=at(0.95),
         )
 
+    def summary(self) -> str:
+        """The run in one line's words: rate, then p50, p95, p99 and max latency."""
+        return (
+            f"{self.rate:,.0f} messages/s; latency p50 {self.p50_ms:.1f} ms, "
+            f"p95 {self.p95_ms:.1f} ms, p99 {self.p99_ms:.1f} ms, max {self.max_ms:.1f} ms"
+        )
+
     def as_dict(self) -> dict[str, Any]:
         """Latency and rate as JSON-ready data."""
         return {

@@ -93,12 +93,8 @@ def report(
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    result = measured.result
-    print(
-        f"  {MODE} {result.rate:,.0f} messages/s; latency p50 {result.p50_ms:.1f} ms, "
-        f"p95 {result.p95_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, max {result.max_ms:.1f} ms; "
-        f"{measured.late} unanswered ([]), {measured.errors} errors"
-    )
+    late, errors = measured.late, measured.errors
+    print(f"  {MODE} {measured.result.summary()}; {late} unanswered ([]), {errors} errors")
     for line in write([(MODE, measured.as_dict(), None)], json_path, None):
         print(line)
     return 0

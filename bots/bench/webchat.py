@@ -185,12 +185,8 @@ def report(
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    result = measured.result
-    print(
-        f"  webchat {result.rate:,.0f} messages/s; latency p50 {result.p50_ms:.1f} ms, "
-        f"p95 {result.p95_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, max {result.max_ms:.1f} ms; "
-        f"{measured.answered} answered, {measured.errors} errors"
-    )
+    answered, errors = measured.answered, measured.errors
+    print(f"  webchat {measured.result.summary()}; {answered} answered, {errors} errors")
     for error in measured.samples.errors[:5]:
         print(f"    {error}", file=sys.stderr)
     for line in write([("webchat", measured.as_dict(), measured.samples)], json_path, png):

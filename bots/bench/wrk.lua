@@ -12,7 +12,14 @@ function setup(thread)
 end
 
 local queue, next_index = {}, 0
-local late, bad, ran_out = 0, 0, 0
+local counts = { late = 0, bad = 0, ran_out = 0 }
+
+-- One more of `name` on this thread, where done() reads it.
+local function count(name)
+  counts[name] = counts[name] + 1
+  wrk.thread:set(name, counts[name])
+end
+
 local checking = false
 local json = false
 
@@ -43,8 +50,7 @@ function request()
   local raw = queue[next_index]
   if raw == nil then
     -- Out of messages: the run is void (wrk.py fails it); stop this connection.
-    ran_out = 1
-    wrk.thread:set("ran_out", ran_out)
+    if counts.ran_out == 0 then count("ran_out") end
     wrk.thread:stop()
     return queue[#queue]
   end
@@ -53,22 +59,18 @@ end
 
 function response(status, headers, body)
   if status ~= 200 then
-    bad = bad + 1
-    wrk.thread:set("bad", bad)
+    count("bad")
   elseif json then
+    -- Rasa's REST channel: a JSON list of messages; [] said nothing.
     if body == "[]" then
-      late = late + 1
-      wrk.thread:set("late", late)
+      count("late")
     elseif string.sub(body, 1, 1) ~= "[" then
-      bad = bad + 1
-      wrk.thread:set("bad", bad)
+      count("bad")
     end
   elseif body == "success" then
-    late = late + 1
-    wrk.thread:set("late", late)
+    count("late")
   elseif string.sub(body, 1, 5) ~= "<xml>" then
-    bad = bad + 1
-    wrk.thread:set("bad", bad)
+    count("bad")
   end
 end
 

@@ -112,9 +112,7 @@ def bench_wechat_report(
         result = measured.result
         print(
             f"  {mode.value:<5} {count} worker{'s' if count > 1 else ' '} "
-            f"{result.rate:,.0f} messages/s; latency p50 {result.p50_ms:.1f} ms, "
-            f"p99 {result.p99_ms:.1f} ms, max {result.max_ms:.1f} ms; "
-            f"{measured.late} answered late (custom/send)"
+            f"{result.summary()}; {measured.late} answered late (custom/send)"
             + (f", {measured.errors} errors" if wrk_seconds else "")
             + (f"; profile {report}" if report else "")
         )
@@ -186,10 +184,8 @@ def bench_url_report(
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
-    result = measured.result
     print(
-        f"  {measured.mode:<5} {result.rate:,.0f} messages/s; latency p50 {result.p50_ms:.1f} ms, "
-        f"p99 {result.p99_ms:.1f} ms, max {result.max_ms:.1f} ms; "
+        f"  {measured.mode:<5} {measured.result.summary()}; "
         f"{measured.late} answered late (custom/send)"
         + (f", {measured.errors} errors" if wrk_seconds else "")
     )
