@@ -68,7 +68,7 @@ def requests_file(
     run: str,
     connection: int,
     houses: Iterator[int],
-    content_type: str = "text/xml; charset=utf-8",
+    content_type: str = CONTENT_TYPES["xml"],
 ) -> int:
     """Write one connection's raw requests (each as its length in bytes, a newline, and
     the request), whole conversations of new residents, at least ``messages`` of them,
