@@ -105,6 +105,26 @@ _DOCUMENT = ("证", "卡", "本", "簿", "证明")
 # Building-only answers such as "3号楼2单元" still say where.
 _BUILDING = re.compile(r"(?:(?:\d+|[一二三四五六七八九十]+)(?:号楼|栋|幢|单元|号院|层|室))+")
 _TAIL = re.compile(rf"(?:{_DETAIL})*")
+# A building or house number (3栋, 5号楼, 2单元, 88号): what makes a bare place precise.
+_NUMBERED = re.compile(r"(?:\d+|[一二三四五六七八九十]+)(?:号楼|栋|幢|单元|号院|层|室|号)")
+# What may stand around a reply that is only an address (我家在…, …楼下).
+_AROUND = re.compile(r"[\W_]|我|家|住|在|是|就|那|个|吧|了|的|这|楼下|楼上|门口|附近")
+
+
+def _address_reply(masked: str, patterns: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The rules' address when the message is a numbered place and little else.
+
+    The tagger learned addresses inside reports and requests; the answer to "where?"
+    (幸福小区3栋, 我家在光明小区5栋) it can miss when the estate's name is new to it. Such
+    a reply is taken from the rules when their span names a place before its building or
+    house number and at most three other characters stand around it.
+    """
+    for start, end in patterns:
+        rest = masked[:start] + masked[end:]
+        named = not _NUMBERED.match(masked, start)  # 3栋 alone names no estate
+        if named and _NUMBERED.search(masked, start, end) and len(_AROUND.sub("", rest)) <= 3:
+            return [(start, end)]
+    return []
 
 
 class EntityExtractor:
@@ -266,7 +286,8 @@ class EntityExtractor:
     def _addresses(self, text: str, masked: str) -> list[Entity]:
         """Address spans in ``masked`` (phones and times blanked out), valued as written."""
         if self._tagger is not None:
-            spans = self._tagger.spans(masked, self.hints(masked))
+            hints = self.hints(masked)
+            spans = self._tagger.spans(masked, hints) or _address_reply(masked, hints.patterns)
             name = "crf"
         else:
             spans = self._rule_spans(masked)

@@ -47,6 +47,16 @@ CASES = {
         ("我在呼和浩特上班，想请社区帮我妈代办老年证", ["呼和浩特"]),
         ("刚从康巴什搬过来，居住证怎么办", ["康巴什"]),
     ],
+    "a reply that is a numbered place and little else is an address, the estate new": [
+        ("幸福小区3栋", ["幸福小区3栋"]),
+        ("光明小区5栋", ["光明小区5栋"]),
+        ("我家在幸福里小区3栋2单元", ["幸福里小区3栋2单元"]),
+        ("在东方花园8号楼门口", ["东方花园8号楼门口"]),
+    ],
+    "a building number alone names no place": [
+        ("3栋", []),
+        ("楼下3栋的狗天天叫", []),
+    ],
     "non-places are not addresses": [
         ("想请社区派人来看看楼下的垃圾", []),
         ("树枝挡路，电动车都过不去", []),
