@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -111,7 +111,7 @@ _NUMBERED = re.compile(r"(?:\d+|[一二三四五六七八九十]+)(?:号楼|栋|
 _AROUND = re.compile(r"[\W_]|我|家|住|在|是|就|那|个|吧|了|的|这|楼下|楼上|门口|附近")
 
 
-def _address_reply(masked: str, patterns: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def _address_reply(masked: str, patterns: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     """The rules' address when the message is a numbered place and little else.
 
     The tagger learned addresses inside reports and requests; the answer to "where?"
