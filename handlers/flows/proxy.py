@@ -103,12 +103,13 @@ class ProxyFlow:
     async def begin_for(
         self, service: Service, turn: Turn, state: ConversationState
     ) -> list[Outbound]:
-        """Begin for a service already chosen (the guide's 申请代办 button)."""
+        """Begin for a service already chosen (the guide's 申请代办, pressed or typed:
+        能帮我代办吗 我腿脚不方便 already gives the reason)."""
         if not service.proxy:
             state.begin(self.name, "service", {})
             return self._refuse(service, state)
         state.begin(self.name, "service", {"service": service.id})
-        return await self._advance(turn, state)
+        return await self._took(turn, state)
 
     async def resume(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """The answer to the active step, a correction, or the question again."""
