@@ -81,7 +81,8 @@ class BookingFlow:
         return await self.book(service, turn, state)
 
     async def book(self, service: Service, turn: Turn, state: ConversationState) -> list[Outbound]:
-        """Go on with ``service`` chosen (also the guide's 预约办理 button)."""
+        """Go on with ``service`` chosen (also the guide's 预约办理, pressed or typed:
+        帮我约个号 明天上午 already names the time)."""
         if state.flow != self.name:
             state.begin(self.name, "service", {})
         if not service.bookable:
@@ -96,6 +97,9 @@ class BookingFlow:
                 bool(saved[2]),
             )
             return await self._at(wanted, turn, state)
+        typed = wanted_time(turn)
+        if typed is not None:
+            return await self._at(typed, turn, state)
         return await self._offer(turn, state, self._now(turn))
 
     async def resume(self, turn: Turn, state: ConversationState) -> list[Outbound]:
