@@ -176,7 +176,7 @@ class Router:
             return await self._resume(replace(turn, expected=expected), state)
         intent = turn.parse.intent
         policy = expect.interruption(intent) if intent != BUTTON_INTENT else None
-        if policy is not None:
+        if policy is not None and not turn.only_a_value:
             return await self._interrupt(turn, state, intent, policy)
         if expect.optional and not expect.text:
             state.finish()  # an offer nobody took: the message is routed as usual

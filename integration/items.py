@@ -49,6 +49,7 @@ KIND_SKILLS = {
     "shopping": "elder",
     "repair": "repair",
     "visit": "elder",
+    "housework": "elder",
     "other": "other",
 }
 DEFAULT_HOURS = 2.0  # an item without an end counts this many hours

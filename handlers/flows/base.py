@@ -55,6 +55,7 @@ slot's entity (``entities={"address"}`` at the confirmation) receives 地址写�
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -65,6 +66,7 @@ from handlers.words import Matcher
 from integration.cases import CaseDraft, CaseView
 from integration.dispatch.ratings import RatingRequest, Reopened, Score
 from nlu.contract import REPORT_INTENTS, SERVICE_INTENTS, VOLUNTEER_INTENTS
+from nlu.entities import PERIOD
 from nlu.types import Parse
 
 CANCEL = "cancel"  # the payload of every cancel button
@@ -73,6 +75,8 @@ HANDOFF_INTENT = "human_handoff"
 # it has at least FLOOR and at least RATIO of the top intent's probability.
 RANKING_FLOOR = 0.1
 RANKING_RATIO = 0.15
+# What may stand around a place or a time that is the whole answer (see Turn.only_a_value).
+_AROUND_A_VALUE = re.compile(r"[\W_]|地址|时间|就|是|在|我家|我|家|住|那|个|吧|了|的|呢|啊")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +104,25 @@ class Turn:
         if self.payload:
             return False
         return self.parse.intent in intents or self.expected in intents
+
+    @property
+    def only_a_value(self) -> bool:
+        """Whether the message is a place or a time and nothing more (光明小区5栋2单元301,
+        我家在幸福小区3栋, 这周六上午): the answer to a question, never a request of its
+        own, whatever intent the model gives it (an address alone reads as a report, a
+        time alone as a booking). A period (每晚, 三天了) is a description, not a value."""
+        parse = self.parse
+        spans = [
+            (e.start, e.end)
+            for e in parse.entities
+            if e.entity == "address" or (e.entity == "time" and e.extractor != PERIOD)
+        ]
+        if not spans or self.payload:
+            return False
+        rest = list(parse.text)
+        for start, end in spans:
+            rest[start:end] = " " * (end - start)
+        return not _AROUND_A_VALUE.sub("", "".join(rest))
 
 
 class Paused(enum.StrEnum):

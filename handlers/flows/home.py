@@ -3,7 +3,7 @@
 Started by request_home_service (我家老人需要上门助餐, 能不能有人陪我妈去医院). It asks
 only for what the resident has not said yet, in this order:
 
-- ``kind``: 助餐, 助医/陪同就医, 代购, 上门维修, 探访, 其他 (buttons that also take
+- ``kind``: 助餐, 助医/陪同就医, 代购, 上门维修, 探访, 家政保洁, 其他 (buttons that also take
   words; other words are kept as 其他 with the words as a note);
 - ``when``: the time entity's words (明天上午) or the resident's own (每天中午);
 - ``where``: an address or a location pin;
@@ -54,6 +54,9 @@ KINDS: dict[str, Words] = {
     "shopping": words("shopping", "代购|买菜|买东西|买药|购物|买点|买些|捎"),
     "repair": words("repair", "维修|修理|修一下|修修|坏了|换灯泡|水龙头|漏水|马桶|电路|门锁"),
     "visit": words("visit", "探访|看望|看看|聊天|陪伴|陪陪|独居|没人照顾"),
+    "housework": words(
+        "housework", "打扫|保洁|家政|家务|收拾屋|收拾房|搞卫生|做卫生|洗衣|擦玻璃|擦窗"
+    ),
 }
 KIND_WORDS = AnyOf("home_kind", tuple(KINDS.values()))
 SELF_WORDS = words("self", "本人|我自己|自己|给我|就我|我本人")
@@ -221,32 +224,34 @@ class HomeFlow:
         """Fill what the message says."""
         slots, text, parse = state.slots, turn.text, turn.parse
         free = bool(text) and not turn.payload
+        # Words of its own answer the step asked; a place or a time alone fills its slot.
+        own = free and not phone_of(turn) and not turn.only_a_value
         if free:
             kind = kind_of(text)
             if kind and (step in ("start", "kind", "confirm")):
                 slots["kind"] = kind
-            elif step == "kind" and not phone_of(turn):
+            elif step == "kind" and own:
                 slots["kind"], slots["note"] = _OTHER, text[:200]
             whom = whom_of(text)
             if whom:
                 slots["whom"] = whom
             elif step == "whom" and SELF_WORDS.search(text):
                 slots["whom"] = self._t("home.whom.self")
-            elif step == "whom" and not phone_of(turn) and len(clean(text)) <= 20:
+            elif step == "whom" and own and len(clean(text)) <= 20:
                 slots["whom"] = text.strip()
         time = parse.first("time")
         if time is not None:
             slots["when"] = parse.text[time.start : time.end]
-        elif step == "when" and free and not phone_of(turn):
+        elif step == "when" and own:
             slots["when"] = text.strip()[:100]
-        phone = take_phone(turn, slots)
+        take_phone(turn, slots)
         location = turn.inbound.location
         if location is not None:
             slots["address"] = location.label or f"{location.latitude:.5f},{location.longitude:.5f}"
         entity = typed_address(parse)
         if entity is not None and len(clean(entity.value)) >= _MIN_ADDRESS:
             slots["address"] = entity.value
-        elif step == "where" and free and not phone and len(clean(text)) >= _MIN_ADDRESS:
+        elif step == "where" and own and len(clean(text)) >= _MIN_ADDRESS:
             slots["address"] = text.strip()[:200]
 
     async def _advance(self, turn: Turn, state: ConversationState) -> list[Outbound]:

@@ -230,7 +230,7 @@ class ProxyFlow:
             reason = reason_of(text, self._words_of(slots.get("service")))
             if reason:
                 slots["reason"] = reason
-            elif step == "reason" and not phone_of(turn):
+            elif step == "reason" and not phone_of(turn) and not turn.only_a_value:
                 slots["reason"], slots["reason_text"] = _OTHER, text[:100]
             whom = whom_of(text)
             if whom:
@@ -242,7 +242,12 @@ class ProxyFlow:
         entity = typed_address(turn.parse)
         if entity is not None and (step != "start" or _PRECISE.search(entity.value)):
             slots["address"] = entity.value
-        elif step == "address" and not phone and len(clean(text)) >= _MIN_ADDRESS:
+        elif (
+            step == "address"
+            and not phone
+            and not turn.only_a_value
+            and len(clean(text)) >= _MIN_ADDRESS
+        ):
             slots["address"] = text.strip()[:200]
 
     async def _advance(self, turn: Turn, state: ConversationState) -> list[Outbound]:
