@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from handlers.catalog import Catalog
 from handlers.flows.base import CANCEL, Expect, Turn
 from handlers.flows.booking_slots import (
+    PICKED,
     SLOT,
     AppointmentDesk,
     Slots,
@@ -33,7 +34,7 @@ from handlers.flows.booking_slots import (
 from handlers.flows.guide_match import ServiceMatcher
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
-from handlers.words import NO, ORDINAL, YES, ordinal, words
+from handlers.words import NO, YES, ordinal, words
 from integration.appointments import BookingDraft, SlotFull
 from integration.services import Service, ServiceCatalogue
 from integration.services.calendar import LOCAL_TZ
@@ -43,7 +44,6 @@ PICK = "booking:service:"  # + a service id
 CONFIRM, EDIT = "booking:confirm", "booking:edit"
 CONFIRM_WORDS = words("confirm", "(?<![不别没])(确认|确定|提交|就这个|就这样|可以|行)")
 EDIT_WORDS = words("edit", "修改|改一下|改下|改个|换个|换一个|重新选|别的时间|其他时间")
-PICKED = words("picked", ORDINAL.pattern)  # 第二个 / 最后一个, among the slots offered
 WINDOW_WORD = "窗口"
 _TIME_INTENTS = frozenset({"book_appointment"})
 

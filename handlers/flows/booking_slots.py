@@ -14,6 +14,7 @@ from typing import Protocol
 from handlers.catalog import Catalog
 from handlers.flows.base import Turn
 from handlers.messages import Button
+from handlers.words import ORDINAL, words
 from integration.appointments import Booking, BookingDraft
 from integration.services import Service, ServiceCatalogue
 from integration.services.calendar import LOCAL_TZ
@@ -22,6 +23,7 @@ from nlu.timeparse import TimeParseError, resolve
 
 OFFERED = 4  # free slots offered as buttons
 SLOT = "booking:slot:"  # + the slot's ISO start; shared by booking and moving
+PICKED = words("picked", ORDINAL.pattern)  # 第二个 / 最后一个, among the slots offered
 _WEEKDAYS = "一二三四五六日"
 
 

@@ -17,6 +17,7 @@ from datetime import date, datetime
 from handlers.catalog import Catalog
 from handlers.flows.base import CANCEL, Expect, Turn
 from handlers.flows.booking_slots import (
+    PICKED,
     SLOT,
     AppointmentDesk,
     Slots,
@@ -40,6 +41,9 @@ DROP, MOVE = "rebooking:cancel", "rebooking:move"
 MOVE_WORDS = words("move", "改|换|调|挪|推迟|提前|延后|去不了|来不了|没空|没时间")
 DROP_WORDS = words("drop", "(?<!不)取消|不去了|不约了|不用了|退掉|退号")
 _NUMBER = re.compile(r"yy\d{10}", re.IGNORECASE)
+# 改到周二 / 换成下周三上午 / 推迟到周五: the time after these is the new time, not the
+# booking's day (周二的预约改一下).
+_TO_TIME = re.compile("(?:改|换|调|挪|推迟|延后|延期|提前|推|延)(?:到|成|在)")
 
 
 class RebookingFlow:
@@ -70,6 +74,9 @@ class RebookingFlow:
             state.finish()
             return [Outbound(self._t("rebooking.none"))]
         wanted = wanted_time(turn)
+        to_time = wanted is not None and _TO_TIME.search(turn.text) is not None
+        if to_time:
+            state.slots["action"], wanted = "move", None
         lead = ""
         if wanted is not None:
             on_day = [b for b in mine if _day(b) == wanted.start.date()]
@@ -77,7 +84,7 @@ class RebookingFlow:
                 lead = self._t("rebooking.none_that_day", day=day_label(wanted.start))
             mine = on_day or mine
         if len(mine) == 1 and not lead:
-            return await self._picked(mine[0], turn, state)
+            return await self._picked(mine[0], turn, state, to_time)
         state.slots["offered"] = [b.number for b in mine[:6]]
         listing = self._list(mine[:6])
         return [Outbound(f"{lead}\n{listing.text}".strip(), listing.buttons)]
@@ -100,7 +107,7 @@ class RebookingFlow:
                 words=(MOVE_WORDS, DROP_WORDS),
                 intents=frozenset({"cancel_appointment"}),
             )
-        return Expect(prefixes=(SLOT,), entities=frozenset({"time"}))
+        return Expect(prefixes=(SLOT,), entities=frozenset({"time"}), words=(PICKED,))
 
     def ask(self, state: ConversationState) -> list[Outbound]:
         """The active step's question again."""
@@ -155,9 +162,13 @@ class RebookingFlow:
         if chosen is None:
             wanted = wanted_time(turn)
             if wanted is None:
-                state.reprompts += 1
-                return self.ask(state)
-            if wanted.end is not None:
+                offered = state.slots.get("free", [])
+                position = ordinal(turn.text, len(offered))
+                if position is None:
+                    state.reprompts += 1
+                    return self.ask(state)
+                chosen = datetime.fromisoformat(offered[position])  # 第一个 / 最后一个
+            elif wanted.end is not None:
                 free = await self._slots.free(service, wanted.start, now, before=wanted.end)
                 if free:
                     return self._offer(state, free, "")
@@ -198,8 +209,9 @@ class RebookingFlow:
     # -- transitions -------------------------------------------------------------------
 
     async def _picked(
-        self, booking: Booking, turn: Turn, state: ConversationState
+        self, booking: Booking, turn: Turn, state: ConversationState, to_time: bool = False
     ) -> list[Outbound]:
+        """``to_time``: ``turn`` itself names the new time (我想改到周二)."""
         state.slots.update(
             number=booking.number,
             service=booking.service,
@@ -209,6 +221,9 @@ class RebookingFlow:
         if not state.slots.get("action"):
             state.step, state.reprompts = "action", 0
             return [self._action_question(state)]
+        if to_time:
+            state.step, state.reprompts = "time", 0
+            return await self._on_time(turn, state)
         return await self._act(turn, state)
 
     async def _act(self, turn: Turn, state: ConversationState) -> list[Outbound]:
