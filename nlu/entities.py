@@ -42,13 +42,11 @@ from nlu.gazetteer import Community, Gazetteer
 from nlu.periods import find_periods
 from nlu.timeparse import SHANGHAI, find_times
 from nlu.training_data import TrainingData
-from nlu.types import Entity
+from nlu.types import PERIOD, Entity
 
 if TYPE_CHECKING:
     from nlu.addresses import AddressTagger, Hints
 
-# The extractor name of a time entity that is a period (a description, not a slot).
-PERIOD = "period"
 _MOBILE = r"(?<!\d)1[3-9]\d[ -]?\d{4}[ -]?\d{4}(?!\d)"
 _LANDLINE = r"(?<!\d)0\d{2,3}-?\d{7,8}(?!\d)"
 

@@ -15,6 +15,9 @@ BUTTON_INTENT = "button"
 # mistakes for about 1% of the right answers.
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_MARGIN = 0.05
+# The extractor name of a time entity that is a period (每晚, 三天了): a description of
+# the problem, not a time to fill a slot with.
+PERIOD = "period"
 
 
 def unsure(ranking: tuple[tuple[str, float], ...], threshold: float, margin: float) -> bool:

@@ -66,8 +66,7 @@ from handlers.words import Matcher
 from integration.cases import CaseDraft, CaseView
 from integration.dispatch.ratings import RatingRequest, Reopened, Score
 from nlu.contract import REPORT_INTENTS, SERVICE_INTENTS, VOLUNTEER_INTENTS
-from nlu.entities import PERIOD
-from nlu.types import Parse
+from nlu.types import PERIOD, Parse
 
 CANCEL = "cancel"  # the payload of every cancel button
 HANDOFF_INTENT = "human_handoff"
