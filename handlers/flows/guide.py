@@ -191,12 +191,26 @@ class GuideFlow:
             if len(words) > _ECHO_CHARS:  # a long message is not echoed whole
                 words = f"{words[:_ECHO_CHARS]}…"
             return [Outbound(self._t("guide.no_match", words=words), (human,))]
+        context = self._interrupted_service(state) if named else None
+        if context is not None:  # 要带什么, in the middle of booking it: that service
+            state.begin(self.name, "answered", {"service": context.id})
+            card = self._card(context)
+            lead = self._t("guide.about", name=context.name)
+            return [Outbound(f"{lead}\n{card.text}", card.buttons)]
         state.begin(self.name, "pick", {})
         replies = []
         if HOURS_QUESTION.search(text):
             replies.append(Outbound(self._centre_hours(turn)))
         replies.append(Outbound(self._t("guide.ask_which"), self._common_buttons()))
         return replies
+
+    def _interrupted_service(self, state: ConversationState) -> Service | None:
+        """The catalogue service of the flow this question interrupted (a booking or a
+        代办 under way), if any: the question is about it when it names no other."""
+        if not state.paused:
+            return None
+        service_id = state.paused[-1].slots.get("service")
+        return self._services.services.get(service_id) if isinstance(service_id, str) else None
 
     async def _errand(self, verb: str, turn: Turn, state: ConversationState) -> list[Outbound]:
         """A booking or 代办 request: the card and the honest answer for a known service."""
