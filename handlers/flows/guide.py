@@ -138,9 +138,7 @@ class GuideFlow:
                     return await self._errand(errand, turn, state)
                 return await self._on_button(errand, service, turn, state)
             if self._about(service, turn):
-                lead = self._t("guide.about", name=service.name)
-                card = self._card(service)
-                return [Outbound(f"{lead}\n{card.text}", card.buttons)]
+                return [self._card_about(service)]
             if self._match(turn) is None and HOURS_QUESTION.search(clean(turn.text)):
                 return [Outbound(self._centre_hours(turn))]
         return self._answer(turn, state)
@@ -194,9 +192,7 @@ class GuideFlow:
         context = self._interrupted_service(state) if named else None
         if context is not None:  # 要带什么, in the middle of booking it: that service
             state.begin(self.name, "answered", {"service": context.id})
-            card = self._card(context)
-            lead = self._t("guide.about", name=context.name)
-            return [Outbound(f"{lead}\n{card.text}", card.buttons)]
+            return [self._card_about(context)]
         state.begin(self.name, "pick", {})
         replies = []
         if HOURS_QUESTION.search(text):
@@ -300,6 +296,12 @@ class GuideFlow:
         return [self._card(service)]  # 再看材料, or a service picked from the list
 
     # -- texts -------------------------------------------------------------------------
+
+    def _card_about(self, service: Service) -> Outbound:
+        """The card led by 关于“…”: an answer about a service already in the conversation."""
+        card = self._card(service)
+        lead = self._t("guide.about", name=service.name)
+        return Outbound(f"{lead}\n{card.text}", card.buttons)
 
     def _card(self, service: Service) -> Outbound:
         window = self._services.window_for(service.id)
