@@ -53,30 +53,46 @@ _LANDLINE = r"(?<!\d)0\d{2,3}-?\d{7,8}(?!\d)"
 _CJK = r"\u4e00-\u9fff"
 # Characters that end a place name's prefix: particles, pronouns and verbs that
 # never belong to a community, road or building name.
-_STOP = "的在了是我你他她们家有这那个和与到从把被就也都还很太又说去来要给对跟向往离看让"
+_STOP = "的在了是我你他她们家有这那个和与到从把被就也都还很太又说去来要给对跟向往离看让某哪着"
 _NAME = rf"[{_CJK}A-Za-z0-9]"
 _PREFIX = rf"(?:[^\W{_STOP}]|[A-Za-z0-9])"
 # Place kinds that end a name: 金辉小区, 伊煤路, 万达广场 ...
 _PLACE = (
     "小区|社区|花园|家园|公寓|新村|大厦|广场|商场|市场|公园|中学|小学|学校|医院|"
-    "街道|大街|大道|胡同|路|街|巷|苑|村|里弄"
+    "街道|大街|大道|胡同|路|街|巷|苑|村|里弄|嘉园|佳园|华府|华庭|庄园|港湾|庄"
 )
 # What may follow a place: buildings, units, gates, corners.
 _DETAIL = (
-    r"(?:\d+|[一二三四五六七八九十]+)(?:号楼|栋|幢|号院|单元|号|层|楼|室|期|弄)"
+    r"(?:\d+|[一二三四五六七八九十]+)(?:号楼|栋|幢|号院|单元|号|层|楼|室|期|弄|组)"
     r"|[东南西北正后侧]门|门口|路口|交叉口|十字路口|附近|对面|旁边|东侧|西侧|南侧|北侧"
 )
+# Stop characters that also begin place names (和平小区, 向阳路, 都市花园, 太平街, 家和苑):
+# one is a name's first character where no name character stands before it (at the
+# start, after punctuation or a verb such as 在/住), and never after a pronoun (我和…).
+_OPEN = "和向都太家"
+_NAME_START = rf"(?<![^\W{_STOP}])(?<![我你他她们])[{_OPEN}]{_PREFIX}{{1,7}}?"
+# A clan name (李家村, 万家小区, 张家庄): 家 after a name character, which 回家 and 老家 are not.
+_CLAN = rf"{_PREFIX}{{0,6}}?[^\W{_STOP}回老]家"
+# Words that leave the place kind after them unnamed (老旧小区, 某小区, 占用小区车位,
+# 哪家医院, 附近的路): a kind right after one of them ends no name.
+_UNNAMED = (
+    "老旧", "某", "哪家", "哪个", "各个", "整个", "别的", "其他", "其它", "隔壁", "附近",
+    "周边", "周围", "新建", "高档", "普通", "封闭", "开放", "本", "该", "此", "这些",
+    "那些", "我们", "咱们", "你们", "占用", "进入", "进出", "近期", "最近", "所有", "多个",
+    "一些", "两个", "几个", "大型", "小型",
+)  # fmt: skip
+_KIND = "".join(f"(?<!{word})" for word in _UNNAMED) + f"(?:{_PLACE})"
 _ADDRESS = re.compile(
-    rf"(?:{_PREFIX}{{2,8}}?(?:{_PLACE}))"
-    rf"(?:(?:与|和){_PREFIX}{{1,8}}?(?:{_PLACE}))?"
-    rf"(?:{_DETAIL}|{_PREFIX}{{2,6}}?(?:{_PLACE}))*"
+    rf"(?:(?:{_NAME_START}|{_CLAN}|{_PREFIX}{{2,8}}?){_KIND})"
+    rf"(?:(?:与|和){_PREFIX}{{1,8}}?{_KIND})?"
+    rf"(?:{_DETAIL}|{_PREFIX}{{2,6}}?{_KIND})*"
     rf"(?:{_DETAIL})*"
 )
 # Requests and modal verbs that a generic place match can swallow at its start
 # (恳请社区…, 能不能社区…): they are trimmed off, or the match dropped if nothing is left.
 _LEAD = re.compile(
     "^(?:恳请|敬请|请求|申请|麻烦|希望|建议|要求|能不能|可不可以|能否|可否|为什么|怎么|"
-    "咋|请|求|帮|找|问|能|让)+"
+    "咋|请|求|帮|找|问|能|让|途经|路过|经过|关注|位于|靠近|临近|周边)+"
 )
 # A service name followed by one of these is an office, not the service (社保局, 医保中心),
 # or a person who has it (低保户).

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from nlu.addresses import clauses, spans_of, widen
+from nlu.addresses import ESTATES, ROADS, STEMS, Sample, clauses, names_in, renamed, spans_of, widen
 from nlu.embedded import EmbeddedInterpreter
+from nlu.entities import _ADDRESS
 from nlu.training_data import load
 
 CASES = {
@@ -52,6 +53,24 @@ CASES = {
         ("光明小区5栋", ["光明小区5栋"]),
         ("我家在幸福里小区3栋2单元", ["幸福里小区3栋2单元"]),
         ("在东方花园8号楼门口", ["东方花园8号楼门口"]),
+    ],
+    "estates, roads and villages the gazetteer does not know are places": [
+        ("光明小区3栋门口垃圾没人清", ["光明小区3栋门口"]),
+        ("银杏路上老有车乱停", ["银杏路"]),
+        ("翠竹苑5栋楼上天天拖椅子", ["翠竹苑5栋"]),
+        ("李家村3组的路塌了", ["李家村3组"]),
+        ("我和老伴住在幸福小区想办老年证", ["幸福小区"]),
+        ("在红星路和建国街路口", ["红星路和建国街路口"]),
+    ],
+    "a name may begin with 和, 向 or 都": [
+        ("和平小区3号楼门口垃圾堆了好几天", ["和平小区3号楼门口"]),
+        ("向阳小区2栋楼道灯不亮", ["向阳小区2栋"]),
+        ("都市花园门口有人乱摆摊", ["都市花园门口"]),
+    ],
+    "an unnamed estate or road is no place": [
+        ("外来车辆占用小区车位，物业不管", []),
+        ("回家路上路灯全黑", []),
+        ("老旧小区改造啥时候轮到我们", []),
     ],
     "a building number alone names no place": [
         ("3栋", []),
@@ -98,3 +117,71 @@ def test_clauses_split_at_sentence_punctuation_but_never_inside_a_place() -> Non
         "楼下太吵",
     ]
     assert clauses("金辉小区3.2号", keep=[(0, 8)]) == [(0, 8)]
+
+
+def test_names_in_an_address_are_its_estates_roads_and_villages() -> None:
+    def names(text: str) -> list[tuple[str, str]]:
+        return [(text[a:b], text[b:c]) for a, b, c in names_in(text, (0, len(text)))]
+
+    assert names("金辉小区3号楼2单元") == [("金辉", "小区")]
+    assert names("伊煤路与团结路交叉口东北角") == [("伊煤", "路"), ("团结", "路")]
+    assert names("建设街道恒泰家园7号楼东门") == [("建设", "街道"), ("恒泰", "家园")]
+    assert names("李家村3组") == [("李家", "村")]
+    # Institutions keep their names: an office renamed would pass for a place.
+    assert names("东胜区政务服务中心") == []
+    assert names("康巴什") == []
+
+
+def test_a_renamed_copy_keeps_details_and_offsets_and_swaps_names_and_kinds() -> None:
+    text = "我住金辉小区3号楼，门口伊煤路与团结路交叉口的灯坏了"
+    spans = ((2, 9), (12, 22))
+    assert [text[a:b] for a, b in spans] == ["金辉小区3号楼", "伊煤路与团结路交叉口"]
+    copy = renamed(Sample(text, spans), [], STEMS, pick=0)
+    assert copy is not None
+    places = [copy.text[a:b] for a, b in copy.spans]
+    assert copy.text.startswith("我住") and copy.text.endswith("的灯坏了")
+    assert places[0].endswith("3号楼") and places[1].endswith("交叉口") and "与" in places[1]
+    estate, roads = places[0][: -len("3号楼")], places[1][: -len("交叉口")].split("与")
+    assert "金辉" not in estate and estate.endswith(ESTATES)
+    assert all(road.endswith(ROADS) and road[:2] not in ("伊煤", "团结") for road in roads)
+    assert any(estate.startswith(stem) for stem in STEMS)
+    # The same pick gives the same copy; a sample without a named place gives none.
+    assert renamed(Sample(text, spans), [], STEMS, pick=0) == copy
+    assert renamed(Sample("楼下3栋", ((2, 4),)), [], STEMS, pick=0) is None
+
+
+def test_an_alias_without_a_kind_is_renamed_whole() -> None:
+    copy = renamed(Sample("金辉3号楼漏水", ((0, 5),)), [(0, 2)], ("锦绣",), pick=0)
+    assert copy == Sample("锦绣3号楼漏水", ((0, 5),))
+
+
+@pytest.mark.parametrize(
+    ("text", "places"),
+    [
+        ("和平小区3号楼门口垃圾", ["和平小区3号楼门口"]),
+        ("我家在向阳小区5栋", ["向阳小区5栋"]),
+        ("我和老伴住在幸福小区", ["幸福小区"]),  # 和 after a pronoun joins, not names
+        ("李家村3组的路塌了", ["李家村3组"]),
+        ("回家路上", []),
+        ("外来车辆占用小区车位", []),
+        ("建设街道老旧小区改造", ["建设街道"]),
+    ],
+)
+def test_the_span_rules_read_names_that_begin_with_a_stop_and_skip_unnamed_kinds(
+    text: str, places: list[str]
+) -> None:
+    assert [m.group() for m in _ADDRESS.finditer(text)] == places
+
+
+def test_the_stems_are_no_test_set_names() -> None:
+    import re
+    from pathlib import Path
+
+    test_sets = Path(__file__).parents[1] / "nlu" / "data" / "test"
+    spans = [
+        span
+        for path in test_sets.glob("*.yml")
+        for span in re.findall(r"\[([^\]]*)\]\(address\)", path.read_text("utf-8"))
+    ]
+    assert spans
+    assert not [stem for stem in STEMS if any(stem in span for span in spans)]
