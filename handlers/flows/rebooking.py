@@ -28,6 +28,7 @@ from handlers.flows.booking_slots import (
     slot_of,
     wanted_time,
 )
+from handlers.flows.guide_match import ServiceMatcher
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
 from handlers.words import ordinal, words
@@ -56,6 +57,7 @@ class RebookingFlow:
         self._desk = desk
         self._t = catalog
         self._slots = Slots(services, desk)
+        self._matcher = ServiceMatcher(services)
 
     # -- the Flow protocol -------------------------------------------------------------
 
@@ -74,9 +76,11 @@ class RebookingFlow:
             state.finish()
             return [Outbound(self._t("rebooking.none"))]
         wanted = wanted_time(turn)
-        to_time = wanted is not None and _TO_TIME.search(turn.text) is not None
-        if to_time:
-            state.slots["action"], wanted = "move", None
+        if wanted is not None and _TO_TIME.search(turn.text) is not None:
+            # The new time, kept until the booking is known (several: the resident picks).
+            end = wanted.end.isoformat() if wanted.end is not None else None
+            state.slots.update(action="move", to=[wanted.start.isoformat(), end])
+            wanted = None
         lead = ""
         if wanted is not None:
             on_day = [b for b in mine if _day(b) == wanted.start.date()]
@@ -84,7 +88,7 @@ class RebookingFlow:
                 lead = self._t("rebooking.none_that_day", day=day_label(wanted.start))
             mine = on_day or mine
         if len(mine) == 1 and not lead:
-            return await self._picked(mine[0], turn, state, to_time)
+            return await self._picked(mine[0], turn, state)
         state.slots["offered"] = [b.number for b in mine[:6]]
         listing = self._list(mine[:6])
         return [Outbound(f"{lead}\n{listing.text}".strip(), listing.buttons)]
@@ -100,7 +104,7 @@ class RebookingFlow:
     def expect(self, state: ConversationState) -> Expect:
         """Buttons, days and numbers (pick), cancel/move words (action), times (time)."""
         if state.step == "pick":
-            return Expect(prefixes=(PICK,), entities=frozenset({"time"}), text=True)
+            return Expect(prefixes=(PICK,), entities=frozenset({"time", "service"}), text=True)
         if state.step == "action":
             return Expect(
                 payloads=frozenset({DROP, MOVE}),
@@ -138,6 +142,9 @@ class RebookingFlow:
                 chosen = [b for b in offered if _day(b) == wanted.start.date()]
             elif position is not None:  # 第二个 / 最后一个
                 chosen = [offered[position]]
+            else:  # 社保卡那个
+                service = self._service_named(turn)
+                chosen = [b for b in offered if service is not None and b.service == service]
         if len(chosen) != 1:
             state.reprompts += 1
             if number:
@@ -146,6 +153,11 @@ class RebookingFlow:
         if not state.slots.get("action"):
             state.slots["action"] = _action(turn)
         return await self._picked(chosen[0], turn, state)
+
+    def _service_named(self, turn: Turn) -> str | None:
+        values = [str(e.value) for e in turn.parse.entities if e.entity == "service"]
+        found = self._matcher.match(turn.text, values) if turn.text else None
+        return found.key if found is not None and found.kind == "service" else None
 
     async def _on_action(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         action = {DROP: "cancel", MOVE: "move"}.get(turn.payload) or _action(turn)
@@ -156,25 +168,30 @@ class RebookingFlow:
         return await self._act(turn, state)
 
     async def _on_time(self, turn: Turn, state: ConversationState) -> list[Outbound]:
-        service = self._services.service(state.slots["service"])
-        now = _now(turn)
         chosen = slot_of(turn.payload)
         if chosen is None:
             wanted = wanted_time(turn)
-            if wanted is None:
-                offered = state.slots.get("free", [])
-                position = ordinal(turn.text, len(offered))
-                if position is None:
-                    state.reprompts += 1
-                    return self.ask(state)
-                chosen = datetime.fromisoformat(offered[position])  # 第一个 / 最后一个
-            elif wanted.end is not None:
-                free = await self._slots.free(service, wanted.start, now, before=wanted.end)
-                if free:
-                    return self._offer(state, free, "")
-                chosen = wanted.start
-            else:
-                chosen = wanted.start
+            if wanted is not None:
+                return await self._move_to(wanted.start, wanted.end, turn, state)
+            offered = state.slots.get("free", [])
+            position = ordinal(turn.text, len(offered))
+            if position is None:
+                state.reprompts += 1
+                return self.ask(state)
+            chosen = datetime.fromisoformat(offered[position])  # 第一个 / 最后一个
+        return await self._move_to(chosen, None, turn, state)
+
+    async def _move_to(
+        self, chosen: datetime, before: datetime | None, turn: Turn, state: ConversationState
+    ) -> list[Outbound]:
+        """Move the booking to ``chosen``, or offer the free slots up to ``before`` (a
+        stretch of time such as 周二上午) or near it."""
+        service = self._services.service(state.slots["service"])
+        now = _now(turn)
+        if before is not None:
+            free = await self._slots.free(service, chosen, now, before=before)
+            if free:
+                return self._offer(state, free, "")
         verdict = self._slots.check(service, chosen, now)
         if verdict.slot is not None and not await self._slots.has_room(service, verdict.slot):
             verdict = Verdict(None, Refusal.full)
@@ -209,9 +226,10 @@ class RebookingFlow:
     # -- transitions -------------------------------------------------------------------
 
     async def _picked(
-        self, booking: Booking, turn: Turn, state: ConversationState, to_time: bool = False
+        self, booking: Booking, turn: Turn, state: ConversationState
     ) -> list[Outbound]:
-        """``to_time``: ``turn`` itself names the new time (我想改到周二)."""
+        """The booking is known: ask what to do, or do it (to the new time when the
+        resident named one, 我想改到周二)."""
         state.slots.update(
             number=booking.number,
             service=booking.service,
@@ -221,9 +239,11 @@ class RebookingFlow:
         if not state.slots.get("action"):
             state.step, state.reprompts = "action", 0
             return [self._action_question(state)]
-        if to_time:
+        to = state.slots.pop("to", None)
+        if to and state.slots["action"] == "move":
             state.step, state.reprompts = "time", 0
-            return await self._on_time(turn, state)
+            before = datetime.fromisoformat(to[1]) if to[1] else None
+            return await self._move_to(datetime.fromisoformat(to[0]), before, turn, state)
         return await self._act(turn, state)
 
     async def _act(self, turn: Turn, state: ConversationState) -> list[Outbound]:
