@@ -40,7 +40,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
-from nlu import addresses as address_tagging
+from nlu import address_training
 from nlu.addresses import AddressTagger, Hints
 from nlu.calibration import (
     CALIBRATION_FOLDS,
@@ -174,6 +174,7 @@ _FEATURE_CODE = (
     "scoring.py",
     "training_data.py",
     "addresses.py",
+    "address_training.py",
     "crf.py",
     "entities.py",
     "gazetteer.py",
@@ -291,7 +292,7 @@ def train_addresses(data: TrainingData, extractor: EntityExtractor | None = None
         masked = extractor.mask(text)
         return masked, extractor.hints(masked)
 
-    rows = address_tagging.train_rows(data.examples, prepare, cut)
+    rows = address_training.train_rows(data.examples, prepare, cut)
     return AddressTagger.train(rows, cut)
 
 

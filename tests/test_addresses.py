@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from nlu.addresses import ESTATES, ROADS, STEMS, Sample, clauses, names_in, renamed, spans_of, widen
+from nlu.address_training import ESTATES, ROADS, STEMS, names_in, renamed
+from nlu.addresses import Sample, clauses, spans_of, widen
 from nlu.embedded import EmbeddedInterpreter
 from nlu.entities import _ADDRESS
 from nlu.training_data import load
