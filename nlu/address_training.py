@@ -98,7 +98,7 @@ def renamed(
     so a tagger taught on them alone learns that an address is one of those names, and
     misses an estate or road new to it (光明小区3栋 and 银杏路 got no address). The copy
     keeps each place's details, swaps its name's stem and swaps its kind for another of
-    its sort (金辉小区3号楼 → 锦华花园3号楼, 团结路 → 瑞祥大街; an alias with no kind,
+    its sort (金辉小区3号楼 → 嘉禾花园3号楼, 团结路 → 福临大街; an alias with no kind,
     金辉, is swapped whole), so the tagger learns a place by its shape. ``pick`` chooses
     the new names, so the copies are the same on every run.
     """
@@ -134,19 +134,19 @@ def train_rows(
     stems: Sequence[str] = STEMS,
 ) -> list[tuple[list[Row], list[str]]]:
     """(features, tags) of every example whose address spans survive normalisation, and
-    of a ``renamed`` copy of each whose address holds a known community.
+    of a ``renamed`` copy of each whose address names an estate, road or village.
 
     ``prepare`` masks phones and times out of a text and gives the rules' hints, as the
     extractor does when it parses.
     """
-    rows = []
-    taught = samples(examples)
-    for pick, sample in enumerate(list(taught)):
-        copy = renamed(sample, prepare(sample.text)[1].communities, stems, pick) if stems else None
+    originals = [(sample, *prepare(sample.text)) for sample in samples(examples)]
+    copies = []
+    for pick, (sample, _, hints) in enumerate(originals):
+        copy = renamed(sample, hints.communities, stems, pick) if stems else None
         if copy is not None:
-            taught.append(copy)
-    for sample in taught:
-        masked, hints = prepare(sample.text)
+            copies.append((copy, *prepare(copy.text)))
+    rows = []
+    for sample, masked, hints in (*originals, *copies):
         tags = tags_for(sample)
         for start, end in clauses(masked, sample.spans):
             gold = tags[start:end]
