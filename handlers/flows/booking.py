@@ -315,8 +315,7 @@ class BookingFlow:
     # -- helpers -----------------------------------------------------------------------
 
     def _service_named(self, turn: Turn) -> Service | None:
-        values = [str(e.value) for e in turn.parse.entities if e.entity == "service"]
-        found = self._matcher.match(turn.text, values) if turn.text else None
+        found = self._matcher.in_turn(turn)
         if found is None or found.kind != "service":
             return None
         service = self._services.service(found.key)
@@ -327,8 +326,7 @@ class BookingFlow:
     def _which(self, turn: Turn, state: ConversationState) -> Outbound:
         window = None
         if WINDOW_WORD in turn.text:
-            values = [str(e.value) for e in turn.parse.entities if e.entity == "service"]
-            found = self._matcher.match(turn.text, values)
+            found = self._matcher.in_turn(turn)
             if found is not None and found.kind == "service":
                 window = self._services.service(found.key).window
         if window is not None:

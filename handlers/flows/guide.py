@@ -246,8 +246,7 @@ class GuideFlow:
         return all(thing in said for thing in things(turn.text))
 
     def _match(self, turn: Turn) -> Match | None:
-        values = [e.value for e in turn.parse.entities if e.entity == "service"]
-        found = self.matcher.match(turn.text, [str(v) for v in values])
+        found = self.matcher.in_turn(turn)
         if found is None:
             return None
         # A near copy only counts for a message the model also reads as a service question.

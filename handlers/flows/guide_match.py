@@ -13,11 +13,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pypinyin import lazy_pinyin
 
 from handlers.words import Words, clean
 from integration.services import ServiceCatalogue
+
+if TYPE_CHECKING:
+    from handlers.flows.base import Turn
 
 GOOD = 0.6  # the least score that counts as a match
 STRONG = 0.9  # as written or as pinyin: enough to take a message the model missed
@@ -96,6 +100,14 @@ class ServiceMatcher:
                 word = found[0]
                 return Match(word.kind, word.key, word.text, 1.0)
         return self.best(text)
+
+    def in_turn(self, turn: Turn) -> Match | None:
+        """The match for a resident's message: the services it names, then its words."""
+        if not turn.text:
+            return None
+        return self.match(
+            turn.text, [str(e.value) for e in turn.parse.entities if e.entity == "service"]
+        )
 
     def best(self, text: str) -> Match | None:
         """The catalogue word ``text`` names best, when it scores at least ``GOOD``."""

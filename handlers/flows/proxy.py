@@ -300,8 +300,7 @@ class ProxyFlow:
     # -- texts -------------------------------------------------------------------------
 
     def _service_of(self, turn: Turn) -> Service | None:
-        values = [str(e.value) for e in turn.parse.entities if e.entity == "service"]
-        found = self.matcher.match(turn.text, values)
+        found = self.matcher.in_turn(turn)
         if found is None or found.kind != "service" or found.score < GOOD:
             return None
         return self._services.service(found.key)

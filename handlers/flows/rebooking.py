@@ -155,8 +155,7 @@ class RebookingFlow:
         return await self._picked(chosen[0], turn, state)
 
     def _service_named(self, turn: Turn) -> str | None:
-        values = [str(e.value) for e in turn.parse.entities if e.entity == "service"]
-        found = self._matcher.match(turn.text, values) if turn.text else None
+        found = self._matcher.in_turn(turn)
         return found.key if found is not None and found.kind == "service" else None
 
     async def _on_action(self, turn: Turn, state: ConversationState) -> list[Outbound]:
