@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from pypinyin import lazy_pinyin
 
-from handlers.words import Words, clean
+from handlers.words import FILLERS, Words, clean
 from integration.services import ServiceCatalogue
 
 if TYPE_CHECKING:
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 GOOD = 0.6  # the least score that counts as a match
 STRONG = 0.9  # as written or as pinyin: enough to take a message the model missed
 _NEAR_WEIGHT = 0.8
+# What may stand beside a service's name in a message that only names it (就是开个居住证明).
+_AROUND_A_NAME = re.compile("[是开办个一份张要给]")
 _NEAR_MIN_CHARS = 4  # shorter words differ too much with one wrong character
 
 # Nouns of the things people come to a service centre for: a message with one of these
@@ -109,6 +111,15 @@ class ServiceMatcher:
             turn.text, [str(e.value) for e in turn.parse.entities if e.entity == "service"]
         )
 
+    def alone(self, text: str) -> Match | None:
+        """The service ``text`` names when it says nothing more (居住证明, 就是开居住证明)."""
+        cleaned = clean(text)
+        found = self.best(cleaned)
+        if found is None or found.kind != "service" or found.word not in cleaned:
+            return None
+        rest = _AROUND_A_NAME.sub("", FILLERS.sub("", cleaned.replace(found.word, "")))
+        return None if rest else found
+
     def best(self, text: str) -> Match | None:
         """The catalogue word ``text`` names best, when it scores at least ``GOOD``."""
         cleaned = clean(text)
@@ -130,6 +141,18 @@ class ServiceMatcher:
         """Whether ``text`` names a service or topic strongly (a rule matcher)."""
         found = self.best(text)
         return found is not None and found.score >= STRONG
+
+
+@dataclass(frozen=True, slots=True)
+class NamedAlone:
+    """A rule matcher (handlers.words.Matcher): the message is a service's name alone."""
+
+    matcher: ServiceMatcher
+    name: str = "service_alone"
+
+    def search(self, text: str) -> bool:
+        """Whether ``text`` names a service and says nothing else."""
+        return self.matcher.alone(text) is not None
 
 
 def names_a_thing(text: str) -> bool:

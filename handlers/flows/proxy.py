@@ -39,7 +39,7 @@ from handlers.flows.contact import (
     take_phone,
     with_lead,
 )
-from handlers.flows.guide_match import GOOD, ServiceMatcher
+from handlers.flows.guide_match import GOOD, Match, NamedAlone, ServiceMatcher
 from handlers.flows.proxy_steps import (
     AGREE,
     AGREE_WORDS,
@@ -67,6 +67,8 @@ CATEGORY = "proxy"
 _PRECISE = re.compile(r"\d|号|楼|栋|单元|小区|苑|村|路|街|巷")
 _MIN_ADDRESS = 4  # characters of a typed place the extractor did not recognise
 _OTHER = "other"
+# Characters that add nothing to a service's name (开个证明 is 开具证明, 居住证明 is more).
+_GENERIC = frozenset("开个办理一份张")
 
 
 class ProxyFlow:
@@ -97,7 +99,7 @@ class ProxyFlow:
         if service is not None and not service.proxy:
             return self._refuse(service, state)
         if service is not None:
-            state.slots["service"] = service.id
+            self._choose(service, self.matcher.in_turn(turn), state)
         return await self._took(turn, state)
 
     async def begin_for(
@@ -127,6 +129,9 @@ class ProxyFlow:
             return [self._msg("proxy.phone_needed")]
         if step == "service":
             return await self._on_service(turn, state)
+        named = self.matcher.alone(turn.text) if not payload else None
+        if named is not None:  # 居住证明 (which certificate), or 不，是老年证
+            return self._renamed(named, state)
         if step == "keep":
             return await self._on_keep(turn, state)
         if step == "confirm":
@@ -141,14 +146,14 @@ class ProxyFlow:
 
     def expect(self, state: ConversationState) -> Expect:
         """What answers each step (handlers.flows.proxy_steps)."""
-        return expectation(state.step or "service", self.matcher)
+        return expectation(state.step or "service", self.matcher, NamedAlone(self.matcher))
 
     def ask(self, state: ConversationState) -> list[Outbound]:
         """The active step's question."""
         step, slots = state.step or "service", state.slots
         if step == "service":
             return [Outbound(self._t("proxy.ask_service"), self._service_buttons())]
-        name = self._services.service(slots["service"]).name
+        name = self._name(state)
         if step == "reason":
             return [Outbound(self._t("proxy.ask_reason", name=name), reason_buttons(self._t))]
         if step == "phone":
@@ -171,8 +176,22 @@ class ProxyFlow:
             return [self._reprompt(state)]
         if not service.proxy:
             return self._refuse(service, state)
-        state.slots["service"] = service.id
+        self._choose(service, self.matcher.in_turn(turn), state)
         return await self._took(turn, state)
+
+    def _renamed(self, named: Match, state: ConversationState) -> list[Outbound]:
+        """A message that only names a service, at a later step: which one of the chosen
+        service's kind (居住证明 for 开具证明), or another service instead."""
+        slots = state.slots
+        service = self._services.service(named.key)
+        if service.id != slots["service"] and not service.proxy:
+            lead = self._t("proxy.not_allowed_keep", name=service.name)
+        else:
+            lead = self._t(
+                "proxy.noted" if service.id == slots["service"] else "proxy.changed",
+                name=self._choose(service, named, state),
+            )
+        return with_lead(lead, self.ask(state))
 
     async def _on_keep(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         slots = state.slots
@@ -199,7 +218,7 @@ class ProxyFlow:
         if service is not None and service.id != slots["service"]:
             if not service.proxy:
                 return [Outbound(self._t("proxy.not_allowed_keep", name=service.name))]
-            slots["service"] = service.id
+            self._choose(service, self.matcher.in_turn(turn), state)
             return await self._advance(turn, state)
         if await self._took_any(turn, state):
             return await self._advance(turn, state)
@@ -299,6 +318,24 @@ class ProxyFlow:
 
     # -- texts -------------------------------------------------------------------------
 
+    def _choose(self, service: Service, named: Match | None, state: ConversationState) -> str:
+        """Take ``service``, with the resident's own word for it when that says more
+        than the service's name (居住证明 for 开具证明, not 开个证明); its display name."""
+        slots = state.slots
+        if slots.get("service") != service.id:
+            slots.pop("item", None)
+        slots["service"] = service.id
+        word = named.word if named is not None and named.key == service.id else ""
+        if word and not set(word) <= set(service.name) | _GENERIC:
+            slots["item"] = word
+        return self._name(state)
+
+    def _name(self, state: ConversationState) -> str:
+        """The chosen service's name, with the resident's word for it: 开具证明（居住证明）."""
+        name = self._services.service(state.slots["service"]).name
+        item = state.slots.get("item")
+        return self._t("proxy.name_item", name=name, item=item) if item else name
+
     def _service_of(self, turn: Turn) -> Service | None:
         found = self.matcher.in_turn(turn)
         if found is None or found.kind != "service" or found.score < GOOD:
@@ -334,14 +371,13 @@ class ProxyFlow:
 
     def _consent(self, state: ConversationState) -> str:
         """The consent words, exactly as shown in the summary and stored with the case."""
-        service = self._services.service(state.slots["service"])
-        return self._t("proxy.consent", name=service.name, whom=self._whom(state))
+        return self._t("proxy.consent", name=self._name(state), whom=self._whom(state))
 
     def _description(self, state: ConversationState, service: Service) -> str:
         slots = state.slots
         return self._t(
             "proxy.description",
-            name=service.name,
+            name=self._name(state),
             whom=self._whom(state),
             reason=self._reason(state),
             phone=slots["phone"],
@@ -353,7 +389,7 @@ class ProxyFlow:
         service = self._services.service(slots["service"])
         text = self._t(
             "proxy.confirm",
-            name=service.name,
+            name=self._name(state),
             whom=self._whom(state),
             reason=self._reason(state),
             phone=masked(slots["phone"]),

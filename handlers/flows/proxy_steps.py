@@ -68,8 +68,9 @@ def whom_of(text: str) -> str:
 _PHONE_WORDS = (FORGET_PHONE, CHANGE_PHONE)
 
 
-def expectation(step: str, service_words: Matcher) -> Expect:
-    """What answers ``step`` (see handlers.flows.proxy)."""
+def expectation(step: str, service_words: Matcher, named_alone: Matcher) -> Expect:
+    """What answers ``step`` (see handlers.flows.proxy). After the first, a message
+    that only names a service (``named_alone``) answers every step."""
     if step == "service":
         return Expect(
             prefixes=(SERVICE,),
@@ -81,30 +82,39 @@ def expectation(step: str, service_words: Matcher) -> Expect:
         return Expect(
             prefixes=(REASON,),
             entities=frozenset({"phone"}),
-            words=(REASON_WORDS, *_PHONE_WORDS),
+            words=(REASON_WORDS, named_alone, *_PHONE_WORDS),
             text=True,
         )
     if step == "phone":
-        return Expect(entities=frozenset({"phone"}), words=(NO_PHONE, *_PHONE_WORDS))
+        return Expect(entities=frozenset({"phone"}), words=(NO_PHONE, named_alone, *_PHONE_WORDS))
     if step == "keep":
         return Expect(
             payloads=frozenset({KEEP, DONT_KEEP}),
             entities=frozenset({"phone"}),
-            words=(YES, NO, *_PHONE_WORDS),
+            words=(YES, NO, named_alone, *_PHONE_WORDS),
             intents=frozenset({"affirm", "deny"}),
         )
     if step == "address":
         return Expect(
             entities=frozenset({"address", "phone"}),
             location=True,
-            words=_PHONE_WORDS,
+            words=(named_alone, *_PHONE_WORDS),
             text=True,
         )
     return Expect(  # confirm
         payloads=frozenset({AGREE, EDIT}),
         entities=frozenset({"address", "phone", "service"}),
         location=True,
-        words=(AGREE_WORDS, SUBMIT_WORDS, EDIT_WORDS, REASON_WORDS, YES, NO, *_PHONE_WORDS),
+        words=(
+            AGREE_WORDS,
+            SUBMIT_WORDS,
+            EDIT_WORDS,
+            REASON_WORDS,
+            YES,
+            NO,
+            named_alone,
+            *_PHONE_WORDS,
+        ),
         intents=frozenset({"affirm", "deny"}),
     )
 
