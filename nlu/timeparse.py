@@ -142,15 +142,17 @@ def find_times(
     return found
 
 
-def resolve(expression: str, now: datetime | None = None) -> TimeValue:
+def resolve(expression: str, now: datetime | None = None, *, on: date | None = None) -> TimeValue:
     """Resolve ``expression``, which must be one whole time expression, relative to ``now``.
 
+    A time of day that names no day (10点, 下午) falls on ``on`` (default: ``now``'s
+    day): the day a conversation is already about, as when slots of 后天 were offered.
     Raises ``TimeParseError`` when it is not one (or names no real date).
     """
     match = SCAN.fullmatch(expression.strip())
     if match is None or not match.group():
         raise TimeParseError(expression, "not a time expression")
-    return _resolve(match, _local(now))
+    return _resolve(match, _local(now), on)
 
 
 # -- resolution ------------------------------------------------------------------------
@@ -174,7 +176,7 @@ def _number(numeral: str) -> int:
     return int(cn2an.cn2an(numeral.replace("廿", "二十"), "smart"))
 
 
-def _resolve(m: re.Match[str], now: datetime) -> TimeValue:
+def _resolve(m: re.Match[str], now: datetime, on: date | None = None) -> TimeValue:
     text = m.group()
     if m.group("every"):
         raise TimeParseError(text, "a recurring time")
@@ -195,7 +197,7 @@ def _resolve(m: re.Match[str], now: datetime) -> TimeValue:
     part = m.group("part")
     if m.group("dpw_part"):
         part = DPW_PART[m.group("dpw_part")]
-    base = _midnight(day if day is not None else today)
+    base = _midnight(day if day is not None else on or today)
     if m.group("hour") is None and m.group("vague") is None:
         if part is None:
             if day is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -220,6 +220,20 @@ def test_resolve_rejects_what_is_not_one_time_expression() -> None:
         resolve("2月30日", NOW)
     with pytest.raises(ValueError, match="timezone-aware"):
         resolve("明天", datetime(2026, 11, 25, 10, 0))
+
+
+@pytest.mark.parametrize(
+    ("expression", "iso"),
+    [
+        ("10点", "2026-11-27T10:00:00+08:00"),  # a time of day alone: on the day given
+        ("下午", "2026-11-27T13:00:00+08:00/2026-11-27T18:00:00+08:00"),
+        ("明天10点", "2026-11-26T10:00:00+08:00"),  # a day named: the day given is ignored
+        ("周五", "2026-11-27T00:00:00+08:00"),
+        ("两小时后", "2026-11-25T12:00:00+08:00"),
+    ],
+)
+def test_a_time_of_day_alone_falls_on_the_day_given(expression: str, iso: str) -> None:
+    assert resolve(expression, NOW, on=date(2026, 11, 27)).iso == iso
 
 
 def test_now_in_another_zone_is_read_in_shanghai() -> None:

@@ -166,10 +166,10 @@ class BookingFlow:
         chosen = slot_of(turn.payload)
         if chosen is not None:
             return await self._chose(chosen, turn, state)
-        wanted = wanted_time(turn)
+        offered = state.slots.get("offered", [])
+        wanted = wanted_time(turn, [datetime.fromisoformat(s) for s in offered])
         if wanted is not None:
             return await self._at(wanted, turn, state)
-        offered = state.slots.get("offered", [])
         position = ordinal(turn.text, len(offered))
         if position is not None:  # 第二个 / 最后一个
             return await self._chose(datetime.fromisoformat(offered[position]), turn, state)
@@ -182,8 +182,9 @@ class BookingFlow:
             return await self._submit(turn, state)
         if turn.payload == EDIT:
             return await self._offer(turn, state, self._now(turn))
-        wanted = wanted_time(turn)
-        if wanted is not None:  # 不对，是后天
+        slot = state.slots.get("slot")
+        wanted = wanted_time(turn, [datetime.fromisoformat(slot)] if slot else [])
+        if wanted is not None:  # 不对，是后天 / 改成10点 (on the day chosen)
             return await self._at(wanted, turn, state)
         if EDIT_WORDS.search(text):
             return await self._offer(turn, state, self._now(turn))

@@ -7,8 +7,9 @@ the moment the model ran (and tests can fix the clock).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Protocol
 
 from handlers.catalog import Catalog
@@ -19,7 +20,7 @@ from integration.appointments import Booking, BookingDraft
 from integration.services import Service, ServiceCatalogue
 from integration.services.calendar import LOCAL_TZ
 from integration.services.slots import SlotPlanner, Verdict
-from nlu.timeparse import TimeParseError, resolve
+from nlu.timeparse import TimeParseError, TimeValue, resolve
 
 OFFERED = 4  # free slots offered as buttons
 SLOT = "booking:slot:"  # + the slot's ISO start; shared by booking and moving
@@ -62,9 +63,12 @@ class Wanted:
     day_only: bool  # a day with no time of day (后天, 11月28日)
 
 
-def wanted_time(turn: Turn) -> Wanted | None:
+def wanted_time(turn: Turn, offered: Sequence[datetime] = ()) -> Wanted | None:
     """The first time the message names, read against the message's time.
 
+    A time of day alone (10点, 下午) falls on a day of the ``offered`` slots: the first
+    on which it is not before the first slot offered (后天上午 offered 09:00…, then
+    10点 is 后天 10:00), else the first day offered; today when nothing was offered.
     Periods (连续一周, 每晚10点至凌晨2点) do not resolve and are passed over: a
     duration is never a slot.
     """
@@ -72,8 +76,9 @@ def wanted_time(turn: Turn) -> Wanted | None:
     for entity in turn.parse.entities:
         if entity.entity != "time":
             continue
+        expression = turn.parse.text[entity.start : entity.end]
         try:
-            value = resolve(turn.parse.text[entity.start : entity.end], now)
+            value = _on_offered_day(expression, now, offered) or resolve(expression, now)
         except TimeParseError:
             continue
         break
@@ -83,6 +88,19 @@ def wanted_time(turn: Turn) -> Wanted | None:
     if end is None and grain in ("day", "week"):
         end = start + timedelta(days=1 if grain == "day" else 7)
     return Wanted(start.astimezone(LOCAL_TZ), end, day_only=grain in ("day", "week"))
+
+
+def _on_offered_day(
+    expression: str, now: datetime, offered: Sequence[datetime]
+) -> TimeValue | None:
+    """``expression`` on the first day of ``offered`` that suits it (see ``wanted_time``),
+    or None when nothing was offered."""
+    firsts: dict[date, datetime] = {}
+    for start in sorted(s.astimezone(LOCAL_TZ) for s in offered):
+        firsts.setdefault(start.date(), start)
+    values = [(resolve(expression, now, on=day), first) for day, first in firsts.items()]
+    suits = next((value for value, first in values if value.start >= first), None)
+    return suits or (values[0][0] if values else None)
 
 
 class Slots:

@@ -169,10 +169,10 @@ class RebookingFlow:
     async def _on_time(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         chosen = slot_of(turn.payload)
         if chosen is None:
-            wanted = wanted_time(turn)
+            offered = state.slots.get("free", [])
+            wanted = wanted_time(turn, [datetime.fromisoformat(s) for s in offered])
             if wanted is not None:
                 return await self._move_to(wanted.start, wanted.end, turn, state)
-            offered = state.slots.get("free", [])
             position = ordinal(turn.text, len(offered))
             if position is None:
                 state.reprompts += 1
