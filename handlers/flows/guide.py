@@ -37,6 +37,7 @@ from handlers.flows.guide_match import (
     GUIDE_WORDS,
     HOURS_QUESTION,
     STRONG,
+    WHERE_QUESTION,
     Match,
     ServiceMatcher,
     asks,
@@ -139,7 +140,7 @@ class GuideFlow:
                 return await self._on_button(errand, service, turn, state)
             if self._about(service, turn):
                 return [self._card_about(service)]
-            if self._match(turn) is None and HOURS_QUESTION.search(clean(turn.text)):
+            if self._match(turn) is None and _about_centre(turn.text):
                 return [Outbound(self._centre_hours(turn))]
         return self._answer(turn, state)
 
@@ -195,7 +196,7 @@ class GuideFlow:
             return [self._card_about(context)]
         state.begin(self.name, "pick", {})
         replies = []
-        if HOURS_QUESTION.search(text):
+        if _about_centre(text):
             replies.append(Outbound(self._centre_hours(turn)))
         replies.append(Outbound(self._t("guide.ask_which"), self._common_buttons()))
         return replies
@@ -241,7 +242,7 @@ class GuideFlow:
         if found is not None:
             # 户口本 after 居住证 asks about its papers (户口簿), not about 户口 in general.
             return found.key == service.id or (found.kind == "remit" and found.word[:2] in said)
-        if HOURS_QUESTION.search(clean(turn.text)):
+        if _about_centre(turn.text):
             return False
         return all(thing in said for thing in things(turn.text))
 
@@ -380,3 +381,9 @@ class GuideFlow:
 
 def _day(day: date) -> str:
     return f"{day.month}月{day.day}日"
+
+
+def _about_centre(text: str) -> bool:
+    """Whether ``text`` asks when the centre is open or where it is (no service named)."""
+    cleaned = clean(text)
+    return bool(HOURS_QUESTION.search(cleaned) or WHERE_QUESTION.search(cleaned))

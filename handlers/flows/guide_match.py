@@ -39,6 +39,13 @@ _THING = re.compile(
 HOURS_QUESTION = re.compile(
     "几点|上班|下班|开门|关门|营业|办公时间|工作时间|周末|周六|周日|节假日|午休|中午"
 )
+# Questions about where the centre is (社区在哪, 政务大厅怎么走, 你们地址在哪): with no
+# service named, the centre's address, hours and phone answer them, as they answer the
+# hours questions. 在哪办 after a service's card asks about that service.
+WHERE_QUESTION = re.compile(
+    "(政务|服务|便民|大厅|中心|街道|社区|居委会|办事处|你们).{0,4}"
+    "(在哪|哪里|哪儿|什么地方|啥地方|地址|怎么走|位置|地点)"
+)
 # A question (as opposed to a report or an answer).
 ASKS = re.compile(
     "咋办|怎么|怎样|如何|需要|要带|带什么|带啥|要啥|什么材料|哪里|哪儿|在哪|去哪|多久|几天|多少钱|"
