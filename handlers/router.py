@@ -21,10 +21,11 @@ from handlers.flows.chat import MENU_HUMAN, menu
 from handlers.flows.handoff import HandoffFlow, count_fallback, escalation
 from handlers.flows.handoff import wants_person as staff_wanted
 from handlers.flows.rating import RATE
+from handlers.flows.status import StatusFlow
 from handlers.messages import Button, Outbound
 from handlers.patience import Patience, Verdict
 from handlers.state import ConversationState
-from handlers.words import ABUSE, HANDOFF
+from handlers.words import ABUSE, HANDOFF, WITHDRAW_CASE
 from handlers.words import CANCEL as CANCEL_WORDS
 from nlu.types import BUTTON_INTENT
 
@@ -48,6 +49,11 @@ def is_cancel(turn: Turn) -> bool:
 def cancels_a_booking(turn: Turn) -> bool:
     """取消预约 / 取消我的预约 with nothing under way: a booking to cancel, not a withdrawal."""
     return turn.parse.intent == "cancel_appointment" and "预约" in turn.text
+
+
+def withdraws_a_case(turn: Turn) -> bool:
+    """我刚才报的那个不要了 / 撤销投诉: a report already submitted, withdrawn in words."""
+    return not turn.payload and bool(turn.text) and WITHDRAW_CASE.search(turn.text)
 
 
 def wants_person(turn: Turn) -> bool:
@@ -84,7 +90,9 @@ class Router:
     def _answers(self, turn: Turn, expect: Expect | None) -> bool:
         """Whether the active step (free text, words, entities…) or a trigger takes it."""
         if expect is None:
-            return any(t.flow in self._flows and t.fires(turn) for t in self._triggers)
+            return withdraws_a_case(turn) or any(
+                t.flow in self._flows and t.fires(turn) for t in self._triggers
+            )
         return (
             expect.text
             or (bool(turn.payload) and expect.takes_payload(turn.payload))
@@ -217,7 +225,10 @@ class Router:
     # -- an idle conversation ------------------------------------------------------------
 
     async def _idle(self, turn: Turn, state: ConversationState) -> list[Outbound]:
-        if is_cancel(turn) and not cancels_a_booking(turn):
+        if (is_cancel(turn) and not cancels_a_booking(turn)) or withdraws_a_case(turn):
+            status = self._flows.get("status")
+            if isinstance(status, StatusFlow):
+                return await status.withdrawal(turn)
             return [Outbound(self._t("chat.nothing_to_cancel"))]
         if self._wants_person(turn, state):
             turn = replace(turn, parse=replace(turn.parse, intent=HANDOFF_INTENT))

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from handlers.catalog import Catalog
 from handlers.flows.base import OFFER_INTERRUPTS, CaseDesk, Expect, Turn
-from handlers.messages import Outbound
+from handlers.flows.chat import MENU_HUMAN
+from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
 from handlers.words import clean, ordinal
 from integration.cases import CaseView
@@ -116,6 +117,23 @@ class StatusFlow:
             state.finish()
             return await self.start(turn, state)
         return [await self._one(turn, listed[position].number)]
+
+    async def withdrawal(self, turn: Turn) -> list[Outbound]:
+        """算了不报了 / 撤销投诉 with nothing under way: a case the resident reported is
+        submitted already and cannot be withdrawn in chat; staff can close it."""
+        inbound = turn.inbound
+        cases = await self._desk.open_cases(inbound.channel, inbound.user_id)
+        own = [c for c in cases if (c.channel, c.chat_id) == (inbound.channel, inbound.chat_id)]
+        if not own:
+            return [Outbound(self._t("chat.nothing_to_cancel"))]
+        case = max(own, key=lambda c: c.created_at)
+        text = self._t(
+            "status_query.withdraw",
+            number=case.number,
+            category=self._t(f"category.{case.category}"),
+            address=case.address,
+        )
+        return [Outbound(text, (Button(self._t("button.menu_human"), MENU_HUMAN),))]
 
     def expect(self, state: ConversationState) -> Expect:
         """A pick: a position, a case number, words of a listed case; or 我的进度 again."""
