@@ -20,6 +20,7 @@ import contextlib
 import itertools
 import json
 import multiprocessing
+import os
 import secrets
 import shutil
 import socket
@@ -149,6 +150,7 @@ def _serve(
 
     settings = Settings(**values)
     configure(settings.log_level)
+    parent = os.getppid()
     counters = Counters().install() if counts else None
     profiler = None
     if profile:
@@ -165,12 +167,12 @@ def _serve(
         loop = asyncio.get_running_loop()
         try:
             if measuring is not None:  # startup and the warm-up are not measured
-                await loop.run_in_executor(None, measuring.wait)
+                await loop.run_in_executor(None, _wait_for, measuring, parent)
             if counters is not None:
                 counters.reset()
             if profiler is not None:
                 profiler.start()
-            await loop.run_in_executor(None, stop.wait)
+            await loop.run_in_executor(None, _wait_for, stop, parent)
             if profiler is not None:
                 profiler.stop()
             if counters is not None:
@@ -185,6 +187,14 @@ def _serve(
             profiler.output_text(unicode=True, show_all=False), encoding="utf-8"
         )
         Path(profile).write_text(profiler.output_html(), encoding="utf-8")
+
+
+def _wait_for(event: ProcessEvent, parent: int) -> None:
+    """Wait until ``event`` is set, or until the bench that started this server is gone
+    (killed, it would never set it: the server must not outlive it)."""
+    while not event.wait(1.0):
+        if os.getppid() != parent:
+            return
 
 
 class _WeChat:
