@@ -34,6 +34,7 @@ from handlers.flows.grid_close import GridDesk
 from handlers.flows.report_slots import (
     MAX_PHOTOS,
     Places,
+    Slots,
     add_detail,
     address_only,
     has_images,
@@ -51,6 +52,7 @@ from handlers.flows.report_steps import (
     EDIT_WORDS,
     JOIN,
     JOIN_WORDS,
+    MORE_WORDS,
     NEW,
     NEW_WORDS,
     SKIP_PHOTO,
@@ -63,6 +65,7 @@ from handlers.flows.report_steps import (
     duplicate_buttons,
     edit_buttons,
     expectation,
+    more_of,
     photo_buttons,
     report_intent,
 )
@@ -176,7 +179,7 @@ class ComplaintFlow:
             return [self._msg("complaint.where_unknown")]
         if VAGUE_PLACE.search(turn.text):
             return [self._reprompt(state, "complaint.where_vague")]
-        if report_intent(turn) and add_detail(slots, turn.text):
+        if self._adds(turn, slots):
             return [self._msg("complaint.noted_detail")]
         return [self._reprompt(state, "complaint.reask_where")]
 
@@ -187,9 +190,7 @@ class ComplaintFlow:
             return await self._review(turn, state)
         if take_pin(turn.inbound, slots):
             return [self._msg("complaint.pin_added", photo_buttons(self._t))]
-        if take_address(turn.parse, slots, self._places) or (
-            report_intent(turn) and add_detail(slots, turn.text)
-        ):
+        if take_address(turn.parse, slots, self._places) or self._adds(turn, slots):
             return await self._review(turn, state)  # a repeated answer: go on without a photo
         if (
             turn.payload == SKIP_PHOTO
@@ -211,9 +212,11 @@ class ComplaintFlow:
             return [self._summary(state)]
         if take_pin(turn.inbound, slots) or take_address(turn.parse, slots, self._places):
             return await self._review(turn, state)
+        if MORE_WORDS.search(text) and self._adds(turn, slots):
+            return [self._summary(state)]
         if EDIT_WORDS.search(text) or (ABOUT_PLACE.search(text) and NO.search(text)):
             return self._edit_what(turn, state)
-        if report_intent(turn) and not turn.means("affirm", "deny") and add_detail(slots, text):
+        if not turn.means("affirm", "deny") and self._adds(turn, slots):
             return [self._summary(state)]
         if SUBMIT_WORDS.search(text):
             return await self._submit(turn, state)
@@ -236,6 +239,8 @@ class ComplaintFlow:
         if turn.payload == EDIT_DESCRIPTION or (not turn.payload and ABOUT_TEXT.search(turn.text)):
             state.step, state.reprompts = "describe", 0
             return [self._msg("complaint.ask_new_description")]
+        if MORE_WORDS.search(turn.text) and self._adds(turn, slots):
+            return await self._review(turn, state)
         if report_intent(turn) and turn.text:
             return await self._redescribed(turn, state)
         return [self._reprompt(state, "complaint.ask_edit", edit_buttons(self._t))]
@@ -284,6 +289,16 @@ class ComplaintFlow:
             return await self._review(turn, state)
         state.step, state.reprompts = "photo", 0
         return [self._photo_question(state)]
+
+    @staticmethod
+    def _adds(turn: Turn, slots: Slots) -> bool:
+        """Add the message to the description when it is more of the report: a report
+        message (the model's reading), or one that says so (补充一下 …, 再加一句 …)."""
+        if turn.payload:
+            return False
+        if MORE_WORDS.search(turn.text):
+            return add_detail(slots, more_of(turn.text))
+        return bool(report_intent(turn)) and add_detail(slots, turn.text)
 
     def _to_edit(self, state: ConversationState) -> list[Outbound]:
         state.step, state.reprompts = "edit", 0

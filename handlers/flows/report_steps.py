@@ -6,6 +6,8 @@ interruption table is this module in prose.
 
 from __future__ import annotations
 
+import re
+
 from handlers.catalog import Catalog
 from handlers.flows.base import CANCEL, Expect, Turn
 from handlers.messages import Button
@@ -23,6 +25,11 @@ EDIT_WORDS = words("edit", "修改|改一下|改下|改改|改成|改为|写错|
 ABOUT_PLACE = words("about_place", "地址|地点|位置|地方|门牌|楼号|小区名")
 ABOUT_TEXT = words("about_text", "描述|内容|情况|说明|问题写")
 SUBMIT_WORDS = words("submit", "(?<![不别没])提交|就这样|发吧|报吧|没问题")
+# Adding to the report under way (再加一句，已经有小孩差点掉下去了): a detail of this report,
+# whatever kind of report the model reads in it, never a new one.
+_MORE = "再加一句|加一句|再补充|补充(一下|一句|两句|说明)?|再说一句|多说一句|顺便说一下|还想说"
+MORE_WORDS = words("more", _MORE)
+_MORE_LEAD = re.compile(f"^({_MORE})[，,。.：:；;！!、\\s]*")
 JOIN_WORDS = words("join", "加入|跟进|关注|一起|同一个|就是这个")
 NEW_WORDS = words("new", "新建|新的|单独|重新提交|另外|不是这个|不是同一")
 # A place said too vaguely to dispatch to (就是我们小区门口啊, 在我家楼下): the whole
@@ -55,7 +62,7 @@ def expectation(step: str, category: str | None) -> Expect:
             media=True,
             location=True,
             entities=frozenset({"address"}),
-            words=(UNKNOWN_PLACE, VAGUE_PLACE),
+            words=(UNKNOWN_PLACE, VAGUE_PLACE, MORE_WORDS),
             intents=same,
         )
     if step == "photo":
@@ -64,7 +71,7 @@ def expectation(step: str, category: str | None) -> Expect:
             media=True,
             location=True,
             entities=frozenset({"address"}),
-            words=(SKIP_WORDS, YES, NO),
+            words=(SKIP_WORDS, YES, NO, MORE_WORDS),
             intents=same | _AFFIRM_DENY,
         )
     if step == "confirm":
@@ -73,7 +80,7 @@ def expectation(step: str, category: str | None) -> Expect:
             media=True,
             location=True,
             entities=frozenset({"address"}),
-            words=(EDIT_WORDS, SUBMIT_WORDS, YES, NO),
+            words=(EDIT_WORDS, SUBMIT_WORDS, YES, NO, MORE_WORDS),
             intents=same | _AFFIRM_DENY,
         )
     if step == "edit":
@@ -82,7 +89,7 @@ def expectation(step: str, category: str | None) -> Expect:
             media=True,
             location=True,
             entities=frozenset({"address"}),
-            words=(ABOUT_PLACE, ABOUT_TEXT),
+            words=(ABOUT_PLACE, ABOUT_TEXT, MORE_WORDS),
             intents=frozenset(REPORT_INTENTS),
         )
     return Expect(  # duplicate
@@ -92,6 +99,11 @@ def expectation(step: str, category: str | None) -> Expect:
         words=(JOIN_WORDS, NEW_WORDS, YES, NO),
         intents=_AFFIRM_DENY,
     )
+
+
+def more_of(text: str) -> str:
+    """The detail a message adds, without its lead (补充一下，… → …)."""
+    return _MORE_LEAD.sub("", text.strip()) or text.strip()
 
 
 def category_of(parse: Parse) -> str:
