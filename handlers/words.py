@@ -121,10 +121,12 @@ CANCEL = words(
     slack=2,
 )
 # Withdrawing a report already submitted (我刚才报的那个不要了, 撤销投诉): with nothing
-# under way, the resident is told how, not that there is nothing to cancel.
+# under way, the resident is told how, not that there is nothing to cancel. The word
+# that withdraws ends the message: 反映一下，物业取消了供暖 is a report.
 WITHDRAW_CASE = words(
     "withdraw_case",
-    "(报|反映|提交|投诉|举报|工单)的?.{0,8}(不要了|撤销|撤回|作废|不用了|不用管了|不用处理|取消)|"
+    "(报|反映|提交|投诉|举报|工单)的?.{0,8}"
+    "(?<!被)(不要了|撤销|撤回|作废|不用了|不用管了|不用处理|取消)(吧|了|掉|啊|吧谢谢)?$|"
     "(撤销|撤回|取消)(这个|那个|我的|刚才的?)?(工单|投诉|举报|反映)",
 )
 # Asking for a person; 工作人员 alone is not enough (物业工作人员态度很差 is a report).

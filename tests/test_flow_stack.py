@@ -26,7 +26,7 @@ from handlers.messages import Inbound, Location, Outbound
 from handlers.patience import Patience
 from handlers.router import Router
 from handlers.state import MAX_PAUSED, ConversationState, Frame
-from handlers.words import ABUSE, CANCEL, GOODBYE, NO, YES, ordinal, words
+from handlers.words import ABUSE, CANCEL, GOODBYE, NO, WITHDRAW_CASE, YES, ordinal, words
 from nlu.entities import EntityExtractor
 from nlu.gazetteer import Gazetteer
 from nlu.types import Parse
@@ -178,6 +178,22 @@ def test_latin_yes_and_goodbye_count_only_on_their_own() -> None:
 )
 def test_withdrawal_must_be_the_whole_message(text: str, cancel: bool) -> None:
     assert CANCEL.search(text) is cancel
+
+
+@pytest.mark.parametrize(
+    ("text", "withdraws"),
+    [
+        ("我刚才报的那个不要了", True),
+        ("我报的工单取消吧", True),
+        ("撤销投诉", True),
+        ("投诉的事不用管了。", True),
+        ("反映一下，物业取消了供暖", False),  # the withdrawing word must end the message
+        ("我要反映的是预约被取消了", False),
+        ("楼下的路灯坏了", False),
+    ],
+)
+def test_withdrawing_a_submitted_report_is_said_at_the_end(text: str, withdraws: bool) -> None:
+    assert WITHDRAW_CASE.search(text) is withdraws
 
 
 @pytest.mark.parametrize(

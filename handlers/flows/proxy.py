@@ -16,6 +16,11 @@ It collects, in this order and skipping what the resident already said:
   words and the time) stored beside it. Corrections (a new address, phone, service
   or reason) are taken at the confirmation.
 
+At any step after the first, a message that is only a service's name says which one
+(居住证明 while 开具证明 is under way: kept as the resident's word beside the service's
+name, 开具证明（居住证明）, in the summary, the consent and the case) or switches to it; it
+is not taken as a question for the guide.
+
 The case goes through the dispatch integration like a report: status pushes,
 我的进度 and the rating question afterwards.
 """
@@ -306,7 +311,7 @@ class ProxyFlow:
             user_id=inbound.user_id,
             chat_id=inbound.chat_id,
             category=CATEGORY,
-            description=self._description(state, service),
+            description=self._description(state),
             address=slots["address"],
             consent=consent,
         )
@@ -373,7 +378,7 @@ class ProxyFlow:
         """The consent words, exactly as shown in the summary and stored with the case."""
         return self._t("proxy.consent", name=self._name(state), whom=self._whom(state))
 
-    def _description(self, state: ConversationState, service: Service) -> str:
+    def _description(self, state: ConversationState) -> str:
         slots = state.slots
         return self._t(
             "proxy.description",
