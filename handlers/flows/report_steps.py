@@ -102,8 +102,8 @@ def expectation(step: str, category: str | None) -> Expect:
 
 
 def more_of(text: str) -> str:
-    """The detail a message adds, without its lead (补充一下，… → …)."""
-    return _MORE_LEAD.sub("", text.strip()) or text.strip()
+    """The detail a message adds, without its lead (补充一下，… → …); "" for the lead alone."""
+    return _MORE_LEAD.sub("", text.strip())
 
 
 def category_of(parse: Parse) -> str:
