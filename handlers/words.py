@@ -87,6 +87,8 @@ class AnyOf:
         return any(m.search(text) for m in self.matchers)
 
 
+# 可以 before a verb is "can do" (有啥活可以干, 可以帮我买菜吗), not a yes.
+_MODAL = "[干做帮办去来看买吃报问认领接参当用]"
 # Yes: unambiguous words anywhere, or a lone 好 / 对 / 是 / 嗯 (which inside other
 # words — 你好, 好几天, 还是 — say nothing of the kind).
 YES = AnyOf(
@@ -94,7 +96,7 @@ YES = AnyOf(
     (
         words(
             "yes_words",
-            f"{_NEGATED}(是的|是啊|是滴|对的|对啊|对头|没错|没问题|没有问题|可以|确认|确定|提交|就这样|"
+            f"{_NEGATED}(是的|是啊|是滴|对的|对啊|对头|没错|没问题|没有问题|可以(?!{_MODAL})|确认|确定|提交|就这样|"
             f"就这么|同意|好滴|好嘞|好的|好吧|好啊|行吧|行的|{_LATIN}(ok|okay|yes|yeah)(?![a-z0-9]))",
         ),
         words("yes_alone", "好|行|对|是|嗯|中|成", whole=True),

@@ -180,6 +180,13 @@ def test_withdrawal_must_be_the_whole_message(text: str, cancel: bool) -> None:
     assert CANCEL.search(text) is cancel
 
 
+def test_can_do_is_no_yes() -> None:
+    for text in ("可以", "可以的", "好的可以", "可以提交了"):
+        assert YES.search(text), text
+    for text in ("有啥活可以干", "可以帮我买菜吗", "志愿者可以认领吗"):
+        assert not YES.search(text), text
+
+
 @pytest.mark.parametrize(
     ("text", "withdraws"),
     [
