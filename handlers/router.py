@@ -18,6 +18,7 @@ from handlers.catalog import Catalog
 from handlers.flows import DEFAULT_FLOW, ROUTES, TRIGGERS, Trigger
 from handlers.flows.base import CANCEL, HANDOFF_INTENT, Declined, Expect, Flow, Paused, Turn
 from handlers.flows.chat import MENU_HUMAN, menu
+from handlers.flows.guide import GuideFlow
 from handlers.flows.handoff import HandoffFlow, count_fallback, escalation
 from handlers.flows.handoff import wants_person as staff_wanted
 from handlers.flows.rating import RATE
@@ -27,6 +28,7 @@ from handlers.patience import Patience, Verdict
 from handlers.state import ConversationState
 from handlers.words import ABUSE, HANDOFF, WITHDRAW_CASE
 from handlers.words import CANCEL as CANCEL_WORDS
+from nlu.contract import REPORT_INTENTS
 from nlu.types import BUTTON_INTENT
 
 # Slash commands (Telegram's, and typed anywhere) and the intents they stand for.
@@ -242,7 +244,13 @@ class Router:
                     break
                 return replies + await self._after(state)
         flow = self._flow(self._routes.get(turn.parse.intent, DEFAULT_FLOW))
-        return await flow.start(turn, state) + await self._after(state)
+        replies = await flow.start(turn, state)
+        guide = self._flows.get("guide")
+        if state.flow is not None and turn.parse.intent in REPORT_INTENTS and guide is not None:
+            asked = guide.also_asked(turn) if isinstance(guide, GuideFlow) else None
+            if asked is not None:  # 老年证怎么办 beside the report: answered after it
+                state.wait(asked)
+        return replies + await self._after(state)
 
     # -- the stack -----------------------------------------------------------------------
 
@@ -258,7 +266,8 @@ class Router:
         state.unpause()
         name = state.flow or DEFAULT_FLOW
         question = self._flows[name].ask(state)
-        lead = self._t.get(f"{name}.resume", self._t("flow.resume"))
+        lead_key = state.slots.pop("lead", None) or f"{name}.resume"
+        lead = self._t.get(lead_key, self._t("flow.resume"))
         if not question:
             return [Outbound(lead)]
         first = question[0]

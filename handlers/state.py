@@ -138,6 +138,12 @@ class ConversationState:
         del self.paused[:-MAX_PAUSED]
         self.finish()
 
+    def wait(self, frame: Frame) -> None:
+        """Put ``frame`` aside to be taken up once the active flow ends (a question asked
+        beside a report: 我想问一下老年证怎么办还有我家楼下路灯坏了)."""
+        self.paused.append(frame)
+        del self.paused[:-MAX_PAUSED]
+
     def unpause(self) -> bool:
         """Make the most recently paused flow active again; False when none waits."""
         if self.flow is not None or not self.paused:

@@ -27,6 +27,7 @@ report; anything else ends it quietly and is routed as usual.
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 from handlers.catalog import Catalog
@@ -46,13 +47,16 @@ from handlers.flows.guide_match import (
 )
 from handlers.flows.proxy import ProxyFlow
 from handlers.messages import Button, Outbound
-from handlers.state import ConversationState
+from handlers.state import ConversationState, Frame
 from handlers.words import clean
 from integration.services import Service, ServiceCatalogue
 from integration.services.calendar import LOCAL_TZ
 from nlu.types import FALLBACK_INTENT
 
 GUIDE = "guide:"  # every button payload of the guide starts with this
+_ASKED_WITHIN = 6  # characters after a service's name where its question must begin
+# Where one request ends and another begins in a message.
+_CLAUSE = re.compile("[，,。.！!？?；;\\s]+|还有|另外|顺便|再问|对了")
 BOOK, PROXY, MATERIALS, PICK = (
     f"{GUIDE}{verb}:" for verb in ("book", "proxy", "materials", "pick")
 )
@@ -74,7 +78,20 @@ class _FollowUp:
     def search(self, text: str) -> bool:
         if not asks(text):
             return False
-        return names_a_thing(text) or self._matcher.search(text) or _about_papers(text)
+        if names_a_thing(text) or _about_papers(text):
+            return True
+        found = self._matcher.best(text)  # 社保卡怎么补办, not 社保局门口的路灯坏了怎么办
+        return found is not None and found.score >= STRONG and asked_after(text, found.word)
+
+
+def asked_after(text: str, word: str) -> bool:
+    """Whether a clause of ``text`` asks about ``word`` right after naming it (老年证
+    怎么办, 还有…), rather than naming it in passing (社保局门口的路灯坏了怎么办)."""
+    for clause in _CLAUSE.split(clean(text)):
+        at = clause.find(word)
+        if at >= 0 and asks(clause[at + len(word) : at + len(word) + _ASKED_WITHIN]):
+            return True
+    return False
 
 
 def _about_papers(text: str) -> bool:
@@ -170,6 +187,20 @@ class GuideFlow:
         if state.step == "pick":
             return [Outbound(self._t("guide.ask_which_again"), self._common_buttons())]
         return []
+
+    def also_asked(self, turn: Turn) -> Frame | None:
+        """The guide's answer, waiting, when a message that starts something else also
+        asks about a service in a clause of its own, the question right after its name
+        (老年证怎么办, 还有…; not 社保局门口的路灯坏了怎么办): its card, to be shown once
+        that is done."""
+        if turn.payload:
+            return None
+        found = self._match(turn)
+        if found is None or found.kind != "service" or found.score < STRONG:
+            return None
+        if not asked_after(turn.text, found.word):
+            return None
+        return Frame(self.name, "answered", {"service": found.key, "lead": "guide.also_asked"})
 
     # -- answers -----------------------------------------------------------------------
 
