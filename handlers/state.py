@@ -134,8 +134,7 @@ class ConversationState:
         frame = self.frame
         if frame is None:
             return
-        self.paused.append(frame)
-        del self.paused[:-MAX_PAUSED]
+        self.wait(frame)
         self.finish()
 
     def wait(self, frame: Frame) -> None:
