@@ -192,8 +192,9 @@ class GuideFlow:
         """The guide's answer, waiting, when a message that starts something else also
         asks about a service in a clause of its own, the question right after its name
         (老年证怎么办, 还有…; not 社保局门口的路灯坏了怎么办): its card, to be shown once
-        that is done."""
-        if turn.payload:
+        that is done. Most reports ask nothing: the question words are looked for first,
+        before the catalogue is matched (which costs half a millisecond)."""
+        if turn.payload or not asks(turn.text):
             return None
         found = self._match(turn)
         if found is None or found.kind != "service" or found.score < STRONG:
