@@ -180,7 +180,9 @@ async def open_services(
         dispatch = await open_dispatch(
             dispatch_config(settings), sessions, stack, locate=_locator(gazetteer)
         )
-        cases = CaseBook(sessions, platform=dispatch.platform.name)
+        cases = CaseBook(
+            sessions, platform=dispatch.platform.name, can_urge=dispatch.platform.can_urge
+        )
         transcript = Transcript(sessions)
         handoffs = handoff_book(settings, sessions)
         throttle: Throttle = RedisThrottle(redis) if redis is not None else MemoryThrottle()

@@ -1,10 +1,11 @@
 """Cases: the local dispatch desk in the browser.
 
-The list (filters: status, category, community, overdue, dead-letter forwards; a CSV
-export of the same), a case's page (transcript with the NLU's intent and confidence,
-photos, location, status history), changing the status with a note the resident is
-told (``CaseBook.change_status``, as `yimen cases set-status`), and putting a
-dead-letter forward back in the outbox (``Outbox.requeue``, as `yimen dispatch retry`).
+The list (filters: status, category, community, overdue, dead-letter forwards, urged
+by residents; a CSV export of the same), a case's page (transcript with the NLU's
+intent and confidence, photos, location, residents' urges (催办), status history),
+changing the status with a note the resident is told (``CaseBook.change_status``, as
+`yimen cases set-status`), and putting a dead-letter forward back in the outbox
+(``Outbox.requeue``, as `yimen dispatch retry`).
 
 Community and grid accounts see only their community's cases: a case belongs to the
 community its address names (the gazetteer, nlu/data/communities.yml). Another
@@ -22,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import exists, or_, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import selectinload
 
 from bots.media import media_name
@@ -41,7 +42,15 @@ from integration.cases import LOCAL_TZ, local_minute
 from integration.errors import IntegrationError
 from integration.history import TranscriptTail
 from integration.lifecycle import OPEN, can_move
-from integration.models import Case, CaseStatus, OutboxJob, OutboxState, StaffRole, utcnow
+from integration.models import (
+    Case,
+    CaseStatus,
+    CaseUrge,
+    OutboxJob,
+    OutboxState,
+    StaffRole,
+    utcnow,
+)
 from integration.privacy import mask
 from nlu.contract import INTENTS, REPORT_CATEGORIES
 from nlu.gazetteer import Gazetteer
@@ -83,6 +92,7 @@ class Filters:
     community: str = ""
     overdue: bool = False
     dead: bool = False
+    urged: bool = False
 
     @classmethod
     def of(cls, query: Any, who: StaffMember) -> Filters:
@@ -96,6 +106,7 @@ class Filters:
             community=known.name if known else "",
             overdue=query.get("overdue") == "1",
             dead=query.get("dead") == "1",
+            urged=query.get("urged") == "1",
         )
 
 
@@ -112,9 +123,11 @@ class CaseRow:
     updated_at: datetime
     overdue: bool
     dead: bool
+    urges: int  # how often residents pressed for it (催办)
 
 
 _DEAD = exists().where(OutboxJob.case_id == Case.id, OutboxJob.state == OutboxState.dead.value)
+_URGES = select(func.count()).where(CaseUrge.case_id == Case.id).correlate(Case).scalar_subquery()
 
 
 async def find_cases(request: web.Request, filters: Filters) -> list[CaseRow]:
@@ -129,6 +142,7 @@ async def find_cases(request: web.Request, filters: Filters) -> list[CaseRow]:
             Case.created_at,
             Case.updated_at,
             _DEAD.label("dead"),
+            _URGES.label("urges"),
         )
         .order_by(Case.id.desc())
         .limit(LIST_LIMIT)
@@ -139,6 +153,8 @@ async def find_cases(request: web.Request, filters: Filters) -> list[CaseRow]:
         query = query.where(Case.category == filters.category)
     if filters.dead:
         query = query.where(_DEAD)
+    if filters.urged:
+        query = query.where(exists().where(CaseUrge.case_id == Case.id))
     if filters.overdue:
         query = query.where(
             Case.status.in_([s.value for s in OPEN]), Case.created_at < now - OVERDUE_AFTER
@@ -165,6 +181,7 @@ async def find_cases(request: web.Request, filters: Filters) -> list[CaseRow]:
                 row.updated_at,
                 is_overdue(status, row.created_at, now),
                 bool(row.dead),
+                int(row.urges or 0),
             )
         )
     return found
@@ -176,7 +193,7 @@ async def load_case(request: web.Request) -> Case:
     query = (
         select(Case)
         .where(Case.number == number)
-        .options(selectinload(Case.media), selectinload(Case.events))
+        .options(selectinload(Case.media), selectinload(Case.events), selectinload(Case.urges))
     )
     async with services(request).sessions() as session:
         case = await session.scalar(query)
@@ -217,7 +234,18 @@ async def case_export(request: web.Request) -> web.StreamResponse:
     out.write("\ufeff")
     writer = csv.writer(out)
     writer.writerow(
-        ["编号", "类别", "状态", "社区", "地址", "创建时间", "更新时间", "超期", "转发失败"]
+        [
+            "编号",
+            "类别",
+            "状态",
+            "社区",
+            "地址",
+            "创建时间",
+            "更新时间",
+            "超期",
+            "转发失败",
+            "催办次数",
+        ]
     )
     for row in rows:
         writer.writerow(
@@ -231,6 +259,7 @@ async def case_export(request: web.Request) -> web.StreamResponse:
                 local_minute(row.updated_at),
                 "是" if row.overdue else "",
                 "是" if row.dead else "",
+                row.urges,
             ]
         )
     await audit(request, "cases.export", after={"filters": _as_dict(filters), "rows": len(rows)})
@@ -287,6 +316,7 @@ async def case_page(
                 case.description,
                 case.address,
                 *(e.note for e in case.events),
+                *(u.text for u in case.urges),
                 *(line.text for line in transcript),
             ),
         },

@@ -7,7 +7,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from handlers.messages import DeliveryError, Inbound, Outbound
-from integration.cases import DUPLICATE_RADIUS_M, CaseDraft, CaseView, distance_m, format_number
+from integration.cases import (
+    DUPLICATE_RADIUS_M,
+    CaseDraft,
+    CaseView,
+    Urged,
+    distance_m,
+    format_number,
+)
 from integration.dispatch.ratings import AlreadyRated, RatingRequest, Reopened, Score
 from integration.errors import CaseNotFound
 from integration.lifecycle import OPEN
@@ -21,6 +28,8 @@ class FakeDesk:
     cases: dict[str, CaseView] = field(default_factory=dict)
     places: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     owners: dict[str, str] = field(default_factory=dict)  # number -> reporter's user id
+    # number, channel, chat id, words
+    urges: list[tuple[str, str, str, str]] = field(default_factory=list)
 
     async def create_case(self, draft: CaseDraft) -> CaseView:
         self.drafts.append(draft)
@@ -62,6 +71,16 @@ class FakeDesk:
             case = dataclasses.replace(case, followers=(*case.followers, (channel, chat_id)))
             self.cases[case.number] = case
         return case
+
+    async def urge(self, number: str, channel: str, chat_id: str, text: str) -> Urged:
+        case = await self.get(number)
+        if case.status not in OPEN:
+            raise CaseNotFound(number)
+        counted = (number, channel, chat_id) not in {u[:3] for u in self.urges}
+        if counted:
+            self.urges.append((number, channel, chat_id, text))
+        count = sum(1 for u in self.urges if u[0] == number)
+        return Urged(count=count, counted=counted, forwarded=False)
 
     async def get(self, number: str) -> CaseView:
         try:

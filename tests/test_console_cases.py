@@ -254,3 +254,34 @@ async def test_numbers_in_the_transcript_are_masked_for_a_community_account(clie
     page = await (await client.get(f"/console/cases/{number}")).text()
     assert "路灯" in page and "139****5678" in page
     assert "13912345678" not in page  # neither the resident's line nor the bot's echo
+
+
+async def test_urged_cases_are_flagged_filtered_and_their_urges_shown(client: Any) -> None:
+    from integration.cases import URGE_GAP
+    from integration.models import utcnow
+
+    urged = await open_case(client, "金辉小区2号楼", chat="urger")
+    calm = await open_case(client, "金辉小区4号楼", chat="calm")
+    cases = client.server.app[SERVICES].cases
+    case = await cases.get(urged)
+    await cases.urge(urged, case.channel, case.chat_id, "能不能快点，电话13800138000")
+    later = utcnow() + URGE_GAP
+    await cases.urge(urged, case.channel, case.chat_id, "还要等多久", now=later)
+    assert (await sign_in(client, "desk")).status == 303
+
+    listing = await (await client.get("/console/cases")).text()
+    assert listing.count("催办 2") == 1 and calm in listing
+    only = await (await client.get("/console/cases?urged=1")).text()
+    assert urged in only and calm not in only
+    page = await (await client.get(f"/console/cases/{urged}")).text()
+    assert "居民催办" in page and "2 次" in page and "还要等多久" in page
+    assert "13800138000" not in page and "能不能快点" in page
+    assert "居民催办" not in await (await client.get(f"/console/cases/{calm}")).text()
+    rows = (await (await client.get("/console/cases.csv")).text()).splitlines()
+    assert rows[0].rstrip().endswith("催办次数")
+    assert {
+        row.split(",")[0].lstrip("\ufeff"): row.rstrip().split(",")[-1] for row in rows[1:]
+    } == {
+        urged: "2",
+        calm: "0",
+    }

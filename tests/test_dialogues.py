@@ -37,6 +37,7 @@ from integration.models import (
     Case,
     CaseFollower,
     CaseStatus,
+    CaseUrge,
     Direction,
     Message,
     Rating,
@@ -249,6 +250,14 @@ async def check_store(world: World, expect: dict[str, Any], where: str) -> None:
         if "case" in expect:
             assert mine, f"{where}: no case"
             check_case(mine[0], expect["case"], where)
+        if "urges" in expect:
+            urged = [
+                await session.scalar(
+                    select(func.count()).select_from(CaseUrge).where(CaseUrge.case_id == c.id)
+                )
+                for c in mine
+            ]
+            assert urged == expect["urges"], f"{where}: urges {urged}"
         for name, spec in (expect.get("setup_cases") or {}).items():
             row = await session.scalar(select(Case).where(Case.number == world.cases[name]))
             assert row is not None

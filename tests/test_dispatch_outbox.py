@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -19,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bots.runtime import place_for
-from integration.cases import CaseBook, CaseDraft, format_number
+from integration.cases import URGE_GAP, CaseBook, CaseDraft, Urged, format_number
 from integration.changes import outbox_key
 from integration.dispatch.open311 import Open311Platform, ServiceMap
 from integration.dispatch.outbox import Outbox
@@ -28,9 +29,11 @@ from integration.dispatch.sync import StatusSync
 from integration.dispatch.types import DispatchPlatform
 from integration.dispatch.webhook import WebhookPlatform
 from integration.dispatch.worker import DispatchWorker, WorkerTiming
+from integration.errors import CaseNotFound
 from integration.models import (
     Case,
     CaseStatus,
+    CaseUrge,
     Notification,
     OutboxJob,
     OutboxKind,
@@ -105,7 +108,8 @@ def build(
         RatingBook(sessions, platform=platform.name, can_reopen=platform.can_reopen),
         timing,
     )
-    return Rig(CaseBook(sessions, platform=platform.name), outbox, worker, emulator, sessions)
+    book = CaseBook(sessions, platform=platform.name, can_urge=platform.can_urge)
+    return Rig(book, outbox, worker, emulator, sessions)
 
 
 @pytest.fixture(params=["webhook", "open311"])
@@ -385,3 +389,48 @@ async def test_a_dissatisfied_resident_reopens_the_case_on_the_platform(
     assert remote["status"] == "reopened"
     assert (await rig.book.get(number)).status is CaseStatus.reopened
     assert {job.state for job in await jobs(sessions)} == {"done"}
+
+
+async def test_an_urge_is_kept_for_staff_and_passed_on_once(rig: Rig) -> None:
+    """催办: every urge is recorded (masked) for staff; the same chat again within the
+    hour is not counted twice; the webhook platform hears each counted urge once, and
+    only once it has the case; GeoReport v2, which cannot take one, is sent nothing."""
+    webhook = isinstance(rig.emulator, DispatchEmulator)
+    [number] = await rig.open(1)
+    first = await rig.book.urge(number, "webchat", "u0", "能不能快点，我电话13800138000")
+    assert first == Urged(count=1, counted=True, forwarded=False)  # not on the platform yet
+    await rig.drain()
+
+    later = utcnow() + URGE_GAP
+    again = await rig.book.urge(number, "webchat", "u0", "还要等多久", now=later)
+    assert again == Urged(count=2, counted=True, forwarded=webhook)
+    soon = later + timedelta(minutes=5)
+    assert await rig.book.urge(number, "webchat", "u0", "快点", now=soon) == Urged(
+        count=2, counted=False, forwarded=False
+    )
+    other = await rig.book.urge(number, "webchat", "u7", "我也催一下", now=soon)
+    assert other == Urged(count=3, counted=True, forwarded=webhook)
+    await rig.drain()
+    await rig.drain()
+
+    async with rig.sessions() as session:
+        texts = list(await session.scalars(select(CaseUrge.text).order_by(CaseUrge.id)))
+    assert texts[1:] == ["还要等多久", "我也催一下"]
+    assert "13800138000" not in texts[0] and texts[0].startswith("能不能快点")
+    urge_jobs = [job for job in await jobs(rig.sessions) if job.kind == OutboxKind.urge.value]
+    if webhook:
+        assert isinstance(rig.emulator, DispatchEmulator)
+        sent = rig.emulator.urges
+        assert [body["comment"] for _, body in sent] == ["还要等多久", "我也催一下"]
+        assert {body["reference"] for _, body in sent} == {number}
+        assert [key for key, _ in sent] == [
+            outbox_key(number, OutboxKind.urge, 1),
+            outbox_key(number, OutboxKind.urge, 2),
+        ]
+        assert {job.state for job in urge_jobs} == {"done"}
+    else:
+        assert urge_jobs == []
+
+    await rig.book.change_status(number, CaseStatus.resolved, "已修好")
+    with pytest.raises(CaseNotFound):  # nothing left to hurry
+        await rig.book.urge(number, "webchat", "u0", "快点", now=later + URGE_GAP)

@@ -63,7 +63,7 @@ from typing import Protocol
 from handlers.messages import Inbound, Outbound
 from handlers.state import ConversationState
 from handlers.words import Matcher
-from integration.cases import CaseDraft, CaseView
+from integration.cases import CaseDraft, CaseView, Urged
 from integration.dispatch.ratings import RatingRequest, Reopened, Score
 from nlu.contract import REPORT_INTENTS, SERVICE_INTENTS, VOLUNTEER_INTENTS
 from nlu.types import PERIOD, Parse
@@ -295,6 +295,10 @@ class CaseDesk(Protocol):
 
     async def follow(self, number: str, channel: str, user_id: str, chat_id: str) -> CaseView:
         """Make the resident a follower of a case, who receives its updates."""
+        ...
+
+    async def urge(self, number: str, channel: str, chat_id: str, text: str) -> Urged:
+        """Record a resident's 催办 of an open case (raises ``CaseNotFound`` otherwise)."""
         ...
 
 

@@ -4,6 +4,11 @@ With two or more open cases the list is numbered and the flow waits at the optio
 ``pick`` step: 第二个, 最后一个, the case number, or words of its place or description
 (就是鄂托克西街那个, 路灯那个怎么样了) show that case. Anything else ends the step
 quietly and is routed as usual.
+
+A query that presses for speed (催一下, 能不能快点, 还要等多久: ``URGE``) is a 催办: the
+case it names, or the only open one, is urged (``CaseDesk.urge``: recorded for staff
+and passed to the platform); with several and none named, the list asks which, and
+the pick urges it.
 """
 
 from __future__ import annotations
@@ -25,9 +30,15 @@ CASE_NUMBER = re.compile(r"(?<![A-Za-z0-9])YM\d{10,}(?!\d)", re.IGNORECASE)
 # Words too common in residents' cases to tell one from another.
 _COMMON = re.compile(
     "小区|社区|街道|我家|楼下|楼上|那个|这个|怎么|还没|没有|一直|已经|问题|处理|情况|进度|现在|"
-    "什么|时候|反映|工单|怎样|样了|么样|了吗|好了|是不|不是|就是|那边|这边|附近|旁边|一下"
+    "什么|时候|反映|工单|怎样|样了|么样|了吗|好了|是不|不是|就是|那边|这边|附近|旁边|一下|"
+    "好几|几天|天了|你们|帮我|帮忙|能不|不能"
 )
 _CJK = re.compile(r"[\u4e00-\u9fff]{2,}")
+# Pressing for speed (催办), as residents write it: not a plain 进度怎么样了.
+URGE = re.compile(
+    "催|加急|加快|尽快|赶紧|赶快|抓紧|快点|快一点|快些|快一些|上点心|等不起|督促|还管不管|"
+    "怎么这么慢|太慢了|多久|拖了?(这么|太|很)久|好几次了|再不来|还不来|还没人来"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +52,7 @@ class Listed:
 
 def _bigrams(text: str) -> set[str]:
     grams: set[str] = set()
-    for run in _CJK.findall(_COMMON.sub(" ", clean(text))):
+    for run in _CJK.findall(_COMMON.sub(" ", URGE.sub(" ", clean(text)))):
         grams |= {run[i : i + 2] for i in range(len(run) - 1)}
     return grams
 
@@ -91,32 +102,41 @@ class StatusFlow:
     async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """One case by number, or the list (then, with two or more, the pick step)."""
         inbound = turn.inbound
+        urging = URGE.search(turn.text) is not None
         match = CASE_NUMBER.search(turn.text)
         if match:
-            return [await self._one(turn, match.group().upper())]
+            return await self._one(turn, match.group().upper(), urging=urging)
         cases = await self._desk.open_cases(inbound.channel, inbound.user_id)
-        if not cases:
-            return [Outbound(self._t("status_query.none"))]
+        if not cases:  # 能不能快点 at a report's confirmation: nothing is filed yet
+            pressing = urging and bool(state.paused)
+            return [Outbound(self._t("status_query.none_yet" if pressing else "status_query.none"))]
         chat = (inbound.channel, inbound.chat_id)
+        listed = [Listed(c.number, c.address, c.description[:60]) for c in cases[:20]]
+        if urging:
+            position = 0 if len(cases) == 1 else which(turn.text, listed)
+            if position is not None:
+                return await self._one(turn, listed[position].number, urging=True)
         numbered = len(cases) > 1
         lines = [self._t("status_query.header", count=len(cases))]
         lines += [
             (f"{i}. " if numbered else "") + self._line(c, chat) for i, c in enumerate(cases, 1)
         ]
         if numbered:
-            lines.append(self._t("status_query.pick_hint"))
-            listed = [[c.number, c.address, c.description[:60]] for c in cases[:20]]
-            state.begin(self.name, "pick", {"cases": listed})
+            lines.append(self._t("status_query.urge_hint" if urging else "status_query.pick_hint"))
+            rows = [[c.number, c.address, c.description] for c in listed]
+            state.begin(self.name, "pick", {"cases": rows, "urge": urging})
         return [Outbound("\n".join(lines))]
 
     async def resume(self, turn: Turn, state: ConversationState) -> list[Outbound]:
-        """A pick from the list: that case's details (the list stays open for another)."""
+        """A pick from the list: that case's details (the list stays open for another);
+        urged when the list was asked for by a 催办, or the pick itself presses."""
         listed = self._listed(state)
         position = which(turn.text, listed)
         if position is None:  # 我的进度 again, or a case number not in the list
             state.finish()
             return await self.start(turn, state)
-        return [await self._one(turn, listed[position].number)]
+        urging = bool(state.slots.get("urge")) or URGE.search(turn.text) is not None
+        return await self._one(turn, listed[position].number, urging=urging)
 
     async def withdrawal(self, turn: Turn) -> list[Outbound]:
         """算了不报了 / 撤销投诉 with nothing under way: a case the resident reported is
@@ -148,7 +168,7 @@ class StatusFlow:
         """How to pick."""
         return [Outbound(self._t("status_query.pick_again"))]
 
-    async def _one(self, turn: Turn, number: str) -> Outbound:
+    async def _one(self, turn: Turn, number: str, *, urging: bool = False) -> list[Outbound]:
         inbound = turn.inbound
         try:
             case = await self._desk.get(number)
@@ -156,8 +176,17 @@ class StatusFlow:
             case = None
         # Only the resident who reported a case, or joined it, may read it here.
         if case is None or not case.readable_by(inbound.channel, inbound.chat_id):
-            return Outbound(self._t("status_query.not_found", number=number))
-        return Outbound(self._detail(case, (inbound.channel, inbound.chat_id)))
+            return [Outbound(self._t("status_query.not_found", number=number))]
+        detail = Outbound(self._detail(case, (inbound.channel, inbound.chat_id)))
+        if not urging:
+            return [detail]
+        try:
+            urged = await self._desk.urge(number, inbound.channel, inbound.chat_id, turn.text)
+        except CaseNotFound:  # finished meanwhile: its details say how it ended
+            return [detail]
+        key = "status_query.urged" if urged.counted else "status_query.urged_again"
+        said = self._t(key, number=case.number, count=urged.count)
+        return [Outbound(f"{detail.text}\n\n{said}")]
 
     @staticmethod
     def _listed(state: ConversationState) -> list[Listed]:

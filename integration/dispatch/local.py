@@ -18,6 +18,7 @@ class LocalDeskPlatform:
 
     name = "local"
     can_reopen = True
+    can_urge = False  # staff read urges on the case itself
 
     async def create(self, ticket: CaseTicket, *, maybe_sent: bool) -> Receipt:
         """Already on the desk."""
@@ -33,3 +34,6 @@ class LocalDeskPlatform:
 
     async def reopen(self, platform_id: str, key: str, number: str, comment: str) -> None:
         """Reopening on the desk is the status change itself; nothing to send."""
+
+    async def urge(self, platform_id: str, key: str, number: str, comment: str) -> None:
+        """Urges are recorded on the case, where desk staff read them; nothing to send."""

@@ -188,6 +188,7 @@ class Open311Platform:
 
     name = "open311"
     can_reopen = False
+    can_urge = False
 
     def __init__(
         self,
@@ -300,6 +301,10 @@ class Open311Platform:
     async def reopen(self, platform_id: str, key: str, number: str, comment: str) -> None:
         """GeoReport v2 has no way to reopen a request."""
         raise DispatchUnsupported("GeoReport v2 cannot reopen a service request")
+
+    async def urge(self, platform_id: str, key: str, number: str, comment: str) -> None:
+        """GeoReport v2 has no way to add to a request; staff read urges in the console."""
+        raise DispatchUnsupported("GeoReport v2 cannot take an urge")
 
     async def service_code(self, category: str) -> str:
         """The service code for a category, from the mapping file and ``GET services``."""

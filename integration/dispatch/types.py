@@ -52,11 +52,13 @@ class DispatchPlatform(Protocol):
     """Where cases are classified, dispatched, tracked and evaluated.
 
     ``can_reopen`` says whether ``reopen`` works; when it does not, a resident's
-    dissatisfaction is raised to staff instead.
+    dissatisfaction is raised to staff instead. ``can_urge`` says whether ``urge``
+    works; when it does not, a resident's 催办 is kept for staff alone.
     """
 
     name: str
     can_reopen: bool
+    can_urge: bool
 
     async def create(self, ticket: CaseTicket, *, maybe_sent: bool) -> Receipt:
         """Create the case, exactly once: ``maybe_sent`` means an earlier attempt may
@@ -74,4 +76,8 @@ class DispatchPlatform(Protocol):
 
     async def reopen(self, platform_id: str, key: str, number: str, comment: str) -> None:
         """Reopen a resolved case; raises ``DispatchUnsupported`` when impossible."""
+        ...
+
+    async def urge(self, platform_id: str, key: str, number: str, comment: str) -> None:
+        """Pass on a resident's 催办 of an open case, in their (masked) words."""
         ...

@@ -7,6 +7,8 @@ Wire format (documented for the platform's integrators in the README):
   ``{"id": "<platform id>"}``.
 - reopen: ``POST {YIMEN_DISPATCH_URL}/{id}/reopen`` with ``{"reference", "reason",
   "comment"}`` and its own ``Idempotency-Key``.
+- urge (催办): ``POST {YIMEN_DISPATCH_URL}/{id}/urge`` with ``{"reference", "comment"}``
+  (the resident's words, phone and ID numbers masked) and its own ``Idempotency-Key``.
 - status: ``GET {YIMEN_DISPATCH_URL}/{id}`` answers a status document, the same shape
   as a callback: ``{"id", "reference", "status", "note", "updated_at"}``.
 
@@ -111,6 +113,7 @@ class WebhookPlatform:
 
     name = "webhook"
     can_reopen = True
+    can_urge = True
 
     def __init__(
         self, http: ClientSession, url: str, *, secret: str = "", callback_url: str = ""
@@ -152,10 +155,20 @@ class WebhookPlatform:
     async def reopen(self, platform_id: str, key: str, number: str, comment: str) -> None:
         """Ask the platform to take a resolved case up again."""
         body = {"reference": number, "reason": "resident_dissatisfied", "comment": comment}
+        await self._follow_up(platform_id, "reopen", body, key)
+
+    async def urge(self, platform_id: str, key: str, number: str, comment: str) -> None:
+        """Pass on a resident's 催办 (the platform may raise the case's priority)."""
+        body = {"reference": number, "comment": comment}
+        await self._follow_up(platform_id, "urge", body, key)
+
+    async def _follow_up(
+        self, platform_id: str, action: str, body: dict[str, Any], key: str
+    ) -> None:
         try:
-            await self._post(f"{self._url}/{quote(platform_id)}/reopen", body, key, False)
+            await self._post(f"{self._url}/{quote(platform_id)}/{action}", body, key, False)
         except DispatchRejected as exc:
-            if exc.status != 409:  # 409: already reopened under this key
+            if exc.status != 409:  # 409: already done under this key
                 raise
 
     async def _status(self, platform_id: str) -> StatusReport | None:

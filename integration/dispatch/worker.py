@@ -168,10 +168,11 @@ class DispatchWorker:
     async def _attempt(self, job: Job) -> bool | None:
         """One try: whether the case's status changed; None while a token is pending."""
         platform = self._platform
-        if job.kind is OutboxKind.reopen:
+        if job.kind in (OutboxKind.reopen, OutboxKind.urge):
             if not job.platform_id:
                 raise CaseNotFound(job.ticket.number)
-            await platform.reopen(job.platform_id, job.ticket.key, job.ticket.number, job.note)
+            follow_up = platform.reopen if job.kind is OutboxKind.reopen else platform.urge
+            await follow_up(job.platform_id, job.ticket.key, job.ticket.number, job.note)
             return await self._outbox.complete(job)
         if job.token:
             platform_id = await platform.resolve_token(job.token)

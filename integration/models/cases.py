@@ -72,6 +72,7 @@ class OutboxKind(enum.StrEnum):
 
     create = "create"
     reopen = "reopen"
+    urge = "urge"  # 催办: a resident pressed for the case
 
 
 class Resident(Base):
@@ -179,6 +180,9 @@ class Case(Base):
     followers: Mapped[list[CaseFollower]] = relationship(
         cascade="all, delete-orphan", order_by="CaseFollower.id"
     )
+    urges: Mapped[list[CaseUrge]] = relationship(
+        cascade="all, delete-orphan", order_by="CaseUrge.id"
+    )
 
 
 class CaseMedia(Base):
@@ -263,6 +267,24 @@ class CaseFollower(Base):
     resident_id: Mapped[int] = mapped_column(ForeignKey("residents.id", ondelete="CASCADE"))
     channel: Mapped[str] = mapped_column(String(32))
     chat_id: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class CaseUrge(Base):
+    """A resident pressing for an open case (催办): when, from which chat, in what words.
+
+    Kept beside the case, not in its status history: urging changes no status, and the
+    history's latest note is what the resident reads as the case's news.
+    """
+
+    __tablename__ = "case_urges"
+    __table_args__ = (Index("ix_case_urges_case_id", "case_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(32))
+    chat_id: Mapped[str] = mapped_column(String(128))
+    text: Mapped[str] = mapped_column(Text, default="")  # phone and ID numbers masked
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

@@ -1,9 +1,9 @@
 """The generic REST dispatch platform on loopback, and its signed status callbacks.
 
 Speaks what integration.dispatch.webhook documents: ``POST /cases`` with an
-``Idempotency-Key`` (a key seen before answers the same id), ``POST /cases/{id}/reopen``
-and ``GET /cases/{id}``. When it has a secret it checks our signatures, and it signs
-the callbacks it sends.
+``Idempotency-Key`` (a key seen before answers the same id), ``POST /cases/{id}/reopen``,
+``POST /cases/{id}/urge`` and ``GET /cases/{id}``. When it has a secret it checks our
+signatures, and it signs the callbacks it sends.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class DispatchEmulator(Served):
         self.keys: dict[str, str] = {}
         self.posts: list[tuple[str, dict[str, Any]]] = []  # (idempotency key, body)
         self.reopens: list[tuple[str, dict[str, Any]]] = []
+        self.urges: list[tuple[str, dict[str, Any]]] = []
         self._ids = first_id
 
     @property
@@ -52,6 +53,7 @@ class DispatchEmulator(Served):
             [
                 web.post("/cases", self._create),
                 web.post("/cases/{id}/reopen", self._reopen),
+                web.post("/cases/{id}/urge", self._urge),
                 web.get("/cases/{id}", self._get),
             ]
         )
@@ -116,6 +118,18 @@ class DispatchEmulator(Served):
         return web.json_response({"id": answer}, status=201)
 
     async def _reopen(self, request: web.Request) -> web.StreamResponse:
+        answer = await self._follow_up(request, self.reopens)
+        if answer.status == 200:
+            self.set_status(request.match_info["id"], "reopened", "居民不满意，已重新派单")
+        return answer
+
+    async def _urge(self, request: web.Request) -> web.StreamResponse:
+        return await self._follow_up(request, self.urges)
+
+    async def _follow_up(
+        self, request: web.Request, done: list[tuple[str, dict[str, Any]]]
+    ) -> web.Response:
+        """A reopen or an urge: recorded once per idempotency key (409 after that)."""
         raw = await request.read()
         if refused := self._check(request, raw):
             return refused
@@ -123,10 +137,9 @@ class DispatchEmulator(Served):
         if case_id not in self.cases:
             return web.json_response({"error": "no such case"}, status=404)
         key = request.headers.get("Idempotency-Key", "")
-        if any(k == key for k, _ in self.reopens):
-            return web.json_response({"error": "already reopened"}, status=409)
-        self.reopens.append((key, json.loads(raw)))
-        self.set_status(case_id, "reopened", "居民不满意，已重新派单")
+        if any(k == key for k, _ in done):
+            return web.json_response({"error": "already done"}, status=409)
+        done.append((key, json.loads(raw)))
         return web.json_response({"id": case_id})
 
     async def _get(self, request: web.Request) -> web.StreamResponse:
