@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -17,10 +18,11 @@ from handlers.flows.complaint import (
     SUBMIT,
     ComplaintFlow,
 )
-from handlers.flows.status import StatusFlow
+from handlers.flows.status import URGE, StatusFlow
 from handlers.messages import Inbound, Location, Media, Outbound
 from handlers.router import Router
 from handlers.state import ConversationState
+from integration.models import CaseStatus
 from nlu.entities import EntityExtractor
 from nlu.gazetteer import Gazetteer
 from nlu.types import Parse
@@ -258,6 +260,45 @@ async def test_status_lists_open_cases_and_reads_a_typed_number(
     assert numbers[0] in one.text and numbers[1] not in one.text
     [missing] = await say(router, state, turn("YM2001010999", "check_status"))
     assert "没有找到" in missing.text
+
+
+@pytest.mark.parametrize(
+    ("text", "urging"),
+    [
+        ("能不能快点处理", True),
+        ("帮我催一下", True),
+        ("还要等多久啊", True),
+        ("都半个月了还没人来", True),
+        ("路灯到底修不修", True),
+        ("我反映的噪音问题怎么没人管", True),
+        ("我的进度", False),
+        ("路灯修好了吗", False),
+        ("查一下我的工单", False),
+        ("YM2612070001现在什么情况", False),
+    ],
+)
+def test_urging_words(text: str, urging: bool) -> None:
+    assert (URGE.search(text) is not None) is urging
+
+
+async def test_urging_a_typed_case_records_it_and_a_finished_one_is_not_urged(
+    router: Router, desk: FakeDesk, catalog: Catalog
+) -> None:
+    state = ConversationState()
+    for text in ("垃圾桶满了", "路灯不亮"):
+        await say(router, state, turn(text, "report_sanitation"))
+        await say(router, state, turn("金辉小区3号楼"))
+        await say(router, state, turn(payload=SKIP))
+        await say(router, state, turn(payload=SUBMIT))
+    bins, lamp = list(desk.cases)
+    [urged] = await say(router, state, turn(f"{lamp}能不能快点", "check_status"))
+    assert lamp in urged.text and catalog("status_query.urged", count=1) in urged.text
+    assert [(number, text) for number, _, _, text in desk.urges] == [(lamp, f"{lamp}能不能快点")]
+    [plain] = await say(router, state, turn(f"{bins}怎么样了", "check_status"))
+    assert "催办" not in plain.text and len(desk.urges) == 1
+    desk.cases[bins] = dataclasses.replace(desk.cases[bins], status=CaseStatus.resolved)
+    [finished] = await say(router, state, turn(f"{bins}快点啊", "check_status"))
+    assert bins in finished.text and "催办" not in finished.text and len(desk.urges) == 1
 
 
 async def test_unbuilt_services_say_so_plainly(router: Router) -> None:

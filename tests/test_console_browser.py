@@ -55,6 +55,9 @@ async def some_cases(server: TestServer) -> str:
     second = await converse(server, "r2", "路灯不亮了", "交通社区5号楼", "跳过", "提交")
     await converse(server, "r3", "小区门口垃圾好几天没人清运", "金泰苑北门", "跳过", "提交")
     services = server.app[SERVICES]
+    urge = Inbound("webchat", "r1", "r1", "r1-urge", "都三天了还这么吵，能不能快点")
+    replies = await services.pipeline.handle(urge)
+    assert replies and "已为您催办" in replies[0].text
     await services.pipeline.handle(Inbound("webchat", "r4", "r4", "r4-0", "阿巴阿巴阿巴"))
     await services.cases.change_status(second, CaseStatus.accepted, "已受理", "console:desk")
     await services.cases.change_status(second, CaseStatus.resolved, "已修好", "console:desk")
@@ -97,10 +100,13 @@ async def test_staff_sign_in_open_a_case_change_its_status_and_see_the_dashboard
     await sign_in(page, server)
     rows = page.locator("table.cases tbody tr")
     await expect(rows).to_have_count(3)
+    await expect(page.locator("table.cases .badge.urged")).to_have_text(["催办 1"])
     await page.click(f"text={first}")
     await expect(page.locator("h1")).to_contain_text(first)
     await expect(page.locator(".transcript")).to_contain_text("烧烤")
     await expect(page.locator(".transcript .intent").first).to_have_text("反映·噪音扰民")
+    await expect(page.locator(".urges li")).to_have_count(1)
+    await expect(page.locator(".urges")).to_contain_text("都三天了")
     await page.screenshot(path=screenshot("console-case.png"), full_page=True)
     await page.select_option("select[name=status]", "accepted")
     await page.fill("textarea[name=note]", "已派城管中队，今晚核查")
