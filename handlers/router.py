@@ -243,6 +243,11 @@ class Router:
                 except Declined:
                     break
                 return replies + await self._after(state)
+        status = self._flows.get("status")
+        if turn.parse.intent in REPORT_INTENTS and isinstance(status, StatusFlow):
+            pressed = await status.pressed(turn, state)  # 路灯还是不亮，到底修不修
+            if pressed is not None:
+                return pressed + await self._after(state)
         flow = self._flow(self._routes.get(turn.parse.intent, DEFAULT_FLOW))
         replies = await flow.start(turn, state)
         guide = self._flows.get("guide")

@@ -8,7 +8,9 @@ quietly and is routed as usual.
 A query that presses for speed (催一下, 能不能快点, 还要等多久: ``URGE``) is a 催办: the
 case it names, or the only open one, is urged (``CaseDesk.urge``: recorded for staff
 and passed to the platform); with several and none named, the list asks which, and
-the pick urges it.
+the pick urges it. A report that presses (路灯还是不亮，你们到底修不修) while the resident
+has an open case of that kind urges that case instead of opening the same one again
+(``pressed``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from handlers.catalog import Catalog
 from handlers.flows.base import OFFER_INTERRUPTS, CaseDesk, Expect, Turn
 from handlers.flows.chat import MENU_HUMAN
+from handlers.flows.report_steps import category_of
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
 from handlers.words import clean, ordinal
@@ -111,8 +114,37 @@ class StatusFlow:
         if not cases:  # 能不能快点 at a report's confirmation: nothing is filed yet
             pressing = urging and bool(state.paused)
             return [Outbound(self._t("status_query.none_yet" if pressing else "status_query.none"))]
+        return await self._listing(turn, state, cases, urging=urging)
+
+    async def pressed(self, turn: Turn, state: ConversationState) -> list[Outbound] | None:
+        """A report that presses for speed (路灯还是不亮，你们到底修不修) about a kind of
+        problem the resident already has open: that case is urged, or the list of those
+        asks which. None when it is news: no open case of the kind, or a place named
+        that is none of theirs (then it is a new report)."""
+        if URGE.search(turn.text) is None:
+            return None
+        inbound = turn.inbound
+        category = category_of(turn.parse)
+        cases = await self._desk.open_cases(inbound.channel, inbound.user_id)
+        same = [c for c in cases if c.category == category]
+        if not same:
+            return None
+        place = turn.parse.first("address")
+        if place is not None:  # only cases at the place named (幸福路的路灯也坏了 is news)
+            named = _bigrams(place.value)
+            same = [c for c in same if named & _bigrams(c.address)]
+            if not same:
+                return None
+        return await self._listing(turn, state, same, urging=True)
+
+    async def _listing(
+        self, turn: Turn, state: ConversationState, cases: list[CaseView], *, urging: bool
+    ) -> list[Outbound]:
+        """``cases`` listed (numbered, with the pick step, when several); when urging,
+        the one case, or the one the message names, is urged at once instead."""
+        inbound = turn.inbound
         chat = (inbound.channel, inbound.chat_id)
-        listed = [Listed(c.number, c.address, c.description[:60]) for c in cases[:20]]
+        listed = [_listed(c) for c in cases[:20]]
         if urging:
             position = 0 if len(cases) == 1 else which(turn.text, listed)
             if position is not None:
@@ -218,6 +250,10 @@ class StatusFlow:
             address=case.address,
             note=note,
         ).rstrip()
+
+
+def _listed(case: CaseView) -> Listed:
+    return Listed(case.number, case.address, case.description[:60])
 
 
 def note_for(case: CaseView, chat: tuple[str, str]) -> str:
