@@ -103,6 +103,11 @@ cmd_train() {
     --out "$projects" "${assistant[@]}")
   name=$(kind)-$hash project=$projects/$hash
   touch "$project"  # newest first when old projects are pruned below
+  # One training of a model at a time: a second caller (the test suite's server and a test
+  # of this script, on a new machine) waits, then finds the model trained.
+  local lock
+  exec {lock}>"$RASA_MODELS/.train-$name.lock"
+  flock "$lock"
   if [ -f "$RASA_MODELS/$name.tar.gz" ] && [ -z "$force" ]; then
     log "model $name.tar.gz is up to date ($epochs epochs)"
   else
@@ -112,10 +117,12 @@ cmd_train() {
       --out "$RASA_MODELS" --fixed-model-name "$name")
     [ -f "$RASA_MODELS/$name.tar.gz" ] || die "rasa train wrote no $RASA_MODELS/$name.tar.gz"
   fi
+  exec {lock}>&-
   echo "$RASA_MODELS/$name.tar.gz" > "$(latest_file)"
   # Older models and projects go, except the newest few (a retrain at other epochs may come
   # back to them).
   ls -1t "$RASA_MODELS/$(kind)"-*.tar.gz | tail -n +$((KEEP_MODELS + 1)) | xargs -r rm -f
+  find "$RASA_MODELS" -maxdepth 1 -name '.train-*.lock' -mmin +1440 -delete
   ls -1td "$projects"/*/ | tail -n +$((KEEP_MODELS + 1)) | xargs -r rm -rf
   echo "$RASA_MODELS/$name.tar.gz"
 }
