@@ -39,6 +39,9 @@ COMMANDS: Mapping[str, str] = {
     "/status": "check_status",
 }
 OFFER_PERSON_AFTER = 2  # reprompts of one step before a person is offered
+# How sure the model must be that a message with a place is a report of another kind
+# before it interrupts a step that already has its place (``is_news``).
+NEWS_CONFIDENCE = 0.6
 
 
 def is_cancel(turn: Turn) -> bool:
@@ -56,6 +59,23 @@ def cancels_a_booking(turn: Turn) -> bool:
 def withdraws_a_case(turn: Turn) -> bool:
     """我刚才报的那个不要了 / 撤销投诉: a report already submitted, withdrawn in words."""
     return not turn.payload and bool(turn.text) and WITHDRAW_CASE.search(turn.text)
+
+
+def is_news(turn: Turn, state: ConversationState, expect: Expect) -> bool:
+    """A report of another kind with its own place, once the step's place is known
+    (幸福路88号路灯坏了 at a rubbish report's confirmation): a new report that interrupts,
+    not a correction of the place. A place alone (金辉小区5号楼), a photo or a pin still
+    answers the step."""
+    parse, inbound = turn.parse, turn.inbound
+    return (
+        parse.intent in REPORT_INTENTS
+        and parse.confidence >= NEWS_CONFIDENCE
+        and expect.interruption(parse.intent) is not None
+        and bool(state.slots.get("address"))
+        and not turn.only_a_value
+        and not inbound.media
+        and inbound.location is None
+    )
 
 
 def wants_person(turn: Turn) -> bool:
@@ -179,7 +199,7 @@ class Router:
         if self._wants_person(turn, state) and HANDOFF_INTENT not in expect.intents:
             handoff = expect.interruption(HANDOFF_INTENT) or Paused.keep
             return await self._interrupt(turn, state, HANDOFF_INTENT, handoff)
-        if expect.answered_by(turn):
+        if expect.answered_by(turn) and not is_news(turn, state, expect):
             return await self._resume(turn, state)
         expected = expect.ranked(turn.parse)
         if expected:

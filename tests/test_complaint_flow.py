@@ -18,6 +18,7 @@ from handlers.flows.complaint import (
     SUBMIT,
     ComplaintFlow,
 )
+from handlers.flows.report_slots import take_address, within
 from handlers.flows.status import URGE, StatusFlow
 from handlers.messages import Inbound, Location, Media, Outbound
 from handlers.router import Router
@@ -299,6 +300,41 @@ async def test_urging_a_typed_case_records_it_and_a_finished_one_is_not_urged(
     desk.cases[bins] = dataclasses.replace(desk.cases[bins], status=CaseStatus.resolved)
     [finished] = await say(router, state, turn(f"{bins}快点啊", "check_status"))
     assert bins in finished.text and "催办" not in finished.text and len(desk.urges) == 1
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "kept"),
+    [
+        ("金辉小区3号楼门口", "南门", "金辉小区南门"),
+        ("金辉小区3号楼门口", "5号楼", "金辉小区5号楼"),
+        ("金辉小区", "6栋", "金辉小区6栋"),
+        ("幸福路88号", "90号", "幸福路90号"),
+        ("幸福路88号", "南门", "南门"),  # a gate of no estate: taken as said
+        ("金辉小区3号楼", "金泰苑北门", "金泰苑北门"),  # a whole place replaces
+        ("", "5号楼", "5号楼"),
+    ],
+)
+def test_a_part_of_a_place_corrects_within_the_estate_or_road(
+    old: str, new: str, kept: str
+) -> None:
+    assert within(old, new) == kept
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("等一下，地址说错了，是南门", "金辉小区南门"),
+        ("改成6栋吧", "金辉小区6栋"),
+        ("不是3号楼，是金泰苑北门", "金泰苑北门"),
+        ("南门那边", "金辉小区南门那边"),
+        ("门口那个井盖也松了", "金辉小区3号楼门口"),  # no place said: unchanged
+    ],
+)
+def test_a_correction_of_the_place_in_words(text: str, address: str) -> None:
+    slots: dict[str, object] = {"address": "金辉小区3号楼门口"}
+    parse = Parse(text, "deny", 0.9, extractor.extract(text))
+    take_address(parse, slots, None)
+    assert slots["address"] == address
 
 
 async def test_unbuilt_services_say_so_plainly(router: Router) -> None:

@@ -78,7 +78,10 @@ def typed_address(parse: Parse) -> Entity | None:
     The extractor's spans are taken as they are, except a word cut in half (楼下路|灯)
     and a "place" that says it is not known (不知道叫啥路).
     """
-    entity = parse.first("address")
+    places = [e for e in parse.entities if e.entity == "address"]
+    entity = places[0] if places else None
+    if len(places) > 1 and "不是" in parse.text[: places[-1].start]:
+        entity = places[-1]  # 不是3号楼，是金辉小区南门: the place meant comes last
     if entity is None or _NOT_A_PLACE_END.match(parse.text, entity.end - 1):
         return None
     if _NOT_A_PLACE.search(entity.value):
@@ -86,14 +89,54 @@ def typed_address(parse: Parse) -> Entity | None:
     return entity
 
 
+# A part of a place: a building, a gate, a number on a road (5号楼, 6栋, 南门, 90号).
+_PART = r"(?:\d+|[一二三四五六七八九十]+)(?:号楼|栋|幢|号)|[东南西北]{1,2}(?:大门|侧门|门)"
+_PART_ALONE = re.compile(rf"(?:{_PART})(?:口|门口|那边|这边|旁边|楼下)?")
+# The part said as the correction at the end of a message (地址说错了，是南门; 改成6栋吧);
+# the model does not take a part alone for a place.
+_PART_SAID = re.compile(
+    rf"(?:^|是|在|改成|改为|换成)\s*({_PART_ALONE.pattern})[吧呀啊了。.!！\s]*$"
+)
+# Where a place's own part begins: after its estate (金辉小区|3号楼门口), or after its road
+# for a house number (幸福路|88号).
+_ESTATE = re.compile(r"^.*?(?:小区|花园|家园|新村|苑|村|社区|大院|公寓|大厦|广场)")
+_ROAD = re.compile(r"^.*?(?:路|街|大道|巷)(?=\d)")
+
+
+def within(old: str, new: str) -> str:
+    """``new`` as a correction of ``old``: a part alone (5号楼, 南门) keeps ``old``'s estate
+    (金辉小区3号楼门口 → 金辉小区5号楼), a house number its road (幸福路88号 → 幸福路90号);
+    anything else replaces it."""
+    if not old or not _PART_ALONE.fullmatch(new):
+        return new
+    estate = _ESTATE.match(old)
+    if estate is not None:
+        return estate.group() + new
+    road = _ROAD.match(old)
+    if road is not None and new[0].isdigit() and new.endswith("号"):
+        return road.group() + new
+    return new
+
+
 def take_address(parse: Parse, slots: Slots, places: Places | None) -> bool:
-    """Keep a typed address; without a pin, its community's coordinates stand in."""
+    """Keep a typed address; without a pin, its community's coordinates stand in.
+
+    Once a place was typed, a part of a place alone (地址不对，是5号楼; 是南门) corrects
+    it within the same estate or road (``within``).
+    """
     entity = typed_address(parse)
-    if entity is None:
+    old = "" if slots.get("address_from_pin") else str(slots.get("address") or "")
+    said = _PART_SAID.search(parse.text) if old else None
+    if entity is not None:
+        typed = entity.value
+    elif said is not None:
+        typed = said.group(1)
+    else:
         return False
-    slots["address"], slots["address_from_pin"] = entity.value, False
+    value = within(old, typed)
+    slots["address"], slots["address_from_pin"] = value, False
     if not slots.get("pinned"):
-        community = places.locate(entity.value) if places else None
+        community = places.locate(value) if places else None
         slots["latitude"] = community.latitude if community else None
         slots["longitude"] = community.longitude if community else None
     return True
