@@ -126,6 +126,7 @@ async def test_one_message_not_understood_then_a_real_one_does_not_hand_over(
         ("楼下着火了 快来人啊", "fire", "着火"),
         ("我家煤气泄漏了怎么办", "gas", "煤气泄漏"),
         ("救命 我妈晕倒了", "rescue", "救命"),
+        ("我妈一个人在家摔倒了起不来", "medical", "摔倒了起不来"),
         ("再不处理我就打12345投诉你们", "complaint_threat", "12345"),
     ],
 )
@@ -145,7 +146,13 @@ async def test_urgent_and_angry_messages_hand_over_and_say_which_rule_fired(
 
 
 def test_everyday_reports_do_not_fire_a_rule() -> None:
-    for text in ("燃气味很重", "垃圾三天没清运", "我要投诉楼上装修太吵", "人工湖边路灯不亮"):
+    for text in (
+        "燃气味很重",
+        "垃圾三天没清运",
+        "我要投诉楼上装修太吵",
+        "人工湖边路灯不亮",
+        "我妈腿脚不好怕摔倒，想请人陪她去医院",
+    ):
         assert escalation(text) is None, text
 
 

@@ -50,6 +50,14 @@ ESCALATIONS: tuple[Escalation, ...] = (
     Escalation(words("rescue", "救命|救救|快来人|晕倒|昏迷|不省人事|要跳楼|被困"), urgent=True),
     Escalation(
         words(
+            "medical",
+            "摔.{0,4}(起不来|爬不起来)|倒地不起|喘不上气|呼吸困难|胸口(疼|痛|闷)得|"
+            "心脏病(犯|发作)|突发(心脏病|脑梗|中风)|抽搐|大出血|流了(好多|很多)血",
+        ),
+        urgent=True,
+    ),
+    Escalation(
+        words(
             "complaint_threat",
             "投诉你们|告你们|打12345|12345投诉|打市长热线|找媒体|曝光你们|上访",
         ),
