@@ -53,6 +53,17 @@ KIND_SKILLS = {
     "other": "other",
 }
 DEFAULT_HOURS = 2.0  # an item without an end counts this many hours
+# A resident's request still under way: awaiting staff, volunteers, the visit, or the
+# resident's confirmation that it was done.
+UNDER_WAY = frozenset(
+    {
+        ItemStatus.pending,
+        ItemStatus.open,
+        ItemStatus.claimed,
+        ItemStatus.in_progress,
+        ItemStatus.done,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +312,16 @@ class ItemBook:
         async with self._engine.connect() as connection:
             return await read_items(connection, where, limit=limit)
 
+    async def requested_by(self, channel: str, user_id: str) -> list[ItemView]:
+        """A resident's own help-at-home requests still under way, newest first."""
+        where = [
+            ServiceItem.channel == channel,
+            ServiceItem.user_id == user_id,
+            ServiceItem.status.in_([s.value for s in UNDER_WAY]),
+        ]
+        async with self._engine.connect() as connection:
+            return await read_items(connection, where, limit=20)
+
     async def open_items(self, now: datetime, limit: int = 200) -> list[ItemView]:
         """Items with places left that have not begun, soonest first."""
         where = [
@@ -417,6 +438,14 @@ class MemoryItems:
     def __init__(self) -> None:
         self.items: list[ItemView] = []
 
+    async def requested_by(self, channel: str, user_id: str) -> list[ItemView]:
+        """A resident's own requests still under way, newest first."""
+        return [
+            item
+            for item in reversed(self.items)
+            if (item.channel, item.user_id) == (channel, user_id) and item.status in UNDER_WAY
+        ]
+
     async def create(self, draft: ItemDraft) -> ItemView:
         """Record a request."""
         item = ItemView(
@@ -431,6 +460,7 @@ class MemoryItems:
             channel=draft.channel,
             chat_id=draft.chat_id,
             created_at=utcnow(),
+            user_id=draft.user_id,
         )
         self.items.append(item)
         return item

@@ -152,7 +152,8 @@ def standard_flows(
     guide = GuideFlow(services, catalog, fallback=chat, booking=booking)
     proxy = ProxyFlow(desk, services, catalog, contacts, guide.matcher)
     guide.proxy = proxy
-    status = StatusFlow(desk, catalog)
+    items = items or MemoryItems()
+    status = StatusFlow(desk, catalog, appointments=appointments, items=items, services=services)
     flows: dict[str, Flow] = {}
     if volunteers is not None:
         claims = ItemClaims(volunteers, catalog)
@@ -173,7 +174,7 @@ def standard_flows(
         "complaint": ComplaintFlow(desk, catalog, places, grid),
         "guide": guide,
         "proxy": proxy,
-        "home": HomeFlow(items or MemoryItems(), catalog, contacts),
+        "home": HomeFlow(items, catalog, contacts),
         "contact": ContactFlow(contacts, catalog),
         "status": status,
         "rating": RatingFlow(ratings, catalog),

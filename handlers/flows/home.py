@@ -70,6 +70,10 @@ class ItemDesk(Protocol):
         """Record a request in ``pending``."""
         ...
 
+    async def requested_by(self, channel: str, user_id: str) -> list[ItemView]:
+        """A resident's own requests still under way, newest first (我的进度)."""
+        ...
+
 
 def kind_of(text: str) -> str:
     """The kind of help ``text`` asks for (a KINDS key), or ""."""

@@ -1,4 +1,5 @@
-"""Status queries: a resident's open cases (reported or joined), or one case by number.
+"""Status queries: what a resident has under way — open cases (reported or joined),
+window bookings to come, help-at-home requests — or one case by number.
 
 With two or more open cases the list is numbered and the flow waits at the optional
 ``pick`` step: 第二个, 最后一个, the case number, or words of its place or description
@@ -20,7 +21,9 @@ from dataclasses import dataclass
 
 from handlers.catalog import Catalog
 from handlers.flows.base import OFFER_INTERRUPTS, CaseDesk, Expect, Turn
+from handlers.flows.booking_slots import AppointmentDesk, slot_label
 from handlers.flows.chat import MENU_HUMAN
+from handlers.flows.home import ItemDesk
 from handlers.flows.report_steps import category_of
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
@@ -28,6 +31,7 @@ from handlers.words import clean, ordinal
 from integration.cases import CaseView
 from integration.errors import CaseNotFound
 from integration.privacy import mask
+from integration.services import ServiceCatalogue
 
 CASE_NUMBER = re.compile(r"(?<![A-Za-z0-9])YM\d{10,}(?!\d)", re.IGNORECASE)
 # Words too common in residents' cases to tell one from another.
@@ -99,9 +103,20 @@ class StatusFlow:
 
     name = "status"
 
-    def __init__(self, desk: CaseDesk, catalog: Catalog) -> None:
+    def __init__(
+        self,
+        desk: CaseDesk,
+        catalog: Catalog,
+        *,
+        appointments: AppointmentDesk | None = None,
+        items: ItemDesk | None = None,
+        services: ServiceCatalogue | None = None,
+    ) -> None:
         self._desk = desk
         self._t = catalog
+        self._appointments = appointments
+        self._items = items
+        self._services = services
 
     async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """One case by number, or the list (then, with two or more, the pick step)."""
@@ -111,10 +126,54 @@ class StatusFlow:
         if match:
             return await self._one(turn, match.group().upper(), urging=urging)
         cases = await self._desk.open_cases(inbound.channel, inbound.user_id)
+        others = [] if urging else await self._others(turn)
+        if not cases and others:
+            return [Outbound("\n".join(others))]
         if not cases:  # 能不能快点 at a report's confirmation: nothing is filed yet
             pressing = urging and bool(state.paused)
-            return [Outbound(self._t("status_query.none_yet" if pressing else "status_query.none"))]
-        return await self._listing(turn, state, cases, urging=urging)
+            key = "status_query.none_yet" if pressing else "status_query.none"
+            return [Outbound(self._t(key))]
+        replies = await self._listing(turn, state, cases, urging=urging)
+        if others:
+            last = replies[-1]
+            replies[-1] = Outbound("\n\n".join([last.text, "\n".join(others)]), last.buttons)
+        return replies
+
+    async def _others(self, turn: Turn) -> list[str]:
+        """The resident's bookings to come and help-at-home requests under way, as lines
+        (none when this pipeline has no such desks)."""
+        inbound = turn.inbound
+        lines: list[str] = []
+        if self._appointments is not None and self._services is not None:
+            services = self._services
+            now = inbound.time
+            bookings = await self._appointments.upcoming(inbound.channel, inbound.user_id, now)
+            if bookings:
+                lines.append(self._t("status_query.bookings", count=len(bookings)))
+                lines += [
+                    self._t(
+                        "status_query.booking_line",
+                        number=b.number,
+                        name=services.service(b.service).name,
+                        time=slot_label(b.starts_at),
+                    )
+                    for b in bookings
+                ]
+        if self._items is not None:
+            requests = await self._items.requested_by(inbound.channel, inbound.user_id)
+            if requests:
+                lines.append(self._t("status_query.home_requests", count=len(requests)))
+                lines += [
+                    self._t(
+                        "status_query.home_line",
+                        number=item.id,
+                        kind=self._t(f"home.kind.{item.kind}"),
+                        when=item.when,
+                        status=self._t(f"status_query.home_status.{item.status.value}"),
+                    )
+                    for item in requests
+                ]
+        return lines
 
     async def pressed(self, turn: Turn, state: ConversationState) -> list[Outbound] | None:
         """A report that presses for speed (路灯还是不亮，你们到底修不修) about a kind of

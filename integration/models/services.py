@@ -127,7 +127,11 @@ class ServiceItem(Base):
     """
 
     __tablename__ = "service_items"
-    __table_args__ = (Index("ix_service_items_status", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_service_items_status", "status", "created_at"),
+        # A resident's own requests (我的进度).
+        Index("ix_service_items_requester", "channel", "user_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     channel: Mapped[str] = mapped_column(String(32))
