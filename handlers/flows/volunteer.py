@@ -14,6 +14,7 @@ expired or unknown code is answered clearly and changes nothing.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from handlers.flows.base import CANCEL, HANDOFF_INTENT, Expect, Paused, Turn
 from handlers.flows.contact import masked, phone_of
@@ -64,6 +65,12 @@ FREE_WORDS = words(
 )
 
 
+def _free_clauses(text: str) -> str:
+    """The clauses of ``text`` that say when one is free (周末有空 of 会修水电，周末有空)."""
+    clauses = re.split(r"[，,。；;、\s]+", text)
+    return "，".join(c for c in clauses if c and FREE_WORDS.search(c))
+
+
 class RegisterFlow(DeskFlow):
     """Registers a party-member volunteer."""
 
@@ -105,11 +112,11 @@ class RegisterFlow(DeskFlow):
             )
             if picked:
                 slots["skills"] = list(picked)
+                if not payload:  # 会修水电，周末有空: the free time said with the skills
+                    self._take_free(slots, _free_clauses(text))
         elif step == "availability":
             words_ = FREE_PRESETS.get(payload.removeprefix(FREE), "") if payload else text
-            free = slots_of(words_)
-            if free:
-                slots["slots"], slots["free_words"] = [list(s) for s in free], words_
+            self._take_free(slots, words_)
         elif step == "code":
             match = INVITE_CODE.search(text)
             if match and not payload:
@@ -189,6 +196,13 @@ class RegisterFlow(DeskFlow):
         return [Outbound(t(f"volunteer.ask_{step}"), (cancel,))]
 
     # -- steps ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _take_free(slots: dict[str, Any], said: str) -> None:
+        """Keep the weekly free time ``said`` names (nothing when it names none)."""
+        free = slots_of(said) if said else ()
+        if free:
+            slots["slots"], slots["free_words"] = [list(s) for s in free], said
 
     def _advance(self, state: ConversationState) -> list[Outbound]:
         step = next((name for name, slot in STEPS if slot not in state.slots), "confirm")
