@@ -26,7 +26,7 @@ from handlers.flows.status import StatusFlow
 from handlers.messages import Button, Outbound
 from handlers.patience import Patience, Verdict
 from handlers.state import ConversationState
-from handlers.words import ABUSE, HANDOFF, WITHDRAW_CASE
+from handlers.words import ABUSE, HANDOFF, PROCESS_QUESTION, WITHDRAW_CASE
 from handlers.words import CANCEL as CANCEL_WORDS
 from nlu.contract import REPORT_INTENTS
 from nlu.types import BUTTON_INTENT
@@ -59,6 +59,18 @@ def cancels_a_booking(turn: Turn) -> bool:
 def withdraws_a_case(turn: Turn) -> bool:
     """我刚才报的那个不要了 / 撤销投诉: a report already submitted, withdrawn in words."""
     return not turn.payload and bool(turn.text) and WITHDRAW_CASE.search(turn.text)
+
+
+def asks_about_process(turn: Turn) -> bool:
+    """一般要多久能修好 / 修好了会通知我吗: how reports are handled, asked in words. A report
+    (路灯坏了多久能修好) and a status query (我报的路灯多久能修好) are not this."""
+    return (
+        not turn.payload
+        and bool(turn.text)
+        and turn.parse.intent not in REPORT_INTENTS
+        and turn.parse.intent != "check_status"
+        and PROCESS_QUESTION.search(turn.text)
+    )
 
 
 def is_news(turn: Turn, state: ConversationState, expect: Expect) -> bool:
@@ -112,11 +124,14 @@ class Router:
     def _answers(self, turn: Turn, expect: Expect | None) -> bool:
         """Whether the active step (free text, words, entities…) or a trigger takes it."""
         if expect is None:
-            return withdraws_a_case(turn) or any(
-                t.flow in self._flows and t.fires(turn) for t in self._triggers
+            return (
+                withdraws_a_case(turn)
+                or asks_about_process(turn)
+                or any(t.flow in self._flows and t.fires(turn) for t in self._triggers)
             )
         return (
-            expect.text
+            asks_about_process(turn)
+            or expect.text
             or (bool(turn.payload) and expect.takes_payload(turn.payload))
             or expect.answered_by(turn)
             or bool(expect.ranked(turn.parse))
@@ -204,6 +219,8 @@ class Router:
         expected = expect.ranked(turn.parse)
         if expected:
             return await self._resume(replace(turn, expected=expected), state)
+        if not expect.text and asks_about_process(turn):
+            return self._about_process(state)
         intent = turn.parse.intent
         policy = expect.interruption(intent) if intent != BUTTON_INTENT else None
         if policy is not None and not turn.only_a_value:
@@ -256,6 +273,8 @@ class Router:
             turn = replace(turn, parse=replace(turn.parse, intent=HANDOFF_INTENT))
             if self._staffed:
                 return await self._flow("handoff").start(turn, state) + await self._after(state)
+        if asks_about_process(turn):
+            return self._about_process(state) + await self._after(state)
         for trigger in self._triggers:
             if trigger.flow in self._flows and trigger.fires(turn):
                 try:
@@ -329,6 +348,13 @@ class Router:
         elif verdict is Verdict.offer_menu:
             buttons = menu(self._t)
         replies = [Outbound(self._t(key), buttons)]
+        if state.flow is not None:
+            replies += self._flows[state.flow].ask(state)
+        return replies
+
+    def _about_process(self, state: ConversationState) -> list[Outbound]:
+        """How reports are handled; then the active step's question, if a flow is under way."""
+        replies = [Outbound(self._t("chat.process"))]
         if state.flow is not None:
             replies += self._flows[state.flow].ask(state)
         return replies

@@ -131,6 +131,14 @@ WITHDRAW_CASE = words(
     "(?<!被)(不要了|撤销|撤回|作废|不用了|不用管了|不用处理|取消)(吧|了|掉|啊|吧谢谢)?$|"
     "(撤销|撤回|取消)(这个|那个|我的|刚才的?)?(工单|投诉|举报|反映)",
 )
+# How a report is handled, asked in words (一般要多久能修好, 修好了会通知我吗): answered with
+# how cases go, and the step under way asked again; never a report or a status query.
+PROCESS_QUESTION = words(
+    "process_question",
+    "(多久|多长时间|几天|啥时候|什么时候)(才?能|可以|会)?(修好|处理好?|解决|来人|来修|有结果|有回复|答复)|"
+    "(会|能)(不能|不会)?(通知|告诉|联系)(我|一声)|"
+    "怎么(知道|查)(进度|结果)",
+)
 # Asking for a person; 工作人员 alone is not enough (物业工作人员态度很差 is a report).
 HANDOFF = words(
     "handoff",
