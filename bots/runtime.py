@@ -55,6 +55,7 @@ from integration.state import (
 )
 from integration.state.throttle import MemoryThrottle, RedisThrottle, Throttle
 from integration.transcript import Transcript
+from integration.under_way import UnderWayBook
 from integration.uploads import UploadBook
 from integration.volunteer_report import VolunteerRecords
 from integration.volunteers import VolunteerBook
@@ -363,6 +364,7 @@ def build_pipeline(
         volunteers,
         reminder_hour=settings.appointment_reminder_hour,
         grid=GridBook(cases),
+        under_way=UnderWayBook(cases.sessions, appointments, items),
     )
     return Pipeline(
         store=store,

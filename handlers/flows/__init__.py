@@ -26,7 +26,7 @@ from handlers.flows.proxy import ProxyFlow
 from handlers.flows.rating import RATING_WORDS, RatingFlow
 from handlers.flows.rebooking import RebookingFlow
 from handlers.flows.staff_link import LINK, StaffLinkFlow
-from handlers.flows.status import StatusFlow
+from handlers.flows.status import DesksUnderWay, StatusFlow, UnderWayDesk
 from handlers.flows.volunteer import RegisterFlow
 from handlers.flows.volunteer_done import (
     CONFIRM_WORDS,
@@ -128,6 +128,7 @@ def standard_flows(
     *,
     reminder_hour: int = 16,
     grid: GridDesk | None = None,
+    under_way: UnderWayDesk | None = None,
 ) -> dict[str, Flow]:
     """Every flow by the name the router knows it by.
 
@@ -140,6 +141,8 @@ def standard_flows(
     process memory when not given). Without ``volunteers`` (the volunteer stores), the
     volunteer intents get the chat's answer. With ``grid`` (integration.grid), linked
     grid workers' reports skip the confirmation and they may close their cases by chat.
+    ``under_way`` finds a resident's bookings and help-at-home requests for 我的进度
+    (the two desks asked in turn when not given).
     """
     chat = ChatFlow(catalog)
     services = services or load_catalogue()
@@ -153,7 +156,8 @@ def standard_flows(
     proxy = ProxyFlow(desk, services, catalog, contacts, guide.matcher)
     guide.proxy = proxy
     items = items or MemoryItems()
-    status = StatusFlow(desk, catalog, appointments=appointments, items=items, services=services)
+    under_way = under_way or DesksUnderWay(appointments, items)
+    status = StatusFlow(desk, catalog, under_way=under_way, services=services)
     flows: dict[str, Flow] = {}
     if volunteers is not None:
         claims = ItemClaims(volunteers, catalog)

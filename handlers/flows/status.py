@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
 
 from handlers.catalog import Catalog
 from handlers.flows.base import OFFER_INTERRUPTS, CaseDesk, Expect, Turn
@@ -28,8 +30,10 @@ from handlers.flows.report_steps import category_of
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
 from handlers.words import clean, ordinal
+from integration.appointments import Booking
 from integration.cases import CaseView
 from integration.errors import CaseNotFound
+from integration.items import ItemView
 from integration.privacy import mask
 from integration.services import ServiceCatalogue
 
@@ -98,6 +102,32 @@ class _Picks:
         return which(text, list(self.listed)) is not None
 
 
+class UnderWayDesk(Protocol):
+    """What a resident has under way besides cases (integration.under_way.UnderWayBook)."""
+
+    async def under_way(
+        self, channel: str, user_id: str, now: datetime
+    ) -> tuple[list[Booking], list[ItemView]]:
+        """Bookings to come (soonest first) and help-at-home requests (newest first)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class DesksUnderWay:
+    """Each desk asked in turn: for pipelines without the relational store's shortcut."""
+
+    appointments: AppointmentDesk | None
+    items: ItemDesk
+
+    async def under_way(
+        self, channel: str, user_id: str, now: datetime
+    ) -> tuple[list[Booking], list[ItemView]]:
+        """Bookings to come and requests under way."""
+        desk = self.appointments
+        bookings = await desk.upcoming(channel, user_id, now) if desk is not None else []
+        return bookings, await self.items.requested_by(channel, user_id)
+
+
 class StatusFlow:
     """Answers 我的进度 with every open case and its latest status, or the typed case."""
 
@@ -108,14 +138,12 @@ class StatusFlow:
         desk: CaseDesk,
         catalog: Catalog,
         *,
-        appointments: AppointmentDesk | None = None,
-        items: ItemDesk | None = None,
+        under_way: UnderWayDesk | None = None,
         services: ServiceCatalogue | None = None,
     ) -> None:
         self._desk = desk
         self._t = catalog
-        self._appointments = appointments
-        self._items = items
+        self._under_way = under_way
         self._services = services
 
     async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
@@ -142,37 +170,37 @@ class StatusFlow:
     async def _others(self, turn: Turn) -> list[str]:
         """The resident's bookings to come and help-at-home requests under way, as lines
         (none when this pipeline has no such desks)."""
+        if self._under_way is None or self._services is None:
+            return []
         inbound = turn.inbound
+        services = self._services
+        bookings, requests = await self._under_way.under_way(
+            inbound.channel, inbound.user_id, inbound.time
+        )
         lines: list[str] = []
-        if self._appointments is not None and self._services is not None:
-            services = self._services
-            now = inbound.time
-            bookings = await self._appointments.upcoming(inbound.channel, inbound.user_id, now)
-            if bookings:
-                lines.append(self._t("status_query.bookings", count=len(bookings)))
-                lines += [
-                    self._t(
-                        "status_query.booking_line",
-                        number=b.number,
-                        name=services.service(b.service).name,
-                        time=slot_label(b.starts_at),
-                    )
-                    for b in bookings
-                ]
-        if self._items is not None:
-            requests = await self._items.requested_by(inbound.channel, inbound.user_id)
-            if requests:
-                lines.append(self._t("status_query.home_requests", count=len(requests)))
-                lines += [
-                    self._t(
-                        "status_query.home_line",
-                        number=item.id,
-                        kind=self._t(f"home.kind.{item.kind}"),
-                        when=item.when,
-                        status=self._t(f"status_query.home_status.{item.status.value}"),
-                    )
-                    for item in requests
-                ]
+        if bookings:
+            lines.append(self._t("status_query.bookings", count=len(bookings)))
+            lines += [
+                self._t(
+                    "status_query.booking_line",
+                    number=b.number,
+                    name=services.service(b.service).name,
+                    time=slot_label(b.starts_at),
+                )
+                for b in bookings
+            ]
+        if requests:
+            lines.append(self._t("status_query.home_requests", count=len(requests)))
+            lines += [
+                self._t(
+                    "status_query.home_line",
+                    number=item.id,
+                    kind=self._t(f"home.kind.{item.kind}"),
+                    when=item.when,
+                    status=self._t(f"status_query.home_status.{item.status.value}"),
+                )
+                for item in requests
+            ]
         return lines
 
     async def pressed(self, turn: Turn, state: ConversationState) -> list[Outbound] | None:
