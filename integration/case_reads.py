@@ -59,7 +59,7 @@ VIEW_COLUMNS = (
 )
 
 
-def _constants(values: list[str]) -> list[Any]:
+def constants(values: list[str]) -> list[Any]:
     """``values`` as SQL string literals: an IN list fixed in the statement's text."""
     for value in values:
         if not value.isidentifier():  # our enum values; nothing that needs quoting
@@ -67,7 +67,7 @@ def _constants(values: list[str]) -> list[Any]:
     return [literal_column(f"'{value}'") for value in sorted(values)]
 
 
-_IS_OPEN = Case.status.in_(_constants([status.value for status in OPEN]))
+_IS_OPEN = Case.status.in_(constants([status.value for status in OPEN]))
 # The resident's id, NULL when the chat never wrote (then nothing is theirs).
 _RESIDENT = (
     select(Resident.id)

@@ -10,12 +10,32 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import exists, select
+from sqlalchemy import BindParameter, bindparam, exists, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from integration.appointments import AppointmentBook, Booking
+from integration.case_reads import constants
+from integration.db import autocommit, fetch_rows
 from integration.items import UNDER_WAY, ItemBook, ItemView
 from integration.models import Appointment, AppointmentStatus, ServiceItem
+
+# Built once and run on the driver (``fetch_rows``): a status query only binds the
+# resident and the time (building the expression on every call cost more than running it).
+_CHANNEL: BindParameter[str] = bindparam("channel")
+_USER: BindParameter[str] = bindparam("user_id")
+_ANY = select(
+    exists().where(
+        Appointment.channel == _CHANNEL,
+        Appointment.user_id == _USER,
+        Appointment.status == AppointmentStatus.booked.value,
+        Appointment.starts_at > bindparam("now"),
+    ),
+    exists().where(
+        ServiceItem.channel == _CHANNEL,
+        ServiceItem.user_id == _USER,
+        ServiceItem.status.in_(constants([s.value for s in UNDER_WAY])),
+    ),
+)
 
 
 class UnderWayBook:
@@ -27,7 +47,7 @@ class UnderWayBook:
         appointments: AppointmentBook,
         items: ItemBook,
     ) -> None:
-        self._engine: AsyncEngine = sessions.kw["bind"]
+        self._reads: AsyncEngine = autocommit(sessions.kw["bind"])
         self._appointments = appointments
         self._items = items
 
@@ -36,21 +56,9 @@ class UnderWayBook:
     ) -> tuple[list[Booking], list[ItemView]]:
         """The bookings (soonest first) and the requests (newest first); each read only
         when the EXISTS query says there is one."""
-        query = select(
-            exists().where(
-                Appointment.channel == channel,
-                Appointment.user_id == user_id,
-                Appointment.status == AppointmentStatus.booked.value,
-                Appointment.starts_at > now,
-            ),
-            exists().where(
-                ServiceItem.channel == channel,
-                ServiceItem.user_id == user_id,
-                ServiceItem.status.in_([s.value for s in UNDER_WAY]),
-            ),
-        )
-        async with self._engine.connect() as connection:
-            booked, requested = (await connection.execute(query)).one()
+        bound = {"channel": channel, "user_id": user_id, "now": now}
+        async with self._reads.connect() as connection:
+            [(booked, requested)] = await fetch_rows(connection, _ANY, bound)
         bookings = await self._appointments.upcoming(channel, user_id, now) if booked else []
         requests = await self._items.requested_by(channel, user_id) if requested else []
         return bookings, requests
