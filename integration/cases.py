@@ -16,15 +16,15 @@ from functools import partial
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, func, insert, select
+from sqlalchemy import Select, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from integration import case_reads as reads
-from integration.changes import count_jobs, lock_case, queue_job, record_change
+from integration.changes import lock_case, queue_job, record_change
 from integration.db import autocommit, fetch_rows, sqlite_checkout
 from integration.errors import CaseNotFound, InvalidTransition
-from integration.lifecycle import OPEN, can_move
+from integration.lifecycle import can_move
 from integration.models import (
     Case,
     CaseCounter,
@@ -32,13 +32,11 @@ from integration.models import (
     CaseFollower,
     CaseMedia,
     CaseStatus,
-    CaseUrge,
     OutboxKind,
     ProxyConsent,
     utcnow,
 )
 from integration.opening import OPEN_CASE, open_on_sqlite, sqlite_opening
-from integration.privacy import mask
 from integration.sqlite_driver import committed
 from integration.upsert import (
     ensure_resident,
@@ -47,13 +45,10 @@ from integration.upsert import (
     resident_ids,
     retry_stale,
 )
+from integration.urges import Urged, record_urge
 
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 NUMBER_PREFIX = "YM"
-# A chat's second 催办 of a case within this gap is answered but not counted again:
-# residents press twice in a row, and staff should see how often, not how fast, a
-# resident had to ask.
-URGE_GAP = timedelta(hours=1)
 LOCAL_DESK = "local"
 DUPLICATE_RADIUS_M = 200.0
 DUPLICATE_WINDOW = timedelta(hours=24)
@@ -74,19 +69,6 @@ class CaseDraft:
     media: tuple[tuple[str, str, str], ...] = ()  # (kind, ref, url)
     consent: Consent | None = None  # an errand (代办): what the resident agreed to
     grid: str = ""  # filed by a linked grid worker (网格员): their grid id
-
-
-@dataclass(frozen=True, slots=True)
-class Urged:
-    """What came of a resident's 催办 (``CaseBook.urge``).
-
-    ``count``: the case's urges so far; ``counted``: this one was recorded (not the same
-    chat again within ``URGE_GAP``); ``forwarded``: the platform is asked too.
-    """
-
-    count: int
-    counted: bool
-    forwarded: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -447,51 +429,11 @@ class CaseBook:
     async def urge(
         self, number: str, channel: str, chat_id: str, text: str, now: datetime | None = None
     ) -> Urged:
-        """Record a resident's 催办 of an open case for staff, and ask the platform too
-        when it takes urges and has the case. Raises ``CaseNotFound`` for an unknown or
-        finished case (nothing is left to hurry)."""
-        now = now or utcnow()
+        """Record a resident's 催办 of an open case (integration.urges.record_urge)."""
         async with self._engine.begin() as connection:
-            case = await lock_case(connection, Case.number == number.upper())
-            if case is None or CaseStatus(case.status) not in OPEN:
-                raise CaseNotFound(number)
-            urged = select(CaseUrge.created_at).where(CaseUrge.case_id == case.id)
-            last = await connection.scalar(
-                urged.where(CaseUrge.channel == channel, CaseUrge.chat_id == chat_id)
-                .order_by(CaseUrge.id.desc())
-                .limit(1)
+            return await record_urge(
+                connection, number, channel, chat_id, text, now or utcnow(), self._can_urge
             )
-            counted = last is None or now - last >= URGE_GAP
-            forwarded = False
-            if counted:
-                words = mask(text)[:500]
-                await connection.execute(
-                    insert(CaseUrge).values(
-                        case_id=case.id,
-                        channel=channel,
-                        chat_id=chat_id,
-                        text=words,
-                        created_at=now,
-                    )
-                )
-                # A case not yet on the platform is hurried there by its own forwarding.
-                if self._can_urge and case.platform_id:
-                    round_ = await count_jobs(connection, case.id, OutboxKind.urge) + 1
-                    due = utcnow()  # at once, whatever time the urge is dated
-                    await queue_job(
-                        connection,
-                        case.id,
-                        case.number,
-                        OutboxKind.urge,
-                        due,
-                        note=words,
-                        round_=round_,
-                    )
-                    forwarded = True
-            count = await connection.scalar(
-                select(func.count()).select_from(CaseUrge).where(CaseUrge.case_id == case.id)
-            )
-        return Urged(count=int(count or 0), counted=counted, forwarded=forwarded)
 
     async def follow(self, number: str, channel: str, user_id: str, chat_id: str) -> CaseView:
         """Make a resident a follower of a case (idempotent): they receive its updates."""

@@ -11,13 +11,13 @@ from integration.cases import (
     DUPLICATE_RADIUS_M,
     CaseDraft,
     CaseView,
-    Urged,
     distance_m,
     format_number,
 )
 from integration.dispatch.ratings import AlreadyRated, RatingRequest, Reopened, Score
 from integration.errors import CaseNotFound
 from integration.lifecycle import OPEN
+from integration.urges import Urged
 
 
 @dataclass

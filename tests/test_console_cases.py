@@ -257,8 +257,8 @@ async def test_numbers_in_the_transcript_are_masked_for_a_community_account(clie
 
 
 async def test_urged_cases_are_flagged_filtered_and_their_urges_shown(client: Any) -> None:
-    from integration.cases import URGE_GAP
     from integration.models import utcnow
+    from integration.urges import URGE_GAP
 
     urged = await open_case(client, "金辉小区2号楼", chat="urger")
     calm = await open_case(client, "金辉小区4号楼", chat="calm")

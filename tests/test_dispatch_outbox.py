@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bots.runtime import place_for
-from integration.cases import URGE_GAP, CaseBook, CaseDraft, Urged, format_number
+from integration.cases import CaseBook, CaseDraft, format_number
 from integration.changes import outbox_key
 from integration.dispatch.open311 import Open311Platform, ServiceMap
 from integration.dispatch.outbox import Outbox
@@ -40,6 +40,7 @@ from integration.models import (
     OutboxState,
     utcnow,
 )
+from integration.urges import URGE_GAP, Urged
 from nlu.gazetteer import Gazetteer
 from tests.conftest import DISPATCH_SECRET
 from tests.emulators.dispatch import DispatchEmulator

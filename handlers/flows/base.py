@@ -63,8 +63,9 @@ from typing import Protocol
 from handlers.messages import Inbound, Outbound
 from handlers.state import ConversationState
 from handlers.words import Matcher
-from integration.cases import CaseDraft, CaseView, Urged
+from integration.cases import CaseDraft, CaseView
 from integration.dispatch.ratings import RatingRequest, Reopened, Score
+from integration.urges import Urged
 from nlu.contract import REPORT_INTENTS, SERVICE_INTENTS, VOLUNTEER_INTENTS
 from nlu.types import PERIOD, Parse
 
