@@ -76,7 +76,11 @@ async def test_a_correction_is_stored_audited_and_exported_as_rasa_yaml(
         assert [(r.intent, r.address, r.actor) for r in rows] == [
             ("report_noise", "金辉小区3号楼", "desk")
         ]
-        assert len(audited) == 1 and "nlu_fallback" in audited[0].before
+        # The audit keeps what the model had read (whatever it was) and the correction.
+        async with client.server.app[SERVICES].sessions() as session:
+            read = await session.scalar(select(Message.intent).where(Message.id == where))
+        assert read and len(audited) == 1 and read in audited[0].before
+        assert "report_noise" in audited[0].after
     out = tmp_path / "corrections.yml"
     code, _, err = await yimen(
         tmp_path, "nlu", "export-corrections", "--out", str(out), YIMEN_DATA_DIR=str(data_dir)

@@ -65,10 +65,14 @@ FREE_WORDS = words(
 )
 
 
+# A day or a part of one: 助老和维修都行 says nothing about when (都行 is the skills').
+_WHEN = re.compile("周|星期|礼拜|工作日|平时|随时|每天|天天|上午|下午|晚上|白天|全天")
+
+
 def _free_clauses(text: str) -> str:
     """The clauses of ``text`` that say when one is free (周末有空 of 会修水电，周末有空)."""
     clauses = re.split(r"[，,。；;、\s]+", text)
-    return "，".join(c for c in clauses if c and FREE_WORDS.search(c))
+    return "，".join(c for c in clauses if c and _WHEN.search(c))
 
 
 class RegisterFlow(DeskFlow):
