@@ -147,7 +147,9 @@ class StatusFlow:
         self._services = services
 
     async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
-        """One case by number, or the list (then, with two or more, the pick step)."""
+        """One case by number, or what the resident has under way: the open cases (with
+        two or more, the pick step), then bookings and help-at-home requests. Pressing
+        words (``URGE``) urge the case named, or the only one, instead."""
         inbound = turn.inbound
         urging = URGE.search(turn.text) is not None
         match = CASE_NUMBER.search(turn.text)
