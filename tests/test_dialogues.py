@@ -232,6 +232,8 @@ def check_replies(
     labels = [b.label for b in replies[-1].buttons]
     for label in as_list(expect.get("buttons", [])):
         assert label in labels, f"{shown}; buttons {labels} lack {label!r}"
+    for label in as_list(expect.get("not_buttons", [])):
+        assert label not in labels, f"{shown}; buttons {labels} include {label!r}"
 
 
 # --- the database after a step ----------------------------------------------------------------
@@ -337,6 +339,26 @@ async def test_dialogue(path: Path, world: World) -> None:
             check_replies(world, replies, step["last"], where)
         await check_store(world, step.get("expect") or {}, where)
     await check_store(world, script.get("end") or {}, f"{path.stem} at the end")
+
+
+# What a scenario may say: a misspelt expectation would otherwise check nothing.
+_SCRIPT_KEYS = {"name", "clock", "setup", "turns", "end"}
+_TURN_KEYS = {"say", "press", "photo", "pin", "after", "repeat", "staff", "expect", "last"}
+_REPLY_KEYS = {"silent", "keys", "not_keys", "reply", "not", "buttons", "not_buttons"}
+_STORE_KEYS = {"cases", "case", "urges", "setup_cases", "rating", "follows"}
+_STORE_KEYS |= {"transcript_inbound", "transcript_lacks"}
+
+
+@pytest.mark.parametrize("path", scenarios())
+def test_scenario_names_only_known_checks(path: Path) -> None:
+    script = load(path)
+    assert set(script) <= _SCRIPT_KEYS, set(script) - _SCRIPT_KEYS
+    assert set(script.get("end") or {}) <= _STORE_KEYS, script["end"]
+    for step in script["turns"]:
+        assert set(step) <= _TURN_KEYS, set(step) - _TURN_KEYS
+        for expect in (step.get("expect") or {}, step.get("last") or {}):
+            unknown = set(expect) - _REPLY_KEYS - _STORE_KEYS
+            assert not unknown, f"{step.get('say')!r}: unknown checks {unknown}"
 
 
 def test_there_are_at_least_twenty_scenarios() -> None:

@@ -61,10 +61,14 @@ class Wanted:
     start: datetime
     end: datetime | None
     day_only: bool  # a day with no time of day (后天, 11月28日)
+    said_until: int = 0  # where its words end in the message's text
 
 
-def wanted_time(turn: Turn, offered: Sequence[datetime] = ()) -> Wanted | None:
-    """The first time the message names, read against the message's time.
+def wanted_time(
+    turn: Turn, offered: Sequence[datetime] = (), *, span: tuple[int, int] | None = None
+) -> Wanted | None:
+    """The first time the message names (within the characters ``span`` of its text,
+    when given), read against the message's time.
 
     A time of day alone (10点, 下午) falls on a day of the ``offered`` slots: the first
     on which it is not before the first slot offered (后天上午 offered 09:00…, then
@@ -75,6 +79,8 @@ def wanted_time(turn: Turn, offered: Sequence[datetime] = ()) -> Wanted | None:
     now = turn.inbound.time.astimezone(LOCAL_TZ)
     for entity in turn.parse.entities:
         if entity.entity != "time":
+            continue
+        if span is not None and not span[0] <= entity.start < span[1]:
             continue
         expression = turn.parse.text[entity.start : entity.end]
         try:
@@ -87,7 +93,8 @@ def wanted_time(turn: Turn, offered: Sequence[datetime] = ()) -> Wanted | None:
     start, end, grain = value.start, value.end, value.grain
     if end is None and grain in ("day", "week"):
         end = start + timedelta(days=1 if grain == "day" else 7)
-    return Wanted(start.astimezone(LOCAL_TZ), end, day_only=grain in ("day", "week"))
+    day_only = grain in ("day", "week")
+    return Wanted(start.astimezone(LOCAL_TZ), end, day_only, said_until=entity.end)
 
 
 def _on_offered_day(

@@ -21,6 +21,7 @@ from handlers.flows.booking_slots import (
     SLOT,
     AppointmentDesk,
     Slots,
+    Wanted,
     day_label,
     refusal_text,
     slot_buttons,
@@ -75,12 +76,11 @@ class RebookingFlow:
         if not mine:
             state.finish()
             return [Outbound(self._t("rebooking.none"))]
-        wanted = wanted_time(turn)
-        if wanted is not None and _TO_TIME.search(turn.text) is not None:
+        wanted, to = _days_said(turn, state.slots["action"])
+        if to is not None:
             # The new time, kept until the booking is known (several: the resident picks).
-            end = wanted.end.isoformat() if wanted.end is not None else None
-            state.slots.update(action="move", to=[wanted.start.isoformat(), end])
-            wanted = None
+            end = to.end.isoformat() if to.end is not None else None
+            state.slots.update(action="move", to=[to.start.isoformat(), end])
         lead = ""
         if wanted is not None:
             on_day = [b for b in mine if _day(b) == wanted.start.date()]
@@ -187,17 +187,23 @@ class RebookingFlow:
         stretch of time such as 周二上午) or near it."""
         service = self._services.service(state.slots["service"])
         now = _now(turn)
+        current = datetime.fromisoformat(state.slots["starts_at"])
         if before is not None:
-            free = await self._slots.free(service, chosen, now, before=before)
+            free = await self._slots.free(service, chosen, now, before=before, skip=current)
             if free:
                 return self._offer(state, free, "")
         verdict = self._slots.check(service, chosen, now)
+        if verdict.slot == current:  # the time it already has: offer the nearest others
+            why = self._t("rebooking.same_time", time=slot_label(current))
+            free = await self._slots.free(service, current, now, skip=current)
+            return self._offer(state, free, why)
         if verdict.slot is not None and not await self._slots.has_room(service, verdict.slot):
             verdict = Verdict(None, Refusal.full)
         if verdict.slot is None:
             why = refusal_text(self._t, self._services, verdict, chosen)
-            free = await self._slots.free(service, max(chosen, now), now)
-            return self._offer(state, free or await self._slots.free(service, now, now), why)
+            free = await self._slots.free(service, max(chosen, now), now, skip=current)
+            free = free or await self._slots.free(service, now, now, skip=current)
+            return self._offer(state, free, why)
         inbound = turn.inbound
         capacity = self._slots.planner.capacity(service)
         try:
@@ -206,7 +212,8 @@ class RebookingFlow:
             )
         except SlotFull:
             why = refusal_text(self._t, self._services, Verdict(None, Refusal.full), chosen)
-            return self._offer(state, await self._slots.free(service, chosen, now), why)
+            free = await self._slots.free(service, chosen, now, skip=current)
+            return self._offer(state, free, why)
         except AppointmentNotFound:
             state.finish()
             return [Outbound(self._t("rebooking.gone"))]
@@ -313,6 +320,24 @@ def _action(turn: Turn) -> str:
     if DROP_WORDS.search(turn.text):
         return "cancel"
     return ""
+
+
+def _days_said(turn: Turn, action: str) -> tuple[Wanted | None, Wanted | None]:
+    """The booking's day and the new time the message names, either None.
+
+    After 改到 / 换成 (``_TO_TIME``) comes the new time, and a time before it is the
+    booking's (周二的预约改到周三). Without such words, a move that names two times
+    keeps the first for the booking and takes the second as the new one (我后天去不了了，
+    下周一行吗); one time alone is the booking's day (后天的预约我去不了)."""
+    text = turn.parse.text
+    marker = _TO_TIME.search(text)
+    if marker is not None:
+        before = wanted_time(turn, span=(0, marker.start()))
+        return before, wanted_time(turn, span=(marker.end(), len(text)))
+    said = wanted_time(turn)
+    if said is None or action != "move":
+        return said, None
+    return said, wanted_time(turn, span=(said.said_until, len(text)))
 
 
 def _day(booking: Booking) -> date:
