@@ -26,10 +26,10 @@ from handlers.flows.status import StatusFlow
 from handlers.messages import Button, Outbound
 from handlers.patience import Patience, Verdict
 from handlers.state import ConversationState
-from handlers.words import ABUSE, HANDOFF, PROCESS_QUESTION, WITHDRAW_CASE
+from handlers.words import ABUSE, HANDOFF, INTRODUCTION, PROCESS_QUESTION, WITHDRAW_CASE
 from handlers.words import CANCEL as CANCEL_WORDS
 from nlu.contract import REPORT_INTENTS
-from nlu.types import BUTTON_INTENT
+from nlu.types import BUTTON_INTENT, FALLBACK_INTENT
 
 # Slash commands (Telegram's, and typed anywhere) and the intents they stand for.
 COMMANDS: Mapping[str, str] = {
@@ -73,6 +73,11 @@ def asks_about_process(turn: Turn) -> bool:
     )
 
 
+def introduces(turn: Turn) -> bool:
+    """我姓张 / 她叫王秀英 / 我是她女儿, and nothing more: noted, never a request."""
+    return not turn.payload and bool(turn.text) and INTRODUCTION.search(turn.text)
+
+
 def is_news(turn: Turn, state: ConversationState, expect: Expect) -> bool:
     """A report of another kind with its own place, once the step's place is known
     (幸福路88号路灯坏了 at a rubbish report's confirmation): a new report that interrupts,
@@ -92,7 +97,7 @@ def is_news(turn: Turn, state: ConversationState, expect: Expect) -> bool:
 
 def wants_person(turn: Turn) -> bool:
     """Whether the message asks for a person (the intent, or 转人工 anywhere in it)."""
-    if turn.parse.intent == HANDOFF_INTENT:
+    if turn.asks_for_person:
         return True
     return not turn.payload and bool(turn.text) and HANDOFF.search(turn.text)
 
@@ -127,10 +132,12 @@ class Router:
             return (
                 withdraws_a_case(turn)
                 or asks_about_process(turn)
+                or introduces(turn)
                 or any(t.flow in self._flows and t.fires(turn) for t in self._triggers)
             )
         return (
             asks_about_process(turn)
+            or introduces(turn)
             or expect.text
             or (bool(turn.payload) and expect.takes_payload(turn.payload))
             or expect.answered_by(turn)
@@ -155,6 +162,9 @@ class Router:
 
     async def route(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """Handle one turn, updating ``state``; returns the replies (none when silent)."""
+        if turn.parse.intent == HANDOFF_INTENT and not turn.asks_for_person:
+            # a phone number given, not a person asked for: not understood by the model
+            turn = replace(turn, parse=replace(turn.parse, intent=FALLBACK_INTENT))
         expect = self._expect(state)
         if expect is not None and expect.holds:
             return await self._resume(turn, state)  # a person has the conversation
@@ -220,7 +230,9 @@ class Router:
         if expected:
             return await self._resume(replace(turn, expected=expected), state)
         if not expect.text and asks_about_process(turn):
-            return self._about_process(state)
+            return self._aside("chat.process", state)
+        if not expect.text and introduces(turn):
+            return self._aside("chat.introduced", state)
         intent = turn.parse.intent
         policy = expect.interruption(intent) if intent != BUTTON_INTENT else None
         if policy is not None and not turn.only_a_value:
@@ -274,7 +286,10 @@ class Router:
             if self._staffed:
                 return await self._flow("handoff").start(turn, state) + await self._after(state)
         if asks_about_process(turn):
-            return self._about_process(state) + await self._after(state)
+            return self._aside("chat.process", state) + await self._after(state)
+        if introduces(turn):
+            reply = Outbound(self._t("chat.introduced_idle"), menu(self._t))
+            return [reply, *await self._after(state)]
         for trigger in self._triggers:
             if trigger.flow in self._flows and trigger.fires(turn):
                 try:
@@ -352,9 +367,10 @@ class Router:
             replies += self._flows[state.flow].ask(state)
         return replies
 
-    def _about_process(self, state: ConversationState) -> list[Outbound]:
-        """How reports are handled; then the active step's question, if a flow is under way."""
-        replies = [Outbound(self._t("chat.process"))]
+    def _aside(self, key: str, state: ConversationState) -> list[Outbound]:
+        """An answer beside what is under way (how reports are handled, a name noted);
+        then the active step's question, if a flow is under way."""
+        replies = [Outbound(self._t(key))]
         if state.flow is not None:
             replies += self._flows[state.flow].ask(state)
         return replies

@@ -139,6 +139,27 @@ PROCESS_QUESTION = words(
     "(会|能)(不能|不会)?(通知|告诉|联系)(我|一声)|"
     "怎么(知道|查)(进度|结果)",
 )
+# A resident saying who they are, and nothing more (我姓张 / 她叫王秀英 / 我是她女儿): the
+# model has no intent for it and reads it as anything (a volunteer's claim, out of
+# scope). A name is a common surname and one or two more characters, so 我叫了救护车 and
+# 她叫外卖 are not introductions.
+_SURNAMES = (
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶"
+    "程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾"
+    "毛郝龚邵万钱严覃武戴莫孔向汤常温康施文牛樊葛邢安齐易乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿关"
+    "兰焦俞左柳甘祝包宁尚符舒阮柯纪梅童凌毕单季裴霍涂成苗谷盛曲翁冉骆蓝路游辛靳管柴蒙鲍华喻"
+    "祁蒲房滕屈饶解牟艾尤阳时穆农司卓古吉缪简车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿"
+    "桂全佟应臧闵苟邬边卞姬师和仇栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝"
+)
+_WHO = (
+    "我|俺|本人|她|他|老人家?|我(?:妈|爸|母亲|父亲|奶奶|爷爷|姥姥|姥爷|外婆|外公|老伴|爱人|家老人)"
+)
+INTRODUCTION = words(
+    "introduction",
+    f"^(?:您好|你好)?(?:(?:{_WHO})(?:姓(?:欧阳|司马|诸葛|上官|[{_SURNAMES}])|"
+    f"叫(?:欧阳|司马|诸葛|上官|[{_SURNAMES}])[\u4e00-\u9fff]{{1,2}})|"
+    "我是(?:她|他|老人)的?(?:女儿|儿子|孙子|孙女|家属|老伴|爱人|邻居|亲戚|儿媳|女婿|外孙女?))$",
+)
 # Asking for a person; 工作人员 alone is not enough (物业工作人员态度很差 is a report).
 HANDOFF = words(
     "handoff",

@@ -106,6 +106,13 @@ class Turn:
         return self.parse.intent in intents or self.expected in intents
 
     @property
+    def asks_for_person(self) -> bool:
+        """Whether the model reads a request for a person. A message that gives a phone
+        number never is one by the model alone (电话13912345678 reads like 人工电话 to it);
+        转人工 in words still is (``handlers.words.HANDOFF``)."""
+        return self.parse.intent == HANDOFF_INTENT and self.parse.first("phone") is None
+
+    @property
     def only_a_value(self) -> bool:
         """Whether the message is a place or a time and nothing more (光明小区5栋2单元301,
         我家在幸福小区3栋, 这周六上午): the answer to a question, never a request of its

@@ -85,7 +85,7 @@ def wants_person(turn: Turn, state: ConversationState) -> bool:
 
     ``state.fallbacks`` must already count this message (``count_fallback``).
     """
-    if turn.parse.intent == HANDOFF_INTENT:
+    if turn.asks_for_person:
         return True
     if turn.payload:
         return False

@@ -1,0 +1,26 @@
+"""Phrases the router recognises by rule where the model has no intent for them."""
+
+import pytest
+
+from handlers.words import INTRODUCTION
+
+
+@pytest.mark.parametrize(
+    ("text", "introduces"),
+    [
+        ("我姓张", True),
+        ("您好我姓欧阳", True),
+        ("她叫王秀英", True),
+        ("我妈叫李桂兰", True),
+        ("我是她女儿", True),
+        ("我是老人的邻居", True),
+        ("我叫了救护车", False),  # 了 is no given name
+        ("她叫外卖", False),  # 外 is no surname
+        ("我姓张，楼下路灯坏了", False),  # more than a name: the rest is the request
+        ("我是志愿者", False),
+    ],
+)
+def test_an_introduction_is_a_name_or_a_relation_and_nothing_more(
+    text: str, introduces: bool
+) -> None:
+    assert INTRODUCTION.search(text) is introduces
