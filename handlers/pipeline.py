@@ -27,7 +27,7 @@ from handlers.router import COMMANDS, Router, is_cancel
 from handlers.state import ConversationState, ConversationStore
 from integration.errors import DuplicateMessage
 from integration.metrics import MESSAGES, NLU_FALLBACKS, NLU_SECONDS
-from integration.privacy import has_id_number, mask_id_numbers
+from integration.privacy import has_id_number, mask_id_numbers, only_id_numbers
 from integration.state.keys import KeyBuilder
 from integration.state.throttle import Throttle
 from integration.state.types import Admission, Ticket
@@ -182,6 +182,7 @@ class Pipeline:
         # Residents never need to send an ID number, and staff never need one from chat:
         # it is masked before anything stores, understands or echoes the message.
         masked = has_id_number(inbound.text)
+        only_id = masked and only_id_numbers(inbound.text)
         if masked:
             inbound = replace(inbound, text=mask_id_numbers(inbound.text))
         try:
@@ -192,7 +193,7 @@ class Pipeline:
         state = ConversationState.from_dict(saved)
         parse: Parse | None = None
         try:
-            parse, replies = await self._respond(inbound, state)
+            parse, replies = await self._respond(inbound, state, only_id=only_id)
         except Exception:
             # The message is safe in the transcript for staff; tell the resident plainly,
             # and keep the conversation where it was.
@@ -239,8 +240,15 @@ class Pipeline:
         return await self._throttle.hit(key, self._limits.repeat_window)
 
     async def _respond(
-        self, inbound: Inbound, state: ConversationState
+        self, inbound: Inbound, state: ConversationState, *, only_id: bool = False
     ) -> tuple[Parse | None, list[Outbound]]:
+        """The parse and the replies; ``only_id``: the message was ID numbers and nothing
+        more, so the step's question is asked again (after ``chat.id_masked``) instead of
+        reading the masked remains as a question about 身份证."""
+        again = self._router.ask_again(state) if only_id else None
+        if again is not None:
+            state.offer(again[-1].buttons if again else ())
+            return None, again
         if inbound.payload and not inbound.text.strip():
             # A press whose label the channel could not read (Telegram leaves out the
             # message of an old button): the label offered with that payload, if any.

@@ -362,18 +362,25 @@ class Router:
             buttons = (Button(self._t("button.menu_human"), MENU_HUMAN),)
         elif verdict is Verdict.offer_menu:
             buttons = menu(self._t)
-        replies = [Outbound(self._t(key), buttons)]
-        if state.flow is not None:
-            replies += self._flows[state.flow].ask(state)
-        return replies
+        return [Outbound(self._t(key), buttons), *self._question(state)]
 
     def _aside(self, key: str, state: ConversationState) -> list[Outbound]:
         """An answer beside what is under way (how reports are handled, a name noted);
         then the active step's question, if a flow is under way."""
-        replies = [Outbound(self._t(key))]
-        if state.flow is not None:
-            replies += self._flows[state.flow].ask(state)
-        return replies
+        return [Outbound(self._t(key)), *self._question(state)]
+
+    def _question(self, state: ConversationState) -> list[Outbound]:
+        """The active step's question again; none when idle."""
+        return self._flows[state.flow].ask(state) if state.flow is not None else []
+
+    def ask_again(self, state: ConversationState) -> list[Outbound] | None:
+        """After a message with nothing left to understand (an ID number, masked away):
+        the active step's question again, or none when idle. None when a person holds
+        the conversation: they read every message, so it is routed as usual."""
+        expect = self._expect(state)
+        if expect is not None and expect.holds:
+            return None
+        return self._question(state)
 
     def _with_person(self, reply: Outbound) -> Outbound:
         """``reply`` with the 转人工 button and a word about it, once."""

@@ -38,6 +38,20 @@ def has_id_number(text: str) -> bool:
     return bool(_ID_18.search(text) or _ID_15.search(text))
 
 
+# What a resident writes around an ID number sent on its own (我的身份证号是…, 她的证件号：…).
+_ID_LABEL = re.compile(r"(?:我|她|他|老人|本人)?的?(?:身份证|证件)(?:号码|号)?(?:是|为)?")
+_NOT_WORDS = re.compile(r"[\W_]+")
+
+
+def only_id_numbers(text: str) -> bool:
+    """Whether ``text`` is ID numbers in clear, with at most their labels, and nothing
+    more: once they are masked, nothing is left to understand."""
+    if not has_id_number(text):
+        return False
+    rest = _ID_LABEL.sub("", _ID_15.sub("", _ID_18.sub("", text)))
+    return not _NOT_WORDS.sub("", rest)
+
+
 def mask_phones(text: str) -> str:
     """Hide the middle digits of every mobile and landline number in ``text``."""
     text = _MOBILE.sub(r"\1****\2", text)

@@ -24,7 +24,13 @@ from integration.cases import CaseBook
 from integration.db import create_engine, session_factory, upgrade
 from integration.dispatch.ratings import RatingBook
 from integration.models import Base, Case
-from integration.privacy import has_id_number, mask, mask_id_numbers, mask_phones
+from integration.privacy import (
+    has_id_number,
+    mask,
+    mask_id_numbers,
+    mask_phones,
+    only_id_numbers,
+)
 from integration.transcript import Transcript
 from nlu.embedded import EmbeddedInterpreter
 
@@ -48,6 +54,22 @@ CLEAR = ("199001011234", "19900101123X", "900101123")
 def test_id_numbers_are_masked_and_nothing_else(raw: str, masked: str) -> None:
     assert mask_id_numbers(raw) == masked
     assert has_id_number(raw) is (raw != masked)
+
+
+@pytest.mark.parametrize(
+    ("text", "only"),
+    [
+        ("150602199001011234", True),
+        ("身份证号：15060219900101123x。", True),
+        ("我的身份证号码是150602199001011234", True),
+        ("她的证件号 150602900101123", True),
+        ("我身份证号是150602199001011234 想问下低保怎么申请", False),
+        ("电话13912345678 身份证150602199001011234", False),
+        ("工单YM2611250001", False),  # no ID number at all
+    ],
+)
+def test_an_id_number_alone_leaves_nothing_to_understand(text: str, only: bool) -> None:
+    assert only_id_numbers(text) is only
 
 
 def test_phones_are_masked_for_views_and_logs_only() -> None:
