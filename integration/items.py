@@ -1,6 +1,6 @@
 """Service items: help-at-home requests and staff posts that volunteers claim.
 
-A resident's request (助餐, 陪同就医, 代购, 上门维修, 探访, 其他) is a row in
+A resident's request (助餐, 陪同就医, 代购, 上门维修, 探访, 家政保洁, 助浴, 其他) is a row in
 ``pending``; ``yimen items approve ITEM`` opens it (with its time window, community
 and skills wanted); staff post items open at once (``yimen items add``). Volunteers
 claim, do and report them (integration.claims). Every status change is a history row
@@ -50,6 +50,7 @@ KIND_SKILLS = {
     "repair": "repair",
     "visit": "elder",
     "housework": "elder",
+    "bath": "elder",
     "other": "other",
 }
 DEFAULT_HOURS = 2.0  # an item without an end counts this many hours

@@ -3,8 +3,10 @@
 Started by request_home_service (我家老人需要上门助餐, 能不能有人陪我妈去医院). It asks
 only for what the resident has not said yet, in this order:
 
-- ``kind``: 助餐, 助医/陪同就医, 代购, 上门维修, 探访, 家政保洁, 其他 (buttons that also take
-  words; other words are kept as 其他 with the words as a note);
+- ``kind``: 助餐, 助医/陪同就医, 代购, 上门维修, 探访, 家政保洁, 助浴, 其他 (buttons that
+  also take words; other words are kept as 其他 with the words as a note, and 其他
+  pressed takes the first message's words when it named no kind; a bare yes or no is
+  no kind);
 - ``when``: the time entity's words (明天上午) or the resident's own (每天中午);
 - ``where``: an address or a location pin;
 - ``whom``: 本人, 家中老人, 母亲 … (words or the buttons);
@@ -57,8 +59,17 @@ KINDS: dict[str, Words] = {
     "housework": words(
         "housework", "打扫|保洁|家政|家务|收拾屋|收拾房|搞卫生|做卫生|洗衣|擦玻璃|擦窗"
     ),
+    "bath": words("bath", "助浴|洗澡|洗个澡|洗头|擦身|擦洗"),
 }
 KIND_WORDS = AnyOf("home_kind", tuple(KINDS.values()))
+_ANSWER_WORDS = AnyOf("answer", (YES, NO, SUBMIT_WORDS))
+
+
+def _bare_answer(text: str) -> bool:
+    """确认 / 好的 / 不是 (a few characters and a yes or no): no kind of help."""
+    return len(clean(text)) <= 4 and _ANSWER_WORDS.search(text)
+
+
 SELF_WORDS = words("self", "本人|我自己|自己|给我|就我|我本人")
 _PHONE_WORDS = (FORGET_PHONE, CHANGE_PHONE)
 
@@ -127,6 +138,8 @@ class HomeFlow:
         before = dict(slots)
         if payload.startswith(KIND):
             slots["kind"] = payload.removeprefix(KIND)
+            if slots["kind"] == _OTHER and "said" in slots:
+                slots.setdefault("note", slots["said"])
         elif payload.startswith(WHOM):
             slots["whom"] = self._t(f"home.whom.{payload.removeprefix(WHOM)}")
         self._take(turn, state, step)
@@ -234,7 +247,9 @@ class HomeFlow:
             kind = kind_of(text)
             if kind and (step in ("start", "kind", "confirm")):
                 slots["kind"] = kind
-            elif step == "kind" and own:
+            elif step == "start":
+                slots["said"] = text.strip()[:200]  # the note, should 其他 be pressed
+            elif step == "kind" and own and not _bare_answer(text):
                 slots["kind"], slots["note"] = _OTHER, text[:200]
             whom = whom_of(text)
             if whom:
