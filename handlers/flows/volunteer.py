@@ -17,7 +17,7 @@ import re
 from typing import Any
 
 from handlers.flows.base import CANCEL, HANDOFF_INTENT, Expect, Paused, Turn
-from handlers.flows.contact import masked, phone_of
+from handlers.flows.contact import masked, phone_of, with_lead
 from handlers.flows.volunteer_steps import (
     SKILL_WORDS,
     VOL,
@@ -49,6 +49,8 @@ STEPS = (
     ("code", "code"),
 )
 _NAME = re.compile(r"^(?:我叫|我是|姓名|名字)?[:：\s]*([\u4e00-\u9fa5·]{2,6})$")
+# A place is no name (幸福家园, 人民路): what the name step must not take.
+_PLACE = re.compile("小区|社区|街道|花园|家园|公寓|大厦|广场|[路街巷村苑楼号]$")
 INVITE_CODE = re.compile(r"(?<![A-Za-z0-9])([A-Za-z0-9]{8})(?![A-Za-z0-9])")
 LINK_CODE = re.compile(r"(?<!\d)(\d{6})(?!\d)")
 # Names, employers and branches read as anything (王建国 as small talk, 自来水公司 as a
@@ -101,8 +103,14 @@ class RegisterFlow(DeskFlow):
             return await self._link(turn, state)
         before = dict(slots)
         if step == "name":
+            community = self._one_community(text) if not payload else None
+            if community is not None and "community" not in slots:
+                # 金辉小区 answered first: kept for its step, and the name asked again
+                slots["community"] = community
+                noted = self._t("volunteer.community_noted", community=community)
+                return with_lead(noted, self.ask(state))
             match = _NAME.match(text.replace(" ", ""))
-            if match:
+            if match and community is None and not _PLACE.search(match.group(1)):
                 slots["name"] = match.group(1)
         elif step == "phone" and phone_of(turn):
             slots["phone"] = phone_of(turn)
@@ -213,11 +221,19 @@ class RegisterFlow(DeskFlow):
         state.step, state.reprompts = step, 0
         return self.ask(state)
 
+    def _communities(self, text: str) -> list[str]:
+        """The communities of the gazetteer that ``text`` names, in its order."""
+        return list(dict.fromkeys(m.community.name for m in self._desk.gazetteer.find(text)))
+
+    def _one_community(self, text: str) -> str | None:
+        """The one community ``text`` names, if exactly one."""
+        found = self._communities(text)
+        return found[0] if len(found) == 1 else None
+
     def _community(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         slots = state.slots
         gazetteer = self._desk.gazetteer
-        text = turn.payload or turn.text
-        found = list(dict.fromkeys(m.community.name for m in gazetteer.find(text)))
+        found = self._communities(turn.payload or turn.text)
         if len(found) == 1:
             slots.pop("choices", None)
             slots["community"] = found[0]

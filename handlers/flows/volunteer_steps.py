@@ -64,12 +64,14 @@ class DeskFlow:
 
 
 SKILL_WORDS: dict[str, Words] = {
-    "elder": words("elder", "助老|老人|养老|陪护|照顾|陪伴|助餐|买菜"),
-    "repair": words("repair", "维修|修理|水电|电工|木工|修东西|家电"),
+    "elder": words("elder", "助老|老人|养老|陪护|照顾|陪伴|助餐|买菜|做饭|理发|聊天"),
+    "repair": words(
+        "repair", "维修|修理|水电|电工|木工|修东西|家电|电器|修[水电车鞋锁门家]|装修|焊"
+    ),
     "legal": words("legal", "法律|律师|法务|普法|调解"),
     "medical": words("medical", "医疗|医生|护士|医护|卫生|护理|看病"),
-    "education": words("education", "教育|辅导|教师|老师|教学|作业|家教"),
-    "culture": words("culture", "文体|文艺|体育|唱歌|跳舞|书法|摄影|运动"),
+    "education": words("education", "教育|辅导|教师|老师|教学|作业|家教|教[书课孩]"),
+    "culture": words("culture", "文体|文艺|体育|唱歌|跳舞|书法|摄影|运动|乐器|画画|绘画"),
     "other": words("other", "其他|其它|都行|都可以|啥都|什么都|没有特长|跑腿"),
 }
 
