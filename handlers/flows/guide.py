@@ -42,6 +42,7 @@ from handlers.flows.guide_match import (
     Match,
     ServiceMatcher,
     asks,
+    aspect_asked,
     names_a_thing,
     things,
 )
@@ -156,7 +157,7 @@ class GuideFlow:
                     return await self._errand(errand, turn, state)
                 return await self._on_button(errand, service, turn, state)
             if self._about(service, turn):
-                return [self._card_about(service)]
+                return [self._card_about(service, turn)]
             if self._match(turn) is None and _about_centre(turn.text):
                 return [Outbound(self._centre_hours(turn))]
         return self._answer(turn, state)
@@ -329,9 +330,24 @@ class GuideFlow:
 
     # -- texts -------------------------------------------------------------------------
 
-    def _card_about(self, service: Service) -> Outbound:
-        """The card led by 关于“…”: an answer about a service already in the conversation."""
+    def _card_about(self, service: Service, turn: Turn | None = None) -> Outbound:
+        """An answer about a service already in the conversation: the one part of its
+        card that ``turn`` asks about (要钱吗: the fee), else the card led by 关于“…”."""
         card = self._card(service)
+        part = aspect_asked(turn.text) if turn is not None and not turn.payload else None
+        if part is not None:
+            window = self._services.window_for(service.id)
+            text = self._t(
+                f"guide.about_{part}",
+                name=service.name,
+                fee=service.fee,
+                time_limit=service.time_limit,
+                centre=self._services.centre.name,
+                window=window.name,
+                place=window.place,
+                hours=self._hours(),
+            )
+            return Outbound(text, card.buttons)
         lead = self._t("guide.about", name=service.name)
         return Outbound(f"{lead}\n{card.text}", card.buttons)
 

@@ -36,6 +36,22 @@ _THING = re.compile(
     "证|卡|补贴|津贴|补助|保险|登记|证明|手续|救助|奖励|保障|执照|许可|资格|待遇|年审|认证"
 )
 # Questions about the centre's hours rather than a service.
+# The one part of a service's card a follow-up asks about (要钱吗, 多久能拿到, 在哪办):
+# answered alone, the whole card a button away.
+ASPECTS = (
+    ("fee", re.compile("钱|收费|费用|免费|工本费")),
+    ("time_limit", re.compile("多久|几天|多长时间|多少天|时限|什么时候能拿|啥时候能拿|当场")),
+    ("place", re.compile("在哪|哪里办|哪儿办|哪个窗口|几号窗口|什么地方办|去哪")),
+)
+
+
+def aspect_asked(text: str) -> str | None:
+    """The one aspect (``ASPECTS``) ``text`` asks about; None for none or several."""
+    cleaned = clean(text)
+    found = [name for name, pattern in ASPECTS if pattern.search(cleaned)]
+    return found[0] if len(found) == 1 else None
+
+
 HOURS_QUESTION = re.compile(
     "几点|上班|下班|开门|关门|营业|办公时间|工作时间|周末|周六|周日|节假日|午休|中午"
 )
