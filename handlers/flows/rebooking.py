@@ -12,7 +12,7 @@ and moving both release the place held.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from handlers.catalog import Catalog
 from handlers.flows.base import CANCEL, Expect, Turn
@@ -46,6 +46,8 @@ _NUMBER = re.compile(r"yy\d{10}", re.IGNORECASE)
 # 改到周二 / 换成下周三上午 / 推迟到周五: the time after these is the new time, not the
 # booking's day (周二的预约改一下).
 _TO_TIME = re.compile("(?:改|换|调|挪|推迟|延后|延期|提前|推|延)(?:到|成|在)")
+# 后天同一时间 / 下周一还是这个点: the new day at the booking's time of day.
+_SAME_CLOCK = re.compile("同一?个?时间|同样的?时间|一样的?时间|原来的?时间|原时间|同一个?点|这个点")
 
 
 class RebookingFlow:
@@ -81,6 +83,8 @@ class RebookingFlow:
             # The new time, kept until the booking is known (several: the resident picks).
             end = to.end.isoformat() if to.end is not None else None
             state.slots.update(action="move", to=[to.start.isoformat(), end])
+            if to.day_only and _SAME_CLOCK.search(turn.text):
+                state.slots["same_clock"] = True
         lead = ""
         if wanted is not None:
             on_day = [b for b in mine if _day(b) == wanted.start.date()]
@@ -171,6 +175,11 @@ class RebookingFlow:
         if chosen is None:
             offered = state.slots.get("free", [])
             wanted = wanted_time(turn, [datetime.fromisoformat(s) for s in offered])
+            if wanted is not None and wanted.day_only and wanted.end is not None:
+                if _SAME_CLOCK.search(turn.text):  # 后天同一时间
+                    current = datetime.fromisoformat(state.slots["starts_at"])
+                    at = _at_clock_of(current, wanted.start, wanted.end)
+                    return await self._move_to(at, None, turn, state)
             if wanted is not None:
                 return await self._move_to(wanted.start, wanted.end, turn, state)
             position = ordinal(turn.text, len(offered))
@@ -246,10 +255,14 @@ class RebookingFlow:
             state.step, state.reprompts = "action", 0
             return [self._action_question(state)]
         to = state.slots.pop("to", None)
+        same_clock = state.slots.pop("same_clock", False)
         if to and state.slots["action"] == "move":
             state.step, state.reprompts = "time", 0
+            start = datetime.fromisoformat(to[0])
             before = datetime.fromisoformat(to[1]) if to[1] else None
-            return await self._move_to(datetime.fromisoformat(to[0]), before, turn, state)
+            if same_clock and before is not None:
+                start, before = _at_clock_of(booking.starts_at, start, before), None
+            return await self._move_to(start, before, turn, state)
         return await self._act(turn, state)
 
     async def _act(self, turn: Turn, state: ConversationState) -> list[Outbound]:
@@ -338,6 +351,15 @@ def _days_said(turn: Turn, action: str) -> tuple[Wanted | None, Wanted | None]:
     if said is None or action != "move":
         return said, None
     return said, wanted_time(turn, span=(said.said_until, len(text)))
+
+
+def _at_clock_of(current: datetime, start: datetime, end: datetime) -> datetime:
+    """The day ``[start, end)`` names at ``current``'s time of day: 后天 at the booking's
+    10:00; a week (下周同一时间) at the booking's weekday in it."""
+    was, day = current.astimezone(LOCAL_TZ), start.astimezone(LOCAL_TZ)
+    if end - start >= timedelta(days=7):
+        day += timedelta(days=(was.weekday() - day.weekday()) % 7)
+    return day.replace(hour=was.hour, minute=was.minute, second=0, microsecond=0)
 
 
 def _day(booking: Booking) -> date:
