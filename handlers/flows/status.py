@@ -45,6 +45,8 @@ _COMMON = re.compile(
     "好几|几天|天了|你们|帮我|帮忙|能不|不能"
 )
 _CJK = re.compile(r"[\u4e00-\u9fff]{2,}")
+# Characters that make a pair of characters say nothing of a topic (我的, 了没, 那个).
+_FUNCTION = re.compile("[的了吗呢吧啊呀没是我你他她这那个么还也都就在有]")
 # Pressing for speed (催办), as residents write it: not a plain 进度怎么样了.
 URGE = re.compile(
     "催|加急|加快|尽快|赶紧|赶快|抓紧|快点|快一点|快些|快一些|上点心|等不起|督促|还管不管|"
@@ -55,7 +57,8 @@ URGE = re.compile(
 
 @dataclass(frozen=True, slots=True)
 class Listed:
-    """One case of the numbered list, as kept in the state: number, place, description."""
+    """One case of the numbered list, as kept in the state: number, place, and the
+    category's name with the description (so 噪音的呢 picks a 噪音扰民 case)."""
 
     number: str
     address: str
@@ -79,7 +82,17 @@ def which(text: str, listed: list[Listed]) -> int | None:
         numbers = [c.number for c in listed]
         number = match.group().upper()
         return numbers.index(number) if number in numbers else None
-    words = _bigrams(text)
+    return _best(_bigrams(text), listed)
+
+
+def named_topic(text: str, listed: list[Listed]) -> int | None:
+    """The position of the one listed case a status question names by its kind, place or
+    words (路灯那个修好了没, 噪音的呢), by pairs of characters that carry a topic; None
+    for a plain 我的进度."""
+    return _best({g for g in _bigrams(text) if not _FUNCTION.search(g)}, listed)
+
+
+def _best(words: set[str], listed: list[Listed]) -> int | None:
     if not words:
         return None
     scores = [
@@ -233,11 +246,13 @@ class StatusFlow:
         the one case, or the one the message names, is urged at once instead."""
         inbound = turn.inbound
         chat = (inbound.channel, inbound.chat_id)
-        listed = [_listed(c) for c in cases[:20]]
+        listed = [self._listed_case(c) for c in cases[:20]]
         if urging:
             position = 0 if len(cases) == 1 else which(turn.text, listed)
             if position is not None:
                 return await self._one(turn, listed[position].number, urging=True)
+        elif len(cases) > 1 and (position := named_topic(turn.text, listed)) is not None:
+            return await self._one(turn, listed[position].number)  # 路灯那个修好了没
         numbered = len(cases) > 1
         lines = [self._t("status_query.header", count=len(cases))]
         lines += [
@@ -314,6 +329,10 @@ class StatusFlow:
     def _listed(state: ConversationState) -> list[Listed]:
         return [Listed(*row) for row in state.slots.get("cases") or []]
 
+    def _listed_case(self, case: CaseView) -> Listed:
+        category = self._t(f"category.{case.category}")
+        return Listed(case.number, case.address, f"{category} {case.description[:60]}")
+
     def _line(self, case: CaseView, chat: tuple[str, str]) -> str:
         joined = (case.channel, case.chat_id) != chat
         last_note = note_for(case, chat)
@@ -339,10 +358,6 @@ class StatusFlow:
             address=case.address,
             note=note,
         ).rstrip()
-
-
-def _listed(case: CaseView) -> Listed:
-    return Listed(case.number, case.address, case.description[:60])
 
 
 def note_for(case: CaseView, chat: tuple[str, str]) -> str:
