@@ -55,6 +55,7 @@ from handlers.flows.report_steps import (
     MORE_WORDS,
     NEW,
     NEW_WORDS,
+    SKIP_ALONE,
     SKIP_PHOTO,
     SUBMIT,
     SUBMIT_WORDS,
@@ -225,6 +226,8 @@ class ComplaintFlow:
             return [Outbound(self._t("complaint.cancelled"))]
         if YES.search(text) or turn.means("affirm"):
             return await self._submit(turn, state)
+        if SKIP_ALONE.search(text):
+            return [self._summary(state)]
         return [self._reprompt(state, "complaint.reconfirm", confirm_buttons(self._t))]
 
     async def _on_edit(self, turn: Turn, state: ConversationState) -> list[Outbound]:
