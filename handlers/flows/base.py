@@ -76,7 +76,9 @@ HANDOFF_INTENT = "human_handoff"
 RANKING_FLOOR = 0.1
 RANKING_RATIO = 0.15
 # What may stand around a place or a time that is the whole answer (see Turn.only_a_value).
-_AROUND_A_VALUE = re.compile(r"[\W_]|地址|时间|就|是|在|我家|我|家|住|那|个|吧|了|的|呢|啊")
+_AROUND_A_VALUE = re.compile(
+    r"[\W_]|地址|时间|老人|就|是|在|我家|我|他|她|俺|们|爸|妈|家|住|那|个|吧|了|的|呢|啊"
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,10 @@ AGREE, EDIT = f"{PROXY}agree", f"{PROXY}edit"
 # Why the resident cannot come, most specific first: 老人住院了 is ill, 腿脚不便 disabled.
 REASONS: dict[str, Words] = {
     "disabled": words("disabled", "残疾|残障|腿脚|行动不便|走路不便|瘫|轮椅|失明|看不见|聋|拄拐"),
-    "ill": words("ill", "生病|病了|住院|卧床|手术|身体不好|不舒服|养病|病重|看病"),
+    "ill": words(
+        "ill",
+        "生病|病了|住院|卧床|手术|身体不好|不舒服|养病|病重|看病|中风|脑梗|脑溢血|骨折|摔伤|化疗|透析",
+    ),
     "away": words(
         "away", "外地|出差|在外|上班|工作忙|没时间|请不了假|打工|回不来|不在本地|抽不开身"
     ),
