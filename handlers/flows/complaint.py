@@ -126,6 +126,9 @@ class ComplaintFlow:
         state.begin(self.name, "what", {"photos": []})
         take_media(turn.inbound, state.slots)
         take_pin(turn.inbound, state.slots)
+        if turn.text and _a_place_alone(turn):  # 金辉小区3号楼: where, but not what
+            take_address(turn.parse, state.slots, self._places)
+            return [self._msg("complaint.noted_place", address=state.slots["address"])]
         if turn.text and report_intent(turn):
             return await self._described(turn, state)
         if turn.text and address_only(turn.parse):
@@ -163,7 +166,7 @@ class ComplaintFlow:
     async def _on_what(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         slots = state.slots
         took = take_media(turn.inbound, slots) | take_pin(turn.inbound, slots)
-        if turn.text and address_only(turn.parse) and not report_intent(turn):
+        if turn.text and _a_place_alone(turn):
             take_address(turn.parse, slots, self._places)
             return [self._msg("complaint.noted_place", address=slots["address"])]
         if not turn.text:
@@ -419,3 +422,11 @@ class ComplaintFlow:
     ) -> Outbound:
         state.reprompts += 1
         return self._msg(key, buttons)
+
+
+def _a_place_alone(turn: Turn) -> bool:
+    """Whether the message is a place and nothing of a problem: 金辉小区3号楼 or 他住金辉小区
+    2号楼 (the model reads a report in an address alone), not 金辉小区3号楼路灯坏."""
+    if not address_only(turn.parse):
+        return False
+    return turn.only_a_value or not report_intent(turn)
