@@ -26,7 +26,14 @@ from handlers.flows.status import StatusFlow
 from handlers.messages import Button, Outbound
 from handlers.patience import Patience, Verdict
 from handlers.state import ConversationState
-from handlers.words import ABUSE, HANDOFF, INTRODUCTION, PROCESS_QUESTION, WITHDRAW_CASE
+from handlers.words import (
+    ABUSE,
+    HANDOFF,
+    INTRODUCTION,
+    PROCESS_QUESTION,
+    WHO_ARE_YOU,
+    WITHDRAW_CASE,
+)
 from handlers.words import CANCEL as CANCEL_WORDS
 from nlu.contract import REPORT_INTENTS
 from nlu.types import BUTTON_INTENT, FALLBACK_INTENT
@@ -73,9 +80,20 @@ def asks_about_process(turn: Turn) -> bool:
     )
 
 
-def introduces(turn: Turn) -> bool:
-    """我姓张 / 她叫王秀英 / 我是她女儿, and nothing more: noted, never a request."""
-    return not turn.payload and bool(turn.text) and INTRODUCTION.search(turn.text)
+def aside(turn: Turn) -> str | None:
+    """The catalogue key of the answer to a message beside any request, if it is one:
+    how reports are handled (``chat.process``), a resident saying who they are (我姓张 /
+    她叫王秀英 / 我是她女儿: ``chat.introduced``, noted, never a request), or asking who
+    answers (你是机器人吗 / 你是谁: ``chat.identity``)."""
+    if asks_about_process(turn):
+        return "chat.process"
+    if turn.payload or not turn.text:
+        return None
+    if INTRODUCTION.search(turn.text):
+        return "chat.introduced"
+    if WHO_ARE_YOU.search(turn.text):
+        return "chat.identity"
+    return None
 
 
 def is_news(turn: Turn, state: ConversationState, expect: Expect) -> bool:
@@ -131,13 +149,11 @@ class Router:
         if expect is None:
             return (
                 withdraws_a_case(turn)
-                or asks_about_process(turn)
-                or introduces(turn)
+                or aside(turn) is not None
                 or any(t.flow in self._flows and t.fires(turn) for t in self._triggers)
             )
         return (
-            asks_about_process(turn)
-            or introduces(turn)
+            aside(turn) is not None
             or expect.text
             or (bool(turn.payload) and expect.takes_payload(turn.payload))
             or expect.answered_by(turn)
@@ -229,10 +245,8 @@ class Router:
         expected = expect.ranked(turn.parse)
         if expected:
             return await self._resume(replace(turn, expected=expected), state)
-        if not expect.text and asks_about_process(turn):
-            return self._aside("chat.process", state)
-        if not expect.text and introduces(turn):
-            return self._aside("chat.introduced", state)
+        if not expect.text and (key := aside(turn)) is not None:
+            return self._aside(key, state)
         intent = turn.parse.intent
         policy = expect.interruption(intent) if intent != BUTTON_INTENT else None
         if policy is not None and not turn.only_a_value:
@@ -285,11 +299,11 @@ class Router:
             turn = replace(turn, parse=replace(turn.parse, intent=HANDOFF_INTENT))
             if self._staffed:
                 return await self._flow("handoff").start(turn, state) + await self._after(state)
-        if asks_about_process(turn):
-            return self._aside("chat.process", state) + await self._after(state)
-        if introduces(turn):
-            reply = Outbound(self._t("chat.introduced_idle"), menu(self._t))
-            return [reply, *await self._after(state)]
+        key = aside(turn)
+        if key == "chat.process":
+            return self._aside(key, state) + await self._after(state)
+        if key is not None:  # with the menu: 我姓张 or 你是谁 is where a resident starts
+            return [Outbound(self._t(f"{key}_idle"), menu(self._t)), *await self._after(state)]
         for trigger in self._triggers:
             if trigger.flow in self._flows and trigger.fires(turn):
                 try:

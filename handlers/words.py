@@ -160,6 +160,12 @@ INTRODUCTION = words(
     f"叫(?:欧阳|司马|诸葛|上官|[{_SURNAMES}])[\u4e00-\u9fff]{{1,2}})|"
     "我是(?:她|他|老人)的?(?:女儿|儿子|孙子|孙女|家属|老伴|爱人|邻居|亲戚|儿媳|女婿|外孙女?))$",
 )
+# Asking who answers (你是机器人吗, 你是谁, 您是哪位): the model reads it as out of scope.
+WHO_ARE_YOU = words(
+    "who_are_you",
+    "^(?:你好|您好)?(?:你|您)(?:是|是不是)(?:谁|哪位|什么|机器人|智能客服|ai|人工智能|自动回复)"
+    "(?:吗|啊|呀|呢)?$",
+)
 # Asking for a person; 工作人员 alone is not enough (物业工作人员态度很差 is a report).
 HANDOFF = words(
     "handoff",

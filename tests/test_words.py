@@ -2,7 +2,7 @@
 
 import pytest
 
-from handlers.words import INTRODUCTION
+from handlers.words import INTRODUCTION, WHO_ARE_YOU
 
 
 @pytest.mark.parametrize(
@@ -24,3 +24,18 @@ def test_an_introduction_is_a_name_or_a_relation_and_nothing_more(
     text: str, introduces: bool
 ) -> None:
     assert INTRODUCTION.search(text) is introduces
+
+
+@pytest.mark.parametrize(
+    ("text", "asks"),
+    [
+        ("你是机器人吗", True),
+        ("您是哪位？", True),
+        ("你好，你是谁", True),
+        ("你是不是自动回复", True),
+        ("你是谁家的孩子在楼下哭", False),  # more than the question
+        ("你们是街道的吗", False),
+    ],
+)
+def test_asking_who_answers(text: str, asks: bool) -> None:
+    assert WHO_ARE_YOU.search(text) is asks
