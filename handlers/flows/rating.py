@@ -25,6 +25,7 @@ from integration.dispatch.ratings import AlreadyRated, RatingRequest, Reopened, 
 from nlu.contract import REPORT_INTENTS, SERVICE_INTENTS, VOLUNTEER_INTENTS
 
 RATE = "rate:"
+_COMMENT_CHARS = 200
 SKIP_COMMENT = "rating:skip"
 LABELS = {"满意": Score.satisfied, "基本满意": Score.basically, "不满意": Score.dissatisfied}
 # Checked in order: 不满意 contains 满意, and 基本满意 is not plain 满意.
@@ -132,13 +133,17 @@ class RatingFlow:
         if request.score is not None:
             return [Outbound(self._t("rating.already", number=request.number))]
         if score is None:
-            choose = self._t("rating.choose", number=request.number)
-            return [Outbound(choose, rating_buttons(self._t, request.number))]
+            if number is None and state.idle and _says_more(turn.text):
+                # 清是清了，但是只清了一半: words but no score; kept for the score to come
+                state.begin(self.name, "score", {"comment": turn.text[:_COMMENT_CHARS]})
+            return [self._choose(request.number)]
         comment = turn.text if number is None and _says_more(turn.text) else ""
         return await self._rate(request, score, state, comment)
 
     async def resume(self, turn: Turn, state: ConversationState) -> list[Outbound]:
-        """The optional comment, or 跳过."""
+        """The score after words without one, or the optional comment, or 跳过."""
+        if state.step == "score":
+            return await self._on_score(turn, state)
         if turn.payload.startswith(RATE):
             state.finish()
             return await self.start(turn, state)
@@ -153,8 +158,43 @@ class RatingFlow:
         state.finish()
         return [Outbound(self._t("rating.comment_thanks"))]
 
+    async def _on_score(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        """A button or score words; the words said before it become the comment."""
+        said = str(state.slots.get("comment", ""))
+        number, score = _pressed(turn.payload)
+        if number is None:
+            score = score_of(turn.text)
+            if score is not None and _says_more(turn.text):
+                said = f"{said}；{turn.text}"[:_COMMENT_CHARS]
+        state.finish()
+        inbound = turn.inbound
+        request = None
+        if self._ratings is not None:
+            request = await self._ratings.request(inbound.channel, inbound.chat_id, number)
+        if request is None:
+            return [Outbound(self._t("rating.nothing_to_rate"))]
+        if request.score is not None:
+            return [Outbound(self._t("rating.already", number=request.number))]
+        if score is None:  # more words: kept with the others, and the score asked again
+            more = f"{said}；{turn.text}" if turn.text else said
+            state.begin(self.name, "score", {"comment": more[:_COMMENT_CHARS]})
+            return [self._choose(request.number)]
+        return await self._rate(request, score, state, said)
+
+    def _choose(self, number: str) -> Outbound:
+        return Outbound(self._t("rating.choose", number=number), rating_buttons(self._t, number))
+
     def expect(self, state: ConversationState) -> Expect:
-        """The comment: any text but a new request, which ends it quietly."""
+        """The comment: any text but a new request, which ends it quietly. At ``score``
+        (words said without a score), the buttons or score words."""
+        if state.step == "score":
+            return Expect(
+                prefixes=(RATE,),
+                words=(RATING_WORDS,),
+                intents=frozenset({"rate_service"}),
+                interrupts=OFFER_INTERRUPTS,
+                optional=True,
+            )
         comment_like = {"thanks", "goodbye", "out_of_scope", "deny", "affirm", "rate_service"}
         interrupts = {k: v for k, v in OFFER_INTERRUPTS.items() if k not in comment_like}
         return Expect(
@@ -166,7 +206,9 @@ class RatingFlow:
         )
 
     def ask(self, state: ConversationState) -> list[Outbound]:
-        """The comment question again."""
+        """The comment question again (nothing at ``score``: the buttons are on the push)."""
+        if state.step == "score":
+            return []
         return [Outbound(self._t("rating.reprompt_comment"), self._skip())]
 
     def _fits(self, turn: Turn, request: RatingRequest) -> bool:
