@@ -15,6 +15,8 @@ a claim before the item begins, which frees its place.
 
 from __future__ import annotations
 
+import re
+
 from handlers.catalog import Catalog
 from handlers.flows.base import OFFER_INTERRUPTS, Declined, Expect, OneMessageFlow, Turn
 from handlers.flows.contact import masked
@@ -45,6 +47,9 @@ WITHDRAW = words(
     "去不了|不去了|来不了|退出认领|放弃认领|退掉认领|不能去了|有事去不成|认领错了",
 )
 SIMILAR = 3
+# What a claim says besides the item's words (那个我来, 这个我接了吧): removed before
+# the words are matched against the titles shown.
+_MEANING = re.compile(r"[^\u4e00-\u9fff]|[这那个我来接去吧了的就认领要想帮可以做干活]")
 
 
 class ItemClaims(DeskFlow):
@@ -136,15 +141,18 @@ class BrowseFlow:
         """The first page of items fitting the volunteer (all open ones for others)."""
         inbound = turn.inbound
         volunteer = await self._desk.volunteer(inbound)
-        items = ranked(
-            await self._desk.items.open_items(inbound.time), volunteer, self._desk.gazetteer
-        )
-        if not items:
-            return [Outbound(self._t("volunteer.nothing_open"))]
-        state.begin(self.name, "list", {"ids": [i.id for i in items], "page": 0})
+        open_items = await self._desk.items.open_items(inbound.time)
+        items = ranked(open_items, volunteer, self._desk.gazetteer)
         lead = (
             "" if volunteer is not None and volunteer.approved else self._t("volunteer.browse_only")
         )
+        if not items and open_items:
+            # Nothing fits their skills and free time: the others, rather than nothing.
+            items = ranked(open_items, volunteer, self._desk.gazetteer, fitting=False)
+            lead = "\n".join(part for part in (lead, self._t("volunteer.none_fitting")) if part)
+        if not items:
+            return [Outbound(self._t("volunteer.nothing_open"))]
+        state.begin(self.name, "list", {"ids": [i.id for i in items], "page": 0})
         return await self._page(state, lead)
 
     async def resume(self, turn: Turn, state: ConversationState) -> list[Outbound]:
@@ -165,6 +173,9 @@ class BrowseFlow:
         shown = self._shown(state)
         if THIS.search(turn.text) and len(shown) == 1:
             return await self._claims.claim(turn, state, shown[0])
+        named = await self._named(turn.text, shown)
+        if named is not None:  # 修灯那个我来: the one item whose title has those words
+            return await self._claims.claim(turn, state, named)
         state.reprompts += 1
         return [Outbound(self._t("volunteer.which_item"), self._buttons(state))]
 
@@ -181,6 +192,24 @@ class BrowseFlow:
     def ask(self, state: ConversationState) -> list[Outbound]:
         """No question: the list was an offer."""
         return []
+
+    async def _named(self, text: str, shown: list[int]) -> int | None:
+        """The one shown item whose title shares the most (at least two) characters of
+        ``text`` that carry meaning, if exactly one does."""
+        said = set(_MEANING.sub("", text))
+        if len(said) < 2:
+            return None
+        scores = []
+        for item_id in shown:
+            try:
+                item = await self._desk.items.get(item_id)
+            except ItemNotFound:
+                continue
+            scores.append((len(said & set(what(self._t, item))), item_id))
+        best = max(scores, default=(0, 0))
+        if best[0] < 2 or [s for s, _ in scores].count(best[0]) > 1:
+            return None
+        return best[1]
 
     def _shown(self, state: ConversationState) -> list[int]:
         ids: list[int] = state.slots["ids"]

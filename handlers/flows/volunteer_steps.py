@@ -147,9 +147,14 @@ def _km(a: tuple[float, float], b: tuple[float, float]) -> float:
 
 
 def ranked(
-    items: Iterable[ItemView], volunteer: VolunteerView | None, gazetteer: Gazetteer
+    items: Iterable[ItemView],
+    volunteer: VolunteerView | None,
+    gazetteer: Gazetteer,
+    *,
+    fitting: bool = True,
 ) -> list[ItemView]:
-    """Fitting items: the volunteer's community first, then by distance, then soonest."""
+    """Fitting items (every one when not ``fitting``): the volunteer's community first,
+    then by distance, then soonest."""
     home = gazetteer.get(volunteer.community) if volunteer else None
     origin = (home.latitude, home.longitude) if home else None
 
@@ -160,7 +165,7 @@ def ranked(
         soon = item.starts_at.timestamp() if item.starts_at else math.inf
         return own, far, soon
 
-    return sorted((item for item in items if fits(item, volunteer)), key=key)
+    return sorted((item for item in items if not fitting or fits(item, volunteer)), key=key)
 
 
 def what(t: Catalog, item: ItemView) -> str:
