@@ -2,6 +2,7 @@
 
 import pytest
 
+from handlers.flows.contact import DONT_KEEP_WORDS, KEEP_WORDS
 from handlers.words import INTRODUCTION, WHO_ARE_YOU
 
 
@@ -39,3 +40,18 @@ def test_an_introduction_is_a_name_or_a_relation_and_nothing_more(
 )
 def test_asking_who_answers(text: str, asks: bool) -> None:
     assert WHO_ARE_YOU.search(text) is asks
+
+
+@pytest.mark.parametrize(
+    ("text", "keep", "dont"),
+    [
+        ("记住", True, False),
+        ("帮我存一下", True, False),
+        ("不用记", False, True),
+        ("别保存我的号码", True, True),  # both: answer_keep takes the refusal first
+        ("嗯", False, False),
+    ],
+)
+def test_keeping_a_phone_in_words(text: str, keep: bool, dont: bool) -> None:
+    assert KEEP_WORDS.search(text) is keep
+    assert DONT_KEEP_WORDS.search(text) is dont

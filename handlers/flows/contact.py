@@ -36,6 +36,9 @@ NO_PHONE = words(
     f"(不想|不愿意?|不方便|不能|不要|不用|不|别)(留|给|告诉|说)(你们?)?(我的?)?{_PHONE}?|没有?(手机|电话)",
 )
 KEEP, DONT_KEEP = "contact:keep", "contact:dont_keep"  # 要不要记住这个号码
+# The answer in words (记住 / 保存吧; 不用记 / 别存), besides yes and no.
+DONT_KEEP_WORDS = words("dont_keep", "(?:不用|不要|不需要|别|甭|不)(?:记|保存|存|留)")
+KEEP_WORDS = words("keep_words", "记住|记下|记一下|保存|存一下|存着|留着")
 
 
 def keep_buttons(t: Catalog) -> tuple[Button, ...]:
@@ -99,14 +102,18 @@ async def answer_keep(turn: Turn, slots: dict[str, Any], contacts: Contacts) -> 
     """Take the answer to 要不要记住这个号码 (``slots["phone"]``): True when kept (only
     on a yes), False when not, None when the message answers neither. Sets
     ``slots["kept"]``."""
+    text = turn.text
+    declined = not turn.payload and DONT_KEEP_WORDS.search(text)
     if turn.payload == KEEP or (
-        not turn.payload and (YES.search(turn.text) or turn.means("affirm"))
+        not turn.payload
+        and not declined
+        and (KEEP_WORDS.search(text) or YES.search(text) or turn.means("affirm"))
     ):
         inbound = turn.inbound
         await contacts.remember(inbound.channel, inbound.user_id, slots["phone"])
         slots["kept"] = True
         return True
-    if turn.payload == DONT_KEEP or NO.search(turn.text) or turn.means("deny"):
+    if turn.payload == DONT_KEEP or declined or NO.search(text) or turn.means("deny"):
         slots["kept"] = False
         return False
     return None

@@ -25,8 +25,10 @@ from handlers.flows.base import CANCEL, Expect, Turn
 from handlers.flows.contact import (
     CHANGE_PHONE,
     DONT_KEEP,
+    DONT_KEEP_WORDS,
     FORGET_PHONE,
     KEEP,
+    KEEP_WORDS,
     NO_PHONE,
     Contacts,
     answer_keep,
@@ -127,7 +129,7 @@ class HomeFlow:
             return [
                 Outbound(self._t("home.phone_needed"), (Button(self._t("button.cancel"), CANCEL),))
             ]
-        if step == "keep" and not phone_of(turn):
+        if step == "keep" and not phone_of(turn) and turn.parse.first("time") is None:
             return await self._on_keep(turn, state)
         if step == "confirm" and (payload == SUBMIT or self._agrees(turn)):
             return await self._submit(turn, state)
@@ -152,13 +154,14 @@ class HomeFlow:
     def expect(self, state: ConversationState) -> Expect:
         """What answers each step; any step takes a phone, and the summary corrections."""
         step = state.step or "kind"
-        phone = frozenset({"phone"})
+        # A time at any step says when (每周三下午 after 每周来看看她): never a booking.
+        phone = frozenset({"phone", "time"})
         if step == "kind":
             return Expect(
                 prefixes=(KIND,), entities=phone, words=(KIND_WORDS, *_PHONE_WORDS), text=True
             )
         if step == "when":
-            return Expect(entities=phone | {"time"}, words=_PHONE_WORDS, text=True)
+            return Expect(entities=phone, words=_PHONE_WORDS, text=True)
         if step == "where":
             return Expect(
                 entities=phone | {"address"}, location=True, words=_PHONE_WORDS, text=True
@@ -173,12 +176,12 @@ class HomeFlow:
             return Expect(
                 payloads=frozenset({KEEP, DONT_KEEP}),
                 entities=phone,
-                words=(YES, NO, *_PHONE_WORDS),
+                words=(KEEP_WORDS, DONT_KEEP_WORDS, YES, NO, *_PHONE_WORDS),
                 intents=frozenset({"affirm", "deny"}),
             )
         return Expect(
             payloads=frozenset({SUBMIT}),
-            entities=phone | {"address", "time"},
+            entities=phone | {"address"},
             location=True,
             words=(SUBMIT_WORDS, KIND_WORDS, YES, NO, *_PHONE_WORDS),
             intents=frozenset({"affirm", "deny"}),
@@ -270,7 +273,7 @@ class HomeFlow:
         entity = typed_address(parse)
         if entity is not None and len(clean(entity.value)) >= _MIN_ADDRESS:
             slots["address"] = entity.value
-        elif step == "where" and own and len(clean(text)) >= _MIN_ADDRESS:
+        elif step == "where" and own and time is None and len(clean(text)) >= _MIN_ADDRESS:
             slots["address"] = text.strip()[:200]
 
     async def _advance(self, turn: Turn, state: ConversationState) -> list[Outbound]:

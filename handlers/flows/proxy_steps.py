@@ -10,7 +10,15 @@ import re
 
 from handlers.catalog import Catalog
 from handlers.flows.base import CANCEL, Expect
-from handlers.flows.contact import CHANGE_PHONE, DONT_KEEP, FORGET_PHONE, KEEP, NO_PHONE
+from handlers.flows.contact import (
+    CHANGE_PHONE,
+    DONT_KEEP,
+    DONT_KEEP_WORDS,
+    FORGET_PHONE,
+    KEEP,
+    KEEP_WORDS,
+    NO_PHONE,
+)
 from handlers.flows.report_steps import SUBMIT_WORDS
 from handlers.messages import Button
 from handlers.words import NO, YES, AnyOf, Matcher, Words, clean, words
@@ -94,7 +102,7 @@ def expectation(step: str, service_words: Matcher, named_alone: Matcher) -> Expe
         return Expect(
             payloads=frozenset({KEEP, DONT_KEEP}),
             entities=frozenset({"phone"}),
-            words=(YES, NO, named_alone, *_PHONE_WORDS),
+            words=(KEEP_WORDS, DONT_KEEP_WORDS, YES, NO, named_alone, *_PHONE_WORDS),
             intents=frozenset({"affirm", "deny"}),
         )
     if step == "address":
