@@ -29,12 +29,13 @@ from handlers.flows.booking_slots import (
     slot_buttons,
     slot_label,
     slot_of,
+    slot_position,
     wanted_time,
 )
 from handlers.flows.guide_match import ServiceMatcher
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
-from handlers.words import NO, YES, ordinal, words
+from handlers.words import NO, YES, words
 from integration.appointments import BookingDraft, SlotFull
 from integration.services import Service, ServiceCatalogue
 from integration.services.calendar import LOCAL_TZ
@@ -170,8 +171,8 @@ class BookingFlow:
         wanted = wanted_time(turn, [datetime.fromisoformat(s) for s in offered])
         if wanted is not None:
             return await self._at(wanted, turn, state)
-        position = ordinal(turn.text, len(offered))
-        if position is not None:  # 第二个 / 最后一个
+        position = slot_position(turn.text, len(offered))
+        if position is not None:  # 第二个 / 最后一个 / 越早越好
             return await self._chose(datetime.fromisoformat(offered[position]), turn, state)
         state.reprompts += 1
         return self.ask(state)

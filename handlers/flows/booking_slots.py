@@ -15,7 +15,7 @@ from typing import Protocol
 from handlers.catalog import Catalog
 from handlers.flows.base import Turn
 from handlers.messages import Button
-from handlers.words import ORDINAL, words
+from handlers.words import ORDINAL, AnyOf, ordinal, words
 from integration.appointments import Booking, BookingDraft
 from integration.services import Service, ServiceCatalogue
 from integration.services.calendar import LOCAL_TZ
@@ -24,7 +24,20 @@ from nlu.timeparse import TimeParseError, TimeValue, resolve
 
 OFFERED = 4  # free slots offered as buttons
 SLOT = "booking:slot:"  # + the slot's ISO start; shared by booking and moving
-PICKED = words("picked", ORDINAL.pattern)  # 第二个 / 最后一个, among the slots offered
+# 越早越好 / 随便 / 都行 at the slots offered: the first (the soonest) of them.
+EARLIEST = words("earliest", "越早越好|越快越好|最早|最快|尽早|尽快|早点的|随便|都行|都可以|无所谓")
+# 第二个 / 最后一个 / 越早越好, among the slots offered
+PICKED = AnyOf("picked", (words("slot_ordinal", ORDINAL.pattern), EARLIEST))
+
+
+def slot_position(text: str, count: int) -> int | None:
+    """The position among ``count`` slots offered that ``text`` picks, if any."""
+    position = ordinal(text, count)
+    if position is None and count and EARLIEST.search(text):
+        return 0
+    return position
+
+
 _WEEKDAYS = "一二三四五六日"
 
 

@@ -27,6 +27,7 @@ from handlers.flows.booking_slots import (
     slot_buttons,
     slot_label,
     slot_of,
+    slot_position,
     wanted_time,
 )
 from handlers.flows.guide_match import ServiceMatcher
@@ -182,7 +183,7 @@ class RebookingFlow:
                     return await self._move_to(at, None, turn, state)
             if wanted is not None:
                 return await self._move_to(wanted.start, wanted.end, turn, state)
-            position = ordinal(turn.text, len(offered))
+            position = slot_position(turn.text, len(offered))
             if position is None:
                 state.reprompts += 1
                 return self.ask(state)
