@@ -50,6 +50,13 @@ ESCALATIONS: tuple[Escalation, ...] = (
     Escalation(words("rescue", "救命|救救|快来人|晕倒|昏迷|不省人事|要跳楼|被困"), urgent=True),
     Escalation(
         words(
+            "elevator",
+            "电梯.{0,6}(困|关|卡)(了|住|着)?.{0,3}(人|孩子|老人|在里)|(困|关|卡)在电梯",
+        ),
+        urgent=True,
+    ),
+    Escalation(
+        words(
             "medical",
             "摔.{0,4}(起不来|爬不起来)|倒地不起|喘不上气|呼吸困难|胸口(疼|痛|闷)得|"
             "心脏病(犯|发作)|突发(心脏病|脑梗|中风)|抽搐|大出血|流了(好多|很多)血",
