@@ -308,6 +308,7 @@ async def test_urging_a_typed_case_records_it_and_a_finished_one_is_not_urged(
         ("金辉小区3号楼门口", "南门", "金辉小区南门"),
         ("金辉小区3号楼门口", "5号楼", "金辉小区5号楼"),
         ("金辉小区", "6栋", "金辉小区6栋"),
+        ("金辉小区", "3号楼和4号楼中间", "金辉小区3号楼和4号楼中间"),  # between two
         ("幸福路88号", "90号", "幸福路90号"),
         ("幸福路88号", "南门", "南门"),  # a gate of no estate: taken as said
         ("金辉小区3号楼", "金泰苑北门", "金泰苑北门"),  # a whole place replaces

@@ -91,7 +91,9 @@ def typed_address(parse: Parse) -> Entity | None:
 
 # A part of a place: a building, a gate, a number on a road (5号楼, 6栋, 南门, 90号).
 _PART = r"(?:\d+|[一二三四五六七八九十]+)(?:号楼|栋|幢|号)|[东南西北]{1,2}(?:大门|侧门|门)"
-_PART_ALONE = re.compile(rf"(?:{_PART})(?:口|门口|那边|这边|旁边|楼下)?")
+_PART_ALONE = re.compile(
+    rf"(?:{_PART})(?:[和与跟、](?:{_PART}))*(?:口|门口|那边|这边|旁边|楼下|中间|之间)?"
+)
 # The part said as the correction at the end of a message (地址说错了，是南门; 改成6栋吧);
 # the model does not take a part alone for a place.
 _PART_SAID = re.compile(
