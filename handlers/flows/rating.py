@@ -115,23 +115,18 @@ class RatingFlow:
         score — or with a message that asks for something else (an unrelated request
         that happens to say 满意), it declines the message.
         """
-        inbound = turn.inbound
         number, score = _pressed(turn.payload)
         typed = number is None and turn.parse.intent != "rate_service"
         if number is None:
             score = score_of(turn.text)
-        request = None
-        if self._ratings is not None:
-            request = await self._ratings.request(inbound.channel, inbound.chat_id, number)
+        request = await self._request(turn, number)
         if typed and (
             (request is None and (score is None or _says_more(turn.text)))
             or (request is not None and not self._fits(turn, request))
         ):
             raise Declined  # rating words in a message about something else
-        if request is None:
-            return [Outbound(self._t("rating.nothing_to_rate"))]
-        if request.score is not None:
-            return [Outbound(self._t("rating.already", number=request.number))]
+        if request is None or request.score is not None:
+            return self._unanswerable(request)
         if score is None:
             if number is None and state.idle and _says_more(turn.text):
                 # 清是清了，但是只清了一半: words but no score; kept for the score to come
@@ -167,19 +162,27 @@ class RatingFlow:
             if score is not None and _says_more(turn.text):
                 said = f"{said}；{turn.text}"[:_COMMENT_CHARS]
         state.finish()
-        inbound = turn.inbound
-        request = None
-        if self._ratings is not None:
-            request = await self._ratings.request(inbound.channel, inbound.chat_id, number)
-        if request is None:
-            return [Outbound(self._t("rating.nothing_to_rate"))]
-        if request.score is not None:
-            return [Outbound(self._t("rating.already", number=request.number))]
+        request = await self._request(turn, number)
+        if request is None or request.score is not None:
+            return self._unanswerable(request)
         if score is None:  # more words: kept with the others, and the score asked again
             more = f"{said}；{turn.text}" if turn.text else said
             state.begin(self.name, "score", {"comment": more[:_COMMENT_CHARS]})
             return [self._choose(request.number)]
         return await self._rate(request, score, state, said)
+
+    async def _request(self, turn: Turn, number: str | None) -> RatingRequest | None:
+        """The question the answer is for: that case's, else the latest unanswered."""
+        if self._ratings is None:
+            return None
+        inbound = turn.inbound
+        return await self._ratings.request(inbound.channel, inbound.chat_id, number)
+
+    def _unanswerable(self, request: RatingRequest | None) -> list[Outbound]:
+        """No question to answer, or one answered already."""
+        if request is None:
+            return [Outbound(self._t("rating.nothing_to_rate"))]
+        return [Outbound(self._t("rating.already", number=request.number))]
 
     def _choose(self, number: str) -> Outbound:
         return Outbound(self._t("rating.choose", number=number), rating_buttons(self._t, number))
