@@ -152,36 +152,36 @@ class HomeFlow:
         return await self._advance(turn, state)
 
     def expect(self, state: ConversationState) -> Expect:
-        """What answers each step; any step takes a phone, and the summary corrections."""
+        """What answers each step: any step takes a phone and a time, the summary corrections."""
         step = state.step or "kind"
         # A time at any step says when (每周三下午 after 每周来看看她): never a booking.
-        phone = frozenset({"phone", "time"})
+        anywhere = frozenset({"phone", "time"})
         if step == "kind":
             return Expect(
-                prefixes=(KIND,), entities=phone, words=(KIND_WORDS, *_PHONE_WORDS), text=True
+                prefixes=(KIND,), entities=anywhere, words=(KIND_WORDS, *_PHONE_WORDS), text=True
             )
         if step == "when":
-            return Expect(entities=phone, words=_PHONE_WORDS, text=True)
+            return Expect(entities=anywhere, words=_PHONE_WORDS, text=True)
         if step == "where":
             return Expect(
-                entities=phone | {"address"}, location=True, words=_PHONE_WORDS, text=True
+                entities=anywhere | {"address"}, location=True, words=_PHONE_WORDS, text=True
             )
         if step == "whom":
             return Expect(
-                prefixes=(WHOM,), entities=phone, words=(SELF_WORDS, *_PHONE_WORDS), text=True
+                prefixes=(WHOM,), entities=anywhere, words=(SELF_WORDS, *_PHONE_WORDS), text=True
             )
         if step == "phone":
-            return Expect(entities=phone, words=(NO_PHONE, *_PHONE_WORDS))
+            return Expect(entities=anywhere, words=(NO_PHONE, *_PHONE_WORDS))
         if step == "keep":
             return Expect(
                 payloads=frozenset({KEEP, DONT_KEEP}),
-                entities=phone,
+                entities=anywhere,
                 words=(KEEP_WORDS, DONT_KEEP_WORDS, YES, NO, *_PHONE_WORDS),
                 intents=frozenset({"affirm", "deny"}),
             )
         return Expect(
             payloads=frozenset({SUBMIT}),
-            entities=phone | {"address"},
+            entities=anywhere | {"address"},
             location=True,
             words=(SUBMIT_WORDS, KIND_WORDS, YES, NO, *_PHONE_WORDS),
             intents=frozenset({"affirm", "deny"}),
