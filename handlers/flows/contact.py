@@ -75,11 +75,13 @@ def masked(phone: str) -> str:
 
 def take_phone(turn: Turn, slots: dict[str, Any]) -> str:
     """Put the message's phone in ``slots["phone"]``; a new number must be agreed to be
-    kept again. The phone, or ""."""
+    kept again, except after 不用记 in this request: then it is used once too, without
+    asking again (an 同意 meant for the summary once kept it). The phone, or ""."""
     phone = phone_of(turn)
     if phone and phone != slots.get("phone"):
         slots["phone"] = phone
-        slots.pop("kept", None)
+        if slots.get("kept") is not False:
+            slots.pop("kept", None)
     return phone
 
 
