@@ -32,7 +32,7 @@ from handlers.flows.booking_slots import (
     slot_position,
     wanted_time,
 )
-from handlers.flows.guide_match import ServiceMatcher
+from handlers.flows.guide_match import ServiceMatcher, out_of_remit
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
 from handlers.words import NO, YES, words
@@ -76,6 +76,10 @@ class BookingFlow:
         wanted = wanted_time(turn)
         if wanted is not None:
             state.slots["wanted"] = [wanted.start.isoformat(), _iso(wanted.end), wanted.day_only]
+        found = self._matcher.in_turn(turn)
+        if found is not None and found.kind == "remit":  # 开个无犯罪证明: not booked here
+            state.finish()
+            return [out_of_remit(self._t, self._services, int(found.key))]
         service = self._service_named(turn)
         if service is None:
             return [self._which(turn, state)]

@@ -44,6 +44,7 @@ from handlers.flows.guide_match import (
     asks,
     aspect_asked,
     names_a_thing,
+    out_of_remit,
     things,
 )
 from handlers.flows.proxy import ProxyFlow
@@ -226,7 +227,7 @@ class GuideFlow:
         context = self._interrupted_service(state) if named else None
         if context is not None:  # 要带什么, in the middle of booking it: that service
             state.begin(self.name, "answered", {"service": context.id})
-            return [self._card_about(context)]
+            return [self._card_about(context, turn)]
         state.begin(self.name, "pick", {})
         replies = []
         if _about_centre(text):
@@ -380,12 +381,7 @@ class GuideFlow:
         return tuple(Button(services.service(i).name, f"{PICK}{i}") for i in ids)
 
     def _out_of_remit(self, position: int) -> Outbound:
-        remit = self._services.out_of_remit
-        topic = remit.topics[position]
-        text = self._t(
-            "guide.out_of_remit", topic=topic.name, where=topic.where, hotline=remit.hotline
-        )
-        return Outbound(text, (Button(self._t("button.menu_human"), MENU_HUMAN),))
+        return out_of_remit(self._t, self._services, position)
 
     def _centre_hours(self, turn: Turn) -> str:
         centre = self._services.centre

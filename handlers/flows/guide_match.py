@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING
 
 from pypinyin import lazy_pinyin
 
+from handlers.catalog import Catalog
+from handlers.flows.chat import MENU_HUMAN
+from handlers.messages import Button, Outbound
 from handlers.words import FILLERS, Words, clean
 from integration.services import ServiceCatalogue
 
@@ -210,3 +213,12 @@ def _score(word: _Word, text: str, spoken: str) -> float:
         if wrong <= allowed:
             return (1 - wrong / size) * _NEAR_WEIGHT
     return 0.0
+
+
+def out_of_remit(t: Catalog, services: ServiceCatalogue, position: int) -> Outbound:
+    """Who handles a topic the street office does not (the ``position``-th of the
+    catalogue's out-of-remit topics), the hotline, and 转人工."""
+    remit = services.out_of_remit
+    topic = remit.topics[position]
+    text = t("guide.out_of_remit", topic=topic.name, where=topic.where, hotline=remit.hotline)
+    return Outbound(text, (Button(t("button.menu_human"), MENU_HUMAN),))
