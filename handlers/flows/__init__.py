@@ -19,7 +19,7 @@ from handlers.flows.complaint import ComplaintFlow, Places
 from handlers.flows.contact import CHANGE_PHONE, FORGET_PHONE, ContactFlow, Contacts
 from handlers.flows.grid_close import CLOSE, GridCloseFlow, GridDesk
 from handlers.flows.guide import GuideFlow
-from handlers.flows.guide_match import GUIDE_WORDS, QUESTION
+from handlers.flows.guide_match import GUIDE_WORDS, OPENING, QUESTION
 from handlers.flows.handoff import HandoffDesk, HandoffFlow
 from handlers.flows.home import HomeFlow, ItemDesk
 from handlers.flows.proxy import ProxyFlow
@@ -111,6 +111,7 @@ TRIGGERS: tuple[Trigger, ...] = (
     # the guide declines any other. Last: a declined trigger ends the search.
     Trigger(GUIDE_WORDS, "guide"),  # 办事指南 / 我想办个事, typed
     Trigger(QUESTION, "guide"),
+    Trigger(OPENING, "guide"),  # 明天几点开门 / 你们街道办在哪, read as small talk
 )
 
 

@@ -37,6 +37,7 @@ from handlers.flows.chat import MENU_HUMAN
 from handlers.flows.guide_match import (
     GUIDE_WORDS,
     HOURS_QUESTION,
+    OPENING,
     STRONG,
     WHERE_QUESTION,
     Match,
@@ -135,7 +136,8 @@ class GuideFlow:
             return await self._errand(ERRANDS[intent], turn, state)
         if intent != "ask_service_info":  # the trigger: only what the catalogue names well
             found = self._match(turn)
-            if found is None or found.score < STRONG:
+            named = found is not None and found.score >= STRONG
+            if not named and not _asks_opening(turn.text):  # 明天几点开门: the centre's hours
                 raise Declined
         return self._answer(turn, state)
 
@@ -425,6 +427,11 @@ class GuideFlow:
 
 def _day(day: date) -> str:
     return f"{day.month}月{day.day}日"
+
+
+def _asks_opening(text: str) -> bool:
+    """Whether ``text`` asks when the centre opens or where it is (``OPENING``)."""
+    return OPENING.search(text)
 
 
 def _about_centre(text: str) -> bool:

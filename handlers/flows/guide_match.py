@@ -20,7 +20,7 @@ from pypinyin import lazy_pinyin
 from handlers.catalog import Catalog
 from handlers.flows.chat import MENU_HUMAN
 from handlers.messages import Button, Outbound
-from handlers.words import FILLERS, Words, clean
+from handlers.words import FILLERS, AnyOf, Words, clean
 from integration.services import ServiceCatalogue
 
 if TYPE_CHECKING:
@@ -64,6 +64,16 @@ HOURS_QUESTION = re.compile(
 WHERE_QUESTION = re.compile(
     "(政务|服务|便民|大厅|中心|街道|社区|居委会|办事处|你们).{0,4}"
     "(在哪|哪里|哪儿|什么地方|啥地方|地址|怎么走|位置|地点)"
+)
+# When the centre opens or where it is, asked in words the model reads as small talk
+# (明天是周二吧，几点开门, 你们街道办在哪): narrower than HOURS_QUESTION, since 周末
+# alone says nothing of it. A rule trigger of the guide (which declines reports).
+OPENING = AnyOf(
+    "opening",
+    (
+        Words("opening_hours", re.compile("上班|下班|开门|关门|营业时间|办公时间|工作时间|午休")),
+        Words("centre_where", WHERE_QUESTION),
+    ),
 )
 # A question (as opposed to a report or an answer).
 ASKS = re.compile(
