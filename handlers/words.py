@@ -166,6 +166,15 @@ WHO_ARE_YOU = words(
     "^(?:你好|您好)?(?:你|您)(?:是|是不是)(?:谁|哪位|什么|机器人|智能客服|ai|人工智能|自动回复)"
     "(?:吗|啊|呀|呢)?$",
 )
+# 我要投诉 / 我想反映个问题 / 报修, before saying what: the menu's 我要反映, typed. Never a
+# call for a person, whatever the model reads in it (我要反映 as human_handoff).
+REPORT_REQUEST = words(
+    "report",
+    "(我|俺)?(要|想|想要|得|需要)?(投诉|反映|举报|报修|报告|报个?事)"
+    "(一下|下|个|一个|件|点)?(问题|情况|事情?|事儿)?",
+    whole=True,
+    slack=2,
+)
 # Asking for a person; 工作人员 alone is not enough (物业工作人员态度很差 is a report).
 HANDOFF = words(
     "handoff",

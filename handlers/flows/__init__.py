@@ -45,7 +45,7 @@ from handlers.flows.volunteer_items import (
     WithdrawFlow,
 )
 from handlers.flows.volunteer_steps import VolunteerDesk
-from handlers.words import NO, YES, AnyOf, Matcher, words
+from handlers.words import NO, REPORT_REQUEST, YES, AnyOf, Matcher, words
 from integration.contacts import MemoryContacts
 from integration.items import MemoryItems
 from integration.services import ServiceCatalogue, load_catalogue
@@ -86,21 +86,13 @@ class Trigger:
 # CASE_NUMBER over the clean (lower-cased, unpunctuated) text.
 _CASE_NUMBER = words("case_number", r"(?<![a-z0-9])ym\d{10,}(?!\d)")
 
-# 我要投诉 / 我想反映个问题 / 报修, before saying what: the menu's 我要反映, typed.
-_REPORT = words(
-    "report",
-    "(我|俺)?(要|想|想要|得|需要)?(投诉|反映|举报|报修|报告|报个?事)"
-    "(一下|下|个|一个|件|点)?(问题|情况|事情?|事儿)?",
-    whole=True,
-    slack=2,
-)
 
 TRIGGERS: tuple[Trigger, ...] = (
     Trigger(LINK, "staff_link"),  # 绑定123456: a staff member links this chat
     Trigger(CLOSE, "grid_close"),  # 结案 YM…: a linked grid worker closes a case (else declined)
     Trigger(_CASE_NUMBER, "status"),  # a typed case number asks about that case
     Trigger(AnyOf("phone_words", (FORGET_PHONE, CHANGE_PHONE)), "contact"),  # 忘记我的电话
-    Trigger(_REPORT, "complaint"),
+    Trigger(REPORT_REQUEST, "complaint"),
     Trigger(RECORD_WORDS, "volunteer_record"),  # 我的服务记录
     Trigger(WITHDRAW, "volunteer_withdraw"),  # 这个我去不了了
     Trigger(CONFIRM_WORDS, "volunteer_confirm"),  # 确认完成 5分, after a volunteer's visit

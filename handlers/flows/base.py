@@ -62,7 +62,7 @@ from typing import Protocol
 
 from handlers.messages import Inbound, Outbound
 from handlers.state import ConversationState
-from handlers.words import Matcher
+from handlers.words import REPORT_REQUEST, Matcher
 from integration.cases import CaseDraft, CaseView
 from integration.dispatch.ratings import RatingRequest, Reopened, Score
 from integration.urges import Urged
@@ -110,9 +110,14 @@ class Turn:
     @property
     def asks_for_person(self) -> bool:
         """Whether the model reads a request for a person. A message that gives a phone
-        number never is one by the model alone (电话13912345678 reads like 人工电话 to it);
-        转人工 in words still is (``handlers.words.HANDOFF``)."""
-        return self.parse.intent == HANDOFF_INTENT and self.parse.first("phone") is None
+        number never is one by the model alone (电话13912345678 reads like 人工电话 to it),
+        nor one that asks to report (我要反映: ``REPORT_REQUEST``); 转人工 in words still
+        is (``handlers.words.HANDOFF``)."""
+        return (
+            self.parse.intent == HANDOFF_INTENT
+            and self.parse.first("phone") is None
+            and not (self.text and REPORT_REQUEST.search(self.text))
+        )
 
     @property
     def only_a_value(self) -> bool:
