@@ -3,7 +3,7 @@
 import pytest
 
 from handlers.flows.contact import DONT_KEEP_WORDS, KEEP_WORDS
-from handlers.words import INTRODUCTION, WHO_ARE_YOU
+from handlers.words import ABUSE, INTRODUCTION, WHO_ARE_YOU
 
 
 @pytest.mark.parametrize(
@@ -55,3 +55,16 @@ def test_asking_who_answers(text: str, asks: bool) -> None:
 def test_keeping_a_phone_in_words(text: str, keep: bool, dont: bool) -> None:
     assert KEEP_WORDS.search(text) is keep
     assert DONT_KEEP_WORDS.search(text) is dont
+
+
+@pytest.mark.parametrize(
+    ("text", "abuse"),
+    [
+        ("他妈的什么破系统", True),
+        ("妈的", True),
+        ("不对，是给我妈的", False),  # my mother's, not a swear
+        ("俺妈的老年证丢了", False),
+    ],
+)
+def test_a_mother_is_no_swear(text: str, abuse: bool) -> None:
+    assert ABUSE.search(text) is abuse

@@ -39,7 +39,7 @@ from handlers.flows.contact import (
     take_phone,
     with_lead,
 )
-from handlers.flows.proxy_steps import whom_of
+from handlers.flows.proxy_steps import WHOM_WORDS, whom_of
 from handlers.flows.report_slots import typed_address
 from handlers.flows.report_steps import SUBMIT_WORDS
 from handlers.messages import Button, Outbound
@@ -73,7 +73,8 @@ def _bare_answer(text: str) -> bool:
 
 
 SELF_WORDS = words("self", "本人|我自己|自己|给我|就我|我本人")
-_PHONE_WORDS = (FORGET_PHONE, CHANGE_PHONE)
+# Words every step takes: the phone's (忘记我的电话, 换个号码) and whom it is for (给我爸).
+_PHONE_WORDS = (FORGET_PHONE, CHANGE_PHONE, WHOM_WORDS)
 
 
 class ItemDesk(Protocol):
@@ -129,7 +130,12 @@ class HomeFlow:
             return [
                 Outbound(self._t("home.phone_needed"), (Button(self._t("button.cancel"), CANCEL),))
             ]
-        if step == "keep" and not phone_of(turn) and turn.parse.first("time") is None:
+        if (
+            step == "keep"
+            and not phone_of(turn)
+            and turn.parse.first("time") is None
+            and not whom_of(turn.text)
+        ):
             return await self._on_keep(turn, state)
         if step == "confirm" and (payload == SUBMIT or self._agrees(turn)):
             return await self._submit(turn, state)

@@ -61,6 +61,9 @@ def reason_of(text: str, service_words: tuple[str, ...] = ()) -> str:
     return next((key for key, matcher in REASONS.items() if matcher.search(text)), "")
 
 
+WHOM_WORDS = Words("whom", _WHOM)  # 给我爸 at a later step: whom it is for
+
+
 def whom_of(text: str) -> str:
     """Whom ``text`` says the errand is for (我妈 → 母亲), or ""."""
     found = _WHOM.search(clean(text))
