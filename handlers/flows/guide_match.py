@@ -132,10 +132,14 @@ class ServiceMatcher:
 
     def match(self, text: str, entities: Iterable[str] = ()) -> Match | None:
         """The best match for ``text``: a named entity value first, then the words."""
+        cleaned = clean(text)
         for value in entities:
-            found = [w for w in self._words if w.text == clean(value)]
+            named = clean(value)
+            found = [w for w in self._words if w.text == named]
             if found:
-                word = found[0]
+                # A longer catalogue word around it, as written, wins (医保卡 over 医保).
+                around = [w for w in self._words if named in w.text and w.text in cleaned]
+                word = max(around, key=lambda w: len(w.text), default=found[0])
                 return Match(word.kind, word.key, word.text, 1.0)
         return self.best(text)
 
