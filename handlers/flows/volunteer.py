@@ -49,6 +49,8 @@ STEPS = (
     ("code", "code"),
 )
 _NAME = re.compile(r"^(?:我叫|我是|姓名|名字)?[:：\s]*([\u4e00-\u9fa5·]{2,6})$")
+# Someone who says they are not a party member (我不是党员, 群众可以吗): told where to go.
+NOT_A_MEMBER = words("not_a_member", "不是党员|非党员|没入党|群众可以|群众能")
 # A place is no name (幸福家园, 人民路): what the name step must not take.
 _PLACE = re.compile("小区|社区|街道|花园|家园|公寓|大厦|广场|[路街巷村苑楼号]$")
 INVITE_CODE = re.compile(r"(?<![A-Za-z0-9])([A-Za-z0-9]{8})(?![A-Za-z0-9])")
@@ -88,6 +90,8 @@ class RegisterFlow(DeskFlow):
         known = await self._desk.volunteer(inbound)
         if known is not None:
             return [self._already(known)]
+        if NOT_A_MEMBER.search(turn.text):  # 我不是党员: this register is party members'
+            return [Outbound(self._t("volunteer.not_a_member"))]
         state.begin(self.name, "name", {})
         phone = phone_of(turn)
         if phone:
