@@ -32,7 +32,7 @@ from handlers.flows.booking_slots import (
     slot_position,
     wanted_time,
 )
-from handlers.flows.guide_match import ServiceMatcher, out_of_remit
+from handlers.flows.guide_match import Match, ServiceMatcher, out_of_remit
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
 from handlers.words import NO, YES, words
@@ -80,7 +80,7 @@ class BookingFlow:
         if found is not None and found.kind == "remit":  # 开个无犯罪证明: not booked here
             state.finish()
             return [out_of_remit(self._t, self._services, int(found.key))]
-        service = self._service_named(turn)
+        service = self._service_of(found, turn)
         if service is None:
             return [self._which(turn, state)]
         return await self.book(service, turn, state)
@@ -321,7 +321,10 @@ class BookingFlow:
     # -- helpers -----------------------------------------------------------------------
 
     def _service_named(self, turn: Turn) -> Service | None:
-        found = self._matcher.in_turn(turn)
+        return self._service_of(self._matcher.in_turn(turn), turn)
+
+    def _service_of(self, found: Match | None, turn: Turn) -> Service | None:
+        """The service ``found`` in ``turn``, unless it names a window or a topic."""
         if found is None or found.kind != "service":
             return None
         service = self._services.service(found.key)

@@ -137,7 +137,7 @@ class GuideFlow:
         if intent != "ask_service_info":  # the trigger: only what the catalogue names well
             found = self._match(turn)
             named = found is not None and found.score >= STRONG
-            if not named and not _asks_opening(turn.text):  # 明天几点开门: the centre's hours
+            if not named and not OPENING.search(turn.text):  # 明天几点开门: the centre's hours
                 raise Declined
         return self._answer(turn, state)
 
@@ -333,11 +333,11 @@ class GuideFlow:
 
     # -- texts -------------------------------------------------------------------------
 
-    def _card_about(self, service: Service, turn: Turn | None = None) -> Outbound:
+    def _card_about(self, service: Service, turn: Turn) -> Outbound:
         """An answer about a service already in the conversation: the one part of its
         card that ``turn`` asks about (要钱吗: the fee), else the card led by 关于“…”."""
         card = self._card(service)
-        part = aspect_asked(turn.text) if turn is not None and not turn.payload else None
+        part = aspect_asked(turn.text) if not turn.payload else None
         if part is not None:
             window = self._services.window_for(service.id)
             text = self._t(
@@ -427,11 +427,6 @@ class GuideFlow:
 
 def _day(day: date) -> str:
     return f"{day.month}月{day.day}日"
-
-
-def _asks_opening(text: str) -> bool:
-    """Whether ``text`` asks when the centre opens or where it is (``OPENING``)."""
-    return OPENING.search(text)
 
 
 def _about_centre(text: str) -> bool:
