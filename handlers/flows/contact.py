@@ -39,6 +39,9 @@ KEEP, DONT_KEEP = "contact:keep", "contact:dont_keep"  # 要不要记住这个�
 # The answer in words (记住 / 保存吧; 不用记 / 别存), besides yes and no.
 DONT_KEEP_WORDS = words("dont_keep", "(?:不用|不要|不需要|别|甭|不)(?:记|保存|存|留)")
 KEEP_WORDS = words("keep_words", "记住|记下|记一下|保存|存一下|存着|留着")
+# 提交 said at the question is the request's, not consent to keeping the number: the
+# number is used for this request only, and the summary shown to be submitted.
+SUBMIT_ALONE = words("submit_alone", "提交|交上去|报上去|发送", whole=True)
 
 
 def keep_buttons(t: Catalog) -> tuple[Button, ...]:
@@ -103,9 +106,9 @@ def with_lead(text: str, replies: list[Outbound]) -> list[Outbound]:
 async def answer_keep(turn: Turn, slots: dict[str, Any], contacts: Contacts) -> bool | None:
     """Take the answer to 要不要记住这个号码 (``slots["phone"]``): True when kept (only
     on a yes), False when not, None when the message answers neither. Sets
-    ``slots["kept"]``."""
+    ``slots["kept"]``. A lone 提交 keeps nothing (see ``SUBMIT_ALONE``)."""
     text = turn.text
-    declined = not turn.payload and DONT_KEEP_WORDS.search(text)
+    declined = not turn.payload and (DONT_KEEP_WORDS.search(text) or SUBMIT_ALONE.search(text))
     if turn.payload == KEEP or (
         not turn.payload
         and not declined

@@ -53,6 +53,16 @@ _NAME = re.compile(r"^(?:我叫|我是|姓名|名字)?[:：\s]*([\u4e00-\u9fa5·
 NOT_A_MEMBER = words("not_a_member", "不是党员|非党员|没入党|群众可以|群众能")
 # A place is no name (幸福家园, 人民路): what the name step must not take.
 _PLACE = re.compile("小区|社区|街道|花园|家园|公寓|大厦|广场|[路街巷村苑楼号]$")
+# What no employer or branch is: a yes or no, a skip, 不知道 (asked again instead).
+_NOT_A_NAME = words(
+    "not_a_name",
+    "是的?|对的?|好的?|行|嗯|确认|确定|提交|可以|没有|无|不是|不对|不用|跳过|"
+    "不知道|不清楚|忘了|不记得",
+    whole=True,
+)
+# Words about oneself that answer the skills or free-time steps (会修水电, 周末有空).
+_ABOUT_ME = re.compile("^(?:我)?(?:会|能|擅长|懂|可以)|有空|有时间|空闲|没空|特长")
+_BEFORE_COMMUNITY = ("name", "phone", "employer", "branch")
 INVITE_CODE = re.compile(r"(?<![A-Za-z0-9])([A-Za-z0-9]{8})(?![A-Za-z0-9])")
 LINK_CODE = re.compile(r"(?<!\d)(\d{6})(?!\d)")
 # Names, employers and branches read as anything (王建国 as small talk, 自来水公司 as a
@@ -106,20 +116,17 @@ class RegisterFlow(DeskFlow):
         if step == "link":
             return await self._link(turn, state)
         before = dict(slots)
+        if step in _BEFORE_COMMUNITY and not payload and (early := self._early(turn, state)):
+            return early
         if step == "name":
-            community = self._one_community(text) if not payload else None
-            if community is not None and "community" not in slots:
-                # 金辉小区 answered first: kept for its step, and the name asked again
-                slots["community"] = community
-                noted = self._t("volunteer.community_noted", community=community)
-                return with_lead(noted, self.ask(state))
             match = _NAME.match(text.replace(" ", ""))
-            if match and community is None and not _PLACE.search(match.group(1)):
+            if match and not self._communities(text) and not _PLACE.search(match.group(1)):
                 slots["name"] = match.group(1)
         elif step == "phone" and phone_of(turn):
             slots["phone"] = phone_of(turn)
         elif step in ("employer", "branch") and 2 <= len(text) <= 60 and not payload:
-            slots[step] = text
+            if not _NOT_A_NAME.search(text):  # 确认 or 不知道 names no employer or branch
+                slots[step] = text
         elif step == "community":
             return self._community(turn, state)
         elif step == "skills":
@@ -224,6 +231,38 @@ class RegisterFlow(DeskFlow):
         step = next((name for name, slot in STEPS if slot not in state.slots), "confirm")
         state.step, state.reprompts = step, 0
         return self.ask(state)
+
+    def _early(self, turn: Turn, state: ConversationState) -> list[Outbound] | None:
+        """A later step's answer given at an earlier one, kept for its step and the step
+        asked again: the community (金辉小区 at the name or phone question), skills and
+        free time (会修水电，周末有空 at the employer question). None: nothing of the kind.
+
+        The phone question also takes its number from the same message; an employer or
+        branch must say nothing else (金辉小区物业公司 is an employer)."""
+        step, slots, text = state.step, state.slots, turn.text
+        noted: list[str] = []
+        community = self._one_community(text)
+        if (
+            community is not None
+            and "community" not in slots
+            and (step in ("name", "phone") or turn.only_a_value)
+        ):
+            slots["community"] = community
+            noted.append(self._t("volunteer.community_noted", community=community))
+        if step in ("employer", "branch") and _ABOUT_ME.search(text):
+            skills, before = skills_of(text), dict(slots)
+            if skills and "skills" not in slots:
+                slots["skills"] = list(skills)
+            if "slots" not in slots:
+                self._take_free(slots, _free_clauses(text))
+            if slots != before:
+                noted.append(self._t("volunteer.skills_noted"))
+        if not noted:
+            return None
+        if step == "phone" and phone_of(turn):
+            slots["phone"] = phone_of(turn)
+            return with_lead(noted[0], self._advance(state))
+        return with_lead("".join(noted), self.ask(state))
 
     def _communities(self, text: str) -> list[str]:
         """The communities of the gazetteer that ``text`` names, in its order."""

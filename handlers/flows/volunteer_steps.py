@@ -72,7 +72,7 @@ SKILL_WORDS: dict[str, Words] = {
     "medical": words("medical", "医疗|医生|护士|医护|卫生|护理|看病"),
     "education": words("education", "教育|辅导|教师|老师|教学|作业|家教|教[书课孩]"),
     "culture": words("culture", "文体|文艺|体育|唱歌|跳舞|书法|摄影|运动|乐器|画画|绘画"),
-    "other": words("other", "其他|其它|都行|都可以|啥都|什么都|没有特长|跑腿"),
+    "other": words("other", "其他|其它|都行|都可以|啥都|什么都|没有特长|跑腿|开车|驾驶"),
 }
 
 _ALL_DAYS = tuple(range(7))
