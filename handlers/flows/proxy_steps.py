@@ -29,7 +29,10 @@ AGREE, EDIT = f"{PROXY}agree", f"{PROXY}edit"
 
 # Why the resident cannot come, most specific first: 老人住院了 is ill, 腿脚不便 disabled.
 REASONS: dict[str, Words] = {
-    "disabled": words("disabled", "残疾|残障|腿脚|行动不便|走路不便|瘫|轮椅|失明|看不见|聋|拄拐"),
+    "disabled": words(
+        "disabled",
+        "残疾|残障|腿脚|行动不便|走路不便|瘫|轮椅|失明|看不见|看不清|聋|听不见|拄拐|眼睛不好",
+    ),
     "ill": words(
         "ill",
         "生病|病了|住院|卧床|手术|身体不好|不舒服|养病|病重|看病|中风|脑梗|脑溢血|骨折|摔伤|化疗|透析",
@@ -40,6 +43,13 @@ REASONS: dict[str, Words] = {
     "elderly": words("elderly", "年纪大|年龄大|岁数大|老了|高龄|老人|年老|体弱|走不动|八十|九十"),
 }
 REASON_WORDS = AnyOf("reason", tuple(REASONS.values()))
+# Other reasons, kept in the resident's words: the model reads 他不识字 as a no (which
+# would drop the request), 家里离不开人 as help at home, 我家情况比较困难 as out of scope.
+OTHER_REASON = words(
+    "other_reason",
+    "不识字|不认字|不会(用|说|写|操作)|走不开|离不开|脱不开|没空|忙|困难|不方便|来不了|去不了|"
+    "没法去|没办法去|(看|带)(孩子|小孩)|照顾",
+)
 
 # Whom it is for, when not the resident: 帮我妈代缴医保.
 _WHOM = re.compile(
@@ -96,7 +106,7 @@ def expectation(step: str, service_words: Matcher, named_alone: Matcher) -> Expe
         return Expect(
             prefixes=(REASON,),
             entities=frozenset({"phone"}),
-            words=(REASON_WORDS, named_alone, *_PHONE_WORDS),
+            words=(REASON_WORDS, OTHER_REASON, named_alone, *_PHONE_WORDS),
             text=True,
         )
     if step == "phone":
