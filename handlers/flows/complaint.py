@@ -72,7 +72,7 @@ from handlers.flows.report_steps import (
 )
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
-from handlers.words import NO, YES
+from handlers.words import NO, REPORT_REQUEST, YES
 from handlers.words import SKIP as SKIP_WORDS
 from integration.cases import CaseDraft
 
@@ -129,7 +129,9 @@ class ComplaintFlow:
         if turn.text and _a_place_alone(turn):  # 金辉小区3号楼: where, but not what
             take_address(turn.parse, state.slots, self._places)
             return [self._msg("complaint.noted_place", address=state.slots["address"])]
-        if turn.text and report_intent(turn):
+        # 举报 / 我要投诉 alone says there is something to report, not what (the model
+        # reads 举报 as a construction report): asked what happened.
+        if turn.text and report_intent(turn) and not REPORT_REQUEST.search(turn.text):
             return await self._described(turn, state)
         if turn.text and address_only(turn.parse):
             take_address(turn.parse, state.slots, self._places)
