@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 from handlers.flows.base import CANCEL, HANDOFF_INTENT, Expect, Paused, Turn
+from handlers.flows.chat import MENU_HUMAN
 from handlers.flows.contact import masked, phone_of, with_lead
 from handlers.flows.volunteer_steps import (
     SKILL_WORDS,
@@ -51,6 +52,11 @@ STEPS = (
 _NAME = re.compile(r"^(?:我叫|我是|姓名|名字)?[:：\s]*([\u4e00-\u9fa5·]{2,6})$")
 # Someone who says they are not a party member (我不是党员, 群众可以吗): told where to go.
 NOT_A_MEMBER = words("not_a_member", "不是党员|非党员|没入党|群众可以|群众能")
+# Leaving the register (我不想当志愿者了, 退出志愿者): the community does that, not the bot.
+LEAVE = words(
+    "leave_volunteers",
+    "(退出|不想当|不当|不做|不干|注销|取消|不想做|不想干)(了)?(党员)?志愿者|志愿者.{0,2}(不当|不做|不干|退出|注销)",
+)
 # A place is no name (幸福家园, 人民路): what the name step must not take.
 _PLACE = re.compile("小区|社区|街道|花园|家园|公寓|大厦|广场|[路街巷村苑楼号]$")
 # What no employer or branch is: a yes or no, a skip, 不知道 (asked again instead).
@@ -98,6 +104,12 @@ class RegisterFlow(DeskFlow):
         """Begin, unless this account is registered already."""
         inbound = turn.inbound
         known = await self._desk.volunteer(inbound)
+        if LEAVE.search(turn.text):  # 我不想当志愿者了: the community takes a volunteer off
+            if known is None:
+                return [Outbound(self._t("volunteer.leave_not_registered"))]
+            human = Button(self._t("button.menu_human"), MENU_HUMAN)
+            text = self._t("volunteer.leave", name=known.name, community=known.community)
+            return [Outbound(text, (human,))]
         if known is not None:
             return [self._already(known)]
         if NOT_A_MEMBER.search(turn.text):  # 我不是党员: this register is party members'
