@@ -14,7 +14,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -33,6 +32,7 @@ from integration.state import KeyBuilder
 from nlu.embedded import EmbeddedModel, fingerprint
 from nlu.training_data import load as load_training_data
 from tests.conftest import REDIS_URL
+from tests.emulators.dispatch_base import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -173,13 +173,6 @@ async def write(process: asyncio.subprocess.Process, line: str) -> None:
     assert process.stdin is not None
     process.stdin.write(f"{line}\n".encode())
     await process.stdin.drain()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 # -- the acceptance scenario ------------------------------------------------------------

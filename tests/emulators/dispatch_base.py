@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import random
 import socket
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
+# Ports for servers a test starts as a child process (yimen run, redis-server): below
+# the kernel's ephemeral range (32768-60999 here), which it also hands to every outgoing
+# connection, so the PostgreSQL and HTTP clients of the other test worker can't take the
+# port between the probe and the child's bind (a CI run failed so: "address already in
+# use"). Each xdist worker draws from its own block.
+_PORTS_FROM, _BLOCK = 20000, 2000
+
 
 def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    """A loopback port nobody listens on right now, outside the ephemeral range."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    start = _PORTS_FROM + (int(worker) if worker.isdigit() else 0) % 6 * _BLOCK
+    for port in random.sample(range(start, start + _BLOCK), 50):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {start}-{start + _BLOCK}")
 
 
 @dataclass
