@@ -113,6 +113,14 @@ def is_news(turn: Turn, state: ConversationState, expect: Expect) -> bool:
     )
 
 
+def place_alone(turn: Turn) -> bool:
+    """Whether the message is a place and nothing else (金辉小区3号楼, no time): in an idle
+    conversation it starts a report with the place noted, whatever intent the model reads
+    into a bare address (a report of some kind, help at home, a fallback)."""
+    parse = turn.parse
+    return turn.only_a_value and parse.first("address") is not None and parse.first("time") is None
+
+
 def wants_person(turn: Turn) -> bool:
     """Whether the message asks for a person (the intent, or 转人工 anywhere in it)."""
     if turn.asks_for_person:
@@ -316,7 +324,10 @@ class Router:
             pressed = await status.pressed(turn, state)  # 路灯还是不亮，到底修不修
             if pressed is not None:
                 return pressed + await self._after(state)
-        flow = self._flow(self._routes.get(turn.parse.intent, DEFAULT_FLOW))
+        route = self._routes.get(turn.parse.intent, DEFAULT_FLOW)
+        if place_alone(turn) and "complaint" in self._flows:
+            route = "complaint"  # 金辉小区3号楼 first: where, whatever the model reads in it
+        flow = self._flow(route)
         replies = await flow.start(turn, state)
         guide = self._flows.get("guide")
         if state.flow is not None and turn.parse.intent in REPORT_INTENTS and guide is not None:

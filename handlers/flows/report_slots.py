@@ -120,17 +120,35 @@ def within(old: str, new: str) -> str:
     return new
 
 
+# A spot inside a place, said after it as the whole rest of a reply (金辉小区|中心花园,
+# 碧水苑|的健身器材那): the span rules end the place at the estate, but where in it is
+# what the department needs to find the problem.
+_SPOT = re.compile(
+    r"(的)?([\u4e00-\u9fa5]{0,4}(?:花园|广场|空地|停车场|车场|健身器材|器材|草坪|绿地|凉亭|"
+    r"亭子|车棚|垃圾站|垃圾房|球场|活动室|活动中心|游乐场|滑梯|花坛|水池|喷泉|地下室|车库|地库|"
+    r"楼道|楼顶|天台|走廊|岗亭|充电桩|快递柜|菜地|健身区|儿童区|幼儿园|超市|菜市场))"
+    r"(?:那|那里|那儿|那边|这边|这里|旁边|附近)?[吧呀啊了。.!！\s]*$"
+)
+
+
+def with_spot(parse: Parse, entity: Entity) -> str:
+    """The entity's place with the spot inside it that ends the message, if any."""
+    spot = _SPOT.match(parse.text, entity.end)
+    return entity.value + spot.group(2) if spot else entity.value
+
+
 def take_address(parse: Parse, slots: Slots, places: Places | None) -> bool:
     """Keep a typed address; without a pin, its community's coordinates stand in.
 
     Once a place was typed, a part of a place alone (地址不对，是5号楼; 是南门) corrects
-    it within the same estate or road (``within``).
+    it within the same estate or road (``within``); a spot inside the place that ends
+    the message is kept with it (``with_spot``).
     """
     entity = typed_address(parse)
     old = "" if slots.get("address_from_pin") else str(slots.get("address") or "")
     said = _PART_SAID.search(parse.text) if old else None
     if entity is not None:
-        typed = entity.value
+        typed = with_spot(parse, entity)
     elif said is not None:
         typed = said.group(1)
     else:
