@@ -5,8 +5,8 @@ only for what the resident has not said yet, in this order:
 
 - ``kind``: 助餐, 助医/陪同就医, 代购, 上门维修, 探访, 家政保洁, 助浴, 其他 (buttons that
   also take words; other words are kept as 其他 with the words as a note, and 其他
-  pressed takes the first message's words when it named no kind; a bare yes or no is
-  no kind);
+  pressed takes the first message's words when it named no kind, as does a time, place
+  or phone given instead of a kind; a bare yes or no is no kind);
 - ``when``: the time entity's words (明天上午) or the resident's own (每天中午);
 - ``where``: an address or a location pin;
 - ``whom``: 本人, 家中老人, 母亲 … (words or the buttons);
@@ -281,6 +281,11 @@ class HomeFlow:
             slots["address"] = entity.value
         elif step == "where" and own and time is None and len(clean(text)) >= _MIN_ADDRESS:
             slots["address"] = text.strip()[:200]
+        answered_on = time is not None or phone_of(turn) or entity is not None or location
+        if step == "kind" and "kind" not in slots and slots.get("said") and answered_on:
+            # 我家老人想理发 asked its kind, answered with a time or a place: the first
+            # words are the kind (其他), not asked again and again
+            slots["kind"], slots["note"] = _OTHER, slots["said"]
 
     async def _advance(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         slots = state.slots
