@@ -78,7 +78,7 @@ OPENING = AnyOf(
 # A question (as opposed to a report or an answer).
 ASKS = re.compile(
     "咋办|怎么|怎样|如何|需要|要带|带什么|带啥|要啥|什么材料|哪里|哪儿|在哪|去哪|多久|几天|多少钱|"
-    "收费|能不能|可不可以|可以吗|行不行|能办|能否|吗$|呢$|么$|啥$"
+    "收费|能不能|可不可以|可以吗|行不行|能办|能否|找谁|找哪|归谁管|吗$|呢$|么$|啥$"
 )
 
 # Asking for the guide itself, with no service named (the menu's 办事指南, typed).

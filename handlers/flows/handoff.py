@@ -63,6 +63,14 @@ ESCALATIONS: tuple[Escalation, ...] = (
         ),
         urgent=True,
     ),
+    Escalation(  # 孩子在学校门口被车撞了; not 这个路口经常出车祸 (a dangerous crossing)
+        words(
+            "accident",
+            "被(车|汽车|电动车|摩托车|三轮车|货车|出租车)?撞(了|伤|倒)|"
+            "(车|车子)撞(了|到|倒|伤)了?(人|孩子|老人|小孩)|(出|发生)(了)?车祸了",
+        ),
+        urgent=True,
+    ),
     Escalation(
         words(
             "complaint_threat",
