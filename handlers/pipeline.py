@@ -32,7 +32,7 @@ from integration.state.keys import KeyBuilder
 from integration.state.throttle import Throttle
 from integration.state.types import Admission, Ticket
 from integration.transcript import InboundRecord, Transcript
-from nlu.normalize import has_content
+from nlu.normalize import has_content, has_emoji
 from nlu.types import BUTTON_INTENT, FALLBACK_INTENT, Interpreter, Parse
 
 log = logging.getLogger(__name__)
@@ -278,8 +278,8 @@ class Pipeline:
             return None if inbound.payload else Outbound(self._t("chat.empty"))
         if len(text) > self._limits.max_text:
             return Outbound(self._t("chat.too_long", limit=self._limits.max_text))
-        if not has_content(text):
-            return Outbound(self._t("chat.emoji_only"))
+        if not has_content(text):  # 👍 is an emoji; ？？？ is puzzlement, not a picture
+            return Outbound(self._t("chat.emoji_only" if has_emoji(text) else "chat.marks_only"))
         return None
 
     async def _understand(self, inbound: Inbound, payload: str) -> Parse | None:

@@ -75,6 +75,11 @@ def normalize(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
+def has_emoji(text: str) -> bool:
+    """Whether ``text`` holds an emoji (👍), not only punctuation (？？？)."""
+    return bool(_EMOJI.search(text))
+
+
 def has_content(text: str) -> bool:
     """Whether anything but emoji, punctuation and spaces is left in ``text``."""
     return any(unicodedata.category(ch)[0] in "LN" for ch in _EMOJI.sub("", text))

@@ -26,7 +26,7 @@ from nlu.embedded import (
     load_or_train,
 )
 from nlu.entities import EntityExtractor
-from nlu.normalize import has_content, normalize
+from nlu.normalize import has_content, has_emoji, normalize
 from nlu.training_data import DATA_DIR, load, load_file, parse_example
 from nlu.types import FALLBACK_INTENT, TrainingDataError, unsure
 
@@ -86,6 +86,7 @@ def test_normalize(raw: str, normal: str) -> None:
 
 def test_has_content() -> None:
     assert has_content("路灯") and has_content("3") and not has_content("😀👍 ！！")
+    assert has_emoji("好👍") and not has_emoji("？？？") and not has_emoji("。。。")
 
 
 @pytest.mark.parametrize(

@@ -213,6 +213,7 @@ async def test_rate_limit_refuses_once_per_window_and_stores_nothing(
         ("   ", "chat.empty", {}),
         ("好" * 10_000, "chat.too_long", {"limit": 2000}),
         ("😀😀👍", "chat.emoji_only", {}),
+        ("？？？", "chat.marks_only", {}),
         ("/foo bar", "chat.unknown_command", {"command": "/foo"}),
     ],
 )
