@@ -193,6 +193,12 @@ class BrowseFlow:
         """No question: the list was an offer."""
         return []
 
+    async def named(self, text: str, state: ConversationState) -> int | None:
+        """The one item of the list just begun whose title the words name, if any."""
+        if state.flow != self.name or not state.slots.get("ids"):
+            return None
+        return await self._named(text, list(state.slots["ids"]))
+
     async def _named(self, text: str, shown: list[int]) -> int | None:
         """The one shown item whose title shares the most (at least two) characters of
         ``text`` that carry meaning, if exactly one does."""
@@ -245,7 +251,8 @@ class BrowseFlow:
 
 
 class ClaimFlow(OneMessageFlow):
-    """volunteer_claim with no list shown: by item number, else the list first."""
+    """volunteer_claim with no list shown: by item number or by words of one open item's
+    title, else the list first."""
 
     name = "volunteer_claim"
 
@@ -258,7 +265,11 @@ class ClaimFlow(OneMessageFlow):
         number = item_number(turn.text)
         if number is not None:
             return await self._claims.claim(turn, state, number)
-        return await self._browse.start(turn, state)
+        listed = await self._browse.start(turn, state)
+        named = await self._browse.named(turn.text, state)
+        if named is not None:  # 聊天的那个也算我一个: the one open item with those words
+            return await self._claims.claim(turn, state, named)
+        return listed
 
 
 class WithdrawFlow(DeskFlow, OneMessageFlow):
