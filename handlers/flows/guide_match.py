@@ -235,4 +235,6 @@ def out_of_remit(t: Catalog, services: ServiceCatalogue, position: int) -> Outbo
     remit = services.out_of_remit
     topic = remit.topics[position]
     text = t("guide.out_of_remit", topic=topic.name, where=topic.where, hotline=remit.hotline)
+    if topic.note:
+        text = f"{text}\n{topic.note}"
     return Outbound(text, (Button(t("button.menu_human"), MENU_HUMAN),))

@@ -99,6 +99,7 @@ class Topic(_Strict):
     name: Text
     words: list[Text] = Field(min_length=1)
     where: Text
+    note: str = ""  # what the street does for it, said after who handles it
 
 
 class OutOfRemit(_Strict):
