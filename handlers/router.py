@@ -243,7 +243,8 @@ class Router:
     async def _active(self, turn: Turn, state: ConversationState, expect: Expect) -> list[Outbound]:
         if turn.payload and expect.takes_payload(turn.payload):
             return await self._resume(turn, state)
-        if is_cancel(turn):
+        answers = expect.withdrawal_answers
+        if is_cancel(turn) and not (answers and not turn.payload and answers.search(turn.text)):
             return await self._withdraw(state)
         if self._wants_person(turn, state) and HANDOFF_INTENT not in expect.intents:
             handoff = expect.interruption(HANDOFF_INTENT) or Paused.keep

@@ -183,7 +183,9 @@ class Expect:
     - ``optional``: the step only offers something (a list to pick from, a comment):
       it ends quietly when something else comes, and yields to a paused flow;
     - ``holds``: a person holds the conversation (handoff): every message goes to
-      ``resume``, and the bot neither routes, withdraws nor judges it.
+      ``resume``, and the bot neither routes, withdraws nor judges it;
+    - ``withdrawal_answers``: words that read as a withdrawal (取消…) but answer the
+      step (取消预约 while a booking is being moved cancels the booking).
     """
 
     payloads: frozenset[str] = frozenset()
@@ -197,6 +199,7 @@ class Expect:
     interrupts: Mapping[str, Paused] = field(default_factory=lambda: STANDARD_INTERRUPTS)
     optional: bool = False
     holds: bool = False
+    withdrawal_answers: Matcher | None = None
 
     def takes_payload(self, payload: str) -> bool:
         """Whether a pressed button answers this step."""

@@ -41,8 +41,16 @@ from integration.services.slots import Refusal, Verdict
 
 PICK = "rebooking:pick:"  # + a booking number
 DROP, MOVE = "rebooking:cancel", "rebooking:move"
-MOVE_WORDS = words("move", "改|换|调|挪|推迟|提前|延后|去不了|来不了|没空|没时间")
+MOVE_WORDS = words("move", "改|换|调|挪|推迟|提前|延后")
 DROP_WORDS = words("drop", "(?<!不)取消|不去了|不约了|不用了|退掉|退号")
+# Not coming, which says neither cancel nor move: asked which, unless a new time is
+# said too (我后天去不了了，下周一行吗 moves it). 取消吧 at the move's time question used to
+# leave the booking as it was (预约没有改动) when the resident meant to cancel it.
+CANT_COME = words("cant_come", "去不了|来不了|没空|没时间|有事|去不成|来不成|赶不上|赶不过来")
+# At the move's time question: cancelling the booking itself, not the move.
+DROP_BOOKING = words(
+    "drop_booking", "取消(这个|我的|该|整个)?预约|预约(取消|不要了|退了)|退号|不约了|不去了"
+)
 _NUMBER = re.compile(r"yy\d{10}", re.IGNORECASE)
 # 改到周二 / 换成下周三上午 / 推迟到周五: the time after these is the new time, not the
 # booking's day (周二的预约改一下).
@@ -80,6 +88,9 @@ class RebookingFlow:
             state.finish()
             return [Outbound(self._t("rebooking.none"))]
         wanted, to = _days_said(turn, state.slots["action"])
+        if not state.slots["action"] and CANT_COME.search(turn.text):
+            wanted, to = _days_said(turn, "move")
+            state.slots["action"] = "move" if to is not None else ""
         if to is not None:
             # The new time, kept until the booking is known (several: the resident picks).
             end = to.end.isoformat() if to.end is not None else None
@@ -111,12 +122,19 @@ class RebookingFlow:
         if state.step == "pick":
             return Expect(prefixes=(PICK,), entities=frozenset({"time", "service"}), text=True)
         if state.step == "action":
-            return Expect(
+            return Expect(  # 要取消，还是改时间？ — 取消 answers it; 不改了 withdraws
                 payloads=frozenset({DROP, MOVE}),
                 words=(MOVE_WORDS, DROP_WORDS),
                 intents=frozenset({"cancel_appointment"}),
+                withdrawal_answers=DROP_WORDS,
             )
-        return Expect(prefixes=(SLOT,), entities=frozenset({"time"}), words=(PICKED,))
+        return Expect(
+            payloads=frozenset({DROP}),
+            prefixes=(SLOT,),
+            entities=frozenset({"time"}),
+            words=(PICKED, DROP_BOOKING),
+            withdrawal_answers=DROP_BOOKING,
+        )
 
     def ask(self, state: ConversationState) -> list[Outbound]:
         """The active step's question again."""
@@ -125,7 +143,7 @@ class RebookingFlow:
         if state.step == "time":
             offered = [datetime.fromisoformat(s) for s in state.slots.get("free", [])]
             text = self._t("rebooking.ask_time", time=state.slots["label"])
-            return [Outbound(text, slot_buttons(self._t, offered, CANCEL))]
+            return [Outbound(text, self._time_buttons(offered))]
         buttons = [Button(n, f"{PICK}{n}") for n in state.slots.get("offered", [])]
         return [Outbound(self._t("rebooking.ask_which"), (*buttons, self._cancel()))]
 
@@ -172,6 +190,9 @@ class RebookingFlow:
         return await self._act(turn, state)
 
     async def _on_time(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        if turn.payload == DROP or (not turn.payload and DROP_BOOKING.search(turn.text)):
+            state.slots["action"] = "cancel"  # 取消预约 instead of a new time
+            return await self._act(turn, state)
         chosen = slot_of(turn.payload)
         if chosen is None:
             offered = state.slots.get("free", [])
@@ -296,7 +317,12 @@ class RebookingFlow:
         state.step, state.reprompts = "time", 0
         state.slots["free"] = [s.isoformat() for s in free]
         question = self._t("rebooking.ask_time", time=state.slots["label"])
-        return [Outbound(f"{lead}\n{question}".strip(), slot_buttons(self._t, free, CANCEL))]
+        return [Outbound(f"{lead}\n{question}".strip(), self._time_buttons(free))]
+
+    def _time_buttons(self, free: list[datetime]) -> tuple[Button, ...]:
+        """The free slots, then 取消预约 (the booking) and 不改了 (the move)."""
+        *slots, _ = slot_buttons(self._t, free, CANCEL)
+        return (*slots, Button(self._t("button.cancel_booking"), DROP), self._cancel())
 
     # -- texts -------------------------------------------------------------------------
 
@@ -328,7 +354,8 @@ class RebookingFlow:
 
 
 def _action(turn: Turn) -> str:
-    """ "move" for 改一下 / 去不了, "cancel" for 取消 / 不去了, else ""."""
+    """ "move" for 改一下 / 推迟, "cancel" for 取消 / 不去了, else "" (去不了 alone says
+    neither: ``CANT_COME``)."""
     if MOVE_WORDS.search(turn.text):
         return "move"
     if DROP_WORDS.search(turn.text):
