@@ -121,6 +121,13 @@ def place_alone(turn: Turn) -> bool:
     return turn.only_a_value and parse.first("address") is not None and parse.first("time") is None
 
 
+def names_a_service(turn: Turn) -> bool:
+    """Whether a message the model cannot place names a government service (the NLU
+    ``service`` entity): the guide answers with its card, whose buttons book it or ask
+    for 代办, rather than 没太明白."""
+    return turn.parse.intent == FALLBACK_INTENT and turn.parse.first("service") is not None
+
+
 def wants_person(turn: Turn) -> bool:
     """Whether the message asks for a person (the intent, or 转人工 anywhere in it)."""
     if turn.asks_for_person:
@@ -159,6 +166,8 @@ class Router:
                 withdraws_a_case(turn)
                 or aside(turn) is not None
                 or any(t.flow in self._flows and t.fires(turn) for t in self._triggers)
+                or place_alone(turn)
+                or names_a_service(turn)
             )
         return (
             aside(turn) is not None
@@ -290,6 +299,8 @@ class Router:
         else:
             replies.append(Outbound(self._cancelled(state.flow)))
             state.finish()
+            if intent == "deny":  # 不用了 withdrew it: nothing more to say (no 目前没有…确认)
+                return replies + await self._after(state)
         if turn.parse.intent != intent:
             turn = replace(turn, parse=replace(turn.parse, intent=intent), expected="")
         flow = self._flow(self._routes.get(intent, DEFAULT_FLOW))
@@ -328,6 +339,8 @@ class Router:
         route = self._routes.get(turn.parse.intent, DEFAULT_FLOW)
         if place_alone(turn) and "complaint" in self._flows:
             route = "complaint"  # 金辉小区3号楼 first: where, whatever the model reads in it
+        elif names_a_service(turn) and "guide" in self._flows:
+            route = "guide"  # 我想给我妈申请高龄补贴, unplaced: the service's card and its buttons
         flow = self._flow(route)
         replies = await flow.start(turn, state)
         guide = self._flows.get("guide")
