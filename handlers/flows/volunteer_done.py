@@ -1,7 +1,8 @@
 """Reporting an item done (volunteer_complete), the resident's confirmation, the record.
 
 - 任务完成了: the volunteer's held item (asked which when several; one they do not
-  hold is refused and nothing changes), then an optional photo or note (跳过). The
+  hold, or one not begun yet, is refused and nothing changes), then an optional photo
+  or note (跳过). The
   resident, when there is one, is asked to confirm and rate (确认完成 5分).
 - 确认完成 (a rule trigger): the resident confirms their item done and rates it 1-5;
   a volunteer cannot confirm an item they did. Staff may confirm instead
@@ -65,12 +66,27 @@ class CompleteFlow(DeskFlow):
         holding = await self._desk.holding(turn.inbound)
         if holding is None:
             return [Outbound(t("volunteer.not_volunteer"))]
-        volunteer, held = holding
+        volunteer, all_held = holding
         number = item_number(turn.text)
-        if number is not None and number not in [i.id for i in held]:
+        if number is not None and number not in [i.id for i in all_held]:
             return [Outbound(t("volunteer.not_held", number=number))]
-        if number is None and not held:
+        if number is None and not all_held:
             return [Outbound(t("volunteer.nothing_held"))]
+        # An item not begun yet cannot be done (its hours would count before it starts).
+        held = [i for i in all_held if i.starts_at is None or i.starts_at <= turn.inbound.time]
+        early = [i for i in all_held if i not in held and (number is None or i.id == number)]
+        if early and (number is not None or not held):
+            item = early[0]
+            return [
+                Outbound(
+                    t(
+                        "volunteer.not_started",
+                        number=item.id,
+                        what=what(t, item),
+                        when=when(t, item),
+                    )
+                )
+            ]
         if number is None and len(held) > 1:
             choices = [[f"{what(t, i)} {when(t, i)}", i.id] for i in held]
             state.begin(self.name, "pick", {"volunteer": volunteer.id, "choices": choices})
@@ -104,7 +120,13 @@ class CompleteFlow(DeskFlow):
             return Expect(
                 prefixes=(DONE,), words=(PICK,), interrupts=OFFER_INTERRUPTS, optional=True
             )
-        return Expect(payloads=frozenset({SKIP_NOTE}), media=True, words=(SKIP,), text=True)
+        return Expect(  # 活干完了 again is the note, not a new report of the same
+            payloads=frozenset({SKIP_NOTE}),
+            media=True,
+            words=(SKIP,),
+            intents=frozenset({"volunteer_complete"}),
+            text=True,
+        )
 
     def ask(self, state: ConversationState) -> list[Outbound]:
         """Which item, or the photo / note."""
