@@ -129,7 +129,13 @@ class GuideFlow:
         if GUIDE_WORDS.search(turn.text):
             return self._answer(turn, state)
         if intent not in STARTS:
-            raise Declined
+            # 我的养老金怎么还没到账 reads as a status query; a topic that is not the
+            # street's, strongly named, is answered with who handles it
+            found = self._match(turn) if intent == "check_status" else None
+            if found is None or found.kind != "remit" or found.score < STRONG:
+                raise Declined
+            state.begin(self.name, "answered", {})
+            return [self._out_of_remit(int(found.key))]
         if intent == "proxy_service" and self.proxy is not None:
             return await self.proxy.start(turn, state)
         if intent in ERRANDS:
