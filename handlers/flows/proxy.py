@@ -44,7 +44,14 @@ from handlers.flows.contact import (
     take_phone,
     with_lead,
 )
-from handlers.flows.guide_match import GOOD, Match, NamedAlone, ServiceMatcher
+from handlers.flows.guide_match import (
+    GOOD,
+    STRONG,
+    Match,
+    NamedAlone,
+    ServiceMatcher,
+    out_of_remit,
+)
 from handlers.flows.proxy_steps import (
     AGREE,
     AGREE_WORDS,
@@ -103,6 +110,10 @@ class ProxyFlow:
         service = self._service_of(turn)
         if service is not None and not service.proxy:
             return self._refuse(service, state)
+        found = self.matcher.in_turn(turn) if service is None else None
+        if found is not None and found.kind == "remit" and found.score >= STRONG:
+            state.finish()  # 能帮我把户口迁过来吗: not the street's, nor anyone's errand here
+            return [out_of_remit(self._t, self._services, int(found.key))]
         if service is not None:
             self._choose(service, self.matcher.in_turn(turn), state)
         return await self._took(turn, state)
