@@ -30,6 +30,7 @@ from handlers.words import (
     ABUSE,
     HANDOFF,
     INTRODUCTION,
+    PRIVACY_QUESTION,
     PROCESS_QUESTION,
     WHO_ARE_YOU,
     WITHDRAW_CASE,
@@ -84,7 +85,8 @@ def aside(turn: Turn) -> str | None:
     """The catalogue key of the answer to a message beside any request, if it is one:
     how reports are handled (``chat.process``), a resident saying who they are (我姓张 /
     她叫王秀英 / 我是她女儿: ``chat.introduced``, noted, never a request), or asking who
-    answers (你是机器人吗 / 你是谁: ``chat.identity``)."""
+    answers (你是机器人吗 / 你是谁: ``chat.identity``), or how personal data is used
+    (你们会把我的电话泄露出去吗: ``chat.privacy``)."""
     if asks_about_process(turn):
         return "chat.process"
     if turn.payload or not turn.text:
@@ -93,6 +95,8 @@ def aside(turn: Turn) -> str | None:
         return "chat.introduced"
     if WHO_ARE_YOU.search(turn.text):
         return "chat.identity"
+    if PRIVACY_QUESTION.search(turn.text):
+        return "chat.privacy"
     return None
 
 

@@ -166,6 +166,15 @@ WHO_ARE_YOU = words(
     "^(?:你好|您好)?(?:你|您)(?:是|是不是)(?:谁|哪位|什么|机器人|智能客服|ai|人工智能|自动回复)"
     "(?:吗|啊|呀|呢)?$",
 )
+# Asking how personal data is used or kept (你们会把我的电话泄露出去吗, 我想删除我的个人信息):
+# answered plainly, beside whatever is under way. A leak by others (物业把我的电话泄露给
+# 了推销的) is a report, not this.
+PRIVACY_QUESTION = words(
+    "privacy",
+    "(你们|平台|这里|系统).{0,6}(泄露|泄漏|外泄|卖给|给别人|告诉别人|公开)|"
+    "(电话|号码|手机号|信息|隐私|身份证|资料).{0,4}(安全吗|保密吗|会不会泄露|会泄露吗)|"
+    "(删除|删掉|注销)(我的)?(个人信息|信息|资料|数据|记录|聊天记录)|个人信息(怎么|如何|会)",
+)
 # 我要投诉 / 我想反映个问题 / 报修, before saying what: the menu's 我要反映, typed. Never a
 # call for a person, whatever the model reads in it (我要反映 as human_handoff).
 REPORT_REQUEST = words(

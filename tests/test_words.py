@@ -3,7 +3,7 @@
 import pytest
 
 from handlers.flows.contact import DONT_KEEP_WORDS, KEEP_WORDS
-from handlers.words import ABUSE, INTRODUCTION, WHO_ARE_YOU
+from handlers.words import ABUSE, INTRODUCTION, PRIVACY_QUESTION, WHO_ARE_YOU
 
 
 @pytest.mark.parametrize(
@@ -68,3 +68,19 @@ def test_keeping_a_phone_in_words(text: str, keep: bool, dont: bool) -> None:
 )
 def test_a_mother_is_no_swear(text: str, abuse: bool) -> None:
     assert ABUSE.search(text) is abuse
+
+
+@pytest.mark.parametrize(
+    ("text", "asks"),
+    [
+        ("你们会把我的电话泄露出去吗", True),
+        ("我的信息安全吗", True),
+        ("我想删除我的个人信息", True),
+        ("删掉我的聊天记录", True),
+        ("物业把我的电话泄露给了推销的", False),  # a leak by others is a report
+        ("物业泄露业主信息", False),
+        ("忘记我的电话", False),  # the contact flow's
+    ],
+)
+def test_asking_how_personal_data_is_used(text: str, asks: bool) -> None:
+    assert bool(PRIVACY_QUESTION.search(text)) is asks
