@@ -32,7 +32,7 @@ from handlers.flows.booking_slots import (
     slot_position,
     wanted_time,
 )
-from handlers.flows.guide_match import Match, ServiceMatcher, out_of_remit
+from handlers.flows.guide_match import STRONG, Match, ServiceMatcher, out_of_remit
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
 from handlers.words import NO, YES, words
@@ -78,8 +78,7 @@ class BookingFlow:
             state.slots["wanted"] = [wanted.start.isoformat(), _iso(wanted.end), wanted.day_only]
         found = self._matcher.in_turn(turn)
         if found is not None and found.kind == "remit":  # 开个无犯罪证明: not booked here
-            state.finish()
-            return [out_of_remit(self._t, self._services, int(found.key))]
+            return self._not_ours(found, state)
         service = self._service_of(found, turn)
         if service is None:
             return [self._which(turn, state)]
@@ -160,12 +159,21 @@ class BookingFlow:
             service = self._services.services.get(turn.payload.removeprefix(PICK))
         else:
             service = self._service_named(turn)
+        if service is None and not turn.payload:
+            found = self._matcher.in_turn(turn)  # 身份证丢了补办: the police's, not booked
+            if found is not None and found.kind == "remit" and found.score >= STRONG:
+                return self._not_ours(found, state)
         if service is None:
             if wanted is not None:
                 return [Outbound(self._t("booking.noted_time"), self._service_buttons(None))]
             state.reprompts += 1
             return [Outbound(self._t("booking.ask_service"), self._service_buttons(None))]
         return await self.book(service, turn, state)
+
+    def _not_ours(self, found: Match, state: ConversationState) -> list[Outbound]:
+        """A topic the street does not handle: who does, and the booking ends."""
+        state.finish()
+        return [out_of_remit(self._t, self._services, int(found.key))]
 
     async def _on_time(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         chosen = slot_of(turn.payload)
