@@ -38,6 +38,7 @@ from handlers.flows.guide_match import (
     GUIDE_WORDS,
     HOURS_QUESTION,
     OPENING,
+    PHONE_QUESTION,
     STRONG,
     WHERE_QUESTION,
     Match,
@@ -436,6 +437,7 @@ def _day(day: date) -> str:
 
 
 def _about_centre(text: str) -> bool:
-    """Whether ``text`` asks when the centre is open or where it is (no service named)."""
+    """Whether ``text`` asks when the centre is open, where it is or its phone (no
+    service named)."""
     cleaned = clean(text)
-    return bool(HOURS_QUESTION.search(cleaned) or WHERE_QUESTION.search(cleaned))
+    return any(q.search(cleaned) for q in (HOURS_QUESTION, WHERE_QUESTION, PHONE_QUESTION))

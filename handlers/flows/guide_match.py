@@ -65,6 +65,12 @@ WHERE_QUESTION = re.compile(
     "(政务|服务|便民|大厅|中心|街道|社区|居委会|办事处|你们).{0,4}"
     "(在哪|哪里|哪儿|什么地方|啥地方|地址|怎么走|位置|地点)"
 )
+# The centre's phone number (你们电话多少, 社区电话是多少): answered like the hours; a
+# complaint about calling (给社区打电话没人接) is not a question for it.
+PHONE_QUESTION = re.compile(
+    "(你们|街道|社区|中心|大厅|办事处|居委会|政务).{0,3}(电话|联系方式)(号码)?(是)?"
+    "(多少|几号|是什么|有没有|给一个|给个|吗|呢)|(咨询|办事)电话"
+)
 # When the centre opens or where it is, asked in words the model reads as small talk
 # (明天是周二吧，几点开门, 你们街道办在哪): narrower than HOURS_QUESTION, since 周末
 # alone says nothing of it. A rule trigger of the guide (which declines reports).
@@ -73,6 +79,7 @@ OPENING = AnyOf(
     (
         Words("opening_hours", re.compile("上班|下班|开门|关门|营业时间|办公时间|工作时间|午休")),
         Words("centre_where", WHERE_QUESTION),
+        Words("centre_phone", PHONE_QUESTION),
     ),
 )
 # A question (as opposed to a report or an answer).
