@@ -281,7 +281,7 @@ class HomeFlow:
             slots["address"] = entity.value
         elif step == "where" and own and time is None and len(clean(text)) >= _MIN_ADDRESS:
             slots["address"] = text.strip()[:200]
-        answered_on = time is not None or phone_of(turn) or entity is not None or location
+        answered_on = bool(time or phone_of(turn) or entity or location)
         if step == "kind" and "kind" not in slots and slots.get("said") and answered_on:
             # 我家老人想理发 asked its kind, answered with a time or a place: the first
             # words are the kind (其他), not asked again and again

@@ -2,8 +2,8 @@
 
 - 任务完成了: the volunteer's held item (asked which when several; one they do not
   hold, or one not begun yet, is refused and nothing changes), then an optional photo
-  or note (跳过). The
-  resident, when there is one, is asked to confirm and rate (确认完成 5分).
+  or note (跳过). The resident, when there is one, is asked to confirm and rate
+  (确认完成 5分).
 - 确认完成 (a rule trigger): the resident confirms their item done and rates it 1-5;
   a volunteer cannot confirm an item they did. Staff may confirm instead
   (`yimen items confirm`); items unconfirmed after 72 hours are listed for them.
