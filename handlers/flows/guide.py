@@ -35,6 +35,7 @@ from handlers.flows.base import OFFER_INTERRUPTS, Declined, Expect, Flow, Turn
 from handlers.flows.booking import BookingFlow
 from handlers.flows.chat import MENU_HUMAN
 from handlers.flows.guide_match import (
+    GUIDE_FLOW,
     GUIDE_WORDS,
     HOURS_QUESTION,
     OPENING,
@@ -105,7 +106,7 @@ def _about_papers(text: str) -> bool:
 class GuideFlow:
     """Answers questions about services from the catalogue."""
 
-    name = "guide"
+    name = GUIDE_FLOW
 
     def __init__(
         self,
