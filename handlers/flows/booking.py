@@ -32,13 +32,7 @@ from handlers.flows.booking_slots import (
     slot_position,
     wanted_time,
 )
-from handlers.flows.guide_match import (
-    STRONG,
-    Match,
-    ServiceMatcher,
-    follow_ups_on,
-    out_of_remit,
-)
+from handlers.flows.guide_match import STRONG, Match, ServiceMatcher, out_of_remit
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
 from handlers.words import NO, YES, words
@@ -316,7 +310,7 @@ class BookingFlow:
         except SlotFull:
             why = refusal_text(self._t, self._services, Verdict(None, Refusal.full), start)
             return await self._offer(turn, state, start, lead=why)
-        follow_ups_on(state, service.id)  # 要带几张照片 next is about this service
+        state.finish()
         window = self._services.window_for(service.id)
         text = self._t(
             "booking.booked",

@@ -35,7 +35,6 @@ from handlers.flows.base import OFFER_INTERRUPTS, Declined, Expect, Flow, Turn
 from handlers.flows.booking import BookingFlow
 from handlers.flows.chat import MENU_HUMAN
 from handlers.flows.guide_match import (
-    GUIDE_FLOW,
     GUIDE_WORDS,
     HOURS_QUESTION,
     OPENING,
@@ -106,7 +105,7 @@ def _about_papers(text: str) -> bool:
 class GuideFlow:
     """Answers questions about services from the catalogue."""
 
-    name = GUIDE_FLOW
+    name = "guide"
 
     def __init__(
         self,

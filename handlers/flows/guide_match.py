@@ -20,7 +20,6 @@ from pypinyin import lazy_pinyin
 from handlers.catalog import Catalog
 from handlers.flows.chat import MENU_HUMAN
 from handlers.messages import Button, Outbound
-from handlers.state import ConversationState
 from handlers.words import FILLERS, AnyOf, Words, clean
 from integration.services import ServiceCatalogue
 
@@ -235,16 +234,6 @@ def _score(word: _Word, text: str, spoken: str) -> float:
         if wrong <= allowed:
             return (1 - wrong / size) * _NEAR_WEIGHT
     return 0.0
-
-
-GUIDE_FLOW = "guide"  # the guide's flow name (handlers.flows.guide.GuideFlow)
-
-
-def follow_ups_on(state: ConversationState, service_id: str) -> None:
-    """Leave the conversation where the guide leaves it after a service's card: a
-    follow-up (要带几张照片, 在哪办) is about that service, anything else ends it. Used once
-    a booking is made (要带几张照片 after booking 老年证 was asked which service)."""
-    state.begin(GUIDE_FLOW, "answered", {"service": service_id})
 
 
 def out_of_remit(t: Catalog, services: ServiceCatalogue, position: int) -> Outbound:
