@@ -107,15 +107,15 @@ class ProxyFlow:
     async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """Begin with whatever the message already says (service, reason, phone, place)."""
         state.begin(self.name, "service", {})
-        service = self._service_of(turn)
+        found = self.matcher.in_turn(turn)  # matched once, for every check below
+        service = self._service_from(found)
         if service is not None and not service.proxy:
             return self._refuse(service, state)
-        found = self.matcher.in_turn(turn) if service is None else None
         if found is not None and found.kind == "remit" and found.score >= STRONG:
             state.finish()  # 能帮我把户口迁过来吗: not the street's, nor anyone's errand here
             return [out_of_remit(self._t, self._services, int(found.key))]
         if service is not None:
-            self._choose(service, self.matcher.in_turn(turn), state)
+            self._choose(service, found, state)
         return await self._took(turn, state)
 
     async def begin_for(
@@ -353,7 +353,9 @@ class ProxyFlow:
         return self._t("proxy.name_item", name=name, item=item) if item else name
 
     def _service_of(self, turn: Turn) -> Service | None:
-        found = self.matcher.in_turn(turn)
+        return self._service_from(self.matcher.in_turn(turn))
+
+    def _service_from(self, found: Match | None) -> Service | None:
         if found is None or found.kind != "service" or found.score < GOOD:
             return None
         return self._services.service(found.key)
