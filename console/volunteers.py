@@ -24,6 +24,7 @@ from bots.commands.items import approve_request
 from bots.commands.volunteers import Format, report_bytes
 from console.cases import community_of, gazetteer
 from console.web import Console, audit, member, render, require_role, see_other, services, text
+from handlers.flows.volunteer_steps import what
 from integration.claims import ClaimBook
 from integration.errors import IntegrationError
 from integration.items import SKILLS, ItemBook, ItemPost, ItemView, Window
@@ -203,6 +204,7 @@ class VolunteerDesk:
                 "skills": [(s, catalog.get(f"volunteer.skill.{s}", s)) for s in SKILLS],
                 "skill_name": lambda s: catalog.get(f"volunteer.skill.{s}", s),
                 "kind_name": lambda k: catalog.get(f"home.kind.{k}", k),
+                "what": lambda item: what(catalog, item),
                 "item_community": self._item_community,
                 "communities": [] if who.scoped else sorted(c.name for c in gazetteer()),
                 "error": error,

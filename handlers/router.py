@@ -163,6 +163,13 @@ class Router:
     def _wants_person(self, turn: Turn, state: ConversationState) -> bool:
         return staff_wanted(turn, state) if self._staffed else wants_person(turn)
 
+    def _names_a_topic(self, turn: Turn) -> bool:
+        """An unplaced or out-of-scope message that names a service or a topic the office
+        does not handle (帮我交一下电费): the guide's card, or who handles it."""
+        guide = self._flows.get("guide")
+        unplaced = turn.parse.intent in (FALLBACK_INTENT, "out_of_scope")
+        return unplaced and isinstance(guide, GuideFlow) and guide.names(turn)
+
     def _answers(self, turn: Turn, expect: Expect | None) -> bool:
         """Whether the active step (free text, words, entities…) or a trigger takes it."""
         if expect is None:
@@ -343,7 +350,7 @@ class Router:
         route = self._routes.get(turn.parse.intent, DEFAULT_FLOW)
         if place_alone(turn) and "complaint" in self._flows:
             route = "complaint"  # 金辉小区3号楼 first: where, whatever the model reads in it
-        elif names_a_service(turn) and "guide" in self._flows:
+        elif "guide" in self._flows and (names_a_service(turn) or self._names_a_topic(turn)):
             route = "guide"  # 我想给我妈申请高龄补贴, unplaced: the service's card and its buttons
         flow = self._flow(route)
         replies = await flow.start(turn, state)

@@ -42,6 +42,7 @@ class ItemNotDone(IntegrationError):
 
 
 SKILLS = ("elder", "repair", "legal", "medical", "education", "culture", "other")
+OTHER_KIND = "other"  # a request of no listed kind: its note holds the resident's words
 # The skill a help-at-home request wants, by its kind.
 KIND_SKILLS = {
     "meal": "elder",
@@ -51,7 +52,7 @@ KIND_SKILLS = {
     "visit": "elder",
     "housework": "elder",
     "bath": "elder",
-    "other": "other",
+    OTHER_KIND: "other",
 }
 DEFAULT_HOURS = 2.0  # an item without an end counts this many hours
 # A resident's request still under way: awaiting staff, volunteers, the visit, or the
@@ -270,7 +271,7 @@ class ItemBook:
                         channel="",
                         user_id="",
                         chat_id="",
-                        kind="other",
+                        kind=OTHER_KIND,
                         when="",
                         address=post.address,
                         whom="",

@@ -244,6 +244,30 @@ async def test_approving_a_request_and_confirming_its_completion_counts(client: 
     assert len(await audited(client, "volunteers.export")) == 2
 
 
+async def test_a_request_of_no_listed_kind_shows_the_residents_words(client: Any) -> None:
+    """其他 alone told staff nothing: the resident's words are shown (numbers masked),
+    on the pending row and, once done, on the row staff confirm."""
+    services = client.server.app[SERVICES]
+    items = ItemBook(services.sessions)
+    said = "我爸瘫痪在床，想请人上门理发，电话13912345678"
+    request = await items.create(
+        ItemDraft("webchat", "res6", "res6", "other", "周六上午", "金辉小区5号楼", "父亲", "", said)
+    )
+    assert (await sign_in(client, "desk")).status == 303
+    page = await (await client.get(PAGE)).text()
+    row = page.split(f'id="item-{request.id}"')[1].split("</tr>")[0]
+    assert "想请人上门理发" in row and "139****5678" in row and "13912345678" not in row
+    volunteer = await register(client, "v6", "金辉小区")
+    await VolunteerBook(services.sessions).decide(volunteer, True)
+    await items.approve(request.id, capacity=1)
+    claims = ClaimBook(services.sessions)
+    await claims.claim(request.id, volunteer, "webchat", "v6", utcnow())
+    await claims.complete(request.id, volunteer, utcnow())
+    page = await (await client.get(PAGE)).text()
+    done = page.split(f'id="done-{request.id}"')[1].split("</tr>")[0]
+    assert "我爸瘫痪在床，想请人上门理发" in done and ">其他<" not in done
+
+
 async def test_a_community_account_acts_only_on_its_own_community(client: Any) -> None:
     services = client.server.app[SERVICES]
     mine = await register(client, "v3", "金辉小区", "张三")

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from handlers.catalog import Catalog
 from handlers.flows.base import Turn
 from handlers.flows.volunteer import RegisterFlow
-from handlers.flows.volunteer_steps import VolunteerDesk, ranked, skills_of, slots_of
+from handlers.flows.volunteer_steps import VolunteerDesk, ranked, skills_of, slots_of, what
 from handlers.messages import Inbound
 from handlers.state import ConversationState
 from integration.claims import ClaimBook, ClaimRefused
@@ -359,3 +359,40 @@ def test_a_code_answers_its_step_whatever_the_model_reads_in_it(step: str, text:
 
     assert expect.answered_by(Turn(inbound, parse))
     assert expect.interruption("goodbye") is not None  # a real 再见 still leaves
+
+
+LONG_WISH = "我爸瘫痪在床好几年了，想请人每个月上门理发一次，最好是周末"
+
+
+@pytest.mark.parametrize(
+    ("kind", "note", "title", "shown"),
+    [
+        ("meal", "", "", "助餐"),
+        ("meal", "我家老人需要上门助餐", "", "助餐"),
+        ("shopping", "家里老人不会交电费", "", "代购代缴（家里老人不会交电费）"),
+        ("other", "想请人上门理发，电话13912345678", "", "想请人上门理发，电话139****5678"),
+        ("other", LONG_WISH, "", LONG_WISH[:24] + "…"),
+        ("other", "", "义务理发", "义务理发"),
+    ],
+    ids=["kind", "kind-named-in-words", "kind-and-words", "other-masked", "other-cut", "title"],
+)
+def test_an_item_is_named_by_its_title_or_the_residents_words(
+    kind: str, note: str, title: str, shown: str
+) -> None:
+    # Volunteers saw 其他 for 想请人上门理发, and 代购代缴 without what to pay.
+    item = ItemView(
+        1,
+        kind,
+        "明天上午",
+        "金辉小区",
+        "本人",
+        "",
+        note,
+        ItemStatus.open,
+        "wechat",
+        "u1",
+        datetime(2026, 12, 7, tzinfo=LOCAL_TZ),
+        title=title,
+    )
+
+    assert what(Catalog.load(), item) == shown

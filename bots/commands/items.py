@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bots.commands import load_settings, run_async, staff_services
 from handlers.catalog import Catalog
+from handlers.flows.volunteer_steps import what
 from integration.cases import local_minute
 from integration.claims import ClaimBook
 from integration.errors import IntegrationError
@@ -171,7 +172,7 @@ async def approve_request(
     if window is None:
         window = words_window(pending.when, pending.created_at)
     place = Gazetteer.load().locate(pending.address)
-    kind = t.get(f"home.kind.{pending.kind}", pending.kind)
+    kind = what(t, pending)
     tell = t("home.approved", number=item, kind=kind, when=pending.when)
     fields = (
         ("number", str(item)),

@@ -91,7 +91,7 @@ class _FollowUp:
 def asked_after(text: str, word: str) -> bool:
     """Whether a clause of ``text`` asks about ``word`` right after naming it (老年证
     怎么办, 还有…), rather than naming it in passing (社保局门口的路灯坏了怎么办)."""
-    for clause in _CLAUSE.split(clean(text)):
+    for clause in map(clean, _CLAUSE.split(text)):  # split before the punctuation goes
         at = clause.find(word)
         if at >= 0 and asks(clause[at + len(word) : at + len(word) + _ASKED_WITHIN]):
             return True
@@ -213,6 +213,12 @@ class GuideFlow:
         if not asked_after(turn.text, found.word):
             return None
         return Frame(self.name, "answered", {"service": found.key, "lead": "guide.also_asked"})
+
+    def names(self, turn: Turn) -> bool:
+        """Whether the message names a service or an out-of-remit topic as written (or as
+        its pinyin): 帮我交一下电费, read as out of scope, is answered with who takes it."""
+        found = self._match(turn)
+        return found is not None and found.score >= STRONG
 
     # -- answers -----------------------------------------------------------------------
 

@@ -32,6 +32,11 @@ _NEAR_WEIGHT = 0.8
 # What may stand beside a service's name in a message that only names it (就是开个居住证明).
 _AROUND_A_NAME = re.compile("[是开办个一份张要给]")
 _NEAR_MIN_CHARS = 4  # shorter words differ too much with one wrong character
+# A word split by a few words of the resident's (领养老金需要认证 for 养老金认证, 家里困难
+# 能申请补助 for 困难补助): both halves of two characters or more, in order, at most
+# ``_GAP_CHARS`` apart. Weaker than a near copy, so it only counts for a service question.
+_GAP_CHARS = 3
+_GAPPED_SCORE = 0.7
 
 # Nouns of the things people come to a service centre for: a message with one of these
 # that matches nothing names a service the catalogue does not know.
@@ -233,7 +238,20 @@ def _score(word: _Word, text: str, spoken: str) -> float:
         wrong = sum(a != b for a, b in zip(word.text, text[i : i + size], strict=True))
         if wrong <= allowed:
             return (1 - wrong / size) * _NEAR_WEIGHT
-    return 0.0
+    return _GAPPED_SCORE if _gapped(word.text, text) else 0.0
+
+
+def _gapped(word: str, text: str) -> bool:
+    """Whether ``word`` stands in ``text`` split in two by at most ``_GAP_CHARS``."""
+    for cut in range(2, len(word) - 1):
+        head, tail = word[:cut], word[cut:]
+        at = text.find(head)
+        while at >= 0:
+            after = at + cut
+            if 0 < text.find(tail, after, after + _GAP_CHARS + len(tail)) - after:
+                return True
+            at = text.find(head, at + 1)
+    return False
 
 
 def out_of_remit(t: Catalog, services: ServiceCatalogue, position: int) -> Outbound:

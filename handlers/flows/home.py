@@ -3,10 +3,11 @@
 Started by request_home_service (我家老人需要上门助餐, 能不能有人陪我妈去医院). It asks
 only for what the resident has not said yet, in this order:
 
-- ``kind``: 助餐, 助医/陪同就医, 代购, 上门维修, 探访, 家政保洁, 助浴, 其他 (buttons that
-  also take words; other words are kept as 其他 with the words as a note, and 其他
-  pressed takes the first message's words when it named no kind, as does a time, place
-  or phone given instead of a kind; a bare yes or no is no kind);
+- ``kind``: 助餐, 助医/陪同就医, 代购代缴, 上门维修, 探访, 家政保洁, 助浴, 其他 (buttons that
+  also take words; words that say more than the kind are its note, 家里老人不会交电费
+  being 代购代缴 with those words; other words are kept as 其他 with the words as a
+  note, and 其他 pressed takes the first message's words when it named no kind, as does
+  a time, place or phone given instead of a kind; a bare yes or no is no kind);
 - ``when``: the time entity's words (明天上午) or the resident's own (每天中午);
 - ``where``: an address or a location pin;
 - ``whom``: 本人, 家中老人, 母亲 … (words or the buttons);
@@ -45,17 +46,20 @@ from handlers.flows.report_steps import SUBMIT_WORDS
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
 from handlers.words import NO, YES, AnyOf, Words, clean, words
-from integration.items import ItemDraft, ItemView
+from integration.items import OTHER_KIND, ItemDraft, ItemView
 
 HOME = "home:"
 KIND, WHOM, SUBMIT = f"{HOME}kind:", f"{HOME}whom:", f"{HOME}submit"
-_OTHER = "other"
 _MIN_ADDRESS = 4
+_KIND_ALONE_CHARS = 6  # a kind named in no more (帮我买点菜) has no note of its own
 
 KINDS: dict[str, Words] = {
     "medical": words("medical", "助医|就医|医院|看病|拿药|取药|复查|体检|打针"),
     "meal": words("meal", "助餐|送餐|送饭|做饭|吃饭|午饭|晚饭|饭菜"),
-    "shopping": words("shopping", "代购|买菜|买东西|买药|购物|买点|买些|捎"),
+    "shopping": words(
+        "shopping",
+        "代购|买菜|买东西|买药|购物|买点|买些|捎|代缴|缴费|交费|(交|缴|充)(一下)?(电|水|燃气|煤气|暖气)费",
+    ),
     "repair": words("repair", "维修|修理|修一下|修修|坏了|换灯泡|水龙头|漏水|马桶|电路|门锁"),
     "visit": words("visit", "探访|看望|看看|聊天|陪伴|陪陪|独居|没人照顾"),
     "housework": words(
@@ -146,7 +150,7 @@ class HomeFlow:
         before = dict(slots)
         if payload.startswith(KIND):
             slots["kind"] = payload.removeprefix(KIND)
-            if slots["kind"] == _OTHER and "said" in slots:
+            if slots["kind"] == OTHER_KIND and "said" in slots:
                 slots.setdefault("note", slots["said"])
         elif payload.startswith(WHOM):
             slots["whom"] = self._t(f"home.whom.{payload.removeprefix(WHOM)}")
@@ -198,7 +202,7 @@ class HomeFlow:
         step, slots = state.step or "kind", state.slots
         cancel = Button(self._t("button.cancel"), CANCEL)
         if step == "kind":
-            kinds = [*KINDS, _OTHER]
+            kinds = [*KINDS, OTHER_KIND]
             buttons = tuple(Button(self._t(f"home.kind.{k}"), f"{KIND}{k}") for k in kinds)
             return [Outbound(self._t("home.ask_kind"), (*buttons, cancel))]
         if step in ("when", "where", "phone"):
@@ -256,10 +260,15 @@ class HomeFlow:
             kind = kind_of(text)
             if kind and (step in ("start", "kind", "confirm")):
                 slots["kind"] = kind
+                # 家里老人不会交电费 says more than 代购代缴: its words go with the request
+                if own and len(clean(text)) > _KIND_ALONE_CHARS:
+                    slots["note"] = text.strip()[:200]
+                else:
+                    slots.pop("note", None)
             elif step == "start":
                 slots["said"] = text.strip()[:200]  # the note, should 其他 be pressed
             elif step == "kind" and own and not _bare_answer(text):
-                slots["kind"], slots["note"] = _OTHER, text[:200]
+                slots["kind"], slots["note"] = OTHER_KIND, text[:200]
             whom = whom_of(text)
             if whom:
                 slots["whom"] = whom
@@ -285,7 +294,7 @@ class HomeFlow:
         if step == "kind" and "kind" not in slots and slots.get("said") and answered_on:
             # 我家老人想理发 asked its kind, answered with a time or a place: the first
             # words are the kind (其他), not asked again and again
-            slots["kind"], slots["note"] = _OTHER, slots["said"]
+            slots["kind"], slots["note"] = OTHER_KIND, slots["said"]
 
     async def _advance(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         slots = state.slots
@@ -325,6 +334,7 @@ class HomeFlow:
         kind = state.slots.get("kind")
         if kind is None:
             return ""
-        if kind == _OTHER and state.slots.get("note"):
-            return str(state.slots["note"])
+        note = state.slots.get("note")
+        if kind == OTHER_KIND and note:
+            return str(note)
         return self._t(f"home.kind.{kind}")

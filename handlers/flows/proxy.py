@@ -250,8 +250,14 @@ class ProxyFlow:
     # -- slots and transitions -----------------------------------------------------------
 
     async def _took(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        """Take a first message (or the service's answer) and ask what is missing. When
+        it also said whom and why (帮我婆婆代办高龄补贴，她90岁了), the question skips
+        to the phone: the service understood is said first."""
         await self._take(turn, state, step="start")
-        return await self._advance(turn, state)
+        replies = await self._advance(turn, state)
+        if state.step in ("phone", "keep", "address"):
+            return with_lead(self._t("proxy.noted", name=self._name(state)), replies)
+        return replies
 
     async def _took_any(self, turn: Turn, state: ConversationState) -> bool:
         before = dict(state.slots)

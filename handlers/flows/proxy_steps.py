@@ -40,7 +40,10 @@ REASONS: dict[str, Words] = {
     "away": words(
         "away", "外地|出差|在外|上班|工作忙|没时间|请不了假|打工|回不来|不在本地|抽不开身"
     ),
-    "elderly": words("elderly", "年纪大|年龄大|岁数大|老了|高龄|老人|年老|体弱|走不动|八十|九十"),
+    "elderly": words(
+        "elderly",
+        "年纪大|年龄大|岁数大|老了|高龄|老人|年老|体弱|走不动|七十|八十|九十|(?<!\\d)([7-9]\\d|1\\d\\d)多?岁",
+    ),
 }
 REASON_WORDS = AnyOf("reason", tuple(REASONS.values()))
 # Other reasons, kept in the resident's words: the model reads 他不识字 as a no (which

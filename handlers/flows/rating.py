@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from handlers.catalog import Catalog
 from handlers.flows.base import OFFER_INTERRUPTS, Declined, Expect, RatingDesk, Turn
+from handlers.flows.status import same_place
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
 from handlers.words import FILLERS, SKIP, clean, words
@@ -35,7 +36,9 @@ _WORDS = (
         re.compile(
             r"不满意|没解决|没有解决|没修好|没有修好|没弄好|没处理|没人管|不行|太差|很差|差劲|"
             r"差评|不认可|敷衍|糊弄|应付|走过场|重新派|再派人|派人再|重新处理|重新办|重新弄|返工|"
-            r"根本没|还是没|(?<![\d.])[12一二]\s*分(?!钟)|[12一二]\s*(?:星|颗星)|零分|0分"
+            r"根本没|还是没|(?<![\d.])[12一二]\s*分(?!钟)|[12一二]\s*(?:星|颗星)|零分|0分|"
+            # the problem is back: 修是修了，可是只亮了一晚上又不亮了
+            r"又(?:不亮|不行|不通|不转|坏|堵|漏|冒|响|吵|臭|开始|出现|犯)|没几天又|跟没修一样|白修"
         ),
     ),
     (
@@ -215,9 +218,14 @@ class RatingFlow:
         return [Outbound(self._t("rating.reprompt_comment"), self._skip())]
 
     def _fits(self, turn: Turn, request: RatingRequest) -> bool:
-        """Whether typed rating words answer ``request`` rather than ask something else."""
+        """Whether typed rating words answer ``request`` rather than ask something else:
+        a report of another kind, or at a place that is not the case's (幸福路的路灯又坏了
+        after a lamp at 金辉小区 was fixed), is news."""
         intent = turn.parse.intent
-        return intent not in _ELSEWHERE or intent == f"report_{request.category}"
+        if intent in _ELSEWHERE and intent != f"report_{request.category}":
+            return False
+        place = turn.parse.first("address")
+        return place is None or not request.address or same_place(place.value, request.address)
 
     async def _rate(
         self, request: RatingRequest, score: Score, state: ConversationState, comment: str

@@ -72,6 +72,11 @@ def _bigrams(text: str) -> set[str]:
     return grams
 
 
+def same_place(said: str, address: str) -> bool:
+    """Whether a place a resident names shares a word with a case's address."""
+    return bool(_bigrams(said) & _bigrams(address))
+
+
 def which(text: str, listed: list[Listed]) -> int | None:
     """The position in ``listed`` that ``text`` picks, if it picks exactly one."""
     position = ordinal(text, len(listed))
@@ -233,8 +238,7 @@ class StatusFlow:
             return None
         place = turn.parse.first("address")
         if place is not None:  # only cases at the place named (幸福路的路灯也坏了 is news)
-            named = _bigrams(place.value)
-            same = [c for c in same if named & _bigrams(c.address)]
+            same = [c for c in same if same_place(place.value, c.address)]
             if not same:
                 return None
         return await self._listing(turn, state, same, urging=True)

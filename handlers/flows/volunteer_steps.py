@@ -22,7 +22,8 @@ from handlers.catalog import Catalog
 from handlers.messages import Inbound
 from handlers.words import Words, clean, words
 from integration.claims import ClaimBook
-from integration.items import ItemBook, ItemView
+from integration.items import OTHER_KIND, ItemBook, ItemView
+from integration.privacy import mask
 from integration.services.calendar import LOCAL_TZ
 from integration.volunteer_report import VolunteerRecords
 from integration.volunteers import PARTS, VolunteerBook, VolunteerView
@@ -168,9 +169,23 @@ def ranked(
     return sorted((item for item in items if not fitting or fits(item, volunteer)), key=key)
 
 
+_WHAT_CHARS = 24  # of a resident's own words naming a request, in lists and buttons
+
+
 def what(t: Catalog, item: ItemView) -> str:
-    """The item's title (a staff post) or its kind (a resident's request)."""
-    return item.title or t.get(f"home.kind.{item.kind}", item.kind)
+    """The item's title (a staff post), or a resident's request in words: their own
+    when no listed kind fits (其他: 我爸瘫痪在床，想请人上门理发), the kind with them when
+    they say more than its name (代购代缴（家里老人不会交电费）), else the kind's name
+    (助餐); cut short, with phone and ID numbers masked."""
+    if item.title:
+        return item.title
+    label, note = t.get(f"home.kind.{item.kind}", item.kind), item.note.strip()
+    if item.kind == OTHER_KIND and note:
+        said = note
+    else:
+        said = f"{label}（{note}）" if note and label not in note else label
+    said = mask(said)
+    return said if len(said) <= _WHAT_CHARS else f"{said[:_WHAT_CHARS]}…"
 
 
 def when(t: Catalog, item: ItemView) -> str:

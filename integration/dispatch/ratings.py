@@ -68,6 +68,7 @@ class RatingRequest:
     number: str
     category: str
     score: Score | None
+    address: str = ""  # the case's place
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +114,7 @@ class RatingBook:
         Without a number, only an unanswered question is returned.
         """
         query = (
-            select(Rating.id, Rating.score, Case.number, Case.category)
+            select(Rating.id, Rating.score, Case.number, Case.category, Case.address)
             .join(Case, Case.id == Rating.case_id)
             .where(Rating.channel == channel, Rating.chat_id == chat_id)
             .order_by(Rating.id.desc())
@@ -127,9 +128,8 @@ class RatingBook:
             row = (await connection.execute(query)).first()
         if row is None:
             return None
-        return RatingRequest(
-            row.id, row.number, row.category, Score(row.score) if row.score else None
-        )
+        score = Score(row.score) if row.score else None
+        return RatingRequest(row.id, row.number, row.category, score, row.address)
 
     async def rate(self, rating_id: int, score: Score) -> Reopened | None:
         """Store the answer once; close or reopen the case. Raises ``AlreadyRated``."""
