@@ -35,7 +35,7 @@ from integration.services.calendar import LOCAL_TZ
 from integration.volunteer_report import VolunteerRecords
 from integration.volunteers import PARTS, VolunteerBook, VolunteerDraft
 from tests.console_client import PASSWORD, console_client, page_csrf, sign_in
-from tests.test_chat_page import DESKTOP, browser  # noqa: F401
+from tests.test_chat_page import DESKTOP, PHONE, browser, screenshot  # noqa: F401
 from tests.test_console_browser import sign_in as browser_sign_in
 
 pytestmark = pytest.mark.slow
@@ -467,6 +467,28 @@ async def test_the_page_posts_an_item_and_draws_the_ranking_in_a_browser(
     await expect(page.locator("#chart-handoffs canvas")).to_have_count(1)
     assert not [e for e in errors if not e.endswith("/favicon.ico")], errors
     await context.close()
+    # On a phone, a pending request of no listed kind shows the resident's words.
+    await ItemBook(services.sessions).create(
+        ItemDraft(
+            "webchat",
+            "r8",
+            "r8",
+            "other",
+            "周六上午",
+            "金辉小区5号楼",
+            "父亲",
+            "",
+            "我爸瘫痪在床，想请人上门理发",
+        )
+    )
+    phone = await browser.new_context(viewport=PHONE, locale="zh-CN")
+    page = await phone.new_page()
+    await browser_sign_in(page, server)
+    await page.goto(str(server.make_url(PAGE)))
+    pending = page.locator("#pending-items")
+    await expect(pending.locator("td.said")).to_have_text("我爸瘫痪在床，想请人上门理发")
+    await pending.screenshot(path=screenshot("console-pending-request-phone.png"))
+    await phone.close()
 
 
 def test_a_community_accounts_report_holds_only_its_own_rows() -> None:
