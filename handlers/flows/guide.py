@@ -265,6 +265,8 @@ class GuideFlow:
             if found is not None:
                 state.begin(self.name, "answered", {})
                 return [self._out_of_remit(int(found.key))]
+            if verb == "book" and self._booking is not None:
+                return await self._booking.start(turn, state)  # 我想预约，但是不知道要办啥
             if self._fallback is None:
                 return self._answer(turn, state)
             return await self._fallback.start(turn, state)

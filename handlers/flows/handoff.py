@@ -71,6 +71,24 @@ ESCALATIONS: tuple[Escalation, ...] = (
         ),
         urgent=True,
     ),
+    Escalation(  # 我要投诉社区工作人员态度不好: about a person, for a person (not a rating)
+        words(
+            "conduct",
+            "(投诉|举报)(社区|街道|窗口|居委会|大厅)?的?(工作人员|网格员|干部|主任|书记|办事员)|"
+            "(工作人员|网格员|社区干部|街道干部|窗口的人|办事员|社区的人|居委会的人)"
+            ".{0,6}(态度(不好|差|恶劣|太差|很差)|不理人|爱答不理|刁难|推诿|踢皮球|不作为|骂人|"
+            "吃拿卡要|要好处|收好处|摆架子|不耐烦)",
+        ),
+        urgent=False,
+    ),
+    Escalation(  # 网格员电话多少: staff know each community's grid worker; Yimen does not
+        words(
+            "grid_contact",
+            "网格员.{0,6}(电话|联系方式|手机|微信|怎么联系|是谁|叫什么)|"
+            "(找|联系)(我们|我家)?(小区|社区|这片)?的?网格员",
+        ),
+        urgent=False,
+    ),
     Escalation(
         words(
             "complaint_threat",

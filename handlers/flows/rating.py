@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from handlers.catalog import Catalog
 from handlers.flows.base import OFFER_INTERRUPTS, Declined, Expect, RatingDesk, Turn
+from handlers.flows.chat import MENU_HUMAN
 from handlers.flows.status import same_place
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
@@ -38,7 +39,8 @@ _WORDS = (
             r"差评|不认可|敷衍|糊弄|应付|走过场|重新派|再派人|派人再|重新处理|重新办|重新弄|返工|"
             r"根本没|还是没|(?<![\d.])[12一二]\s*分(?!钟)|[12一二]\s*(?:星|颗星)|零分|0分|"
             # the problem is back: 修是修了，可是只亮了一晚上又不亮了
-            r"又(?:不亮|不行|不通|不转|坏|堵|漏|冒|响|吵|臭|开始|出现|犯)|没几天又|跟没修一样|白修"
+            r"又(?:不亮|不行|不通|不转|坏|堵|漏|冒|响|吵|臭|开始|出现|犯)|没几天又|跟没修一样|白修|"
+            r"不负责|不耐烦|没耐心|不热心"
         ),
     ),
     (
@@ -51,6 +53,7 @@ _WORDS = (
         Score.satisfied,
         re.compile(
             r"满意|很好|非常好|挺好|好评|点赞|及时|解决了|修好了|处理好了|"
+            r"表扬|很负责|认真负责|热心|耐心|给力|赞一个|"
             r"(?<![\d.])[45四五]\s*分(?!钟)|[45四五]\s*(?:星|颗星)"
         ),
     ),
@@ -128,6 +131,8 @@ class RatingFlow:
             or (request is not None and not self._fits(turn, request))
         ):
             raise Declined  # rating words in a message about something else
+        if request is None and not typed and _says_more(turn.text):
+            return self._no_case(score)  # 网格员小王工作很负责，表扬一下
         if request is None or request.score is not None:
             return self._unanswerable(request)
         if score is None:
@@ -180,6 +185,14 @@ class RatingFlow:
             return None
         inbound = turn.inbound
         return await self._ratings.request(inbound.channel, inbound.chat_id, number)
+
+    def _no_case(self, score: Score | None) -> list[Outbound]:
+        """Praise or criticism in words with no question waiting: thanks for praise;
+        otherwise where a complaint goes (a report, or a person)."""
+        if score is Score.satisfied:
+            return [Outbound(self._t("rating.praise"))]
+        key = "rating.criticism" if score is Score.dissatisfied else "rating.feedback"
+        return [Outbound(self._t(key), (Button(self._t("button.menu_human"), MENU_HUMAN),))]
 
     def _unanswerable(self, request: RatingRequest | None) -> list[Outbound]:
         """No question to answer, or one answered already."""

@@ -34,14 +34,23 @@ from handlers.flows.volunteer_steps import (
 )
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
-from handlers.words import ORDINAL, ordinal, words
+from handlers.words import ORDINAL, AnyOf, ordinal, words
 from integration.claims import ClaimRefused
 from integration.items import ItemNotFound, ItemView
 from integration.volunteers import VolunteerView
 
 CLAIM, PAGE, DROP = f"{VOL}claim:", f"{VOL}page:", f"{VOL}drop:"
 PICK = words("pick", ORDINAL.pattern)
-THIS = words("this", "这个我来|这个我接|这个我去|这个我认领|就这个|我来吧|我接了|我去吧")
+THIS = AnyOf(
+    "this",
+    (
+        words(
+            "this_one", "这个我来|这个我接|这个我去(?!不)|这个我认领|就这个|我来吧|我接了|我去吧"
+        ),
+        # 我来 / 报名 / 算我一个, saying nothing else: the item of a one-item list
+        words("me", "我来|我去|报名|算我一个|我可以|我能去|认领|接了", whole=True, slack=1),
+    ),
+)
 WITHDRAW = words(
     "withdraw",
     "去不了|不去了|来不了|退出认领|放弃认领|退掉认领|不能去了|有事去不成|认领错了",
