@@ -18,7 +18,7 @@ from handlers.catalog import Catalog
 from handlers.flows import DEFAULT_FLOW, ROUTES, TRIGGERS, Trigger
 from handlers.flows.base import CANCEL, HANDOFF_INTENT, Declined, Expect, Flow, Paused, Turn
 from handlers.flows.chat import MENU_HUMAN, menu
-from handlers.flows.guide import GuideFlow
+from handlers.flows.guide import GuideFlow, without_question
 from handlers.flows.handoff import HandoffFlow, count_fallback, escalation
 from handlers.flows.handoff import wants_person as staff_wanted
 from handlers.flows.rating import RATE
@@ -358,7 +358,10 @@ class Router:
         if state.flow is not None and turn.parse.intent in REPORT_INTENTS and guide is not None:
             asked = guide.also_asked(turn) if isinstance(guide, GuideFlow) else None
             if asked is not None:  # 老年证怎么办 beside the report: answered after it
+                word = str(asked.slots.pop("word"))
                 state.wait(asked)
+                if state.slots.get("description") == turn.text:  # and not part of it
+                    state.slots["description"] = without_question(turn.text, word)
         return replies + await self._after(state)
 
     # -- the stack -----------------------------------------------------------------------

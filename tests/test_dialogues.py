@@ -296,7 +296,7 @@ async def check_store(world: World, expect: dict[str, Any], where: str) -> None:
 
 
 def check_case(case: Case, spec: dict[str, Any], where: str) -> None:
-    for name in ("category", "address", "status", "grid"):
+    for name in ("category", "description", "address", "status", "grid"):
         if name in spec:
             assert getattr(case, name) == spec[name], f"{where}: {name} {getattr(case, name)!r}"
     for part in as_list(spec.get("description_contains", [])):

@@ -61,6 +61,8 @@ GUIDE = "guide:"  # every button payload of the guide starts with this
 _ASKED_WITHIN = 6  # characters after a service's name where its question must begin
 # Where one request ends and another begins in a message.
 _CLAUSE = re.compile("[，,。.！!？?；;\\s]+|还有|另外|顺便|再问|对了")
+_JOINTS_AT_END = re.compile(f"(?:{_CLAUSE.pattern})+$")
+_JOINTS_AT_START = re.compile(f"^(?:{_CLAUSE.pattern})+")
 BOOK, PROXY, MATERIALS, PICK = (
     f"{GUIDE}{verb}:" for verb in ("book", "proxy", "materials", "pick")
 )
@@ -96,6 +98,20 @@ def asked_after(text: str, word: str) -> bool:
         if at >= 0 and asks(clause[at + len(word) : at + len(word) + _ASKED_WITHIN]):
             return True
     return False
+
+
+def without_question(text: str, word: str) -> str:
+    """``text`` without its clause that asks about ``word`` and the words joining it
+    (楼道灯坏了，顺便问下老年证怎么办 → 楼道灯坏了); ``text`` itself when nothing else is left."""
+    parts = re.split(f"({_CLAUSE.pattern})", text)  # clauses at even places, joints between
+    for at in range(0, len(parts), 2):
+        clause = clean(parts[at])
+        found = clause.find(word)
+        if found >= 0 and asks(clause[found + len(word) : found + len(word) + _ASKED_WITHIN]):
+            before = _JOINTS_AT_END.sub("", "".join(parts[:at])).strip()
+            after = _JOINTS_AT_START.sub("", "".join(parts[at + 1 :])).strip()
+            return "，".join(p for p in (before, after) if p) or text
+    return text
 
 
 def _about_papers(text: str) -> bool:
@@ -212,7 +228,8 @@ class GuideFlow:
             return None
         if not asked_after(turn.text, found.word):
             return None
-        return Frame(self.name, "answered", {"service": found.key, "lead": "guide.also_asked"})
+        slots = {"service": found.key, "lead": "guide.also_asked", "word": found.word}
+        return Frame(self.name, "answered", slots)
 
     def names(self, turn: Turn) -> bool:
         """Whether the message names a service or an out-of-remit topic as written (or as
