@@ -489,6 +489,14 @@ async def test_the_page_posts_an_item_and_draws_the_ranking_in_a_browser(
     await expect(pending.locator("td.said")).to_have_text("我爸瘫痪在床，想请人上门理发")
     await pending.screenshot(path=screenshot("console-pending-request-phone.png"))
     await phone.close()
+    wide = await browser.new_context(viewport=DESKTOP, locale="zh-CN")
+    page = await wide.new_page()
+    await browser_sign_in(page, server)
+    await page.goto(str(server.make_url(PAGE)))
+    pending = page.locator("#pending-items")
+    await expect(pending.locator("th", has_text="居民原话")).to_be_visible()
+    await pending.screenshot(path=screenshot("console-pending-request.png"))
+    await wide.close()
 
 
 def test_a_community_accounts_report_holds_only_its_own_rows() -> None:
