@@ -93,11 +93,15 @@ class _FollowUp:
 def asked_after(text: str, word: str) -> bool:
     """Whether a clause of ``text`` asks about ``word`` right after naming it (老年证
     怎么办, 还有…), rather than naming it in passing (社保局门口的路灯坏了怎么办)."""
-    for clause in map(clean, _CLAUSE.split(text)):  # split before the punctuation goes
-        at = clause.find(word)
-        if at >= 0 and asks(clause[at + len(word) : at + len(word) + _ASKED_WITHIN]):
-            return True
-    return False
+    return any(_asks_about(clause, word) for clause in _CLAUSE.split(text))
+
+
+def _asks_about(clause: str, word: str) -> bool:
+    """Whether one clause (split before the punctuation is cleaned away) names ``word``
+    with its question right after it."""
+    cleaned = clean(clause)
+    at = cleaned.find(word)
+    return at >= 0 and asks(cleaned[at + len(word) : at + len(word) + _ASKED_WITHIN])
 
 
 def without_question(text: str, word: str) -> str:
@@ -105,9 +109,7 @@ def without_question(text: str, word: str) -> str:
     (楼道灯坏了，顺便问下老年证怎么办 → 楼道灯坏了); ``text`` itself when nothing else is left."""
     parts = re.split(f"({_CLAUSE.pattern})", text)  # clauses at even places, joints between
     for at in range(0, len(parts), 2):
-        clause = clean(parts[at])
-        found = clause.find(word)
-        if found >= 0 and asks(clause[found + len(word) : found + len(word) + _ASKED_WITHIN]):
+        if _asks_about(parts[at], word):
             before = _JOINTS_AT_END.sub("", "".join(parts[:at])).strip()
             after = _JOINTS_AT_START.sub("", "".join(parts[at + 1 :])).strip()
             return "，".join(p for p in (before, after) if p) or text
