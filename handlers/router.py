@@ -347,13 +347,15 @@ class Router:
             pressed = await status.pressed(turn, state)  # 路灯还是不亮，到底修不修
             if pressed is not None:
                 return pressed + await self._after(state)
-        route = self._routes.get(turn.parse.intent, DEFAULT_FLOW)
+        route = intended = self._routes.get(turn.parse.intent, DEFAULT_FLOW)
         if place_alone(turn) and "complaint" in self._flows:
             route = "complaint"  # 金辉小区3号楼 first: where, whatever the model reads in it
         elif "guide" in self._flows and (names_a_service(turn) or self._names_a_topic(turn)):
             route = "guide"  # 我想给我妈申请高龄补贴, unplaced: the service's card and its buttons
-        flow = self._flow(route)
-        replies = await flow.start(turn, state)
+        try:
+            replies = await self._flow(route).start(turn, state)
+        except Declined:  # 护理补贴 named, but no card the guide can stand behind
+            replies = await self._flow(intended).start(turn, state)
         guide = self._flows.get("guide")
         if state.flow is not None and turn.parse.intent in REPORT_INTENTS and guide is not None:
             asked = guide.also_asked(turn) if isinstance(guide, GuideFlow) else None
