@@ -148,6 +148,8 @@ def standard_flows(
     guide = GuideFlow(services, catalog, fallback=chat, booking=booking)
     proxy = ProxyFlow(desk, services, catalog, contacts, guide.matcher)
     guide.proxy = proxy
+    if booking is not None:
+        booking.proxy = proxy
     items = items or MemoryItems()
     under_way = under_way or DesksUnderWay(appointments, items)
     status = StatusFlow(desk, catalog, under_way=under_way, services=services)

@@ -15,7 +15,9 @@ between the offer and 确认 is answered the same way (``SlotFull``).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from handlers.catalog import Catalog
 from handlers.flows.base import CANCEL, Expect, Turn
@@ -32,7 +34,9 @@ from handlers.flows.booking_slots import (
     slot_position,
     wanted_time,
 )
+from handlers.flows.contact import with_lead
 from handlers.flows.guide_match import STRONG, Match, ServiceMatcher, out_of_remit
+from handlers.flows.proxy_steps import reason_of
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
 from handlers.words import NO, YES, words
@@ -41,7 +45,12 @@ from integration.services import Service, ServiceCatalogue
 from integration.services.calendar import LOCAL_TZ
 from integration.services.slots import Refusal, Verdict
 
+if TYPE_CHECKING:
+    from handlers.flows.proxy import ProxyFlow
+
 PICK = "booking:service:"  # + a service id
+PROXY_INSTEAD = "booking:proxy"  # 代办 instead of coming in person
+PROXY_WORDS = words("proxy_instead", "代办")
 CONFIRM, EDIT = "booking:confirm", "booking:edit"
 CONFIRM_WORDS = words("confirm", "(?<![不别没])(确认|确定|提交|就这个|就这样|可以|行)")
 EDIT_WORDS = words("edit", "修改|改一下|改下|改个|换个|换一个|重新选|别的时间|其他时间")
@@ -67,6 +76,7 @@ class BookingFlow:
         self._slots = Slots(services, desk)
         self._matcher = ServiceMatcher(services)
         self._reminder_hour = reminder_hour
+        self.proxy: ProxyFlow | None = None  # the 代办 flow, which 申请代办 switches to
 
     # -- the Flow protocol -------------------------------------------------------------
 
@@ -86,7 +96,18 @@ class BookingFlow:
 
     async def book(self, service: Service, turn: Turn, state: ConversationState) -> list[Outbound]:
         """Go on with ``service`` chosen (also the guide's 预约办理, pressed or typed:
-        帮我约个号 明天上午 already names the time)."""
+        帮我约个号 明天上午 already names the time). A booking for someone who cannot
+        come (给我爸预约…，他行动不便) is told that 代办 is there too, when it is allowed."""
+        replies = await self._book(service, turn, state)
+        cannot_come = not turn.payload and bool(reason_of(turn.text, service.words))
+        if service.proxy and self.proxy and cannot_come and state.step == "time":
+            first, *rest = with_lead(self._t("booking.proxy_hint", name=service.name), replies)
+            switch = Button(self._t("button.guide_proxy"), PROXY_INSTEAD)
+            state.slots["said"] = turn.text[:200]  # whom and why, should 代办 be chosen
+            return [replace(first, buttons=(*first.buttons, switch)), *rest]
+        return replies
+
+    async def _book(self, service: Service, turn: Turn, state: ConversationState) -> list[Outbound]:
         if state.flow != self.name:
             state.begin(self.name, "service", {})
         if not service.bookable:
@@ -107,7 +128,13 @@ class BookingFlow:
         return await self._offer(turn, state, self._now(turn))
 
     async def resume(self, turn: Turn, state: ConversationState) -> list[Outbound]:
-        """Continue at the current step."""
+        """Continue at the current step; 申请代办 once the service is chosen hands it over."""
+        typed = not turn.payload and PROXY_WORDS.search(turn.text)
+        if self.proxy is not None and (turn.payload == PROXY_INSTEAD or typed):
+            if state.step != "service":
+                service, said = self._service(state), str(state.slots.get("said", ""))
+                state.finish()
+                return await self.proxy.begin_for(service, turn, state, said)
         if state.step == "service":
             return await self._on_service(turn, state)
         if state.step == "time":
@@ -126,14 +153,15 @@ class BookingFlow:
         if state.step == "time":
             return Expect(
                 prefixes=(SLOT,),
+                payloads=frozenset({PROXY_INSTEAD}),
                 entities=frozenset({"time"}),
-                words=(PICKED,),
+                words=(PICKED, PROXY_WORDS),
                 intents=_TIME_INTENTS,
             )
         return Expect(
-            payloads=frozenset({CONFIRM, EDIT}),
+            payloads=frozenset({CONFIRM, EDIT, PROXY_INSTEAD}),
             entities=frozenset({"time"}),
-            words=(EDIT_WORDS, CONFIRM_WORDS, YES, NO),
+            words=(EDIT_WORDS, CONFIRM_WORDS, YES, NO, PROXY_WORDS),
             intents=frozenset({"affirm", "deny"}),
         )
 

@@ -119,14 +119,19 @@ class ProxyFlow:
         return await self._took(turn, state)
 
     async def begin_for(
-        self, service: Service, turn: Turn, state: ConversationState
+        self, service: Service, turn: Turn, state: ConversationState, earlier: str = ""
     ) -> list[Outbound]:
         """Begin for a service already chosen (the guide's 申请代办, pressed or typed:
-        能帮我代办吗 我腿脚不方便 already gives the reason)."""
+        能帮我代办吗 我腿脚不方便 already gives the reason). ``earlier`` is what the
+        resident said before (a booking's first message: 给我爸预约…，他行动不便), read for
+        whom and why."""
         if not service.proxy:
             state.begin(self.name, "service", {})
             return self._refuse(service, state)
         state.begin(self.name, "service", {"service": service.id})
+        reason, whom = reason_of(earlier, service.words), whom_of(earlier)
+        state.slots.update({"reason": reason} if reason else {})
+        state.slots.update({"whom": whom} if whom else {})
         return await self._took(turn, state)
 
     async def resume(self, turn: Turn, state: ConversationState) -> list[Outbound]:
