@@ -50,7 +50,9 @@ if TYPE_CHECKING:
 
 PICK = "booking:service:"  # + a service id
 PROXY_INSTEAD = "booking:proxy"  # 代办 instead of coming in person
-PROXY_WORDS = words("proxy_instead", "代办")
+# 申请代办 / 还是代办吧 switch to 代办; 不用代办 stays with the booking (the step's question again)
+PROXY_WORDS = words("proxy_instead", "^(?!.*(不用|不要|不需要|不想|别|不)代办).*代办")
+NO_PROXY_WORDS = words("no_proxy", "(不用|不要|不需要|不想|别|不)代办")
 CONFIRM, EDIT = "booking:confirm", "booking:edit"
 CONFIRM_WORDS = words("confirm", "(?<![不别没])(确认|确定|提交|就这个|就这样|可以|行)")
 EDIT_WORDS = words("edit", "修改|改一下|改下|改个|换个|换一个|重新选|别的时间|其他时间")
@@ -155,13 +157,13 @@ class BookingFlow:
                 prefixes=(SLOT,),
                 payloads=frozenset({PROXY_INSTEAD}),
                 entities=frozenset({"time"}),
-                words=(PICKED, PROXY_WORDS),
+                words=(PICKED, PROXY_WORDS, NO_PROXY_WORDS),
                 intents=_TIME_INTENTS,
             )
         return Expect(
             payloads=frozenset({CONFIRM, EDIT, PROXY_INSTEAD}),
             entities=frozenset({"time"}),
-            words=(EDIT_WORDS, CONFIRM_WORDS, YES, NO, PROXY_WORDS),
+            words=(EDIT_WORDS, CONFIRM_WORDS, YES, NO, PROXY_WORDS, NO_PROXY_WORDS),
             intents=frozenset({"affirm", "deny"}),
         )
 
