@@ -9,7 +9,7 @@ from handlers.catalog import Catalog
 from handlers.flows.base import OFFER_INTERRUPTS, Expect, OneMessageFlow, Turn
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
-from handlers.words import clean
+from handlers.words import FILLERS, clean
 from nlu.contract import SERVICE_INTENTS
 from nlu.types import BUTTON_INTENT, FALLBACK_INTENT
 
@@ -20,6 +20,20 @@ MENU_REPORT, MENU_STATUS, MENU_HUMAN = (
 )
 
 # Intents answered by one catalogue text.
+# What may stand beside a number that is the whole message (我的电话是13912345678).
+_AROUND_A_PHONE = re.compile("我的|电话|手机|号码|联系方式|是|号")
+
+
+def phone_alone(turn: Turn) -> bool:
+    """Whether the message is a phone number and nothing more (13912345678, 我的手机号是…)."""
+    phone = turn.parse.first("phone")
+    if phone is None or turn.payload:
+        return False
+    text = turn.parse.text
+    rest = clean(text[: phone.start] + text[phone.end :])
+    return not FILLERS.sub("", _AROUND_A_PHONE.sub("", rest))
+
+
 _REPLIES = {
     "greet": "chat.greet",
     "goodbye": "chat.goodbye",
@@ -89,6 +103,8 @@ class ChatFlow(OneMessageFlow):
         context instead of being taken for a new report.
         """
         intent = turn.parse.intent
+        if intent in (FALLBACK_INTENT, "out_of_scope") and phone_alone(turn):
+            return [Outbound(self._t("chat.phone_alone"), self.menu())]  # not 超出了范围
         key = _REPLIES.get(intent)
         if key is None:
             if intent in _SERVICES:
