@@ -19,7 +19,6 @@ MENU_REPORT, MENU_STATUS, MENU_HUMAN = (
     "intent:human_handoff",
 )
 
-# Intents answered by one catalogue text.
 # What may stand beside a number that is the whole message (我的电话是13912345678).
 _AROUND_A_PHONE = re.compile("我的|电话|手机|号码|联系方式|是|号")
 
@@ -34,6 +33,7 @@ def phone_alone(turn: Turn) -> bool:
     return not FILLERS.sub("", _AROUND_A_PHONE.sub("", rest))
 
 
+# Intents answered by one catalogue text.
 _REPLIES = {
     "greet": "chat.greet",
     "goodbye": "chat.goodbye",
