@@ -17,7 +17,7 @@ from dataclasses import replace
 from handlers.catalog import Catalog
 from handlers.flows import DEFAULT_FLOW, ROUTES, TRIGGERS, Trigger
 from handlers.flows.base import CANCEL, HANDOFF_INTENT, Declined, Expect, Flow, Paused, Turn
-from handlers.flows.chat import MENU_HUMAN, menu
+from handlers.flows.chat import MENU_HUMAN, menu, phone_alone
 from handlers.flows.guide import GuideFlow, without_question
 from handlers.flows.handoff import HandoffFlow, count_fallback, escalation
 from handlers.flows.handoff import wants_person as staff_wanted
@@ -350,6 +350,8 @@ class Router:
         route = intended = self._routes.get(turn.parse.intent, DEFAULT_FLOW)
         if place_alone(turn) and "complaint" in self._flows:
             route = "complaint"  # 金辉小区3号楼 first: where, whatever the model reads in it
+        elif phone_alone(turn):
+            route = DEFAULT_FLOW  # 我的手机号是139…: not kept, whatever the model reads in it
         elif "guide" in self._flows and (names_a_service(turn) or self._names_a_topic(turn)):
             route = "guide"  # 我想给我妈申请高龄补贴, unplaced: the service's card and its buttons
         try:

@@ -103,7 +103,7 @@ class ChatFlow(OneMessageFlow):
         context instead of being taken for a new report.
         """
         intent = turn.parse.intent
-        if intent in (FALLBACK_INTENT, "out_of_scope") and phone_alone(turn):
+        if phone_alone(turn):
             return [Outbound(self._t("chat.phone_alone"), self.menu())]  # not 超出了范围
         key = _REPLIES.get(intent)
         if key is None:

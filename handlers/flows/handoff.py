@@ -45,7 +45,15 @@ class Escalation:
 
 # Small and explainable on purpose: each rule has a name the console shows with the words.
 ESCALATIONS: tuple[Escalation, ...] = (
-    Escalation(words("fire", "着火|起火|失火|火灾|烧起来|冒浓烟"), urgent=True),
+    Escalation(  # 厨房着火了; not a hazard (纸箱堆在楼道怕着火, 火灾隐患): that is a report
+        words(
+            "fire",
+            "(?<!怕)(?<!会)(?<!容易)(?<!担心)(?<!小心)(?<!万一)(?<!防止)(?<!防)(?<!可能)"
+            "(?<!引起)(?<!引发)(?<!导致)(?<!造成)"
+            "(着火|起火(?!灾)|失火|火灾|烧起来|冒浓烟)(?!隐患|风险|危险)",
+        ),
+        urgent=True,
+    ),
     Escalation(words("gas", "(煤气|燃气|天然气)(泄漏|泄露|漏了|漏气|中毒)|煤气中毒"), urgent=True),
     Escalation(words("rescue", "救命|救救|快来人|晕倒|昏迷|不省人事|要跳楼|被困"), urgent=True),
     Escalation(
