@@ -35,6 +35,7 @@ from handlers.flows.base import OFFER_INTERRUPTS, Declined, Expect, Flow, Turn
 from handlers.flows.booking import BookingFlow
 from handlers.flows.chat import MENU_HUMAN
 from handlers.flows.guide_match import (
+    ELIGIBLE,
     GUIDE_WORDS,
     HOURS_QUESTION,
     OPENING,
@@ -82,6 +83,8 @@ class _FollowUp:
         self._matcher = matcher
 
     def search(self, text: str) -> bool:
+        if ELIGIBLE.search(clean(text)):  # 他残疾，我没工作: whether they may apply
+            return True
         if not asks(text):
             return False
         if names_a_thing(text) or _about_papers(text):
@@ -181,6 +184,10 @@ class GuideFlow:
             if GUIDE_WORDS.search(turn.text):  # 办事指南 again (the menu): which service
                 return self._answer(turn, state)
             service = self._services.service(state.slots["service"])
+            if aspect_asked(turn.text) == "eligible":  # before 代办: 他残疾，我没工作
+                found = self._match(turn)
+                if found is None or found.key == service.id:
+                    return [self._card_about(service, turn)]
             errand = next((verb for i, verb in ERRANDS.items() if turn.means(i)), None)
             if errand is not None:  # 那我预约一下 / 能代办吗: this service, unless another is named
                 found = self._match(turn)
@@ -382,12 +389,16 @@ class GuideFlow:
                 name=service.name,
                 fee=service.fee,
                 time_limit=service.time_limit,
+                notes=service.notes or self._t("guide.judged_at_window"),
                 centre=self._services.centre.name,
                 window=window.name,
                 place=window.place,
                 hours=self._hours(),
             )
-            return Outbound(text, card.buttons)
+            if part != "eligible":
+                return Outbound(text, card.buttons)
+            human = Button(self._t("button.menu_human"), MENU_HUMAN)  # a person can judge
+            return Outbound(text, (*card.buttons, human))
         lead = self._t("guide.about", name=service.name)
         return Outbound(f"{lead}\n{card.text}", card.buttons)
 

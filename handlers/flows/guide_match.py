@@ -43,13 +43,26 @@ _GAPPED_SCORE = 0.7
 _THING = re.compile(
     "证|卡|补贴|津贴|补助|保险|登记|证明|手续|救助|奖励|保障|执照|许可|资格|待遇|年审|认证"
 )
-# Questions about the centre's hours rather than a service.
+# Whether one may apply (我60岁了符合条件吗, 我这种情况能申请吗), or the household's
+# circumstances told after a card (他残疾，我没工作; 我在这儿租房子住): only staff
+# can judge, so the answer is the card's conditions and a person or a window to ask.
+_ELIGIBLE_ASKED = (
+    "符合|够条件|够不够|有没有资格|有资格|资格吗|什么条件|啥条件|哪些条件|条件是|申请条件|"
+    "办理条件|(能|可以|能不能|可不可以)(申请|办|领|享受|评上)(吗|么|不|啊|呢)|我这(种|样的?)?情况"
+)
+_CIRCUMSTANCES = (
+    "没(有)?工作|失业|下岗|没(有)?(收入|退休金|养老金|生活来源)|收入(很|太|特别)?(低|少)|"
+    "(家里|家庭|生活)(很|特别|比较|挺)?困难|单亲|孤寡|低保户|外地户口|户口不在(这|本地)|"
+    "租(的)?房子?住|(在这|在这儿|在这里|在本地)租房"
+)
+ELIGIBLE = re.compile(f"{_ELIGIBLE_ASKED}|{_CIRCUMSTANCES}")
 # The one part of a service's card a follow-up asks about (要钱吗, 多久能拿到, 在哪办):
 # answered alone, the whole card a button away.
 ASPECTS = (
     ("fee", re.compile("钱|收费|费用|免费|工本费")),
     ("time_limit", re.compile("多久|几天|多长时间|多少天|时限|什么时候能拿|啥时候能拿|当场")),
     ("place", re.compile("在哪|哪里办|哪儿办|哪个窗口|几号窗口|什么地方办|去哪")),
+    ("eligible", ELIGIBLE),
 )
 
 
@@ -60,6 +73,7 @@ def aspect_asked(text: str) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
+# Questions about the centre's hours rather than a service.
 HOURS_QUESTION = re.compile(
     "几点|上班|下班|开门|关门|营业|办公时间|工作时间|周末|周六|周日|节假日|午休|中午"
 )
