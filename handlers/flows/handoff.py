@@ -105,7 +105,8 @@ ESCALATIONS: tuple[Escalation, ...] = (
         urgent=False,
     ),
     Escalation(
-        words("anger", "气死我了|忍无可忍|欺人太甚|太过分了|(还|到底|究竟)管不管|没人管了?吗"), urgent=False
+        words("anger", "气死我了|忍无可忍|欺人太甚|太过分了|(还|到底|究竟)管不管|没人管了?吗"),
+        urgent=False,
     ),
 )
 STATUS_WORDS = words("my_status", "^(我的)?(进度|进展)$|^查(一下|下)?进度$", whole=False)

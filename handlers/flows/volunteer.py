@@ -59,6 +59,8 @@ LEAVE = words(
 )
 # A place is no name (幸福家园, 人民路): what the name step must not take.
 _PLACE = re.compile("小区|社区|街道|花园|家园|公寓|大厦|广场|[路街巷村苑楼号]$")
+# Who one is, not one's name (党员, 在职党员, 退休职工): the name is asked again.
+_A_ROLE = re.compile("党员|志愿者|居民|群众|退休|在职|职工|同志|网格员|业主|党支部")
 # What no employer or branch is: a yes or no, a skip, 不知道 (asked again instead).
 _NOT_A_NAME = words(
     "not_a_name",
@@ -132,8 +134,15 @@ class RegisterFlow(DeskFlow):
             return early
         if step == "name":
             match = _NAME.match(text.replace(" ", ""))
-            if match and not self._communities(text) and not _PLACE.search(match.group(1)):
-                slots["name"] = match.group(1)
+            said = match.group(1) if match else ""
+            if (
+                said
+                and not self._communities(text)
+                and not _PLACE.search(said)
+                and not _A_ROLE.search(said)
+                and not _NOT_A_NAME.search(said)
+            ):
+                slots["name"] = said
         elif step == "phone" and phone_of(turn):
             slots["phone"] = phone_of(turn)
         elif step in ("employer", "branch") and 2 <= len(text) <= 60 and not payload:
@@ -168,7 +177,8 @@ class RegisterFlow(DeskFlow):
         if slots == before:
             state.reprompts += 1
             question = self.ask(state)[0]
-            return [Outbound(f"{self._t('volunteer.reprompt')}\n{question.text}", question.buttons)]
+            lead = self._t("volunteer.reask_name" if step == "name" else "volunteer.reprompt")
+            return [Outbound(f"{lead}\n{question.text}", question.buttons)]
         return self._advance(state)
 
     def expect(self, state: ConversationState) -> Expect:
