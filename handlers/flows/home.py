@@ -60,7 +60,10 @@ KINDS: dict[str, Words] = {
         "shopping",
         "代购|买菜|买东西|买药|购物|买点|买些|捎|代缴|缴费|交费|(交|缴|充)(一下)?(电|水|燃气|煤气|暖气)费",
     ),
-    "repair": words("repair", "维修|修理|修一下|修修|坏了|换灯泡|水龙头|漏水|马桶|电路|门锁"),
+    "repair": words(  # and small fittings for the old (装个扶手, 防滑垫): 适老化 work
+        "repair",
+        "维修|修理|修一下|修修|坏了|换灯泡|水龙头|漏水|马桶|电路|门锁|安装|装(个|一个|上|一下)|扶手|防滑",
+    ),
     "visit": words("visit", "探访|看望|看看|聊天|陪伴|陪陪|独居|没人照顾"),
     "housework": words(
         "housework", "打扫|保洁|家政|家务|收拾屋|收拾房|搞卫生|做卫生|洗衣|擦玻璃|擦窗"
@@ -279,7 +282,7 @@ class HomeFlow:
         time = parse.first("time")
         if time is not None:
             slots["when"] = parse.text[time.start : time.end]
-        elif step == "when" and own:
+        elif step == "when" and own and not whom_of(text):  # 我妈 there answers whom
             slots["when"] = text.strip()[:100]
         take_phone(turn, slots)
         location = turn.inbound.location
