@@ -20,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from integration.errors import IntegrationError
 from integration.models import (
+    ClaimStatus,
+    ItemClaim,
     ItemStatus,
     ServiceItem,
     ServiceItemEvent,
@@ -411,58 +413,46 @@ class ItemBook:
             raise ItemNotPending(f"service item {item_id} is already approved")
         return await self.get(item_id)
 
-    async def cancel(self, item_id: int, actor: str = "staff") -> ItemView:
-        """Cancel an item not yet done (staff); its claims stay as history."""
+    async def cancel(
+        self,
+        item_id: int,
+        actor: str = "staff",
+        *,
+        owner: tuple[str, str] | None = None,
+        tell: str = "",
+    ) -> ItemView:
+        """Cancel an item not yet done (staff), or, with ``owner`` (channel, user id), a
+        resident's own request not yet begun; its claims stay as history. ``tell`` is
+        queued to each volunteer holding it, in the cancellation's transaction."""
         now = utcnow()
-        live = (ItemStatus.pending, ItemStatus.open, ItemStatus.claimed, ItemStatus.in_progress)
+        live = [ItemStatus.pending, ItemStatus.open, ItemStatus.claimed]
+        where = [ServiceItem.id == item_id]
+        if owner is None:
+            live.append(ItemStatus.in_progress)
+        else:
+            where += [ServiceItem.channel == owner[0], ServiceItem.user_id == owner[1]]
         item = await self.get(item_id)
         async with self._engine.begin() as connection:
             changed = await connection.execute(
                 update(ServiceItem)
-                .where(ServiceItem.id == item_id, ServiceItem.status.in_([s.value for s in live]))
+                .where(*where, ServiceItem.status.in_([s.value for s in live]))
                 .values(status=ItemStatus.cancelled.value)
                 .returning(ServiceItem.status)
             )
             if changed.first() is None:
                 raise ItemNotPending(f"service item {item_id} is {item.status.value}")
             await record_move(connection, item_id, item.status, ItemStatus.cancelled, actor, now)
+            if tell:
+                held = await connection.execute(
+                    select(ItemClaim.channel, ItemClaim.chat_id).where(
+                        ItemClaim.item_id == item_id, ItemClaim.status == ClaimStatus.active.value
+                    )
+                )
+                for channel, chat_id in held.all():
+                    await queue_message(connection, channel, chat_id, tell, now=now)
         return await self.get(item_id)
 
 
 async def _add_skills(connection: AsyncConnection, item_id: int, skills: Iterable[str]) -> None:
     for skill in dict.fromkeys(skills):
         await connection.execute(insert(ServiceItemSkill).values(item_id=item_id, skill=skill))
-
-
-class MemoryItems:
-    """Service items in process memory (flows tested without a database)."""
-
-    def __init__(self) -> None:
-        self.items: list[ItemView] = []
-
-    async def requested_by(self, channel: str, user_id: str) -> list[ItemView]:
-        """A resident's own requests still under way, newest first."""
-        return [
-            item
-            for item in reversed(self.items)
-            if (item.channel, item.user_id) == (channel, user_id) and item.status in UNDER_WAY
-        ]
-
-    async def create(self, draft: ItemDraft) -> ItemView:
-        """Record a request."""
-        item = ItemView(
-            id=len(self.items) + 1,
-            kind=draft.kind,
-            when=draft.when,
-            address=draft.address,
-            whom=draft.whom,
-            phone=draft.phone,
-            note=draft.note,
-            status=ItemStatus.pending,
-            channel=draft.channel,
-            chat_id=draft.chat_id,
-            created_at=utcnow(),
-            user_id=draft.user_id,
-        )
-        self.items.append(item)
-        return item

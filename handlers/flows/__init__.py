@@ -22,6 +22,7 @@ from handlers.flows.guide import GuideFlow
 from handlers.flows.guide_match import GUIDE_WORDS, OPENING, QUESTION
 from handlers.flows.handoff import HandoffDesk, HandoffFlow
 from handlers.flows.home import HomeFlow, ItemDesk
+from handlers.flows.home_withdraw import WITHDRAW_HOME, HomeWithdrawFlow
 from handlers.flows.proxy import ProxyFlow
 from handlers.flows.rating import RATING_WORDS, RatingFlow
 from handlers.flows.rebooking import RebookingFlow
@@ -47,7 +48,7 @@ from handlers.flows.volunteer_items import (
 from handlers.flows.volunteer_steps import VolunteerDesk
 from handlers.words import NO, REPORT_REQUEST, YES, AnyOf, Matcher, words
 from integration.contacts import MemoryContacts
-from integration.items import MemoryItems
+from integration.items_memory import MemoryItems
 from integration.services import ServiceCatalogue, load_catalogue
 from nlu.contract import REPORT_INTENTS
 
@@ -92,6 +93,7 @@ TRIGGERS: tuple[Trigger, ...] = (
     Trigger(CLOSE, "grid_close"),  # 结案 YM…: a linked grid worker closes a case (else declined)
     Trigger(_CASE_NUMBER, "status"),  # a typed case number asks about that case
     Trigger(AnyOf("phone_words", (FORGET_PHONE, CHANGE_PHONE)), "contact"),  # 忘记我的电话
+    Trigger(WITHDRAW_HOME, "home_withdraw"),  # 取消上门服务: not a new request
     Trigger(REPORT_REQUEST, "complaint"),
     Trigger(RECORD_WORDS, "volunteer_record"),  # 我的服务记录
     Trigger(WITHDRAW, "volunteer_withdraw"),  # 这个我去不了了
@@ -174,6 +176,7 @@ def standard_flows(
         "guide": guide,
         "proxy": proxy,
         "home": HomeFlow(items, catalog, contacts),
+        "home_withdraw": HomeWithdrawFlow(items, catalog),
         "contact": ContactFlow(contacts, catalog),
         "status": status,
         "rating": RatingFlow(ratings, catalog),

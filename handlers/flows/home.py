@@ -95,6 +95,21 @@ class ItemDesk(Protocol):
         """A resident's own requests still under way, newest first (我的进度)."""
         ...
 
+    async def get(self, item_id: int) -> ItemView:
+        """One item (ItemNotFound when there is none)."""
+        ...
+
+    async def cancel(
+        self,
+        item_id: int,
+        actor: str = "staff",
+        *,
+        owner: tuple[str, str] | None = None,
+        tell: str = "",
+    ) -> ItemView:
+        """Cancel ``owner``'s request not yet begun, telling its volunteers ``tell``."""
+        ...
+
 
 def kind_of(text: str) -> str:
     """The kind of help ``text`` asks for (a KINDS key), or ""."""
