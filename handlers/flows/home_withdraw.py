@@ -5,7 +5,8 @@ reads them as a new request. The resident's requests not yet begun (awaiting sta
 open, or claimed) are looked up:
 
 - none: told so, or, when one is already under way or done, that staff handle it now
-  (with 转人工);
+  (with 转人工); with no request at all and no 上门 said (维修不用了), declined: the
+  message is routed as if the words had not fired;
 - one: asked to confirm, with 确认取消 and 不取消 (a typed 取消 or 是的 confirms);
 - several: one button each, the button saying which it cancels.
 
@@ -16,7 +17,7 @@ is told in the same transaction, so nobody goes to a door that no longer needs t
 from __future__ import annotations
 
 from handlers.catalog import Catalog
-from handlers.flows.base import OFFER_INTERRUPTS, Expect, Turn
+from handlers.flows.base import OFFER_INTERRUPTS, Declined, Expect, Turn
 from handlers.flows.chat import MENU_HUMAN
 from handlers.flows.home import ItemDesk
 from handlers.flows.volunteer_steps import what
@@ -29,9 +30,9 @@ from integration.models import ItemStatus
 _SERVICES = "上门服务|上门|助餐|送餐|送饭|助浴|陪诊|陪同就医|助医|探访|保洁|家政|维修|代购"
 WITHDRAW_HOME = words(
     "withdraw_home",
-    f"(取消|撤销|撤回)(我的|这个|那个|刚才的?|申请的)?({_SERVICES})(的)?(服务)?(申请)?|"
+    f"(取消|撤销|撤回)(一下|掉)?(我的|这个|那个|刚才的?|申请的)?({_SERVICES})(的)?(服务)?(申请)?|"
     f"({_SERVICES})(的)?(服务)?(申请)?.{{0,4}}(不用了|不要了|不需要了|取消|撤销)|"
-    "不用(再)?上门了|别上门了",
+    f"不(要|需要|用)(再)?({_SERVICES})(的)?(服务)?了|不用(再)?上门了|别上门了",
 )
 _STEP = "home_withdraw:"
 YES_PAYLOAD, NO_PAYLOAD, PICK = f"{_STEP}yes", f"{_STEP}no", f"{_STEP}pick:"
@@ -59,6 +60,8 @@ class HomeWithdrawFlow:
             human = (Button(t("button.menu_human"), MENU_HUMAN),)
             if requests:  # begun or done: the community handles it now
                 return [Outbound(t("home.withdraw_begun", number=requests[0].id), human)]
+            if "上门" not in turn.text:  # 维修不用了 from someone with no request: a case?
+                raise Declined
             return [Outbound(t("home.withdraw_none"))]
         if len(open_) == 1:
             item = open_[0]
