@@ -154,7 +154,7 @@ def standard_flows(
         booking.proxy = proxy
     items = items or MemoryItems()
     under_way = under_way or DesksUnderWay(appointments, items)
-    status = StatusFlow(desk, catalog, under_way=under_way, services=services)
+    status = StatusFlow(desk, catalog, under_way=under_way, services=services, ratings=ratings)
     flows: dict[str, Flow] = {}
     if volunteers is not None:
         claims = ItemClaims(volunteers, catalog)

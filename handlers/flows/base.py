@@ -60,7 +60,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from handlers.messages import Inbound, Outbound
+from handlers.catalog import Catalog
+from handlers.messages import Button, Inbound, Outbound
 from handlers.state import ConversationState
 from handlers.words import REPORT_REQUEST, Matcher
 from integration.cases import CaseDraft, CaseView
@@ -70,6 +71,7 @@ from nlu.contract import REPORT_INTENTS, SERVICE_INTENTS, VOLUNTEER_INTENTS
 from nlu.types import PERIOD, Parse
 
 CANCEL = "cancel"  # the payload of every cancel button
+RATE = "rate:"  # rating buttons: rate:<case number>:<score>
 HANDOFF_INTENT = "human_handoff"
 # The model's ranking restricted to a step's intents: an expected intent answers when
 # it has at least FLOOR and at least RATIO of the top intent's probability.
@@ -336,6 +338,14 @@ class RatingDesk(Protocol):
     async def comment(self, rating_id: int, text: str) -> None:
         """Keep an optional comment with the answer."""
         ...
+
+
+def rating_buttons(t: Catalog, number: str) -> tuple[Button, ...]:
+    """The three answers to a case's satisfaction question, as buttons."""
+    return tuple(
+        Button(t(f"rating.button.{score.value}"), f"{RATE}{number}:{score.value}")
+        for score in Score
+    )
 
 
 def finish(state: ConversationState) -> None:

@@ -17,7 +17,15 @@ import re
 from dataclasses import dataclass
 
 from handlers.catalog import Catalog
-from handlers.flows.base import OFFER_INTERRUPTS, Declined, Expect, RatingDesk, Turn
+from handlers.flows.base import (
+    OFFER_INTERRUPTS,
+    RATE,
+    Declined,
+    Expect,
+    RatingDesk,
+    Turn,
+    rating_buttons,
+)
 from handlers.flows.chat import MENU_HUMAN
 from handlers.flows.status import same_place
 from handlers.messages import Button, Outbound
@@ -26,7 +34,6 @@ from handlers.words import FILLERS, SKIP, clean, words
 from integration.dispatch.ratings import AlreadyRated, RatingRequest, Reopened, Score
 from nlu.contract import REPORT_INTENTS, SERVICE_INTENTS, VOLUNTEER_INTENTS
 
-RATE = "rate:"
 _COMMENT_CHARS = 200
 SKIP_COMMENT = "rating:skip"
 LABELS = {"满意": Score.satisfied, "基本满意": Score.basically, "不满意": Score.dissatisfied}
@@ -67,14 +74,6 @@ _ELSEWHERE = frozenset(
 _SKIP_COMMENT = words(
     "skip_comment", SKIP.pattern.pattern + "|没了|没意见|没有意见", whole=True, slack=2
 )
-
-
-def rating_buttons(t: Catalog, number: str) -> tuple[Button, ...]:
-    """The three answers as buttons for one case."""
-    return tuple(
-        Button(t(f"rating.button.{score.value}"), f"{RATE}{number}:{score.value}")
-        for score in Score
-    )
 
 
 def score_of(text: str) -> Score | None:

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Protocol
 
 from handlers.catalog import Catalog
-from handlers.flows.base import OFFER_INTERRUPTS, CaseDesk, Expect, Turn
+from handlers.flows.base import OFFER_INTERRUPTS, CaseDesk, Expect, RatingDesk, Turn, rating_buttons
 from handlers.flows.booking_slots import AppointmentDesk, slot_label
 from handlers.flows.chat import MENU_HUMAN
 from handlers.flows.home import ItemDesk
@@ -158,11 +158,13 @@ class StatusFlow:
         *,
         under_way: UnderWayDesk | None = None,
         services: ServiceCatalogue | None = None,
+        ratings: RatingDesk | None = None,
     ) -> None:
         self._desk = desk
         self._t = catalog
         self._under_way = under_way
         self._services = services
+        self._ratings = ratings
 
     async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """One case by number, or what the resident has under way: the open cases (with
@@ -175,6 +177,11 @@ class StatusFlow:
             return await self._one(turn, match.group().upper(), urging=urging)
         cases = await self._desk.open_cases(inbound.channel, inbound.user_id)
         others = [] if urging else await self._others(turn)
+        if not cases:  # 井盖那个事弄好了吗, once it was finished: how, and the rating asked
+            finished = await self._finished(turn)
+            if finished is not None:
+                text = "\n\n".join([finished.text, "\n".join(others)]).strip()
+                return [Outbound(text, finished.buttons)]
         if not cases and others:
             return [Outbound("\n".join(others))]
         if not cases:  # 能不能快点 at a report's confirmation: nothing is filed yet
@@ -186,6 +193,25 @@ class StatusFlow:
             last = replies[-1]
             replies[-1] = Outbound("\n\n".join([last.text, "\n".join(others)]), last.buttons)
         return replies
+
+    async def _finished(self, turn: Turn) -> Outbound | None:
+        """The resident's finished case still waiting for their rating (its question went
+        out with the news), with the rating buttons; None when there is none."""
+        if self._ratings is None:
+            return None
+        inbound = turn.inbound
+        request = await self._ratings.request(inbound.channel, inbound.chat_id)
+        if request is None:
+            return None
+        try:
+            case = await self._desk.get(request.number)
+        except CaseNotFound:
+            return None
+        if not case.readable_by(inbound.channel, inbound.chat_id):
+            return None
+        detail = self._detail(case, (inbound.channel, inbound.chat_id))
+        text = self._t("status_query.finished", detail=detail)
+        return Outbound(text, rating_buttons(self._t, case.number))
 
     async def _others(self, turn: Turn) -> list[str]:
         """The resident's bookings to come and help-at-home requests under way, as lines
