@@ -313,6 +313,9 @@ async def test_urging_a_typed_case_records_it_and_a_finished_one_is_not_urged(
         ("幸福路88号", "南门", "南门"),  # a gate of no estate: taken as said
         ("金辉小区3号楼", "金泰苑北门", "金泰苑北门"),  # a whole place replaces
         ("", "5号楼", "5号楼"),
+        ("3号楼", "金辉小区", "金辉小区3号楼"),  # the estate of a part said alone before
+        ("南门", "幸福路", "幸福路南门"),
+        ("3号楼", "金泰苑5号楼", "金泰苑5号楼"),  # a place with its own part replaces
     ],
 )
 def test_a_part_of_a_place_corrects_within_the_estate_or_road(

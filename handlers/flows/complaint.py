@@ -38,6 +38,7 @@ from handlers.flows.report_slots import (
     add_detail,
     address_only,
     has_images,
+    part_only,
     road_only,
     take_address,
     take_media,
@@ -293,6 +294,9 @@ class ComplaintFlow:
         return await self._review(turn, state)
 
     async def _after_address(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        if part_only(state.slots, self._places):  # 3号楼 alone: which estate's?
+            state.step = "where"
+            return [self._reprompt(state, "complaint.where_estate", address=state.slots["address"])]
         if state.slots.pop("editing", False) or state.slots["photos"]:
             return await self._review(turn, state)
         state.step, state.reprompts = "photo", 0
@@ -420,10 +424,14 @@ class ComplaintFlow:
         return Outbound(self._t(key, **values), buttons)
 
     def _reprompt(
-        self, state: ConversationState, key: str, buttons: tuple[Button, ...] | None = None
+        self,
+        state: ConversationState,
+        key: str,
+        buttons: tuple[Button, ...] | None = None,
+        **values: object,
     ) -> Outbound:
         state.reprompts += 1
-        return self._msg(key, buttons)
+        return self._msg(key, buttons, **values)
 
 
 def _a_place_alone(turn: Turn) -> bool:

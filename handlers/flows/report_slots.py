@@ -99,6 +99,20 @@ _PART_ALONE = re.compile(
 _PART_SAID = re.compile(
     rf"(?:^|是|在|改成|改为|换成)\s*({_PART_ALONE.pattern})[吧呀啊了。.!！\s]*$"
 )
+_A_PART_IN = re.compile(rf"\d|{_PART}|门|单元")
+
+
+def part_only(slots: Slots, places: Places | None) -> bool:
+    """Whether the typed address is only a part of a place (3号楼, 南门, 5栋): which
+    estate or road it is in is missing, and nobody could be sent to it."""
+    address = str(slots.get("address") or "")
+    if slots.get("pinned") or not address:
+        return False
+    if places is not None and places.locate(address) is not None:
+        return False
+    return bool(_PART_ALONE.fullmatch(address))
+
+
 # Where a place's own part begins: after its estate (金辉小区|3号楼门口), or after its road
 # for a house number (幸福路|88号).
 _ESTATE = re.compile(r"^.*?(?:小区|花园|家园|新村|苑|村|社区|大院|公寓|大厦|广场)")
@@ -108,7 +122,10 @@ _ROAD = re.compile(r"^.*?(?:路|街|大道|巷)(?=\d)")
 def within(old: str, new: str) -> str:
     """``new`` as a correction of ``old``: a part alone (5号楼, 南门) keeps ``old``'s estate
     (金辉小区3号楼门口 → 金辉小区5号楼), a house number its road (幸福路88号 → 幸福路90号);
-    anything else replaces it."""
+    the estate or road of a part said alone before goes in front of it (3号楼, then
+    金辉小区 → 金辉小区3号楼); anything else replaces it."""
+    if old and _PART_ALONE.fullmatch(old) and not _A_PART_IN.search(new):
+        return new + old
     if not old or not _PART_ALONE.fullmatch(new):
         return new
     estate = _ESTATE.match(old)
