@@ -40,6 +40,8 @@ from integration.items import ItemNotFound, ItemView
 from integration.volunteers import VolunteerView
 
 CLAIM, PAGE, DROP = f"{VOL}claim:", f"{VOL}page:", f"{VOL}drop:"
+# The items one holds, asked about (我认领的活动什么时候开始, 我接的活在哪): not the list.
+MINE = words("mine", "我(已经)?(认领|接|领|报名)(了)?的|我的(认领|岗位|任务|志愿服务项目)")
 PICK = words("pick", ORDINAL.pattern)
 THIS = AnyOf(
     "this",
@@ -147,8 +149,11 @@ class BrowseFlow:
         self._claims = claims
 
     async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
-        """The first page of items fitting the volunteer (all open ones for others)."""
+        """The first page of items fitting the volunteer (all open ones for others); the
+        items they hold when they ask about theirs (我认领的活动什么时候开始)."""
         inbound = turn.inbound
+        if MINE.search(turn.text):
+            return await self._held(turn)
         volunteer = await self._desk.volunteer(inbound)
         open_items = await self._desk.items.open_items(inbound.time)
         items = ranked(open_items, volunteer, self._desk.gazetteer)
@@ -163,6 +168,20 @@ class BrowseFlow:
             return [Outbound(self._t("volunteer.nothing_open"))]
         state.begin(self.name, "list", {"ids": [i.id for i in items], "page": 0})
         return await self._page(state, lead)
+
+    async def _held(self, turn: Turn) -> list[Outbound]:
+        t = self._t
+        holding = await self._desk.holding(turn.inbound)
+        if holding is None:
+            return [Outbound(t("volunteer.not_volunteer"))]
+        _, held = holding
+        if not held:
+            return [Outbound(t("volunteer.nothing_held"))]
+        lines = [
+            t("volunteer.held_line", number=i.id, what=what(t, i), when=when(t, i), where=i.address)
+            for i in held
+        ]
+        return [Outbound("\n".join([t("volunteer.held", count=len(held)), *lines]))]
 
     async def resume(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """下一页, a claim button, 第3个 or 这个我来."""
