@@ -11,6 +11,7 @@ and another is paused, the paused one is resumed and its question asked again.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
@@ -28,6 +29,7 @@ from handlers.patience import Patience, Verdict
 from handlers.state import ConversationState
 from handlers.words import (
     ABUSE,
+    FIXED_MEANWHILE,
     HANDOFF,
     INTRODUCTION,
     PRIVACY_QUESTION,
@@ -67,6 +69,22 @@ def cancels_a_booking(turn: Turn) -> bool:
 def withdraws_a_case(turn: Turn) -> bool:
     """我刚才报的那个不要了 / 撤销投诉: a report already submitted, withdrawn in words."""
     return not turn.payload and bool(turn.text) and WITHDRAW_CASE.search(turn.text)
+
+
+# The problem is back, or something else is wrong: 修好了又坏了, 修好了但是….
+_BACK_AGAIN = re.compile("又|还是|仍然|依然|但是|可是|不过|没几天|只.{0,3}(一天|一晚|两天)")
+
+
+def said_fixed(turn: Turn) -> bool:
+    """路灯已经修好了，谢谢 / 下水道通了 (the model may read a report in it): the problem
+    reported is gone, in words; not when it is back or something else is wrong
+    (路灯修好了又坏了, 修好了但是…)."""
+    return (
+        not turn.payload
+        and bool(turn.text)
+        and FIXED_MEANWHILE.search(turn.text)
+        and not _BACK_AGAIN.search(turn.text)
+    )
 
 
 def asks_about_process(turn: Turn) -> bool:
@@ -321,8 +339,8 @@ class Router:
     # -- an idle conversation ------------------------------------------------------------
 
     async def _idle(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        status = self._flows.get("status")
         if (is_cancel(turn) and not cancels_a_booking(turn)) or withdraws_a_case(turn):
-            status = self._flows.get("status")
             if isinstance(status, StatusFlow):
                 return await status.withdrawal(turn)
             return [Outbound(self._t("chat.nothing_to_cancel"))]
@@ -342,7 +360,10 @@ class Router:
                 except Declined:
                     break
                 return replies + await self._after(state)
-        status = self._flows.get("status")
+        if isinstance(status, StatusFlow) and said_fixed(turn):
+            fixed = await status.fixed_meanwhile(turn)  # 路灯已经修好了，谢谢
+            if fixed is not None:
+                return fixed + await self._after(state)
         if turn.parse.intent in REPORT_INTENTS and isinstance(status, StatusFlow):
             pressed = await status.pressed(turn, state)  # 路灯还是不亮，到底修不修
             if pressed is not None:

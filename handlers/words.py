@@ -131,6 +131,13 @@ WITHDRAW_CASE = words(
     "(?<!被)(不要了|撤销|撤回|作废|不用了|不用管了|不用处理|取消)(吧|了|掉|啊|吧谢谢)?$|"
     "(撤销|撤回|取消)(这个|那个|我的|刚才的?)?(工单|投诉|举报|反映)",
 )
+# A resident saying the problem reported is gone (路灯已经修好了，谢谢; 垃圾都清走了): told
+# how the open case gets closed. Not a question (修好了吗, 修好了没), not negated (还没修好).
+FIXED_MEANWHILE = words(
+    "fixed_meanwhile",
+    "(?<![没未不])(修好|弄好|修复|解决|处理好|清理好|清理干净|清走|拉走|恢复|通|亮)了"
+    "(?![吗么没不嘛呢])(?!.*[吗么呢嘛?？][\\s。！!]*$)",
+)
 # How a report is handled, asked in words (一般要多久能修好, 修好了会通知我吗): answered with
 # how cases go, and the step under way asked again; never a report or a status query.
 PROCESS_QUESTION = words(

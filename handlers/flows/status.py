@@ -322,6 +322,27 @@ class StatusFlow:
         )
         return [Outbound(text, (Button(self._t("button.menu_human"), MENU_HUMAN),))]
 
+    async def fixed_meanwhile(self, turn: Turn) -> list[Outbound] | None:
+        """路灯已经修好了，谢谢: the open case it is about (named, or the newest) and how it
+        gets closed; None when the resident has no open case, or a rating question
+        waits (修好了，很满意 answers it): the words are then routed as they are."""
+        inbound = turn.inbound
+        if self._ratings and await self._ratings.request(inbound.channel, inbound.chat_id):
+            return None
+        cases = await self._desk.open_cases(inbound.channel, inbound.user_id)
+        own = [c for c in cases if (c.channel, c.chat_id) == (inbound.channel, inbound.chat_id)]
+        if not own:
+            return None
+        position = named_topic(turn.text, [self._listed_case(c) for c in own])
+        case = own[position] if position is not None else own[0]
+        text = self._t(
+            "status_query.fixed_meanwhile",
+            number=case.number,
+            category=self._t(f"category.{case.category}"),
+            address=case.address,
+        )
+        return [Outbound(text, (Button(self._t("button.menu_human"), MENU_HUMAN),))]
+
     def expect(self, state: ConversationState) -> Expect:
         """A pick: a position, a case number, words of a listed case; or 我的进度 again."""
         return Expect(
