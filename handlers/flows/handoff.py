@@ -97,6 +97,14 @@ ESCALATIONS: tuple[Escalation, ...] = (
         ),
         urgent=False,
     ),
+    Escalation(  # 跟邻居吵架了，能不能帮忙调解一下: the community's mediators, not a report
+        words(
+            "dispute",
+            "调解|邻里纠纷|邻里矛盾|(和|跟|与)邻居.{0,10}(吵|打|闹|纠纷|矛盾|扯皮)|"
+            "邻居.{0,4}(吵起来|打起来|闹矛盾|闹翻)",
+        ),
+        urgent=False,
+    ),
     Escalation(
         words(
             "complaint_threat",
