@@ -36,6 +36,7 @@ from handlers.flows.booking import BookingFlow
 from handlers.flows.chat import MENU_HUMAN
 from handlers.flows.guide_match import (
     ELIGIBLE,
+    ERRAND_WORDS,
     GUIDE_WORDS,
     HOURS_QUESTION,
     OPENING,
@@ -184,7 +185,8 @@ class GuideFlow:
             if GUIDE_WORDS.search(turn.text):  # 办事指南 again (the menu): which service
                 return self._answer(turn, state)
             service = self._services.service(state.slots["service"])
-            if aspect_asked(turn.text) == "eligible":  # before 代办: 他残疾，我没工作
+            eligible = aspect_asked(turn.text) == "eligible"
+            if eligible and not ERRAND_WORDS.search(turn.text):  # before 代办: 他残疾，我没工作
                 found = self._match(turn)
                 if found is None or found.key == service.id:
                     return [self._card_about(service, turn)]

@@ -53,14 +53,20 @@ _ELIGIBLE_ASKED = (
 _CIRCUMSTANCES = (
     "没(有)?工作|失业|下岗|没(有)?(收入|退休金|养老金|生活来源)|收入(很|太|特别)?(低|少)|"
     "(家里|家庭|生活)(很|特别|比较|挺)?困难|单亲|孤寡|低保户|外地户口|户口不在(这|本地)|"
-    "租(的)?房子?住|(在这|在这儿|在这里|在本地)租房"
+    "租(的)?房子?住|(在这|在这儿|在这里|在本地)租房|(智力|肢体|视力|听力|言语|精神|多重)残疾|"
+    "\\d{1,3}(周)?岁"
 )
+# An errand asked beside the circumstances (他85岁了，能代办吗): the errand, not eligibility.
+ERRAND_WORDS = re.compile("代办|代为|帮(我|忙|着)?办|替(我|他|她)|预约|约个")
 ELIGIBLE = re.compile(f"{_ELIGIBLE_ASKED}|{_CIRCUMSTANCES}")
 # The one part of a service's card a follow-up asks about (要钱吗, 多久能拿到, 在哪办):
 # answered alone, the whole card a button away.
 ASPECTS = (
     ("fee", re.compile("钱|收费|费用|免费|工本费")),
-    ("time_limit", re.compile("多久|几天|多长时间|多少天|时限|什么时候能拿|啥时候能拿|当场")),
+    (
+        "time_limit",
+        re.compile("多久|几天|多长时间|多少天|时限|什么时候能拿|啥时候能拿|当场|加急|急用|能快点"),
+    ),
     ("place", re.compile("在哪|哪里办|哪儿办|哪个窗口|几号窗口|什么地方办|去哪")),
     ("eligible", ELIGIBLE),
 )
