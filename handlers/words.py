@@ -186,7 +186,8 @@ PRIVACY_QUESTION = words(
 # call for a person, whatever the model reads in it (我要反映 as human_handoff).
 REPORT_REQUEST = words(
     "report",
-    "(我|俺)?(要|想|想要|得|需要)?(投诉|反映|举报|报修|报告|报个?事)"
+    "(有(个|件|一个|一件)?(事情?|事儿|问题|情况))?(我|俺)?(要|想|想要|得|需要)?"
+    "((给|跟|向|和)(你们|您))?(投诉|反映|举报|报修|报告|报个?事)"
     "(一下|下|个|一个|件|点)?(问题|情况|事情?|事儿)?",
     whole=True,
     slack=2,
