@@ -43,6 +43,11 @@ _GAPPED_SCORE = 0.7
 _THING = re.compile(
     "证|卡|补贴|津贴|补助|保险|登记|证明|手续|救助|奖励|保障|执照|许可|资格|待遇|年审|认证"
 )
+# Whether the community has something (社区有没有老年大学, 附近哪里有老年食堂).
+_NEARBY = re.compile(
+    "(社区|小区|街道|附近|我们这|咱们这)(里|边|儿)?.{0,2}(有没有|有吗|哪里有|哪儿有|在哪有)|"
+    "(有没有|哪里有|哪儿有).{0,8}(社区|小区|街道)"
+)
 # Whether one may apply (我60岁了符合条件吗, 我这种情况能申请吗), or the household's
 # circumstances told after a card (他残疾，我没工作; 我在这儿租房子住): only staff
 # can judge, so the answer is the card's conditions and a person or a window to ask.
@@ -228,8 +233,11 @@ class NamedAlone:
 
 
 def names_a_thing(text: str) -> bool:
-    """Whether ``text`` mentions something one applies for (证, 补贴, 证明 …)."""
-    return bool(_THING.search(clean(text)))
+    """Whether ``text`` mentions something one applies for (证, 补贴, 证明 …), or asks
+    whether the community has something (社区有没有老年大学): the catalogue not knowing
+    it is said plainly, with a person to ask, rather than a list of services."""
+    cleaned = clean(text)
+    return bool(_THING.search(cleaned) or _NEARBY.search(cleaned))
 
 
 def things(text: str) -> list[str]:
