@@ -308,19 +308,10 @@ class StatusFlow:
     async def withdrawal(self, turn: Turn) -> list[Outbound]:
         """算了不报了 / 撤销投诉 with nothing under way: a case the resident reported is
         submitted already and cannot be withdrawn in chat; staff can close it."""
-        inbound = turn.inbound
-        cases = await self._desk.open_cases(inbound.channel, inbound.user_id)
-        own = [c for c in cases if (c.channel, c.chat_id) == (inbound.channel, inbound.chat_id)]
+        own = await self._own_open(turn)
         if not own:
             return [Outbound(self._t("chat.nothing_to_cancel"))]
-        case = max(own, key=lambda c: c.created_at)
-        text = self._t(
-            "status_query.withdraw",
-            number=case.number,
-            category=self._t(f"category.{case.category}"),
-            address=case.address,
-        )
-        return [Outbound(text, (Button(self._t("button.menu_human"), MENU_HUMAN),))]
+        return [self._for_staff("status_query.withdraw", max(own, key=lambda c: c.created_at))]
 
     async def fixed_meanwhile(self, turn: Turn) -> list[Outbound] | None:
         """路灯已经修好了，谢谢: the open case it is about (named, or the newest) and how it
@@ -329,19 +320,27 @@ class StatusFlow:
         inbound = turn.inbound
         if self._ratings and await self._ratings.request(inbound.channel, inbound.chat_id):
             return None
-        cases = await self._desk.open_cases(inbound.channel, inbound.user_id)
-        own = [c for c in cases if (c.channel, c.chat_id) == (inbound.channel, inbound.chat_id)]
+        own = await self._own_open(turn)
         if not own:
             return None
         position = named_topic(turn.text, [self._listed_case(c) for c in own])
-        case = own[position] if position is not None else own[0]
+        return [self._for_staff("status_query.fixed_meanwhile", own[position or 0])]
+
+    async def _own_open(self, turn: Turn) -> list[CaseView]:
+        """The open cases the resident reported from this chat (not those they joined)."""
+        inbound = turn.inbound
+        cases = await self._desk.open_cases(inbound.channel, inbound.user_id)
+        return [c for c in cases if (c.channel, c.chat_id) == (inbound.channel, inbound.chat_id)]
+
+    def _for_staff(self, key: str, case: CaseView) -> Outbound:
+        """A text about ``case`` that staff must act on (withdraw, close), with 转人工."""
         text = self._t(
-            "status_query.fixed_meanwhile",
+            key,
             number=case.number,
             category=self._t(f"category.{case.category}"),
             address=case.address,
         )
-        return [Outbound(text, (Button(self._t("button.menu_human"), MENU_HUMAN),))]
+        return Outbound(text, (Button(self._t("button.menu_human"), MENU_HUMAN),))
 
     def expect(self, state: ConversationState) -> Expect:
         """A pick: a position, a case number, words of a listed case; or 我的进度 again."""
