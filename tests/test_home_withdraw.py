@@ -95,18 +95,27 @@ async def test_only_ones_own_request_not_yet_begun_is_withdrawn(chat: Chat) -> N
     assert (await items.get(first)).status is ItemStatus.cancelled
     assert (await items.get(second)).status is ItemStatus.pending
 
-    # someone else's request is not theirs to withdraw, whatever number is pressed
+    # typed answers: 不用了 keeps it (the safer reading), 不要了 withdraws it
+    assert "要取消" in await chat.say(resident, "助餐不需要了")
+    assert "保持不变" in await chat.say(resident, "不用了")
+    assert (await items.get(second)).status is ItemStatus.pending
+    assert "要取消" in await chat.say(resident, "我想取消上门服务")
+    assert "已取消" in await chat.say(resident, "不要了")
+    assert (await items.get(second)).status is ItemStatus.cancelled
+
+    # someone else's request is not theirs to withdraw
     assert "没有可以取消" in await chat.say("resident-w3", "取消上门服务")
 
     # once the visit has begun, the community handles changes: a person is offered
-    await approve_and_claim(chat, second, "volunteer-w2")
-    start = (await items.get(second)).starts_at
+    third = await request_meals(chat, resident, "11月12日上午")
+    await approve_and_claim(chat, third, "volunteer-w2")
+    start = (await items.get(third)).starts_at
     assert start is not None
     await ClaimBook(chat.sessions).advance(start + timedelta(minutes=30))
-    assert (await items.get(second)).status is ItemStatus.in_progress
+    assert (await items.get(third)).status is ItemStatus.in_progress
     begun = await chat.say(resident, "助餐不用了")
     assert "不能在这里取消" in begun and "转人工" in [b.label for b in chat.buttons[resident]]
-    assert (await items.get(second)).status is ItemStatus.in_progress
+    assert (await items.get(third)).status is ItemStatus.in_progress
 
 
 async def test_the_memory_book_withdraws_like_the_database() -> None:

@@ -82,10 +82,13 @@ class HomeWithdrawFlow:
         if "item" not in slots:  # a pick step answered by no button: nothing chosen
             return [Outbound(self._t("home.kept"))]
         typed = not payload and bool(text)
-        if payload == NO_PAYLOAD or (typed and (_KEEPS.search(text) or NO.search(text))):
+        # 不取消 before 取消, 不要了 (no longer wanted) before a plain no (不用了: kept)
+        if payload == NO_PAYLOAD or (typed and _KEEPS.search(text)):
             return [Outbound(self._t("home.kept"))]
         if payload == YES_PAYLOAD or (typed and (_CONFIRMS.search(text) or YES.search(text))):
             return await self._withdraw(turn, int(slots["item"]))
+        if typed and NO.search(text):
+            return [Outbound(self._t("home.kept"))]
         state.begin(self.name, "confirm", slots)
         return [Outbound(self._t("home.withdraw_reask"), self._buttons())]
 
