@@ -135,8 +135,8 @@ WITHDRAW_CASE = words(
 # how the open case gets closed. Not a question (修好了吗, 修好了没), not negated (还没修好).
 FIXED_MEANWHILE = words(
     "fixed_meanwhile",
-    "(?<![没未不])(修好|弄好|修复|解决|处理好|清理好|清理干净|清走|拉走|恢复|通|亮)了"
-    "(?![吗么没不嘛呢])(?!.*[吗么呢嘛?？][\\s。！!]*$)",
+    "(?<![没未不])((修好|弄好|修复|解决|处理好|清理好|清理干净|清走|拉走|恢复)了(?![吗么没不嘛呢])|"
+    "(通|亮)了(?=$|谢|啊|呀|哈|吧|哦))(?!.*[吗么呢嘛?？][\\s。！!]*$)",
 )
 # How a report is handled, asked in words (一般要多久能修好, 修好了会通知我吗): answered with
 # how cases go, and the step under way asked again; never a report or a status query.
