@@ -56,6 +56,8 @@ KIND_SKILLS = {
     "bath": "elder",
     OTHER_KIND: "other",
 }
+# A resident's request they may still withdraw themselves: no visit has begun.
+WITHDRAWABLE = frozenset({ItemStatus.pending, ItemStatus.open, ItemStatus.claimed})
 DEFAULT_HOURS = 2.0  # an item without an end counts this many hours
 # A resident's request still under way: awaiting staff, volunteers, the visit, or the
 # resident's confirmation that it was done.
@@ -425,10 +427,10 @@ class ItemBook:
         resident's own request not yet begun; its claims stay as history. ``tell`` is
         queued to each volunteer holding it, in the cancellation's transaction."""
         now = utcnow()
-        live = [ItemStatus.pending, ItemStatus.open, ItemStatus.claimed]
+        live = set(WITHDRAWABLE)
         where = [ServiceItem.id == item_id]
         if owner is None:
-            live.append(ItemStatus.in_progress)
+            live.add(ItemStatus.in_progress)
         else:
             where += [ServiceItem.channel == owner[0], ServiceItem.user_id == owner[1]]
         item = await self.get(item_id)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from integration.items import UNDER_WAY, ItemDraft, ItemNotFound, ItemNotPending, ItemView
+from integration.items import (
+    UNDER_WAY,
+    WITHDRAWABLE,
+    ItemDraft,
+    ItemNotFound,
+    ItemNotPending,
+    ItemView,
+)
 from integration.models import ItemStatus, utcnow
 
 
@@ -36,10 +43,11 @@ class MemoryItems:
         owner: tuple[str, str] | None = None,
         tell: str = "",
     ) -> ItemView:
-        """Cancel a request not yet begun (``tell``: nobody claims in memory)."""
+        """Cancel a request not yet begun (``tell``: nobody claims in memory); staff
+        (no ``owner``) cancel the same ones here, as nothing begins in memory."""
         item = await self.get(item_id)
         mine = owner is None or (item.channel, item.user_id) == owner
-        if not mine or item.status not in (ItemStatus.pending, ItemStatus.open):
+        if not mine or item.status not in WITHDRAWABLE:
             raise ItemNotPending(f"service item {item_id} is {item.status.value}")
         self.items[item_id - 1] = replace(item, status=ItemStatus.cancelled)
         return self.items[item_id - 1]

@@ -24,8 +24,7 @@ from handlers.flows.volunteer_steps import what
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
 from handlers.words import NO, YES, words
-from integration.items import ItemNotFound, ItemNotPending, ItemView
-from integration.models import ItemStatus
+from integration.items import WITHDRAWABLE, ItemNotFound, ItemNotPending, ItemView
 
 _SERVICES = "上门服务|上门|助餐|送餐|送饭|助浴|陪诊|陪同就医|助医|探访|保洁|家政|维修|代购"
 WITHDRAW_HOME = words(
@@ -39,7 +38,6 @@ YES_PAYLOAD, NO_PAYLOAD, PICK = f"{_STEP}yes", f"{_STEP}no", f"{_STEP}pick:"
 # At the confirmation a typed 取消 (or 撤销, 不要了) confirms, it does not end the question.
 _CONFIRMS = words("withdraw_yes", "确认取消|取消|撤销|撤回|不要了|不需要了")
 _KEEPS = words("withdraw_no", "不取消|不用取消|别取消|先不|还要|继续")
-_WITHDRAWABLE = (ItemStatus.pending, ItemStatus.open, ItemStatus.claimed)
 
 
 class HomeWithdrawFlow:
@@ -55,7 +53,7 @@ class HomeWithdrawFlow:
         """Which request, and the question whether to cancel it."""
         inbound, t = turn.inbound, self._t
         requests = await self._items.requested_by(inbound.channel, inbound.user_id)
-        open_ = [r for r in requests if r.status in _WITHDRAWABLE]
+        open_ = [r for r in requests if r.status in WITHDRAWABLE]
         if not open_:
             human = (Button(t("button.menu_human"), MENU_HUMAN),)
             if requests:  # begun or done: the community handles it now
