@@ -19,7 +19,8 @@ from handlers.catalog import Catalog
 from handlers.flows import DEFAULT_FLOW, ROUTES, TRIGGERS, Trigger
 from handlers.flows.base import CANCEL, HANDOFF_INTENT, Declined, Expect, Flow, Paused, Turn
 from handlers.flows.chat import MENU_HUMAN, menu, phone_alone
-from handlers.flows.guide import GuideFlow, without_question
+from handlers.flows.guide import GuideFlow
+from handlers.flows.guide_follow_up import without_question
 from handlers.flows.handoff import HandoffFlow, count_fallback, escalation
 from handlers.flows.handoff import wants_person as staff_wanted
 from handlers.flows.rating import RATE

@@ -19,6 +19,7 @@ from handlers.catalog import Catalog
 from handlers.flows.base import Turn
 from handlers.flows.chat import MENU_HUMAN, ChatFlow
 from handlers.flows.guide import BOOK, MATERIALS, PROXY, GuideFlow
+from handlers.flows.guide_follow_up import lines_asked
 from handlers.flows.guide_match import ServiceMatcher
 from handlers.messages import Inbound, Outbound
 from handlers.state import ConversationState
@@ -217,9 +218,11 @@ async def test_a_follow_up_about_papers_stays_with_the_service(
     state = ConversationState()
     await ask(flow, interpreter, "办残疾证需要什么", state)
     (reply,) = await ask(flow, interpreter, "身份证要复印件吗", state)
-    assert reply.text.startswith("关于“残疾证”")
+    assert reply.text.startswith("残疾证的办事指南里写着：")  # that line, not the card
+    assert "身份证" in reply.text and "所需材料" not in reply.text
     (reply,) = await ask(flow, interpreter, "户口本也要带吗", state)  # 户口 is out of remit
-    assert reply.text.startswith("关于“残疾证”")
+    assert reply.text.startswith("残疾证的办事指南里写着：")
+    assert "户口簿" in reply.text and "所需材料" not in reply.text
 
 
 async def test_an_entity_the_catalogue_lacks_falls_back_to_the_words(
@@ -313,3 +316,14 @@ def test_the_server_refuses_to_start_with_a_broken_catalogue(tmp_path: Path) -> 
     )
     assert done.returncode == 1
     assert f"{broken}:" in done.stderr and "services[0].window: no window 'nowhere'" in done.stderr
+
+
+def test_the_lines_a_follow_up_asks_about(services: ServiceCatalogue) -> None:
+    elderly = services.service("senior_card")
+    assert lines_asked(elderly, "照片要几张") == ["近期一寸白底免冠彩色照片1张"]
+    assert lines_asked(elderly, "户口本要带吗") == [
+        "户口簿或居住证"
+    ]  # 户口本, put the catalogue's way
+    assert lines_asked(elderly, "老年证要带什么") == []  # its own name: the whole card
+    assert lines_asked(elderly, "要带什么材料") == []
+    assert lines_asked(elderly, "我的身份证丢了") == []  # a loss, not a question about the line

@@ -27,15 +27,14 @@ report; anything else ends it quietly and is routed as usual.
 
 from __future__ import annotations
 
-import re
 from datetime import date
 
 from handlers.catalog import Catalog
 from handlers.flows.base import OFFER_INTERRUPTS, Declined, Expect, Flow, Turn
 from handlers.flows.booking import BookingFlow
 from handlers.flows.chat import MENU_HUMAN
+from handlers.flows.guide_follow_up import NEEDED, AsksALine, FollowUp, asked_after, lines_asked
 from handlers.flows.guide_match import (
-    ELIGIBLE,
     ERRAND_WORDS,
     GUIDE_WORDS,
     HOURS_QUESTION,
@@ -60,11 +59,6 @@ from integration.services.calendar import LOCAL_TZ
 from nlu.types import FALLBACK_INTENT
 
 GUIDE = "guide:"  # every button payload of the guide starts with this
-_ASKED_WITHIN = 6  # characters after a service's name where its question must begin
-# Where one request ends and another begins in a message.
-_CLAUSE = re.compile("[，,。.！!？?；;\\s]+|还有|另外|顺便|再问|对了")
-_JOINTS_AT_END = re.compile(f"(?:{_CLAUSE.pattern})+$")
-_JOINTS_AT_START = re.compile(f"^(?:{_CLAUSE.pattern})+")
 BOOK, PROXY, MATERIALS, PICK = (
     f"{GUIDE}{verb}:" for verb in ("book", "proxy", "materials", "pick")
 )
@@ -75,53 +69,6 @@ ERRANDS = {"book_appointment": "book", "proxy_service": "proxy"}
 STARTS = frozenset({"ask_service_info", "out_of_scope", FALLBACK_INTENT, *ERRANDS})
 _WEEKDAYS = "一二三四五六日"
 _ECHO_CHARS = 20  # of the resident's words quoted back when nothing matches
-
-
-class _FollowUp:
-    """A follow-up question in the guide: a question naming a service, or about papers."""
-
-    def __init__(self, matcher: ServiceMatcher) -> None:
-        self._matcher = matcher
-
-    def search(self, text: str) -> bool:
-        if ELIGIBLE.search(clean(text)):  # 他残疾，我没工作: whether they may apply
-            return True
-        if not asks(text):
-            return False
-        if names_a_thing(text) or _about_papers(text):
-            return True
-        found = self._matcher.best(text)  # 社保卡怎么补办, not 社保局门口的路灯坏了怎么办
-        return found is not None and found.score >= STRONG and asked_after(text, found.word)
-
-
-def asked_after(text: str, word: str) -> bool:
-    """Whether a clause of ``text`` asks about ``word`` right after naming it (老年证
-    怎么办, 还有…), rather than naming it in passing (社保局门口的路灯坏了怎么办)."""
-    return any(_asks_about(clause, word) for clause in _CLAUSE.split(text))
-
-
-def _asks_about(clause: str, word: str) -> bool:
-    """Whether one clause (split before the punctuation is cleaned away) names ``word``
-    with its question right after it."""
-    cleaned = clean(clause)
-    at = cleaned.find(word)
-    return at >= 0 and asks(cleaned[at + len(word) : at + len(word) + _ASKED_WITHIN])
-
-
-def without_question(text: str, word: str) -> str:
-    """``text`` without its clause that asks about ``word`` and the words joining it
-    (楼道灯坏了，顺便问下老年证怎么办 → 楼道灯坏了); ``text`` itself when nothing else is left."""
-    parts = re.split(f"({_CLAUSE.pattern})", text)  # clauses at even places, joints between
-    for at in range(0, len(parts), 2):
-        if _asks_about(parts[at], word):
-            before = _JOINTS_AT_END.sub("", "".join(parts[:at])).strip()
-            after = _JOINTS_AT_START.sub("", "".join(parts[at + 1 :])).strip()
-            return "，".join(p for p in (before, after) if p) or text
-    return text
-
-
-def _about_papers(text: str) -> bool:
-    return any(w in clean(text) for w in ("材料", "手续", "窗口", "大厅", "办理", "申请", "多久"))
 
 
 class GuideFlow:
@@ -142,7 +89,7 @@ class GuideFlow:
         self._booking = booking  # 预约办理 books here; without it, the window is named
         self.proxy: ProxyFlow | None = None  # the 代办 flow, which 申请代办 starts
         self.matcher = ServiceMatcher(services)
-        self._follow_up = _FollowUp(self.matcher)
+        self._follow_up = FollowUp(self.matcher)
 
     # -- the Flow protocol -------------------------------------------------------------
 
@@ -196,6 +143,8 @@ class GuideFlow:
                 if found is not None and found.key != service.id:
                     return await self._errand(errand, turn, state)
                 return await self._on_button(errand, service, turn, state)
+            if NEEDED.search(clean(turn.text)) and lines_asked(service, turn.text):
+                return [self._card_about(service, turn)]  # 残疾证要吗, after 低保: its line
             if self._about(service, turn):
                 return [self._card_about(service, turn)]
             if self._match(turn) is None and _about_centre(turn.text):
@@ -212,9 +161,11 @@ class GuideFlow:
                 interrupts=OFFER_INTERRUPTS,
                 optional=True,
             )
+        service = self._services.services.get(state.slots.get("service", ""))
+        lines = (AsksALine(service),) if service is not None else ()
         return Expect(
             prefixes=(GUIDE,),
-            words=(self._follow_up,),
+            words=(self._follow_up, *lines),
             intents=frozenset({"ask_service_info", *ERRANDS}),
             interrupts=OFFER_INTERRUPTS,
             optional=True,
@@ -321,12 +272,17 @@ class GuideFlow:
                 service.notes,
             )
         )
+        named = things(turn.text)
         if found is not None:
-            # 户口本 after 居住证 asks about its papers (户口簿), not about 户口 in general.
-            return found.key == service.id or (found.kind == "remit" and found.word[:2] in said)
+            # 户口本 after 居住证 asks about its papers (户口簿), not about 户口 in general;
+            # 没有房产证咋办 about its 房产证, not about 不动产登记.
+            return found.key == service.id or (
+                found.kind == "remit"
+                and (found.word[:2] in said or (bool(named) and all(t in said for t in named)))
+            )
         if _about_centre(turn.text):
             return False
-        return all(thing in said for thing in things(turn.text))
+        return all(thing in said for thing in named)
 
     def _match(self, turn: Turn) -> Match | None:
         found = self.matcher.in_turn(turn)
@@ -384,14 +340,25 @@ class GuideFlow:
         card that ``turn`` asks about (要钱吗: the fee), else the card led by 关于“…”."""
         card = self._card(service)
         part = aspect_asked(turn.text) if not turn.payload else None
+        lines = lines_asked(service, turn.text) if not turn.payload else []
+        if lines and part not in ("eligible", "in_person"):  # 新生儿, 要住满多久: those lines
+            text = self._t("guide.about_lines", name=service.name, lines="\n".join(lines))
+            return Outbound(text, card.buttons)
         if part is not None:
             window = self._services.window_for(service.id)
+            notes = service.notes
+            said = [line for line in lines if line not in notes]  # 残疾的：残疾证, for 他残疾
+            if said:
+                notes += self._t("guide.lines_say", lines="；".join(said))
+            notes = notes or self._t("guide.judged_at_window")
+            only = part == "in_person" and not service.proxy
             text = self._t(
-                f"guide.about_{part}",
+                f"guide.about_{part}{'_only' if only else ''}",
                 name=service.name,
                 fee=service.fee,
                 time_limit=service.time_limit,
-                notes=service.notes or self._t("guide.judged_at_window"),
+                notes=notes,
+                agent="、".join(service.proxy_materials),
                 centre=self._services.centre.name,
                 window=window.name,
                 place=window.place,

@@ -75,6 +75,11 @@ ASPECTS = (
     ),
     ("place", re.compile("在哪|哪里办|哪儿办|哪个窗口|几号窗口|什么地方办|去哪")),
     ("eligible", ELIGIBLE),
+    # whether the resident must come in person (需要本人去吗, 非得本人来吗)
+    (
+        "in_person",
+        re.compile("本人(去|来|到场|亲自|过去|到窗口)|亲自(去|来|到|跑)|(必须|一定|非得|得)本人"),
+    ),
 )
 
 

@@ -222,6 +222,8 @@ class ProxyFlow:
             return self.ask(state)
         kept = await answer_keep(turn, slots, self._contacts)
         if kept is None:
+            if await self._took_any(turn, state):  # the address, said before it was asked
+                return self.ask(state)
             return [self._reprompt(state)]
         phone = masked(slots["phone"])
         lead = self._t("proxy.kept", phone=phone) if kept else self._t("proxy.not_kept")
