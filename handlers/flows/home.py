@@ -55,7 +55,10 @@ _KIND_ALONE_CHARS = 6  # a kind named in no more (帮我买点菜) has no note o
 
 KINDS: dict[str, Words] = {
     "medical": words("medical", "助医|就医|医院|看病|拿药|取药|复查|体检|打针"),
-    "meal": words("meal", "助餐|送餐|送饭|做饭|吃饭|午饭|晚饭|饭菜"),
+    "meal": words(
+        "meal",
+        "助餐|送(个|点|顿|一顿|份|一份)?(餐|饭)|做(个|顿|点)?饭|吃饭|早饭|午饭|晚饭|饭菜|盒饭",
+    ),
     "shopping": words(
         "shopping",
         "代购|买菜|买东西|买药|购物|买点|买些|捎|代缴|缴费|交费|(交|缴|充)(一下)?(电|水|燃气|煤气|暖气)费",
@@ -130,7 +133,11 @@ class HomeFlow:
         """Begin with whatever the message says (kind, time, place, whom, phone)."""
         state.begin(self.name, "kind", {})
         self._take(turn, state, "start")
-        return await self._advance(turn, state)
+        replies = await self._advance(turn, state)
+        if state.step in ("kind", "when"):  # their questions name what is known
+            return replies
+        lead = self._t("home.understood", kind=self._kind(state), when=state.slots["when"])
+        return with_lead(lead, replies)
 
     async def resume(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """The answer to the active step, a correction, or the question again."""
@@ -177,7 +184,15 @@ class HomeFlow:
             state.reprompts += 1
             question = self.ask(state)[0]
             return [Outbound(f"{self._t('home.reprompt')}\n{question.text}", question.buttons)]
-        return await self._advance(turn, state)
+        replies = await self._advance(turn, state)
+        noted = [
+            self._t(f"home.field.{key}", value=slots[key])
+            for key in ("when", "whom")
+            if slots.get(key) != before.get(key)
+        ]
+        if state.step == step != "confirm" and noted:  # 我爸 at the address question
+            return with_lead(self._t("home.noted", items="，".join(noted)), replies)
+        return replies
 
     def expect(self, state: ConversationState) -> Expect:
         """What answers each step: any step takes a phone and a time, the summary corrections."""
