@@ -257,7 +257,8 @@ class RegisterFlow(DeskFlow):
     def _early(self, turn: Turn, state: ConversationState) -> list[Outbound] | None:
         """A later step's answer given at an earlier one, kept for its step and the step
         asked again: the community (金辉小区 at the name or phone question), skills and
-        free time (会修水电，周末有空 at the employer question). None: nothing of the kind.
+        free time (会修水电，周末有空 at the phone or employer question). None: nothing of
+        the kind.
 
         The phone question also takes its number from the same message; an employer or
         branch must say nothing else (金辉小区物业公司 is an employer)."""
@@ -271,7 +272,7 @@ class RegisterFlow(DeskFlow):
         ):
             slots["community"] = community
             noted.append(self._t("volunteer.community_noted", community=community))
-        if step in ("employer", "branch") and _ABOUT_ME.search(text):
+        if step in ("phone", "employer", "branch") and _ABOUT_ME.search(text):
             skills, before = skills_of(text), dict(slots)
             if skills and "skills" not in slots:
                 slots["skills"] = list(skills)
@@ -283,7 +284,7 @@ class RegisterFlow(DeskFlow):
             return None
         if step == "phone" and phone_of(turn):
             slots["phone"] = phone_of(turn)
-            return with_lead(noted[0], self._advance(state))
+            return with_lead("".join(noted), self._advance(state))
         return with_lead("".join(noted), self.ask(state))
 
     def _communities(self, text: str) -> list[str]:
