@@ -170,8 +170,9 @@ INTRODUCTION = words(
 # Asking who answers (你是机器人吗, 你是谁, 您是哪位): the model reads it as out of scope.
 WHO_ARE_YOU = words(
     "who_are_you",
-    "^(?:你好|您好)?(?:你|您)(?:是|是不是)(?:谁|哪位|什么|机器人|智能客服|ai|人工智能|自动回复)"
-    "(?:吗|啊|呀|呢)?$",
+    "^(?:你好|您好|请问)?(?:你|您)(?:们)?(?:这边)?(?:是|是不是)(?:谁|哪位|什么|机器人|机器|智能客服|ai|"
+    "人工智能|自动回复|真人)(?:还是(?:真人|机器人|人工))?(?:吗|啊|呀|呢)?$|"
+    "^(?:是)?(?:机器人|机器|自动)(?:在)?回复(?:的)?(?:吗|啊|呢)?$",
 )
 # Asking how personal data is used or kept (你们会把我的电话泄露出去吗, 我想删除我的个人信息):
 # answered plainly, beside whatever is under way. A leak by others (物业把我的电话泄露给
@@ -187,7 +188,8 @@ PRIVACY_QUESTION = words(
 REPORT_REQUEST = words(
     "report",
     "(有(个|件|一个|一件)?(事情?|事儿|问题|情况))?(我|俺)?(要|想|想要|得|需要)?"
-    "((给|跟|向|和)(你们|您))?(投诉|反映|举报|报修|报告|报个?事)"
+    "((给|跟|向|和)(你们|您|社区|街道|居委会))?"
+    "(投诉|反映|举报|报修|报告|报个?事|提(个|一个|点|几个|条|一条)?(建议|意见))"
     "(一下|下|个|一个|件|点)?(问题|情况|事情?|事儿)?",
     whole=True,
     slack=2,
@@ -195,7 +197,7 @@ REPORT_REQUEST = words(
 # Asking for a person; 工作人员 alone is not enough (物业工作人员态度很差 is a report).
 HANDOFF = words(
     "handoff",
-    "转人工|人工(?!湖|智能|草|费)|真人|活人|"
+    "转人工|人工(?!湖|智能|草|费)|(?<!是)真人|活人|"
     "(找|叫|让|要|请|转|换|接)(个|一个|你们的?)?(工作人员|客服|领导|负责人|人来|人工)",
 )
 GOODBYE = words("goodbye", f"拜拜|再见|{_LATIN}(bye|byebye)(?![a-z0-9])|^88$|先这样|没事了")

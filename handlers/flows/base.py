@@ -63,7 +63,7 @@ from typing import Protocol
 from handlers.catalog import Catalog
 from handlers.messages import Button, Inbound, Outbound
 from handlers.state import ConversationState
-from handlers.words import REPORT_REQUEST, Matcher
+from handlers.words import REPORT_REQUEST, WHO_ARE_YOU, Matcher
 from integration.cases import CaseDraft, CaseView
 from integration.dispatch.ratings import RatingRequest, Reopened, Score
 from integration.urges import Urged
@@ -113,12 +113,15 @@ class Turn:
     def asks_for_person(self) -> bool:
         """Whether the model reads a request for a person. A message that gives a phone
         number never is one by the model alone (电话13912345678 reads like 人工电话 to it),
-        nor one that asks to report (我要反映: ``REPORT_REQUEST``); 转人工 in words still
-        is (``handlers.words.HANDOFF``)."""
+        nor one that asks to report (我要反映: ``REPORT_REQUEST``) or who answers (你们是
+        机器人吗: ``WHO_ARE_YOU``, answered as an aside); 转人工 in words still is
+        (``handlers.words.HANDOFF``)."""
         return (
             self.parse.intent == HANDOFF_INTENT
             and self.parse.first("phone") is None
-            and not (self.text and REPORT_REQUEST.search(self.text))
+            and not (
+                self.text and (REPORT_REQUEST.search(self.text) or WHO_ARE_YOU.search(self.text))
+            )
         )
 
     @property

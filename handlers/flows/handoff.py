@@ -56,6 +56,15 @@ ESCALATIONS: tuple[Escalation, ...] = (
     ),
     Escalation(words("gas", "(煤气|燃气|天然气)(泄漏|泄露|漏了|漏气|中毒)|煤气中毒"), urgent=True),
     Escalation(words("rescue", "救命|救救|快来人|晕倒|昏迷|不省人事|要跳楼|被困"), urgent=True),
+    Escalation(  # 隔壁天天打孩子, 我老公又打我了: not a noise report; police and the 妇联
+        words(
+            "violence",
+            "家暴|家庭暴力|虐待|(打|揍)(孩子|小孩|老婆|妻子|媳妇|老公|丈夫|老人|女儿|儿子)"
+            "(?!的?(疫苗|预防针|针|电话|手机))|"
+            "(被|让)(老公|丈夫|老婆|媳妇|男朋友|他|她)(打|揍)|(老公|丈夫|男人|他)(又|总|经常|天天)?(打|揍)我",
+        ),
+        urgent=True,
+    ),
     Escalation(
         words(
             "elevator",
