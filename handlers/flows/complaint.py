@@ -227,13 +227,13 @@ class ComplaintFlow:
             return [self._summary(state)]
         if SUBMIT_WORDS.search(text):
             return await self._submit(turn, state)
+        if SKIP_ALONE.search(text):  # 我没有照片: no photo, not a withdrawal
+            return [self._summary(state)]
         if NO.search(text) or turn.means("deny"):
             state.finish()
             return [Outbound(self._t("complaint.cancelled"))]
         if YES.search(text) or turn.means("affirm"):
             return await self._submit(turn, state)
-        if SKIP_ALONE.search(text):
-            return [self._summary(state)]
         return [self._reprompt(state, "complaint.reconfirm", confirm_buttons(self._t))]
 
     async def _on_edit(self, turn: Turn, state: ConversationState) -> list[Outbound]:

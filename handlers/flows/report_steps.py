@@ -26,7 +26,11 @@ ABOUT_PLACE = words("about_place", "地址|地点|位置|地方|门牌|楼号|�
 ABOUT_TEXT = words("about_text", "描述|内容|情况|说明|问题写")
 SUBMIT_WORDS = words("submit", "(?<![不别没])提交|就这样|发吧|报吧|没问题")
 # 跳过 typed at the summary (the photo question already behind): the summary again.
-SKIP_ALONE = words("skip_alone", "^(?:跳过吧?|skip|没有照片|没照片|不拍了?|不发了?)$")
+SKIP_ALONE = words(
+    "skip_alone",
+    "^(?:我|我这|我这边|手机里|现在)?(?:跳过吧?|skip|没有?(?:照片|图片|相片)|没(?:有)?拍(?:照|到)?|"
+    "拍不了|没法拍|不会(?:拍|发)(?:照片)?|(?:照片)?发不了|不拍了?|不发了?)(?:了|啊|呀|呢|哦)?$",
+)
 # Adding to the report under way (再加一句，已经有小孩差点掉下去了): a detail of this report,
 # whatever kind of report the model reads in it, never a new one.
 _MORE = "再加一句|加一句|再补充|补充(一下|一句|两句|说明)?|再说一句|多说一句|顺便说一下|还想说"
