@@ -136,7 +136,9 @@ class GuideFlow:
             if eligible and not ERRAND_WORDS.search(turn.text):  # before 代办: 他残疾，我没工作
                 found = self._match(turn)
                 if found is None or found.key == service.id:
-                    return [self._card_about(service, turn)]
+                    again = state.slots.get("eligible_told") == service.id  # said in two goes
+                    state.slots["eligible_told"] = service.id
+                    return [self._card_about(service, turn, again=again)]
             errand = next((verb for i, verb in ERRANDS.items() if turn.means(i)), None)
             if errand is not None:  # 那我预约一下 / 能代办吗: this service, unless another is named
                 found = self._match(turn)
@@ -335,9 +337,11 @@ class GuideFlow:
 
     # -- texts -------------------------------------------------------------------------
 
-    def _card_about(self, service: Service, turn: Turn) -> Outbound:
+    def _card_about(self, service: Service, turn: Turn, *, again: bool = False) -> Outbound:
         """An answer about a service already in the conversation: the one part of its
-        card that ``turn`` asks about (要钱吗: the fee), else the card led by 关于“…”."""
+        card that ``turn`` asks about (要钱吗: the fee), else the card led by 关于“…”.
+        ``again``: circumstances told after its conditions were given, acknowledged
+        without the conditions a second time."""
         card = self._card(service)
         part = aspect_asked(turn.text) if not turn.payload else None
         lines = lines_asked(service, turn.text) if not turn.payload else []
@@ -346,14 +350,16 @@ class GuideFlow:
             return Outbound(text, card.buttons)
         if part is not None:
             window = self._services.window_for(service.id)
-            notes = service.notes
+            again = again and part == "eligible"
+            notes = "" if again else service.notes
             said = [line for line in lines if line not in notes]  # 残疾的：残疾证, for 他残疾
             if said:
                 notes += self._t("guide.lines_say", lines="；".join(said))
-            notes = notes or self._t("guide.judged_at_window")
+            if not again:
+                notes = notes or self._t("guide.judged_at_window")
             only = part == "in_person" and not service.proxy
             text = self._t(
-                f"guide.about_{part}{'_only' if only else ''}",
+                f"guide.about_{part}{'_only' if only else ''}{'_again' if again else ''}",
                 name=service.name,
                 fee=service.fee,
                 time_limit=service.time_limit,
