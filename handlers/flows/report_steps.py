@@ -26,7 +26,8 @@ ABOUT_PLACE = words("about_place", "地址|地点|位置|地方|门牌|楼号|�
 ABOUT_TEXT = words("about_text", "描述|内容|情况|说明|问题写")
 # 就这些，没有了 at the summary: nothing to add, so send it (it was read as a no: withdrawn).
 SUBMIT_WORDS = words(
-    "submit", "(?<![不别没])提交|就这样|就这些|就这么多|发吧|报吧|没有?问题|^没有?(别的|其他的?)?了$"
+    "submit",
+    "(?<![不别没])提交|就这样|就这些|就这么多|发吧|报吧|没有?问题|^没有?(别的|其他的?)?了$",
 )
 # 跳过 typed at the summary (the photo question already behind): the summary again.
 SKIP_ALONE = words(
