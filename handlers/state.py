@@ -63,7 +63,10 @@ class ConversationState:
     - ``strikes``: abusive or meaningless messages in a row (handlers.patience);
     - ``quiet_until``: POSIX time until which such messages get no answer;
     - ``fallbacks``: messages in a row the model could not place (the second one hands
-      the conversation to a person, handlers.flows.handoff).
+      the conversation to a person, handlers.flows.handoff);
+    - ``recent``: what a finished flow leaves for the next one, for a while: the place
+      of the last report (``place``, with ``at``, its POSIX time), offered as the
+      place of the next.
     """
 
     flow: str | None = None
@@ -75,6 +78,7 @@ class ConversationState:
     strikes: int = 0
     quiet_until: float = 0.0
     fallbacks: int = 0
+    recent: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The compact, JSON-safe form for the store (defaults left out)."""
@@ -91,6 +95,8 @@ class ConversationState:
             data["quiet_until"] = self.quiet_until
         if self.fallbacks:
             data["fallbacks"] = self.fallbacks
+        if self.recent:
+            data["recent"] = self.recent
         return data
 
     @classmethod
@@ -108,6 +114,7 @@ class ConversationState:
             strikes=int(data.get("strikes") or 0),
             quiet_until=float(data.get("quiet_until") or 0.0),
             fallbacks=int(data.get("fallbacks") or 0),
+            recent=dict(data.get("recent") or {}),
         )
 
     # -- the flow stack ----------------------------------------------------------------

@@ -56,6 +56,8 @@ from handlers.flows.report_steps import (
     MORE_WORDS,
     NEW,
     NEW_WORDS,
+    SAME_PLACE,
+    SAME_PLACE_WORDS,
     SKIP_ALONE,
     SKIP_PHOTO,
     SUBMIT,
@@ -90,6 +92,10 @@ __all__ = [
 ]
 
 SKIP = SKIP_PHOTO  # the photo step's 跳过 button (kept under its old name)
+# The place of a report, kept for the next one (offered for ``SAME_PLACE_FOR`` seconds).
+_PLACE_SLOTS = ("address", "latitude", "longitude", "pinned", "address_from_pin")
+SAME_PLACE_FOR = 2 * 3600
+_LABEL_CHARS = 16
 
 Step = Callable[[Turn, ConversationState], Awaitable[list[Outbound]]]
 
@@ -125,6 +131,9 @@ class ComplaintFlow:
     async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """Begin with the report itself, or ask for one when started from the menu."""
         state.begin(self.name, "what", {"photos": []})
+        last = state.recent.get("place")
+        if last and turn.inbound.time.timestamp() - last.get("at", 0) < SAME_PLACE_FOR:
+            state.slots["last_place"] = last  # offered at the place question
         take_media(turn.inbound, state.slots)
         take_pin(turn.inbound, state.slots)
         if turn.text and _a_place_alone(turn):  # 金辉小区3号楼: where, but not what
@@ -153,7 +162,15 @@ class ComplaintFlow:
             return [self._msg("complaint.ask_what")]
         if step == "where":
             category = self._t(f"category.{slots.get('category', 'other')}")
-            return [self._msg("complaint.ask_where", category=category)]
+            last = slots.get("last_place")
+            if not last:
+                return [self._msg("complaint.ask_where", category=category)]
+            address = str(last["address"])
+            if len(address) > _LABEL_CHARS:  # a button label stays short
+                address = f"{address[: _LABEL_CHARS - 1]}…"
+            same = Button(self._t("button.same_place", address=address), SAME_PLACE)
+            cancel = Button(self._t("button.cancel"), CANCEL)
+            return [self._msg("complaint.ask_where", (same, cancel), category=category)]
         if step == "photo":
             return [self._photo_question(state)]
         if step == "confirm":
@@ -179,6 +196,13 @@ class ComplaintFlow:
     async def _on_where(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         slots = state.slots
         if take_pin(turn.inbound, slots) or take_address(turn.parse, slots, self._places):
+            return await self._after_address(turn, state)
+        last = slots.get("last_place")
+        same = turn.payload == SAME_PLACE or (
+            not turn.payload and SAME_PLACE_WORDS.search(turn.text)
+        )
+        if last and same:  # 还是那个地方: the last report's place
+            slots.update({k: v for k, v in last.items() if k != "at"})
             return await self._after_address(turn, state)
         if take_media(turn.inbound, slots):
             return [self._msg("complaint.photo_on_where", count=len(slots["photos"]))]
@@ -356,6 +380,8 @@ class ComplaintFlow:
 
     async def _submit(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         case = await self._desk.create_case(self._draft(turn, state))
+        place = {k: state.slots[k] for k in _PLACE_SLOTS if k in state.slots}
+        state.recent["place"] = {**place, "at": turn.inbound.time.timestamp()}
         state.finish()
         return [self._msg("complaint.submitted", (), number=case.number)]
 

@@ -18,6 +18,7 @@ from nlu.types import Parse
 
 REPORT_PREFIX = "report_"
 SUBMIT, EDIT, SKIP_PHOTO = "complaint:submit", "complaint:edit", "complaint:skip"
+SAME_PLACE = "complaint:same_place"  # the place of the resident's last report, again
 JOIN, NEW = "complaint:join", "complaint:new"
 EDIT_ADDRESS, EDIT_DESCRIPTION = "complaint:edit_address", "complaint:edit_description"
 
@@ -53,6 +54,12 @@ VAGUE_PLACE = words(
     slack=1,
 )
 UNKNOWN_PLACE = words("unknown_place", "不知道|不清楚|说不清|不记得|不认识|叫不上")
+# The last report's place again (还是那个地方, 同一个地方, 同上), when it was offered.
+SAME_PLACE_WORDS = words(
+    "same_place",
+    "(还是|也是|也在|就在|同样在?)(那|那个|那儿|那里|刚才那个?|上次那个?)(地方|位置|地点)?|"
+    "同一(个)?(地方|位置|地点)|一样的(地方|位置|地点)|同上|同一处|刚才(的|那个)(地方|地址|位置)",
+)
 _AFFIRM_DENY = frozenset({"affirm", "deny"})
 
 
@@ -69,10 +76,11 @@ def expectation(step: str, category: str | None) -> Expect:
         )
     if step == "where":
         return Expect(
+            payloads=frozenset({SAME_PLACE}),
             media=True,
             location=True,
             entities=frozenset({"address"}),
-            words=(UNKNOWN_PLACE, VAGUE_PLACE, MORE_WORDS),
+            words=(UNKNOWN_PLACE, VAGUE_PLACE, MORE_WORDS, SAME_PLACE_WORDS),
             intents=same,
         )
     if step == "photo":
