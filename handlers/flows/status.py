@@ -25,6 +25,7 @@ from handlers.catalog import Catalog
 from handlers.flows.base import OFFER_INTERRUPTS, CaseDesk, Expect, RatingDesk, Turn, rating_buttons
 from handlers.flows.booking_slots import AppointmentDesk, slot_label
 from handlers.flows.chat import MENU_HUMAN
+from handlers.flows.guide_match import STRONG, ServiceMatcher
 from handlers.flows.home import ItemDesk
 from handlers.flows.report_steps import category_of
 from handlers.messages import Button, Outbound
@@ -165,6 +166,7 @@ class StatusFlow:
         self._under_way = under_way
         self._services = services
         self._ratings = ratings
+        self._matcher = ServiceMatcher(services) if services is not None else None
 
     async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """One case by number, or what the resident has under way: the open cases (with
@@ -184,6 +186,8 @@ class StatusFlow:
                 return [Outbound(text, finished.buttons)]
         if not cases and others:
             return [Outbound("\n".join(others))]
+        if not cases and (window := self._at_window(turn)) is not None:
+            return [Outbound(window)]  # 我的居住证办好了没有: the window knows, not Yimen
         if not cases:  # 能不能快点 at a report's confirmation: nothing is filed yet
             pressing = urging and bool(state.paused)
             key = "status_query.none_yet" if pressing else "status_query.none"
@@ -193,6 +197,24 @@ class StatusFlow:
             last = replies[-1]
             replies[-1] = Outbound("\n\n".join([last.text, "\n".join(others)]), last.buttons)
         return replies
+
+    def _at_window(self, turn: Turn) -> str | None:
+        """Where to ask after a service applied for at a window (低保批下来没有), when the
+        message names one and the resident has nothing of it under way here; else None."""
+        if self._matcher is None or self._services is None:
+            return None
+        found = self._matcher.in_turn(turn)
+        if found is None or found.kind != "service" or found.score < STRONG:
+            return None
+        service = self._services.service(found.key)
+        window = self._services.window_for(service.id)
+        return self._t(
+            "status_query.at_window",
+            name=service.name,
+            window=window.name,
+            phone=window.phone,
+            time_limit=service.time_limit,
+        )
 
     async def _finished(self, turn: Turn) -> Outbound | None:
         """The resident's finished case still waiting for their rating (its question went
