@@ -180,7 +180,7 @@ async def test_following_greets_with_the_menu_and_unfollowing_is_only_recorded(
         ("report", T("complaint.ask_what")),
         ("book_appointment", T("booking.ask_service")),
         ("ask_service_info", T("guide.ask_which")),
-        ("volunteer_browse", T("volunteer.nothing_open")),  # the 志愿服务 menu entry browses
+        ("volunteer_browse", T("volunteer.nothing_open_resident")),  # 志愿服务 browses
         ("a-key-of-an-old-menu", T("chat.help")),
     ],
 )

@@ -164,8 +164,11 @@ class BrowseFlow:
             # Nothing fits their skills and free time: the others, rather than nothing.
             items = ranked(open_items, volunteer, self._desk.gazetteer, fitting=False)
             lead = "\n".join(part for part in (lead, self._t("volunteer.none_fitting")) if part)
-        if not items:
-            return [Outbound(self._t("volunteer.nothing_open"))]
+        if not items:  # a resident who is no volunteer: where activities are, and how to join
+            registering = any(f.flow == "volunteer_register" for f in state.paused)
+            resident = volunteer is None and not registering
+            key = "nothing_open_resident" if resident else "nothing_open"
+            return [Outbound(self._t(f"volunteer.{key}"))]
         state.begin(self.name, "list", {"ids": [i.id for i in items], "page": 0})
         return await self._page(state, lead)
 
