@@ -58,6 +58,10 @@ CONFIRM_WORDS = words("confirm", "(?<![不别没])(确认|确定|提交|就这�
 EDIT_WORDS = words("edit", "修改|改一下|改下|改个|换个|换一个|重新选|别的时间|其他时间")
 WINDOW_WORD = "窗口"
 _TIME_INTENTS = frozenset({"book_appointment"})
+# A day the resident cannot come after all (我明天去不了了, 周三有事): the days after it.
+CANNOT_COME = words(
+    "cannot_come", "去不了|来不了|去不成|来不成|不能去|不能来|没空|有事|不方便|不行"
+)
 
 
 class BookingFlow:
@@ -157,7 +161,7 @@ class BookingFlow:
                 prefixes=(SLOT,),
                 payloads=frozenset({PROXY_INSTEAD}),
                 entities=frozenset({"time"}),
-                words=(PICKED, PROXY_WORDS, NO_PROXY_WORDS),
+                words=(PICKED, PROXY_WORDS, NO_PROXY_WORDS, CONFIRM_WORDS, YES),
                 intents=_TIME_INTENTS,
             )
         return Expect(
@@ -211,11 +215,20 @@ class BookingFlow:
             return await self._chose(chosen, turn, state)
         offered = state.slots.get("offered", [])
         wanted = wanted_time(turn, [datetime.fromisoformat(s) for s in offered])
+        if wanted is not None and CANNOT_COME.search(turn.text):
+            return await self._another_day(wanted, turn, state)
         if wanted is not None:
             return await self._at(wanted, turn, state)
         position = slot_position(turn.text, len(offered))
         if position is not None:  # 第二个 / 最后一个 / 越早越好
             return await self._chose(datetime.fromisoformat(offered[position]), turn, state)
+        if (
+            offered
+            and not turn.payload
+            and (CONFIRM_WORDS.search(turn.text) or YES.search(turn.text))
+        ):
+            # 确认 / 好的 with times offered: the first, to be confirmed at the summary
+            return await self._chose(datetime.fromisoformat(offered[0]), turn, state)
         state.reprompts += 1
         return self.ask(state)
 
@@ -227,6 +240,8 @@ class BookingFlow:
             return await self._offer(turn, state, self._now(turn))
         slot = state.slots.get("slot")
         wanted = wanted_time(turn, [datetime.fromisoformat(slot)] if slot else [])
+        if wanted is not None and CANNOT_COME.search(text):
+            return await self._another_day(wanted, turn, state)
         if wanted is not None:  # 不对，是后天 / 改成10点 (on the day chosen)
             return await self._at(wanted, turn, state)
         if EDIT_WORDS.search(text):
@@ -290,6 +305,14 @@ class BookingFlow:
             why = refusal_text(self._t, self._services, Verdict(None, Refusal.full), start)
             return await self._offer(turn, state, start, lead=why)
         return self._confirm(verdict.slot, state)
+
+    async def _another_day(
+        self, wanted: Wanted, turn: Turn, state: ConversationState
+    ) -> list[Outbound]:
+        """我明天去不了了: the free slots from the day after the one named."""
+        day = wanted.start.astimezone(LOCAL_TZ).date() + timedelta(days=1)
+        after = datetime.combine(day, datetime.min.time(), LOCAL_TZ)
+        return await self._offer(turn, state, after, self._t("booking.not_that_day"))
 
     async def _offer(
         self, turn: Turn, state: ConversationState, after: datetime, lead: str = ""
