@@ -57,8 +57,10 @@ UNKNOWN_PLACE = words("unknown_place", "不知道|不清楚|说不清|不记得|
 # The last report's place again (还是那个地方, 同一个地方, 同上), when it was offered.
 SAME_PLACE_WORDS = words(
     "same_place",
-    "(还是|也是|也在|就在|同样在?)(那|那个|那儿|那里|刚才那个?|上次那个?)(地方|位置|地点)?|"
+    "(还是|也是|也在|就在|同样在?)(刚才那个?|上次那个?|那个|那儿|那里|那)(地方|位置|地点)?|"
     "同一(个)?(地方|位置|地点)|一样的(地方|位置|地点)|同上|同一处|刚才(的|那个)(地方|地址|位置)",
+    whole=True,  # 就在那个路口东边 names a place of its own
+    slack=2,
 )
 _AFFIRM_DENY = frozenset({"affirm", "deny"})
 
