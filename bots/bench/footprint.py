@@ -5,8 +5,9 @@ Rows: every table's ``count(*)`` before and after the run; the difference divide
 the conversations (the warm-up conversation excluded by counting after it).
 Redis: after the run, ``MEMORY USAGE`` of every key that belongs to one of the run's
 conversations (their hash tag or their id in the key), summed per conversation; a
-conversation whose state key is still there (its flow unfinished) is *active*, one
-without it *idle*. A finished conversation is idle, so the pipeline bench also starts
+conversation whose state holds a flow under way is *active*, one without a state, or
+whose state keeps only what a finished flow left (``recent``: the last report's place),
+*idle*. A finished conversation is idle, so the pipeline bench also starts
 a few conversations after the measured run and leaves them mid-flow (the probes), to
 measure active ones. ``INFO memory``'s used_memory
 before and after, divided by the conversations, is reported beside it (it also counts
@@ -15,6 +16,7 @@ what is not keyed by conversation, and moves with everything else on the server)
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,7 +91,8 @@ class Footprint:
             "rows_per_conversation_by_table": rows,
             "redis": {
                 "method": "MEMORY USAGE of each conversation's keys after the run (SCAN of the "
-                "prefix); active = its state key exists (probes left mid-flow), idle = finished; "
+                "prefix); active = its state holds a flow under way (probes left mid-flow), "
+                "idle = finished; "
                 "used_memory_delta = INFO memory after - before, over the measured conversations",
                 "active_conversations": len(self.active),
                 "idle_conversations": len(self.idle),
@@ -119,7 +122,7 @@ async def redis_bytes(
     footprint: Footprint, redis: Any, keys: KeyBuilder, channel: str, chats: Iterable[str]
 ) -> Footprint:
     """Each of the conversations ``chats`` on ``channel``: its keys' bytes, as active
-    (its state key exists) or idle."""
+    (its state holds a flow under way) or idle."""
     if redis is None or footprint.memory_before is None:
         return footprint
     wanted = {keys.conversation(channel, chat): chat for chat in chats}
@@ -130,8 +133,9 @@ async def redis_bytes(
         if chat is not None:
             sizes[chat] += int(await redis.memory_usage(key) or 0)
     for tag, chat in wanted.items():
-        state = keys.state(*tag.split(":", 1))
-        (footprint.active if await redis.exists(state) else footprint.idle).append(sizes[chat])
+        raw = await redis.get(keys.state(*tag.split(":", 1)))
+        active = bool(raw) and bool(json.loads(raw).get("flow"))
+        (footprint.active if active else footprint.idle).append(sizes[chat])
     return footprint
 
 
