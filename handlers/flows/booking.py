@@ -27,6 +27,7 @@ from handlers.flows.booking_slots import (
     AppointmentDesk,
     Slots,
     Wanted,
+    come_or_not,
     refusal_text,
     slot_buttons,
     slot_label,
@@ -214,9 +215,11 @@ class BookingFlow:
         if chosen is not None:
             return await self._chose(chosen, turn, state)
         offered = state.slots.get("offered", [])
-        wanted = wanted_time(turn, [datetime.fromisoformat(s) for s in offered])
-        if wanted is not None and CANNOT_COME.search(turn.text):
-            return await self._another_day(wanted, turn, state)
+        wanted, refused = come_or_not(
+            turn, [datetime.fromisoformat(s) for s in offered], CANNOT_COME.pattern
+        )
+        if wanted is None and refused is not None:
+            return await self._another_day(refused, turn, state)
         if wanted is not None:
             return await self._at(wanted, turn, state)
         position = slot_position(turn.text, len(offered))
@@ -239,9 +242,11 @@ class BookingFlow:
         if turn.payload == EDIT:
             return await self._offer(turn, state, self._now(turn))
         slot = state.slots.get("slot")
-        wanted = wanted_time(turn, [datetime.fromisoformat(slot)] if slot else [])
-        if wanted is not None and CANNOT_COME.search(text):
-            return await self._another_day(wanted, turn, state)
+        wanted, refused = come_or_not(
+            turn, [datetime.fromisoformat(slot)] if slot else [], CANNOT_COME.pattern
+        )
+        if wanted is None and refused is not None:
+            return await self._another_day(refused, turn, state)
         if wanted is not None:  # 不对，是后天 / 改成10点 (on the day chosen)
             return await self._at(wanted, turn, state)
         if EDIT_WORDS.search(text):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from re import Pattern
 from typing import Protocol
 
 from handlers.catalog import Catalog
@@ -75,6 +76,7 @@ class Wanted:
     end: datetime | None
     day_only: bool  # a day with no time of day (后天, 11月28日)
     said_until: int = 0  # where its words end in the message's text
+    said_from: int = 0  # where they begin
 
 
 def wanted_time(
@@ -107,7 +109,37 @@ def wanted_time(
     if end is None and grain in ("day", "week"):
         end = start + timedelta(days=1 if grain == "day" else 7)
     day_only = grain in ("day", "week")
-    return Wanted(start.astimezone(LOCAL_TZ), end, day_only, said_until=entity.end)
+    return Wanted(
+        start.astimezone(LOCAL_TZ), end, day_only, said_until=entity.end, said_from=entity.start
+    )
+
+
+def come_or_not(
+    turn: Turn, offered: Sequence[datetime], cannot: Pattern[str]
+) -> tuple[Wanted | None, Wanted | None]:
+    """The time the resident can come and the one they cannot, as the message says them.
+
+    A time is one they cannot come at when ``cannot`` words (有事, 去不了) follow it
+    before the next time: 明天上午有事，下午可以 cannot come 明天上午 and can come
+    下午, which falls on that same day; 后天上午可以，明天不行 can come 后天上午.
+    """
+    text, said, start = turn.parse.text, [], 0
+    while (found := wanted_time(turn, offered, span=(start, len(text)))) is not None:
+        said.append(found)
+        start = found.said_until
+    if not said:
+        return None, None
+    ends = [w.said_from for w in said[1:]] + [len(text)]
+    refused = [
+        w for w, end in zip(said, ends, strict=True) if cannot.search(text, w.said_until, end)
+    ]
+    if not refused:
+        return said[0], None
+    can = next((w for w in said if w not in refused), None)
+    if can is not None:  # a time of day alone falls on the day refused
+        on_that_day = wanted_time(turn, [refused[0].start], span=(can.said_from, can.said_until))
+        can = on_that_day or can
+    return can, refused[0]
 
 
 def _on_offered_day(
