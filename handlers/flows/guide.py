@@ -33,7 +33,15 @@ from handlers.catalog import Catalog
 from handlers.flows.base import OFFER_INTERRUPTS, Declined, Expect, Flow, Turn
 from handlers.flows.booking import BookingFlow
 from handlers.flows.chat import MENU_HUMAN
-from handlers.flows.guide_follow_up import NEEDED, AsksALine, FollowUp, asked_after, lines_asked
+from handlers.flows.guide_follow_up import (
+    LOST,
+    NEEDED,
+    AsksALine,
+    FollowUp,
+    asked_after,
+    lines_asked,
+    lines_naming,
+)
 from handlers.flows.guide_match import (
     ERRAND_WORDS,
     GUIDE_WORDS,
@@ -147,6 +155,9 @@ class GuideFlow:
                 return await self._on_button(errand, service, turn, state)
             if NEEDED.search(clean(turn.text)) and lines_asked(service, turn.text):
                 return [self._card_about(service, turn)]  # 残疾证要吗, after 低保: its line
+            lost = self._lost(service, turn) if LOST.search(clean(turn.text)) else None
+            if lost is not None:  # 身份证丢了, after 老年证: where to replace it first
+                return [lost]
             if self._about(service, turn):
                 return [self._card_about(service, turn)]
             if self._match(turn) is None and _about_centre(turn.text):
@@ -376,6 +387,24 @@ class GuideFlow:
             return Outbound(text, (*card.buttons, human))
         lead = self._t("guide.about", name=service.name)
         return Outbound(f"{lead}\n{card.text}", card.buttons)
+
+    def _lost(self, service: Service, turn: Turn) -> Outbound | None:
+        """A paper of ``service``'s card that the resident has lost, and that another
+        office issues (身份证丢了): where it is replaced, and the card's lines naming it."""
+        found = self._match(turn)
+        lines = lines_naming(service, turn.text)
+        if found is None or found.kind != "remit" or not lines:
+            return None
+        topic = self._services.out_of_remit.topics[int(found.key)]
+        text = self._t(
+            "guide.lost_paper",
+            thing=found.word,
+            where=topic.where,
+            name=service.name,
+            lines="\n".join(lines),
+        )
+        human = Button(self._t("button.menu_human"), MENU_HUMAN)
+        return Outbound(text, (*self._card(service).buttons, human))
 
     def _card(self, service: Service) -> Outbound:
         window = self._services.window_for(service.id)

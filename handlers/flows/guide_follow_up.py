@@ -32,7 +32,7 @@ from integration.services import Service
 _ASKING = re.compile(
     "需不需要|要不要|需要|是不是|还是|或者|什么|啥|怎么办|怎么|哪些|哪个|多少|几|可以|能不能|"
     "能|行不行|一定|必须|得|要|带|用|交|给|拿|有|没有|吗|呢|么|吧|啊|呀|的|了|我|你|他|她|们|"
-    "这|那|个|份|张|一下"
+    "这|那|个|(?<!身)份|张|一下"
 )
 # Residents' words for what the catalogue words another way.
 _THE_CATALOGUES_WAY = (
@@ -55,7 +55,8 @@ _JOINTS_AT_END = re.compile(f"(?:{_CLAUSE.pattern})+$")
 _JOINTS_AT_START = re.compile(f"^(?:{_CLAUSE.pattern})+")
 _ASPECT_ALONE = 7  # characters of a follow-up that asks one aspect (多少钱) and no more
 _SHORT = 8  # characters of a follow-up read as a question without a question word
-_LOST = re.compile("丢|遗失|找不到|被偷|弄坏")  # 身份证丢了: not a question about the line
+# 身份证丢了: not a question about its line, but where to replace the paper.
+LOST = re.compile("丢|遗失|找不到|被偷|弄坏|弄没|不见了|掉了")
 
 
 def _longest_shared(piece: str, line: str) -> int:
@@ -70,10 +71,14 @@ def _longest_shared(piece: str, line: str) -> int:
 
 def lines_asked(service: Service, text: str) -> list[str]:
     """The card lines (materials, then the notes' sentences) that ``text`` asks about,
-    or [] when it names nothing in them (or only the service itself)."""
+    or [] when it names nothing in them (or only the service itself), or says one of
+    their papers is lost."""
+    return [] if LOST.search(clean(text)) else lines_naming(service, text)
+
+
+def lines_naming(service: Service, text: str) -> list[str]:
+    """The card lines that share the longest stretch with what ``text`` names."""
     cleaned = clean(text)
-    if _LOST.search(cleaned):
-        return []
     for word in sorted(service.words, key=len, reverse=True):
         cleaned = cleaned.replace(word, "，")
     for pattern, said in _THE_CATALOGUES_WAY:
@@ -92,7 +97,8 @@ def lines_asked(service: Service, text: str) -> list[str]:
 
 class AsksALine:
     """Matches a follow-up about the lines of ``service``'s card: a question naming
-    something in them (身份证要原件吗), or a few words that do (白底还是蓝底, 新生儿)."""
+    something in them (身份证要原件吗), or a few words that do (白底还是蓝底, 新生儿,
+    户口本找不到了)."""
 
     def __init__(self, service: Service, short: int = _SHORT) -> None:
         self._service = service
@@ -101,7 +107,7 @@ class AsksALine:
     def search(self, text: str) -> bool:
         if not (asks(text) or len(clean(text)) <= self._short):
             return False
-        return bool(lines_asked(self._service, text))
+        return bool(lines_naming(self._service, text))  # 户口本找不到了 too
 
 
 class FollowUp:
