@@ -23,6 +23,7 @@ from handlers.flows.guide import GuideFlow
 from handlers.flows.guide_follow_up import without_question
 from handlers.flows.handoff import HandoffFlow, count_fallback, escalation
 from handlers.flows.handoff import wants_person as staff_wanted
+from handlers.flows.home import KIND_WORDS
 from handlers.flows.rating import RATE
 from handlers.flows.status import StatusFlow
 from handlers.messages import Button, Outbound
@@ -184,10 +185,13 @@ class Router:
 
     def _names_a_topic(self, turn: Turn) -> bool:
         """An unplaced or out-of-scope message that names a service or a topic the office
-        does not handle (帮我交一下电费): the guide's card, or who handles it."""
+        does not handle (帮我交一下电费), or a request for help at home that names one and
+        no help at home: the guide's card, or who handles it."""
         guide = self._flows.get("guide")
         unplaced = turn.parse.intent in (FALLBACK_INTENT, "out_of_scope")
-        return unplaced and isinstance(guide, GuideFlow) and guide.names(turn)
+        # 我想给我爸申请个轮椅, read as help at home, names no help the home flow gives
+        not_home = turn.parse.intent == "request_home_service" and not KIND_WORDS.search(turn.text)
+        return (unplaced or not_home) and isinstance(guide, GuideFlow) and guide.names(turn)
 
     def _answers(self, turn: Turn, expect: Expect | None) -> bool:
         """Whether the active step (free text, words, entities…) or a trigger takes it."""

@@ -278,7 +278,7 @@ def test_services_check_passes_on_the_shipped_catalogue() -> None:
         [yimen_script(), "services", "check"], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    assert "ok:" in done.stdout and "services: 16" in done.stdout
+    assert "ok:" in done.stdout and "services: 17" in done.stdout
 
 
 def test_services_check_fails_on_a_broken_catalogue_with_file_and_line(tmp_path: Path) -> None:

@@ -108,9 +108,16 @@ class GuideFlow:
             return self._answer(turn, state)
         if intent not in STARTS:
             # 我的养老金怎么还没到账 reads as a status query; a topic that is not the
-            # street's, strongly named, is answered with who handles it
-            found = self._match(turn) if intent == "check_status" else None
-            if found is None or found.kind != "remit" or found.score < STRONG:
+            # street's, strongly named, is answered with who handles it. 我想给我爸申请个
+            # 轮椅 reads as help at home (the router sends it here when it names no help
+            # at home): a service, too, gets its card.
+            home = intent == "request_home_service"
+            found = self._match(turn) if home or intent == "check_status" else None
+            if found is None or found.score < STRONG:
+                raise Declined
+            if found.kind == "service" and home:
+                return self._answer(turn, state)
+            if found.kind != "remit":
                 raise Declined
             state.begin(self.name, "answered", {})
             return [self._out_of_remit(int(found.key))]

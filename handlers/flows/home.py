@@ -73,7 +73,13 @@ KINDS: dict[str, Words] = {
     ),
     "bath": words("bath", "助浴|洗澡|洗个澡|洗头|擦身|擦洗"),
 }
-KIND_WORDS = AnyOf("home_kind", tuple(KINDS.values()))
+# Help at home of no listed kind that households often ask for: 其他, with their words.
+OTHER_HELP = words(
+    "other_help",
+    "理发|剪(个|一下|下)?头发?|剪发|推头|修脚|剪指甲|按摩|推拿|陪(我|他|她)?聊天?|"
+    "(量|测)(个|一下|下)?(血压|血糖)",
+)
+KIND_WORDS = AnyOf("home_kind", (*KINDS.values(), OTHER_HELP))
 _ANSWER_WORDS = AnyOf("answer", (YES, NO, SUBMIT_WORDS))
 
 
@@ -115,8 +121,9 @@ class ItemDesk(Protocol):
 
 
 def kind_of(text: str) -> str:
-    """The kind of help ``text`` asks for (a KINDS key), or ""."""
-    return next((key for key, matcher in KINDS.items() if matcher.search(text)), "")
+    """The kind of help ``text`` asks for (a KINDS key, or 其他 for OTHER_HELP), or ""."""
+    kind = next((key for key, matcher in KINDS.items() if matcher.search(text)), "")
+    return kind or (OTHER_KIND if OTHER_HELP.search(text) else "")
 
 
 class HomeFlow:
@@ -294,7 +301,7 @@ class HomeFlow:
             if kind and (step in ("start", "kind", "confirm")):
                 slots["kind"] = kind
                 # 家里老人不会交电费 says more than 代购代缴: its words go with the request
-                if own and len(clean(text)) > _KIND_ALONE_CHARS:
+                if own and (len(clean(text)) > _KIND_ALONE_CHARS or kind == OTHER_KIND):
                     slots["note"] = text.strip()[:200]
                 else:
                     slots.pop("note", None)
@@ -368,6 +375,7 @@ class HomeFlow:
         if kind is None:
             return ""
         note = state.slots.get("note")
-        if kind == OTHER_KIND and note:
-            return str(note)
+        if kind == OTHER_KIND and note:  # 理发 when it says so, else the resident's words
+            named = OTHER_HELP.pattern.search(clean(str(note)))
+            return named.group() if named else str(note)
         return self._t(f"home.kind.{kind}")
