@@ -57,6 +57,7 @@ from handlers.flows.proxy_steps import (
     AGREE_WORDS,
     EDIT,
     EDIT_WORDS,
+    PAPERS_READY,
     REASON,
     SERVICE,
     confirm_buttons,
@@ -153,6 +154,8 @@ class ProxyFlow:
         named = self.matcher.alone(turn.text) if not payload else None
         if named is not None:  # 居住证明 (which certificate), or 不，是老年证
             return self._renamed(named, state)
+        if step != "confirm" and not payload and self._only_papers_ready(turn, state):
+            return with_lead(self._t("proxy.papers_ready"), self.ask(state))
         if step == "keep":
             return await self._on_keep(turn, state)
         if step == "confirm":
@@ -270,6 +273,12 @@ class ProxyFlow:
         before = dict(state.slots)
         await self._take(turn, state, step="confirm")
         return state.slots != before
+
+    def _only_papers_ready(self, turn: Turn, state: ConversationState) -> bool:
+        """身份证户口本都有, and no answer to a step beside it (a reason, phone or place)."""
+        if not PAPERS_READY.search(turn.text) or phone_of(turn) or typed_address(turn.parse):
+            return False
+        return not reason_of(turn.text, self._words_of(state.slots.get("service")))
 
     async def _take(self, turn: Turn, state: ConversationState, step: str) -> None:
         """Fill what the message says: reason and whom, phone, place."""

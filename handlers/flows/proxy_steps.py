@@ -42,7 +42,8 @@ REASONS: dict[str, Words] = {
     ),
     "elderly": words(
         "elderly",
-        "年纪大|年龄大|岁数大|老了|高龄|老人|年老|体弱|走不动|七十|八十|九十|(?<!\\d)([7-9]\\d|1\\d\\d)多?岁",
+        "年纪大|年龄大|岁数大|老了|高龄|老人|年老|体弱|走不动|七十|八十|九十|"
+        "(?<!\\d)([7-9]\\d|1\\d\\d)(多?周?岁|了)",
     ),
 }
 REASON_WORDS = AnyOf("reason", tuple(REASONS.values()))
@@ -58,6 +59,12 @@ OTHER_REASON = words(
 _WHOM = re.compile(
     "(我家老人|家里老人|家中老人|老母亲|老父亲|母亲|父亲|我妈|俺妈|妈妈|老妈|我爸|俺爸|爸爸|老爸|爷爷|奶奶|姥姥|姥爷|外公|外婆|"
     "公公|婆婆|岳父|岳母|老伴|爱人|丈夫|妻子|儿子|女儿|孩子|邻居)"
+)
+# 身份证户口本都有, 材料都齐了: the papers are ready (staff check them when they come).
+PAPERS_READY = words(
+    "papers_ready",
+    "(材料|证件|手续|东西|证|户口本|户口簿|照片|复印件|委托书).{0,6}"
+    "(都有|有的|都在|齐了|齐全|都齐|准备好|备好|准备了|都带|带着|在手)",
 )
 # 同意 and the like at the confirmation (YES covers most; these are the consent's own).
 AGREE_WORDS = words("agree", "(?<![不没])(同意|授权|委托|愿意)")
@@ -109,23 +116,26 @@ def expectation(step: str, service_words: Matcher, named_alone: Matcher) -> Expe
         return Expect(
             prefixes=(REASON,),
             entities=frozenset({"phone"}),
-            words=(REASON_WORDS, OTHER_REASON, named_alone, *_PHONE_WORDS),
+            words=(REASON_WORDS, OTHER_REASON, named_alone, PAPERS_READY, *_PHONE_WORDS),
             text=True,
         )
     if step == "phone":
-        return Expect(entities=frozenset({"phone"}), words=(NO_PHONE, named_alone, *_PHONE_WORDS))
+        return Expect(
+            entities=frozenset({"phone"}),
+            words=(NO_PHONE, named_alone, PAPERS_READY, *_PHONE_WORDS),
+        )
     if step == "keep":
         return Expect(
             payloads=frozenset({KEEP, DONT_KEEP}),
             entities=frozenset({"phone"}),
-            words=(KEEP_WORDS, DONT_KEEP_WORDS, YES, NO, named_alone, *_PHONE_WORDS),
+            words=(KEEP_WORDS, DONT_KEEP_WORDS, YES, NO, named_alone, PAPERS_READY, *_PHONE_WORDS),
             intents=frozenset({"affirm", "deny"}),
         )
     if step == "address":
         return Expect(
             entities=frozenset({"address", "phone"}),
             location=True,
-            words=(named_alone, *_PHONE_WORDS),
+            words=(named_alone, PAPERS_READY, *_PHONE_WORDS),
             text=True,
         )
     return Expect(  # confirm
