@@ -37,11 +37,17 @@ from handlers.state import ConversationState
 from handlers.words import ORDINAL, AnyOf, ordinal, words
 from integration.claims import ClaimRefused
 from integration.items import ItemNotFound, ItemView
+from integration.services.calendar import LOCAL_TZ
 from integration.volunteers import VolunteerView
+from nlu.timeparse import TimeParseError, resolve
 
 CLAIM, PAGE, DROP = f"{VOL}claim:", f"{VOL}page:", f"{VOL}drop:"
 # The items one holds, asked about (我认领的活动什么时候开始, 我接的活在哪): not the list.
-MINE = words("mine", "我(已经)?(认领|接|领|报名)(了)?的|我的(认领|岗位|任务|志愿服务项目)")
+MINE = words(
+    "mine",
+    "我(已经|都)?(认领|接|领|报名)(了)?的|我的(认领|岗位|任务|志愿服务项目)|"
+    "我(已经|都)?(认领|接|领|报名)了?(哪些|哪几个|什么|啥|几个)",
+)
 PICK = words("pick", ORDINAL.pattern)
 THIS = AnyOf(
     "this",
@@ -147,6 +153,7 @@ class BrowseFlow:
         self._desk = desk
         self._t = catalog
         self._claims = claims
+        self._withdraw = WithdrawFlow(desk, catalog)
 
     async def start(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """The first page of items fitting the volunteer (all open ones for others); the
@@ -154,8 +161,13 @@ class BrowseFlow:
         inbound = turn.inbound
         if MINE.search(turn.text):
             return await self._held(turn)
-        volunteer = await self._desk.volunteer(inbound)
-        open_items = await self._desk.items.open_items(inbound.time)
+        holding = await self._desk.holding(inbound)
+        volunteer = holding[0] if holding else None
+        held = {i.id for i in holding[1]} if holding else set()
+        # the items they already hold a place on are theirs, not on offer to them
+        open_items = [
+            i for i in await self._desk.items.open_items(inbound.time) if i.id not in held
+        ]
         items = ranked(open_items, volunteer, self._desk.gazetteer)
         lead = (
             "" if volunteer is not None and volunteer.approved else self._t("volunteer.browse_only")
@@ -167,6 +179,8 @@ class BrowseFlow:
         if not items:  # a resident who is no volunteer: where activities are, and how to join
             registering = any(f.flow == "volunteer_register" for f in state.paused)
             resident = volunteer is None and not registering
+            if held:  # every open item is one of theirs
+                return [Outbound(self._t("volunteer.nothing_more_open", count=len(held)))]
             key = "nothing_open_resident" if resident else "nothing_open"
             return [Outbound(self._t(f"volunteer.{key}"))]
         state.begin(self.name, "list", {"ids": [i.id for i in items], "page": 0})
@@ -187,9 +201,15 @@ class BrowseFlow:
         return [Outbound("\n".join([t("volunteer.held", count=len(held)), *lines]))]
 
     async def resume(self, turn: Turn, state: ConversationState) -> list[Outbound]:
-        """下一页, a claim button, 第3个 or 这个我来."""
+        """下一页, a claim button, 第3个 or 这个我来; 周六那个我去不了了 gives a place back."""
         ids: list[int] = state.slots["ids"]
         payload = turn.payload
+        if not payload and WITHDRAW.search(turn.text):
+            state.finish()
+            try:
+                return await self._withdraw.start(turn, state)
+            except Declined:  # nothing held to give back
+                return [Outbound(self._t("volunteer.nothing_held"))]
         if payload.startswith(PAGE):
             state.slots["page"] = int(payload.removeprefix(PAGE))
             return await self._page(state)
@@ -324,6 +344,8 @@ class WithdrawFlow(DeskFlow, OneMessageFlow):
         )
         if number is None and len(held) == 1:
             number = held[0].id
+        if number is None:  # 周六那个我去不了了: the one held on the day named
+            number = on_the_day(turn, held)
         if number is None:
             buttons = tuple(Button(f"{what(t, i)} {when(t, i)}", f"{DROP}{i.id}") for i in held)
             state.begin(self.name, "pick", {})
@@ -357,3 +379,17 @@ class WithdrawFlow(DeskFlow, OneMessageFlow):
         except ClaimRefused as refused:
             return [Outbound(t(f"volunteer.withdraw_{refused.reason}", number=number))]
         return [Outbound(t("volunteer.withdrawn", number=item.id, what=what(t, item)))]
+
+
+def on_the_day(turn: Turn, held: list[ItemView]) -> int | None:
+    """The one item of ``held`` beginning on the day the message names, if exactly one."""
+    entity = turn.parse.first("time")
+    if entity is None:
+        return None
+    try:
+        day = resolve(turn.parse.text[entity.start : entity.end], turn.inbound.time).start
+    except TimeParseError:
+        return None
+    local = day.astimezone(LOCAL_TZ).date()
+    on_it = [i.id for i in held if i.starts_at and i.starts_at.astimezone(LOCAL_TZ).date() == local]
+    return on_it[0] if len(on_it) == 1 else None
