@@ -38,9 +38,9 @@ SKIP_ALONE = words(
 )
 # Adding to the report under way (再加一句，已经有小孩差点掉下去了): a detail of this report,
 # whatever kind of report the model reads in it, never a new one.
-_MORE = "再加一句|加一句|再补充|补充(一下|一句|两句|说明)?|再说一句|多说一句|顺便说一下|还想说"
+_MORE = "再?加一句|再?补充(说明)?(一下|一句|两句)?(情况)?|再说一句|多说一句|顺便说一下|还想说"
 MORE_WORDS = words("more", _MORE)
-_MORE_LEAD = re.compile(f"^({_MORE})[，,。.：:；;！!、\\s]*")
+_MORE_LEAD = re.compile(f"^(我想|我再|我要|我)?({_MORE})[，,。.：:；;！!、\\s]*")
 JOIN_WORDS = words("join", "加入|跟进|关注|一起|同一个|就是这个")
 NEW_WORDS = words("new", "新建|新的|单独|重新提交|另外|不是这个|不是同一")
 # A place said too vaguely to dispatch to (就是我们小区门口啊, 在我家楼下): the whole
