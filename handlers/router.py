@@ -23,7 +23,6 @@ from handlers.flows.guide import GuideFlow
 from handlers.flows.guide_follow_up import without_question
 from handlers.flows.handoff import HandoffFlow, count_fallback, escalation
 from handlers.flows.handoff import wants_person as staff_wanted
-from handlers.flows.home import KIND_WORDS
 from handlers.flows.rating import RATE
 from handlers.flows.status import StatusFlow
 from handlers.messages import Button, Outbound
@@ -189,9 +188,10 @@ class Router:
         no help at home: the guide's card, or who handles it."""
         guide = self._flows.get("guide")
         unplaced = turn.parse.intent in (FALLBACK_INTENT, "out_of_scope")
-        # 我想给我爸申请个轮椅, read as help at home, names no help the home flow gives
-        not_home = turn.parse.intent == "request_home_service" and not KIND_WORDS.search(turn.text)
-        return (unplaced or not_home) and isinstance(guide, GuideFlow) and guide.names(turn)
+        # 我想给我爸申请个轮椅, read as help at home: the guide declines it when it names
+        # help at home too (家里老人不会交电费), and the home flow takes it
+        home = turn.parse.intent == "request_home_service"
+        return (unplaced or home) and isinstance(guide, GuideFlow) and guide.names(turn)
 
     def _answers(self, turn: Turn, expect: Expect | None) -> bool:
         """Whether the active step (free text, words, entities…) or a trigger takes it."""

@@ -58,6 +58,7 @@ from handlers.flows.guide_match import (
     out_of_remit,
     things,
 )
+from handlers.flows.home import KIND_WORDS
 from handlers.flows.proxy import ProxyFlow
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState, Frame
@@ -109,9 +110,9 @@ class GuideFlow:
         if intent not in STARTS:
             # 我的养老金怎么还没到账 reads as a status query; a topic that is not the
             # street's, strongly named, is answered with who handles it. 我想给我爸申请个
-            # 轮椅 reads as help at home (the router sends it here when it names no help
-            # at home): a service, too, gets its card.
-            home = intent == "request_home_service"
+            # 轮椅 reads as help at home: when it names no help at home (家里老人不会交电费
+            # does), a service, too, gets its card.
+            home = intent == "request_home_service" and not KIND_WORDS.search(turn.text)
             found = self._match(turn) if home or intent == "check_status" else None
             if found is None or found.score < STRONG:
                 raise Declined
