@@ -38,6 +38,7 @@ from integration.appointments import AppointmentNotFound, Booking, SlotFull
 from integration.services import ServiceCatalogue
 from integration.services.calendar import LOCAL_TZ
 from integration.services.slots import Refusal, Verdict
+from nlu.timeparse import resolve
 
 PICK = "rebooking:pick:"  # + a booking number
 DROP, MOVE = "rebooking:cancel", "rebooking:move"
@@ -95,6 +96,8 @@ class RebookingFlow:
             # The new time, kept until the booking is known (several: the resident picks).
             end = to.end.isoformat() if to.end is not None else None
             state.slots.update(action="move", to=[to.start.isoformat(), end])
+            if not to.day_only:  # 改到下午: read again on the booking's day, once known
+                state.slots["to_words"] = turn.parse.text[to.said_from : to.said_until]
             if to.day_only and _SAME_CLOCK.search(turn.text):
                 state.slots["same_clock"] = True
         lead = ""
@@ -278,10 +281,13 @@ class RebookingFlow:
             return [self._action_question(state)]
         to = state.slots.pop("to", None)
         same_clock = state.slots.pop("same_clock", False)
+        to_words = state.slots.pop("to_words", "")
         if to and state.slots["action"] == "move":
             state.step, state.reprompts = "time", 0
             start = datetime.fromisoformat(to[0])
             before = datetime.fromisoformat(to[1]) if to[1] else None
+            if to_words:  # a time of day alone (改到下午) falls on the booking's own day
+                start, before = _on_day_of(to_words, booking.starts_at, _now(turn))
             if same_clock and before is not None:
                 start, before = _at_clock_of(booking.starts_at, start, before), None
             return await self._move_to(start, before, turn, state)
@@ -379,6 +385,13 @@ def _days_said(turn: Turn, action: str) -> tuple[Wanted | None, Wanted | None]:
     if said is None or action != "move":
         return said, None
     return said, wanted_time(turn, span=(said.said_until, len(text)))
+
+
+def _on_day_of(words: str, booking: datetime, now: datetime) -> tuple[datetime, datetime | None]:
+    """A time's words read on the day of ``booking`` when they name no day of their own
+    (下午 → that day's afternoon; 周三下午 stays Wednesday's)."""
+    value = resolve(words, now, on=booking.astimezone(LOCAL_TZ).date())
+    return value.start, value.end
 
 
 def _at_clock_of(current: datetime, start: datetime, end: datetime) -> datetime:
