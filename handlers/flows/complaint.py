@@ -47,6 +47,7 @@ from handlers.flows.report_slots import (
 from handlers.flows.report_steps import (
     ABOUT_PLACE,
     ABOUT_TEXT,
+    CORRECTION,
     EDIT,
     EDIT_ADDRESS,
     EDIT_DESCRIPTION,
@@ -75,7 +76,7 @@ from handlers.flows.report_steps import (
 )
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
-from handlers.words import NO, REPORT_REQUEST, YES
+from handlers.words import NO, REPORT_REQUEST, YES, clean
 from handlers.words import SKIP as SKIP_WORDS
 from integration.cases import CaseDraft
 
@@ -98,6 +99,8 @@ SAME_PLACE_FOR = 2 * 3600
 _LABEL_CHARS = 16
 
 Step = Callable[[Turn, ConversationState], Awaitable[list[Outbound]]]
+
+_CORRECTION_ALONE = 4  # characters of 不对不对, 我说错了: no correction said yet
 
 
 class ComplaintFlow:
@@ -329,11 +332,14 @@ class ComplaintFlow:
     @staticmethod
     def _adds(turn: Turn, slots: Slots) -> bool:
         """Add the message to the description when it is more of the report: a report
-        message (the model's reading), or one that says so (补充一下 …, 再加一句 …)."""
+        message (the model's reading), one that says so (补充一下 …, 再加一句 …), or a
+        correction (我刚才说错了，是自行车), kept whole so staff read what was corrected."""
         if turn.payload:
             return False
         if MORE_WORDS.search(turn.text):
             return add_detail(slots, more_of(turn.text))
+        if CORRECTION.search(turn.text) and len(clean(turn.text)) > _CORRECTION_ALONE:
+            return add_detail(slots, turn.text)  # (不对 / 说错了 alone corrects nothing yet)
         return bool(report_intent(turn)) and add_detail(slots, turn.text)
 
     def _to_edit(self, state: ConversationState) -> list[Outbound]:

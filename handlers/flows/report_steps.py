@@ -41,6 +41,9 @@ SKIP_ALONE = words(
 _MORE = "再?加一句|再?补充(说明)?(一下|一句|两句)?(情况)?|再说一句|多说一句|顺便说一下|还想说"
 MORE_WORDS = words("more", _MORE)
 _MORE_LEAD = re.compile(f"^(我想|我再|我要|我)?({_MORE})[，,。.：:；;！!、\\s]*")
+# 我刚才说错了，是自行车 / 不对，是在小区外面: the report corrected before it is sent,
+# added to its description in the resident's words (never a withdrawal or a new report).
+CORRECTION = words("correction", "说错了|写错了|打错了|搞错了|弄错了|讲错了|^不对|^不是|^更正")
 JOIN_WORDS = words("join", "加入|跟进|关注|一起|同一个|就是这个")
 NEW_WORDS = words("new", "新建|新的|单独|重新提交|另外|不是这个|不是同一")
 # A place said too vaguely to dispatch to (就是我们小区门口啊, 在我家楼下): the whole
@@ -82,7 +85,7 @@ def expectation(step: str, category: str | None) -> Expect:
             media=True,
             location=True,
             entities=frozenset({"address"}),
-            words=(UNKNOWN_PLACE, VAGUE_PLACE, MORE_WORDS, SAME_PLACE_WORDS),
+            words=(UNKNOWN_PLACE, VAGUE_PLACE, MORE_WORDS, SAME_PLACE_WORDS, CORRECTION),
             intents=same,
         )
     if step == "photo":
@@ -91,7 +94,7 @@ def expectation(step: str, category: str | None) -> Expect:
             media=True,
             location=True,
             entities=frozenset({"address"}),
-            words=(SKIP_WORDS, YES, NO, MORE_WORDS),
+            words=(SKIP_WORDS, YES, NO, MORE_WORDS, CORRECTION),
             intents=same | _AFFIRM_DENY,
         )
     if step == "confirm":
