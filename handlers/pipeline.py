@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -32,6 +33,7 @@ from integration.state.keys import KeyBuilder
 from integration.state.throttle import Throttle
 from integration.state.types import Admission, Ticket
 from integration.transcript import InboundRecord, Transcript
+from nlu.contract import REPORT_INTENTS
 from nlu.normalize import has_content, has_emoji
 from nlu.types import BUTTON_INTENT, FALLBACK_INTENT, Interpreter, Parse
 
@@ -262,10 +264,33 @@ class Pipeline:
             command = inbound.text.strip().split()[0]
             return None, [Outbound(self._t("chat.unknown_command", command=command))]
         turn = Turn(inbound, parse, payload)
+        if not payload and parse.intent in _SPLIT and state.flow is None:
+            turn = await self._split(turn)
         taken = parse.intent == FALLBACK_INTENT and self._router.takes(turn, state)
         replies = await self._router.route(turn, state)
         state.offer(replies[-1].buttons if replies else ())
         return (replace(parse, intent=TAKEN_FALLBACK) if taken else parse), replies
+
+    async def _split(self, turn: Turn) -> Turn:
+        """A message of two requests (我想预约明天办老年证，另外小区路灯坏了), the first of a
+        kind that would take the whole message (a booking, a status question…) and the
+        second a report or a service question: the first clause's turn, with the
+        second's beside it (``Turn.also``). Anything else is left whole. Only messages
+        with a joining word (另外, 还有, 顺便, 对了) are parsed again."""
+        text = turn.parse.text
+        joint = _SECOND.search(text, _CLAUSE)
+        if joint is None or len(text) - joint.end() < _CLAUSE:
+            return turn
+        rest = text[joint.end() :]
+        second = await self._interpreter.parse(rest)
+        if second.intent not in _SECOND_INTENTS:
+            return turn
+        first = await self._interpreter.parse(text[: joint.start()])
+        if first.intent in REPORT_INTENTS:  # a report says it all: one case
+            return turn
+        inbound = turn.inbound
+        also = Turn(replace(inbound, text=rest, location=None, media=()), second)
+        return Turn(replace(inbound, text=text[: joint.start()]), first, also=also)
 
     def _refusal(self, inbound: Inbound) -> Outbound | None:
         """A polite answer to input that cannot be understood at all, else None."""
@@ -303,6 +328,22 @@ class Pipeline:
         if parse.intent == FALLBACK_INTENT:
             NLU_FALLBACKS.inc()
         return parse
+
+
+# Requests that take a whole message, and what may be joined after them to wait its turn.
+_SPLIT = frozenset(
+    {
+        "book_appointment",
+        "cancel_appointment",
+        "check_status",
+        "proxy_service",
+        "request_home_service",
+    }
+)
+_SECOND_INTENTS = frozenset({*REPORT_INTENTS, "ask_service_info"})
+# Where a second request begins: a joining word after a clause of its own.
+_SECOND = re.compile("[，,。；;！!？?\\s]*(?:另外|还有|顺便|对了|再就是)")
+_CLAUSE = 4  # characters each request needs at least
 
 
 def turn_ticket(keys: KeyBuilder, inbound: Inbound) -> Ticket:

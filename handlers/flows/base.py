@@ -90,13 +90,17 @@ class Turn:
     ``payload`` is the pressed button's payload, or the payload of the offered button
     whose label or number the resident typed; empty otherwise. ``expected`` is the
     intent the router read for the active step from the model's ranking when the top
-    intent was something else (see ``means``).
+    intent was something else (see ``means``). ``also`` is a second request the message
+    joined to the first (see ``handlers.pipeline``).
     """
 
     inbound: Inbound
     parse: Parse
     payload: str = ""
     expected: str = ""
+    # A second request joined to this one (…，另外小区路灯坏了): its own turn, taken up
+    # once this one is done (handlers.pipeline splits such messages).
+    also: Turn | None = None
 
     @property
     def text(self) -> str:
