@@ -25,9 +25,10 @@ from handlers.flows.handoff import HandoffFlow, count_fallback, escalation
 from handlers.flows.handoff import wants_person as staff_wanted
 from handlers.flows.rating import RATE
 from handlers.flows.status import StatusFlow
+from handlers.joined import then_also
 from handlers.messages import Button, Outbound
 from handlers.patience import Patience, Verdict
-from handlers.state import ConversationState, Frame
+from handlers.state import ConversationState
 from handlers.words import (
     ABUSE,
     FIXED_MEANWHILE,
@@ -364,7 +365,9 @@ class Router:
                     replies = await self._flows[trigger.flow].start(turn, state)
                 except Declined:
                     break
-                return await self._then_also(turn, state, replies) + await self._after(state)
+                return await then_also(
+                    self._flows, self._t, turn, state, replies
+                ) + await self._after(state)
         if isinstance(status, StatusFlow) and said_fixed(turn):
             fixed = await status.fixed_meanwhile(turn)  # 路灯已经修好了，谢谢
             if fixed is not None:
@@ -392,47 +395,9 @@ class Router:
                 state.wait(asked)
                 if state.slots.get("description") == turn.text:  # and not part of it
                     state.slots["description"] = without_question(turn.text, word)
-        return await self._then_also(turn, state, replies) + await self._after(state)
-
-    async def _then_also(
-        self, turn: Turn, state: ConversationState, replies: list[Outbound]
-    ) -> list[Outbound]:
-        """The second request joined to the first (``Turn.also``), set aside to be taken
-        up once the first is done (said so), or at once when it is done already: a
-        report, or a question naming a service (老年证要带什么; not 身份证要带吗, which
-        asks about the first request's papers)."""
-        also = turn.also
-        if also is None:
-            return replies
-        frame = await self._aside_frame(also)
-        if frame is None:
-            return replies
-        if state.flow is None and frame.flow == "complaint":  # the first is done: now
-            return replies + await self._flows["complaint"].start(also, state)
-        state.wait(frame)
-        if state.flow is None:
-            return replies  # the guide's answer follows at once (``_after``)
-        note = self._t("chat.also_waits", text=also.text)
-        if not replies:
-            return [Outbound(note)]
-        last = replies[-1]
-        return [*replies[:-1], replace(last, text=f"{last.text}\n{note}")]
-
-    async def _aside_frame(self, also: Turn) -> Frame | None:
-        """Where the flow for a second request would stand once started, if one takes it."""
-        if also.parse.intent not in REPORT_INTENTS:
-            guide = self._flows.get("guide")
-            frame = guide.also_asked(also) if isinstance(guide, GuideFlow) else None
-            if frame is not None:
-                frame.slots.pop("word", None)
-            return frame
-        if "complaint" not in self._flows:
-            return None
-        aside = ConversationState()
-        await self._flows["complaint"].start(also, aside)
-        if aside.flow is None:
-            return None
-        return Frame(aside.flow, aside.step, aside.slots)
+        return await then_also(self._flows, self._t, turn, state, replies) + await self._after(
+            state
+        )
 
     # -- the stack -----------------------------------------------------------------------
 
