@@ -30,11 +30,24 @@ async def then_also(
     also = turn.also
     if also is None:
         return replies
-    frame = await _aside_frame(flows, also)
-    if frame is None:
-        return replies
-    if state.flow is None and frame.flow == "complaint":  # the first is done: now
-        return replies + await flows["complaint"].start(also, state)
+    if also.parse.intent in REPORT_INTENTS:
+        complaint = flows.get("complaint")
+        if complaint is None:
+            return replies
+        if state.flow is None:  # the first is done already: the report now
+            return replies + await complaint.start(also, state)
+        aside = ConversationState(recent=dict(state.recent))  # where it would stand
+        await complaint.start(also, aside)
+        if aside.flow is None:
+            return replies
+        frame = Frame(aside.flow, aside.step, aside.slots)
+    else:
+        guide = flows.get("guide")
+        asked = guide.also_asked(also) if isinstance(guide, GuideFlow) else None
+        if asked is None:
+            return replies
+        asked.slots.pop("word", None)
+        frame = asked
     state.wait(frame)
     if state.flow is None:
         return replies  # the guide's answer follows at once (the router's ``_after``)
@@ -43,20 +56,3 @@ async def then_also(
         return [Outbound(note)]
     last = replies[-1]
     return [*replies[:-1], replace(last, text=f"{last.text}\n{note}")]
-
-
-async def _aside_frame(flows: Mapping[str, Flow], also: Turn) -> Frame | None:
-    """Where the flow for a second request would stand once started, if one takes it."""
-    if also.parse.intent not in REPORT_INTENTS:
-        guide = flows.get("guide")
-        frame = guide.also_asked(also) if isinstance(guide, GuideFlow) else None
-        if frame is not None:
-            frame.slots.pop("word", None)
-        return frame
-    if "complaint" not in flows:
-        return None
-    aside = ConversationState()
-    await flows["complaint"].start(also, aside)
-    if aside.flow is None:
-        return None
-    return Frame(aside.flow, aside.step, aside.slots)

@@ -365,9 +365,8 @@ class Router:
                     replies = await self._flows[trigger.flow].start(turn, state)
                 except Declined:
                     break
-                return await then_also(
-                    self._flows, self._t, turn, state, replies
-                ) + await self._after(state)
+                replies = await then_also(self._flows, self._t, turn, state, replies)
+                return replies + await self._after(state)
         if isinstance(status, StatusFlow) and said_fixed(turn):
             fixed = await status.fixed_meanwhile(turn)  # 路灯已经修好了，谢谢
             if fixed is not None:
@@ -395,9 +394,8 @@ class Router:
                 state.wait(asked)
                 if state.slots.get("description") == turn.text:  # and not part of it
                     state.slots["description"] = without_question(turn.text, word)
-        return await then_also(self._flows, self._t, turn, state, replies) + await self._after(
-            state
-        )
+        replies = await then_also(self._flows, self._t, turn, state, replies)
+        return replies + await self._after(state)
 
     # -- the stack -----------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import re
 
 from handlers.catalog import Catalog
 from handlers.flows.base import OFFER_INTERRUPTS, Declined, Expect, OneMessageFlow, Turn
+from handlers.flows.booking_slots import wanted_time
 from handlers.flows.contact import masked
 from handlers.flows.volunteer_steps import (
     PAGE_SIZE,
@@ -39,7 +40,6 @@ from integration.claims import ClaimRefused
 from integration.items import ItemNotFound, ItemView
 from integration.services.calendar import LOCAL_TZ
 from integration.volunteers import VolunteerView
-from nlu.timeparse import TimeParseError, resolve
 
 CLAIM, PAGE, DROP = f"{VOL}claim:", f"{VOL}page:", f"{VOL}drop:"
 # The items one holds, asked about (我认领的活动什么时候开始, 我接的活在哪): not the list.
@@ -383,13 +383,9 @@ class WithdrawFlow(DeskFlow, OneMessageFlow):
 
 def on_the_day(turn: Turn, held: list[ItemView]) -> int | None:
     """The one item of ``held`` beginning on the day the message names, if exactly one."""
-    entity = turn.parse.first("time")
-    if entity is None:
+    wanted = wanted_time(turn)
+    if wanted is None:
         return None
-    try:
-        day = resolve(turn.parse.text[entity.start : entity.end], turn.inbound.time).start
-    except TimeParseError:
-        return None
-    local = day.astimezone(LOCAL_TZ).date()
-    on_it = [i.id for i in held if i.starts_at and i.starts_at.astimezone(LOCAL_TZ).date() == local]
+    day = wanted.start.date()
+    on_it = [i.id for i in held if i.starts_at and i.starts_at.astimezone(LOCAL_TZ).date() == day]
     return on_it[0] if len(on_it) == 1 else None
