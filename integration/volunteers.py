@@ -28,7 +28,9 @@ from integration.models import (
     VolunteerStatus,
     utcnow,
 )
+from integration.models.services import SKILL_NOTE_LIMIT
 from integration.notifications import queue_message
+from integration.privacy import mask
 
 INVITE_DAYS = 14
 LINK_MINUTES = 30
@@ -85,6 +87,7 @@ class VolunteerDraft:
     community: str
     skills: tuple[str, ...]
     slots: tuple[tuple[int, str], ...]  # (weekday 0-6, part of PARTS)
+    skill_note: str = ""  # their own words for skills the list has no name for
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +104,7 @@ class VolunteerView:
     created_at: datetime
     skills: tuple[str, ...] = ()
     slots: tuple[tuple[int, str], ...] = ()
+    skill_note: str = ""
 
     @property
     def approved(self) -> bool:
@@ -182,6 +186,7 @@ class VolunteerBook:
                         employer=draft.employer,
                         branch=draft.branch,
                         community=draft.community,
+                        skill_note=mask(draft.skill_note)[:SKILL_NOTE_LIMIT],
                         status=(
                             VolunteerStatus.approved if approved else VolunteerStatus.pending
                         ).value,
@@ -425,6 +430,7 @@ async def _read(
             created_at=row.created_at,
             skills=tuple(sorted(skills.get(row.id, ()))),
             slots=tuple(sorted(slots.get(row.id, ()))),
+            skill_note=row.skill_note,
         )
         for row in rows
     ]

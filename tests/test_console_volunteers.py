@@ -51,7 +51,9 @@ async def client(data_dir: Path, backend: dict[str, Any]) -> Any:
         yield client
 
 
-async def register(client: Any, user: str, community: str, name: str = "王建国") -> int:
+async def register(
+    client: Any, user: str, community: str, name: str = "王建国", skill_note: str = ""
+) -> int:
     """A pending registration (no invitation code) of a webchat account; its number."""
     book = VolunteerBook(client.server.app[SERVICES].sessions)
     view = await book.register(
@@ -66,6 +68,7 @@ async def register(client: Any, user: str, community: str, name: str = "王建�
             community,
             ("elder",),
             tuple((day, part) for day in range(7) for part in PARTS),  # 随时
+            skill_note,
         )
     )
     assert view.status is VolunteerStatus.pending
@@ -114,7 +117,7 @@ async def audited(client: Any, action: str) -> list[AuditEntry]:
 
 
 async def test_approving_a_registration_lets_the_volunteer_claim(client: Any) -> None:
-    volunteer = await register(client, "v1", "金辉小区")
+    volunteer = await register(client, "v1", "金辉小区", skill_note="开车<b>")
     assert (await sign_in(client, "desk")).status == 303
     token = await page_csrf(client, PAGE)
     assert (await post_item(client, token)).status == 303
@@ -128,7 +131,8 @@ async def test_approving_a_registration_lets_the_volunteer_claim(client: Any) ->
     before = "\n".join(await say(client, "v1", "看看有哪些志愿岗位可以认领", "第1个我来"))
     assert "义务理发" in before and "认领成功" not in before
     page = await (await client.get(PAGE)).text()
-    assert f'id="volunteer-{volunteer}"' in page and "王建国" in page
+    row = page.split(f'id="volunteer-{volunteer}"')[1].split("</tr>")[0]
+    assert "王建国" in row and "助老<br>" in row and "开车&lt;b&gt;</small>" in row
     response = await client.post(
         f"{PAGE}/{volunteer}/approve", data={"csrf": token}, allow_redirects=False
     )

@@ -8,6 +8,7 @@ registering twice, a used or expired code) changes nothing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import datetime, timedelta
 from typing import cast
 
@@ -18,7 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from handlers.catalog import Catalog
 from handlers.flows.base import Turn
 from handlers.flows.volunteer import RegisterFlow
-from handlers.flows.volunteer_steps import VolunteerDesk, ranked, skills_of, slots_of, what
+from handlers.flows.volunteer_steps import (
+    VolunteerDesk,
+    ranked,
+    skill_note,
+    skills_of,
+    slots_of,
+    what,
+)
 from handlers.messages import Inbound
 from handlers.state import ConversationState
 from integration.claims import ClaimBook, ClaimRefused
@@ -339,6 +347,38 @@ def test_own_community_first_then_the_nearest_fitting_skills_and_free_time() -> 
     assert skills_of("助老和维修，也懂点法律") == ("elder", "repair", "legal")
     assert slots_of("工作日晚上") == tuple((d, "evening") for d in range(5))
     assert slots_of("随便") == ()
+
+
+@pytest.mark.parametrize(
+    ("said", "skills", "note"),
+    [
+        ("我会开车，还会拍照", ("culture", "other"), "开车"),
+        ("我擅长做PPT和剪视频", (), "做PPT和剪视频"),
+        ("我退休前是会计，会算账", (), "算账"),
+        ("会修水电，周末有空", ("repair",), ""),  # a listed skill and free time
+        ("没什么特长", ("other",), ""),  # nothing in particular
+        ("都可以", ("other",), ""),
+        ("可以", (), ""),  # a yes, not a skill
+    ],
+)
+def test_skills_the_list_has_no_name_for_are_kept_in_the_volunteers_words(
+    said: str, skills: tuple[str, ...], note: str
+) -> None:
+    assert skills_of(said) == skills
+    assert skill_note(said) == note
+
+
+async def test_a_volunteers_own_words_for_skills_are_stored_with_numbers_masked(
+    engine: AsyncEngine,
+) -> None:
+    book = VolunteerBook(session_factory(engine))
+    draft = volunteer(1, skills=("other",))
+    said = "会开车，车牌和电话13912345678都可以给社区" + "很长的话" * 40
+    made = await book.register(dataclasses.replace(draft, skill_note=said))
+    stored = (await book.get(made.id)).skill_note
+    assert stored.startswith("会开车，车牌和电话139****5678")
+    assert "13912345678" not in stored and len(stored) == 100
+    assert (await book.register(volunteer(2))).skill_note == ""  # none said: none kept
 
 
 @pytest.mark.parametrize(

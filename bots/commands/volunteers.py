@@ -41,7 +41,9 @@ def line(volunteer: VolunteerView) -> str:
     return (
         f"{volunteer.id:>5}  {volunteer.status.value:<9} {volunteer.name}  "
         f"{mask(volunteer.phone)}  {volunteer.community}  {volunteer.branch}  "
-        f"{volunteer.employer}  {','.join(volunteer.skills)}  {local_minute(volunteer.created_at)}"
+        f"{volunteer.employer}  {','.join(volunteer.skills)}"
+        f"{f'（{volunteer.skill_note}）' if volunteer.skill_note else ''}  "
+        f"{local_minute(volunteer.created_at)}"
     )
 
 

@@ -24,6 +24,7 @@ from handlers.flows.volunteer_steps import (
     VOL,
     DeskFlow,
     skill_names,
+    skill_note,
     skills_of,
     slots_of,
 )
@@ -151,13 +152,10 @@ class RegisterFlow(DeskFlow):
         elif step == "community":
             return self._community(turn, state)
         elif step == "skills":
-            picked = (
-                (payload.removeprefix(SKILL),) if payload.startswith(SKILL) else skills_of(text)
-            )
-            if picked:
-                slots["skills"] = list(picked)
-                if not payload:  # 会修水电，周末有空: the free time said with the skills
-                    self._take_free(slots, _free_clauses(text))
+            if payload.startswith(SKILL):
+                slots["skills"] = [payload.removeprefix(SKILL)]
+            elif self._take_skills(slots, text):  # 会修水电，周末有空: free time too
+                self._take_free(slots, _free_clauses(text))
         elif step == "availability":
             words_ = FREE_PRESETS.get(payload.removeprefix(FREE), "") if payload else text
             self._take_free(slots, words_)
@@ -233,7 +231,7 @@ class RegisterFlow(DeskFlow):
                 employer=slots["employer"],
                 branch=slots["branch"],
                 community=slots["community"],
-                skills=skill_names(t, slots["skills"]),
+                skills=skill_names(t, slots["skills"], slots.get("skill_note", "")),
                 free=slots["free_words"],
                 code=slots["code"] or t("volunteer.code_none"),
             )
@@ -241,6 +239,17 @@ class RegisterFlow(DeskFlow):
         return [Outbound(t(f"volunteer.ask_{step}"), (cancel,))]
 
     # -- steps ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _take_skills(slots: dict[str, Any], said: str) -> bool:
+        """Keep the skills ``said`` names, and its own words for any the list has no
+        name for (会开车, 擅长做PPT: 其他, with the words kept for staff)."""
+        skills, note = list(skills_of(said)), skill_note(said)
+        if note and "other" not in skills:
+            skills.append("other")
+        if skills:
+            slots["skills"], slots["skill_note"] = skills, note
+        return bool(skills)
 
     @staticmethod
     def _take_free(slots: dict[str, Any], said: str) -> None:
@@ -273,9 +282,9 @@ class RegisterFlow(DeskFlow):
             slots["community"] = community
             noted.append(self._t("volunteer.community_noted", community=community))
         if step in ("phone", "employer", "branch") and _ABOUT_ME.search(text):
-            skills, before = skills_of(text), dict(slots)
-            if skills and "skills" not in slots:
-                slots["skills"] = list(skills)
+            before = dict(slots)
+            if "skills" not in slots:
+                self._take_skills(slots, text)
             if "slots" not in slots:
                 self._take_free(slots, _free_clauses(text))
             if slots != before:
@@ -329,6 +338,7 @@ class RegisterFlow(DeskFlow):
             community=slots["community"],
             skills=tuple(slots["skills"]),
             slots=tuple((int(d), str(p)) for d, p in slots["slots"]),
+            skill_note=slots.get("skill_note", ""),
         )
         try:
             volunteer = await self._desk.volunteers.register(draft, slots["code"], inbound.time)

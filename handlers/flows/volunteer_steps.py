@@ -72,9 +72,23 @@ SKILL_WORDS: dict[str, Words] = {
     "legal": words("legal", "法律|律师|法务|普法|调解"),
     "medical": words("medical", "医疗|医生|护士|医护|卫生|护理|看病"),
     "education": words("education", "教育|辅导|教师|老师|教学|作业|家教|教[书课孩]"),
-    "culture": words("culture", "文体|文艺|体育|唱歌|跳舞|书法|摄影|运动|乐器|画画|绘画"),
-    "other": words("other", "其他|其它|都行|都可以|啥都|什么都|没有特长|跑腿|开车|驾驶"),
+    "culture": words(
+        "culture",
+        "文体|文艺|体育|唱歌|跳舞|书法|摄影|拍照|摄像|运动|乐器|钢琴|吉他|二胡|古筝|画画|绘画|弹琴|下棋",
+    ),
+    "other": words(
+        "other", "其他|其它|都行|都可以|啥都|什么都|没(有|什么|啥)?特长|跑腿|开车|驾驶|电脑|写材料"
+    ),
 }
+# Words that say "anything" or "nothing in particular": 其他 with nothing to note.
+_ANYTHING = re.compile("其他|其它|都行|都可以|啥都|什么都|随便|没(有|什么|啥)?特长|不会")
+# How one tells what one can do (我会, 还能, 擅长, 学过): the lead of a skill in one's
+# own words, and what is left of a clause without it.
+_OWN_LEAD = re.compile("^(?:我|另外|而且|还|也|平时)*(?:会|能|擅长|懂|学过|做过|干过|比较会)+")
+# A clause that says when one is free (周末有空), not what one can do.
+_WHEN_CLAUSE = re.compile(
+    "周|星期|礼拜|工作日|平时有空|随时|每天|天天|上午|下午|晚上|白天|全天|有空|有时间"
+)
 
 _ALL_DAYS = tuple(range(7))
 _DAYS = (
@@ -97,6 +111,24 @@ def skills_of(text: str) -> tuple[str, ...]:
     """The skills a volunteer's words name (助老 维修 → elder, repair)."""
     cleaned = clean(text)
     return tuple(skill for skill, matcher in SKILL_WORDS.items() if matcher.search(cleaned))
+
+
+def skill_note(text: str) -> str:
+    """A volunteer's own words for what the list has no name for, else empty.
+
+    A clause names it when it names no listed skill but 其他's specific words (会开车),
+    or when it tells what one can do and names none at all (擅长写PPT); 会修水电 names a
+    listed skill, 都可以 and 没什么特长 say nothing in particular, 周末有空 is free time.
+    """
+    kept = []
+    for clause in re.split(r"[，,。；;、！!？?\s]+", text):
+        named = set(skills_of(clause))
+        if not clause or _ANYTHING.search(clause) or _WHEN_CLAUSE.search(clause):
+            continue
+        own = _OWN_LEAD.sub("", clause)
+        if named == {"other"} or (not named and own != clause and len(own) >= 2):
+            kept.append(own if own != clause else clause)
+    return "，".join(kept)
 
 
 def slots_of(text: str) -> tuple[tuple[int, str], ...]:
@@ -212,9 +244,11 @@ def item_line(t: Catalog, position: int, item: ItemView) -> str:
     )
 
 
-def skill_names(t: Catalog, skills: Sequence[str]) -> str:
-    """Skills as residents read them (助老、维修)."""
-    return "、".join(t(f"volunteer.skill.{s}") for s in skills) or t("volunteer.skill.other")
+def skill_names(t: Catalog, skills: Sequence[str], note: str = "") -> str:
+    """Skills as residents read them (助老、维修), with the volunteer's own words for
+    the rest (其他（会开车）)."""
+    names = "、".join(t(f"volunteer.skill.{s}") for s in skills) or t("volunteer.skill.other")
+    return t("volunteer.skill_with_note", skills=names, note=note) if note else names
 
 
 def coming(volunteer: VolunteerView) -> tuple[str, str]:

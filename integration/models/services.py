@@ -185,6 +185,10 @@ class ServiceItemEvent(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+# How much of a volunteer's own words about their skills is kept.
+SKILL_NOTE_LIMIT = 100
+
+
 class VolunteerStatus(enum.StrEnum):
     """A volunteer's registration: staff (or an invitation code) approve it."""
 
@@ -205,6 +209,9 @@ class Volunteer(Base):
     employer: Mapped[str] = mapped_column(String(128))
     branch: Mapped[str] = mapped_column(String(128))
     community: Mapped[str] = mapped_column(String(64))
+    # The volunteer's own words for skills the list has no name for (会开车, 会拍照),
+    # phone and ID numbers masked (migration 0016).
+    skill_note: Mapped[str] = mapped_column(String(SKILL_NOTE_LIMIT), default="", server_default="")
     status: Mapped[str] = mapped_column(String(16), default=VolunteerStatus.pending.value)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
