@@ -264,7 +264,7 @@ class Pipeline:
             command = inbound.text.strip().split()[0]
             return None, [Outbound(self._t("chat.unknown_command", command=command))]
         turn = Turn(inbound, parse, payload)
-        if not payload and parse.intent in _SPLIT and state.flow is None:
+        if not payload and parse.intent in _SPLIT_OR_ASK and state.flow is None:
             turn = await self._split(turn)
         taken = parse.intent == FALLBACK_INTENT and self._router.takes(turn, state)
         replies = await self._router.route(turn, state)
@@ -275,7 +275,8 @@ class Pipeline:
         """A message of two requests (我想预约明天办老年证，另外小区路灯坏了), the first of a
         kind that would take the whole message (a booking, a status question…) and the
         second a report or a service question: the first clause's turn, with the
-        second's beside it (``Turn.also``). Anything else is left whole. Only messages
+        second's beside it (``Turn.also``). A question as a whole is split only when
+        its first clause is such a request. Anything else is left whole. Only messages
         with a joining word (另外, 还有, 顺便, 对了) are parsed again."""
         text = turn.parse.text
         joint = _SECOND.search(text, _CLAUSE)
@@ -288,6 +289,8 @@ class Pipeline:
         first = await self._interpreter.parse(text[: joint.start()])
         if first.intent in REPORT_INTENTS:  # a report says it all: one case
             return turn
+        if turn.parse.intent not in _SPLIT and first.intent not in _SPLIT:
+            return turn  # a question, with more to it (居住证要带什么，还有要交钱吗)
         inbound = turn.inbound
         also = Turn(replace(inbound, text=rest, location=None, media=()), second)
         return Turn(replace(inbound, text=text[: joint.start()]), first, also=also)
@@ -341,6 +344,9 @@ _SPLIT = frozenset(
     }
 )
 _SECOND_INTENTS = frozenset({*REPORT_INTENTS, "ask_service_info"})
+# A booking with a question joined (帮我约后天的社保卡，还有老年证要带什么) may read as the
+# question as a whole: split too when its first clause is one of _SPLIT.
+_SPLIT_OR_ASK = _SPLIT | {"ask_service_info"}
 # Where a second request begins: a joining word after a clause of its own.
 _SECOND = re.compile("[，,。；;！!？?\\s]*(?:另外|还有|顺便|对了|再就是)")
 _CLAUSE = 4  # characters each request needs at least

@@ -151,7 +151,7 @@ def standard_flows(
     proxy = ProxyFlow(desk, services, catalog, contacts, guide.matcher)
     guide.proxy = proxy
     if booking is not None:
-        booking.proxy = proxy
+        booking.proxy, booking.guide = proxy, guide
     items = items or MemoryItems()
     under_way = under_way or DesksUnderWay(appointments, items)
     status = StatusFlow(desk, catalog, under_way=under_way, services=services, ratings=ratings)

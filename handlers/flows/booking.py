@@ -47,6 +47,7 @@ from integration.services.calendar import LOCAL_TZ
 from integration.services.slots import Refusal, Verdict
 
 if TYPE_CHECKING:
+    from handlers.flows.guide import GuideFlow
     from handlers.flows.proxy import ProxyFlow
 
 PICK = "booking:service:"  # + a service id
@@ -58,6 +59,17 @@ CONFIRM, EDIT = "booking:confirm", "booking:edit"
 CONFIRM_WORDS = words("confirm", "(?<![不别没])(确认|确定|提交|就这个|就这样|可以|行)")
 EDIT_WORDS = words("edit", "修改|改一下|改下|改个|换个|换一个|重新选|别的时间|其他时间")
 WINDOW_WORD = "窗口"
+# A booking that also asks what to bring (还有身份证要带吗): told the list comes with it.
+ASKS_PAPERS = words(
+    "asks_papers", "要带|带什么|带啥|什么材料|啥材料|哪些材料|需要什么|需要哪些|要什么"
+)
+# Asked which service, a question about one instead of a choice (就是想问问低保, 居住证要带
+# 什么材料): its card, which offers 预约办理. 社保卡可以吗 or 低保能约明天吗 choose.
+ASKING_FIRST = words(
+    "asking_first",
+    "^(?!.*(约|挂号|排号|取号)).*(想问问|问一下|问问|咨询|了解|打听|怎么|怎样|如何|咋|要带|带什么|"
+    "带啥|什么材料|啥材料|需要什么|需要哪些|要什么|流程|条件|手续)",
+)
 _TIME_INTENTS = frozenset({"book_appointment"})
 # A day the resident cannot come after all (我明天去不了了, 周三有事): the days after it.
 CANNOT_COME = words(
@@ -84,6 +96,7 @@ class BookingFlow:
         self._matcher = ServiceMatcher(services)
         self._reminder_hour = reminder_hour
         self.proxy: ProxyFlow | None = None  # the 代办 flow, which 申请代办 switches to
+        self.guide: GuideFlow | None = None  # the guide, whose card answers a question
 
     # -- the Flow protocol -------------------------------------------------------------
 
@@ -106,6 +119,8 @@ class BookingFlow:
         帮我约个号 明天上午 already names the time). A booking for someone who cannot
         come (给我爸预约…，他行动不便) is told that 代办 is there too, when it is allowed."""
         replies = await self._book(service, turn, state)
+        if not turn.payload and state.step == "time" and self._asks_papers(turn):
+            replies = with_lead(self._t("booking.papers_later"), replies)
         cannot_come = not turn.payload and bool(reason_of(turn.text, service.words))
         if service.proxy and self.proxy and cannot_come and state.step == "time":
             first, *rest = with_lead(self._t("booking.proxy_hint", name=service.name), replies)
@@ -203,6 +218,9 @@ class BookingFlow:
                 return [Outbound(self._t("booking.noted_time"), self._service_buttons(None))]
             state.reprompts += 1
             return [Outbound(self._t("booking.ask_service"), self._service_buttons(None))]
+        if self.guide and not turn.payload and wanted is None and ASKING_FIRST.search(turn.text):
+            state.begin(self.guide.name, "answered", {"service": service.id})
+            return with_lead(self._t("booking.card_first"), self.guide.ask(state))
         return await self.book(service, turn, state)
 
     def _not_ours(self, found: Match, state: ConversationState) -> list[Outbound]:
@@ -385,6 +403,14 @@ class BookingFlow:
         return [Outbound(text)]
 
     # -- helpers -----------------------------------------------------------------------
+
+    def _asks_papers(self, turn: Turn) -> bool:
+        """Whether the message asks what to bring, itself or in its second request
+        (帮我约社保卡，还有身份证要带吗) when that names no other service's card."""
+        also = turn.also
+        if also is not None and (self.guide is None or self.guide.also_asked(also) is None):
+            return bool(ASKS_PAPERS.search(turn.text) or ASKS_PAPERS.search(also.text))
+        return bool(ASKS_PAPERS.search(turn.text))
 
     def _service_named(self, turn: Turn) -> Service | None:
         return self._service_of(self._matcher.in_turn(turn), turn)

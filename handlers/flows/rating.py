@@ -46,7 +46,8 @@ _WORDS = (
             r"差评|不认可|敷衍|糊弄|应付|走过场|重新派|再派人|派人再|重新处理|重新办|重新弄|返工|"
             r"根本没|还是没|(?<![\d.])[12一二]\s*分(?!钟)|[12一二]\s*(?:星|颗星)|零分|0分|"
             # the problem is back: 修是修了，可是只亮了一晚上又不亮了
-            r"又(?:不亮|不行|不通|不转|坏|堵|漏|冒|响|吵|臭|开始|出现|犯)|没几天又|跟没修一样|白修|"
+            r"又(?:不亮|不行|不通|不转|坏|堵|漏|冒|响|吵|臭|开始|出现|犯|松|掉|脏|乱|停|满)|"
+            r"没几天又|跟没修一样|白修|还是(?:坏|不亮|不行|不通|没|老样子|一样)|还坏着|没人来|"
             r"不负责|不耐烦|没耐心|不热心"
         ),
     ),
@@ -126,7 +127,7 @@ class RatingFlow:
             score = score_of(turn.text)
         request = await self._request(turn, number)
         if typed and (
-            (request is None and (score is None or _says_more(turn.text)))
+            (request is None and (score is None or _says_more(turn.text) or self._asks(turn)))
             or (request is not None and not self._fits(turn, request))
         ):
             raise Declined  # rating words in a message about something else
@@ -229,13 +230,20 @@ class RatingFlow:
             return []
         return [Outbound(self._t("rating.reprompt_comment"), self._skip())]
 
+    @staticmethod
+    def _asks(turn: Turn) -> bool:
+        """Whether, with no question to answer, the model reads the words as a request
+        of their own (还是没修 as 我的进度 with a case still open, 又坏了 as a report)."""
+        return turn.parse.intent in _ELSEWHERE or turn.parse.intent == "check_status"
+
     def _fits(self, turn: Turn, request: RatingRequest) -> bool:
         """Whether typed rating words answer ``request`` rather than ask something else:
         a report of another kind, or at a place that is not the case's (幸福路的路灯又坏了
         after a lamp at 金辉小区 was fixed), is news."""
         intent = turn.parse.intent
         if intent in _ELSEWHERE and intent != f"report_{request.category}":
-            return False
+            # 又坏了, 还是坏的 name nothing of another kind, whatever the model reads
+            return intent in REPORT_INTENTS and not _says_more(turn.text)
         place = turn.parse.first("address")
         return place is None or not request.address or same_place(place.value, request.address)
 
