@@ -316,6 +316,11 @@ async def test_urging_a_typed_case_records_it_and_a_finished_one_is_not_urged(
         ("3号楼", "金辉小区", "金辉小区3号楼"),  # the estate of a part said alone before
         ("南门", "幸福路", "幸福路南门"),
         ("3号楼", "金泰苑5号楼", "金泰苑5号楼"),  # a place with its own part replaces
+        ("金辉小区2号楼3单元401", "4单元401", "金辉小区2号楼4单元401"),  # a unit
+        ("金辉小区2号楼3单元401", "402", "金辉小区2号楼3单元402"),  # a room
+        ("金辉小区5号楼501", "502室", "金辉小区5号楼502室"),
+        ("金辉小区5号楼", "3单元401", "金辉小区5号楼3单元401"),  # more of the same place
+        ("幸福路88号", "188号", "幸福路188号"),  # a house number, not a room
     ],
 )
 def test_a_part_of_a_place_corrects_within_the_estate_or_road(

@@ -43,11 +43,17 @@ from handlers.flows.guide_follow_up import (
     lines_naming,
 )
 from handlers.flows.guide_match import (
+    BOOK,
     ERRAND_WORDS,
+    GUIDE,
+    GUIDE_FLOW,
     GUIDE_WORDS,
     HOURS_QUESTION,
+    MATERIALS,
     OPENING,
     PHONE_QUESTION,
+    PICK,
+    PROXY,
     STRONG,
     WHERE_QUESTION,
     Match,
@@ -67,10 +73,6 @@ from integration.services import Service, ServiceCatalogue
 from integration.services.calendar import LOCAL_TZ
 from nlu.types import FALLBACK_INTENT
 
-GUIDE = "guide:"  # every button payload of the guide starts with this
-BOOK, PROXY, MATERIALS, PICK = (
-    f"{GUIDE}{verb}:" for verb in ("book", "proxy", "materials", "pick")
-)
 # Intents the guide answers when started; other intents decline a rule-triggered start.
 # book_appointment and proxy_service come here too until their own flows exist: for a
 # named service, the card and the honest word that online booking/代办 is coming.
@@ -83,7 +85,7 @@ _ECHO_CHARS = 20  # of the resident's words quoted back when nothing matches
 class GuideFlow:
     """Answers questions about services from the catalogue."""
 
-    name = "guide"
+    name = GUIDE_FLOW
 
     def __init__(
         self,

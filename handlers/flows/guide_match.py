@@ -26,6 +26,12 @@ from integration.services import ServiceCatalogue
 if TYPE_CHECKING:
     from handlers.flows.base import Turn
 
+GUIDE_FLOW = "guide"  # the guide's flow name (others hand a service's card over to it)
+GUIDE = f"{GUIDE_FLOW}:"  # every button payload of the guide starts with this
+BOOK, PROXY, MATERIALS, PICK = (
+    f"{GUIDE}{verb}:" for verb in ("book", "proxy", "materials", "pick")
+)
+
 GOOD = 0.6  # the least score that counts as a match
 STRONG = 0.9  # as written or as pinyin: enough to take a message the model missed
 _NEAR_WEIGHT = 0.8
@@ -163,6 +169,16 @@ def _pinyin(text: str) -> str:
     return f" {' '.join(lazy_pinyin(text))} "
 
 
+# Where a message's clauses part: a word's sound is not heard across them (不是我自己去，
+# 是帮我妈办 says no 去世).
+_CLAUSE_BREAK = re.compile(r"[，,。；;！!？?、\s]+")
+
+
+def _spoken(text: str) -> str:
+    """``_pinyin`` of each clause of ``text``, cleaned, with a bar between clauses."""
+    return "|".join(_pinyin(c) for c in map(clean, _CLAUSE_BREAK.split(text)) if c)
+
+
 class ServiceMatcher:
     """Finds the service (or out-of-remit topic) a message names, if it names one well."""
 
@@ -211,7 +227,7 @@ class ServiceMatcher:
         cleaned = clean(text)
         if not cleaned:
             return None
-        spoken = _pinyin(cleaned)
+        spoken = _spoken(text)
         best: _Word | None = None
         best_rank = (0.0, 0, False)
         for word in self._words:

@@ -41,7 +41,7 @@ from handlers.flows.contact import (
     with_lead,
 )
 from handlers.flows.proxy_steps import WHOM_WORDS, whom_of
-from handlers.flows.report_slots import typed_address
+from handlers.flows.report_slots import part_said, typed_address, within
 from handlers.flows.report_steps import SUBMIT_WORDS
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
@@ -89,6 +89,10 @@ def _bare_answer(text: str) -> bool:
 
 
 SELF_WORDS = words("self", "本人|我自己|自己|给我|就我|我本人")
+# A field of the summary said to be wrong (门牌号不对, 时间写错了): asked for, not cancelled.
+FIELD_WRONG = words(
+    "field_wrong", "(地址|门牌|单元|楼号|房号|时间|日子|电话|号码|手机).{0,3}(不对|错|有误|不是)"
+)
 # Words every step takes: the phone's (忘记我的电话, 换个号码) and whom it is for (给我爸).
 _PHONE_WORDS = (FORGET_PHONE, CHANGE_PHONE, WHOM_WORDS)
 
@@ -175,11 +179,13 @@ class HomeFlow:
             return await self._on_keep(turn, state)
         if step == "confirm" and (payload == SUBMIT or self._agrees(turn)):
             return await self._submit(turn, state)
+        before = dict(slots)
         if step == "confirm" and not payload and (NO.search(turn.text) or turn.means("deny")):
-            if not self._changes(turn, state):
+            if not self._changes(turn, state):  # 地址写错了，是4单元401 changes it
+                if FIELD_WRONG.search(turn.text):  # 门牌号不对: the right one is to come
+                    return [Outbound(self._t("home.send_new"), self.ask(state)[0].buttons)]
                 state.finish()
                 return [Outbound(self._t("home.cancelled"))]
-        before = dict(slots)
         if payload.startswith(KIND):
             slots["kind"] = payload.removeprefix(KIND)
             if slots["kind"] == OTHER_KIND and "said" in slots:
@@ -326,8 +332,11 @@ class HomeFlow:
         if location is not None:
             slots["address"] = location.label or f"{location.latitude:.5f},{location.longitude:.5f}"
         entity = typed_address(parse)
+        said = part_said(text) if free and step == "confirm" and slots.get("address") else None
         if entity is not None and len(clean(entity.value)) >= _MIN_ADDRESS:
-            slots["address"] = entity.value
+            slots["address"] = within(str(slots.get("address") or ""), entity.value)
+        elif said:  # 门牌号不对，是402
+            slots["address"] = within(str(slots["address"]), said)
         elif step == "where" and own and time is None and len(clean(text)) >= _MIN_ADDRESS:
             slots["address"] = text.strip()[:200]
         answered_on = bool(time or phone_of(turn) or entity or location)

@@ -28,6 +28,7 @@ The case goes through the dispatch integration like a report: status pushes,
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from handlers.catalog import Catalog
 from handlers.flows.base import CANCEL, CaseDesk, Expect, Turn
@@ -45,7 +46,9 @@ from handlers.flows.contact import (
     with_lead,
 )
 from handlers.flows.guide_match import (
+    BOOK,
     GOOD,
+    GUIDE_FLOW,
     STRONG,
     Match,
     NamedAlone,
@@ -57,6 +60,7 @@ from handlers.flows.proxy_steps import (
     AGREE_WORDS,
     EDIT,
     EDIT_WORDS,
+    GO_MYSELF,
     PAPERS_READY,
     REASON,
     SERVICE,
@@ -65,8 +69,9 @@ from handlers.flows.proxy_steps import (
     reason_buttons,
     reason_of,
     whom_of,
+    whom_only,
 )
-from handlers.flows.report_slots import typed_address
+from handlers.flows.report_slots import typed_address, within
 from handlers.flows.report_steps import SUBMIT_WORDS
 from handlers.messages import Button, Outbound
 from handlers.state import ConversationState
@@ -151,6 +156,8 @@ class ProxyFlow:
             return [self._msg("proxy.phone_needed")]
         if step == "service":
             return await self._on_service(turn, state)
+        if not payload and GO_MYSELF.search(turn.text):
+            return self._going_myself(state)
         named = self.matcher.alone(turn.text) if not payload else None
         if named is not None:  # 居住证明 (which certificate), or 不，是老年证
             return self._renamed(named, state)
@@ -166,7 +173,11 @@ class ProxyFlow:
         await self._take(turn, state, step=step)
         if slots == before:
             return [self._reprompt(state)]
-        return await self._advance(turn, state)
+        replies = await self._advance(turn, state)
+        if state.step == step == "reason" and slots.get("whom") != before.get("whom"):
+            text = self._t("proxy.ask_reason_for", whom=slots["whom"])  # whom, without why
+            return [replace(replies[0], text=text), *replies[1:]]
+        return replies
 
     def expect(self, state: ConversationState) -> Expect:
         """What answers each step (handlers.flows.proxy_steps)."""
@@ -287,7 +298,12 @@ class ProxyFlow:
             reason = reason_of(text, self._words_of(slots.get("service")))
             if reason:
                 slots["reason"] = reason
-            elif step == "reason" and not phone_of(turn) and not turn.only_a_value:
+            elif (
+                step == "reason"
+                and not phone_of(turn)
+                and not turn.only_a_value
+                and not whom_only(text)
+            ):
                 slots["reason"], slots["reason_text"] = _OTHER, text[:100]
             whom = whom_of(text)
             if whom:
@@ -298,7 +314,7 @@ class ProxyFlow:
             slots["address"] = location.label or f"{location.latitude:.5f},{location.longitude:.5f}"
         entity = typed_address(turn.parse)
         if entity is not None and (step != "start" or _PRECISE.search(entity.value)):
-            slots["address"] = entity.value
+            slots["address"] = within(str(slots.get("address") or ""), entity.value)
         elif (
             step == "address"
             and not phone
@@ -450,6 +466,16 @@ class ProxyFlow:
 
     def _msg(self, key: str, **values: object) -> Outbound:
         return Outbound(self._t(key, **values), (Button(self._t("button.cancel"), CANCEL),))
+
+    def _going_myself(self, state: ConversationState) -> list[Outbound]:
+        """The resident will come in person after all: nothing is filed, and the
+        service's booking is offered (the guide's 预约办理 on its card)."""
+        service = self._services.service(state.slots["service"])
+        window = self._services.window_for(service.id)
+        state.begin(GUIDE_FLOW, "answered", {"service": service.id})
+        book = Button(self._t("button.guide_book"), f"{BOOK}{service.id}")
+        text = self._t("proxy.going_myself", name=service.name, window=window.name)
+        return [Outbound(text, (book,) if service.bookable else ())]
 
     def _reprompt(self, state: ConversationState) -> Outbound:
         state.reprompts += 1

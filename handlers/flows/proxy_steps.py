@@ -60,11 +60,29 @@ _WHOM = re.compile(
     "(我家老人|家里老人|家中老人|老母亲|老父亲|母亲|父亲|我妈|俺妈|妈妈|老妈|我爸|俺爸|爸爸|老爸|爷爷|奶奶|姥姥|姥爷|外公|外婆|"
     "公公|婆婆|岳父|岳母|老伴|爱人|丈夫|妻子|儿子|女儿|孩子|邻居)"
 )
+# Whom, said at the reason question (不是我自己去，是帮我妈办): noted, and the reason asked.
+WHOM_SAID = Words("proxy_whom", _WHOM)
+_WHOM_ONLY = re.compile(
+    f"^(不是(我)?(自己|本人)(去|办|来)?)?(是)?(帮|给|替|为)?{_WHOM.pattern}(办|申请|代办|弄|的)*$"
+)
+
+
+def whom_only(text: str) -> bool:
+    """Whether ``text`` says only whom the errand is for (是帮我妈办), and no reason."""
+    return bool(_WHOM_ONLY.match(clean(text)))
+
+
 # 身份证户口本都有, 材料都齐了: the papers are ready (staff check them when they come).
 PAPERS_READY = words(
     "papers_ready",
     "(材料|证件|手续|东西|证|户口本|户口簿|照片|复印件|委托书).{0,6}"
     "(都有|有的|都在|齐了|齐全|都齐|准备好|备好|准备了|都带|带着|在手)",
+)
+# 算了，我自己去办吧: the resident will come after all (the 代办 ends, with a booking offered).
+GO_MYSELF = words(
+    "go_myself",
+    "^(?!.*(不是|不用|不能|没法|没办法|去不了|来不了)(我)?(自己|亲自|本人))"
+    ".*(?<![给帮为替])(自己|亲自|本人)(去|来|跑一趟|过去)(?>(办|吧|一趟|窗口)?)(?![不没]|得了)",
 )
 # 同意 and the like at the confirmation (YES covers most; these are the consent's own).
 AGREE_WORDS = words("agree", "(?<![不没])(同意|授权|委托|愿意)")
@@ -116,26 +134,43 @@ def expectation(step: str, service_words: Matcher, named_alone: Matcher) -> Expe
         return Expect(
             prefixes=(REASON,),
             entities=frozenset({"phone"}),
-            words=(REASON_WORDS, OTHER_REASON, named_alone, PAPERS_READY, *_PHONE_WORDS),
+            words=(
+                REASON_WORDS,
+                OTHER_REASON,
+                WHOM_SAID,
+                named_alone,
+                PAPERS_READY,
+                GO_MYSELF,
+                *_PHONE_WORDS,
+            ),
             text=True,
         )
     if step == "phone":
         return Expect(
             entities=frozenset({"phone"}),
-            words=(NO_PHONE, named_alone, PAPERS_READY, *_PHONE_WORDS),
+            words=(NO_PHONE, named_alone, PAPERS_READY, GO_MYSELF, *_PHONE_WORDS),
         )
     if step == "keep":
         return Expect(
             payloads=frozenset({KEEP, DONT_KEEP}),
             entities=frozenset({"phone"}),
-            words=(KEEP_WORDS, DONT_KEEP_WORDS, YES, NO, named_alone, PAPERS_READY, *_PHONE_WORDS),
+            words=(
+                KEEP_WORDS,
+                DONT_KEEP_WORDS,
+                YES,
+                NO,
+                named_alone,
+                PAPERS_READY,
+                GO_MYSELF,
+                *_PHONE_WORDS,
+            ),
             intents=frozenset({"affirm", "deny"}),
         )
     if step == "address":
         return Expect(
             entities=frozenset({"address", "phone"}),
             location=True,
-            words=(named_alone, PAPERS_READY, *_PHONE_WORDS),
+            words=(named_alone, PAPERS_READY, GO_MYSELF, *_PHONE_WORDS),
             text=True,
         )
     return Expect(  # confirm
@@ -150,6 +185,7 @@ def expectation(step: str, service_words: Matcher, named_alone: Matcher) -> Expe
             YES,
             NO,
             named_alone,
+            GO_MYSELF,
             *_PHONE_WORDS,
         ),
         intents=frozenset({"affirm", "deny"}),

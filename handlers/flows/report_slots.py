@@ -119,11 +119,42 @@ _ESTATE = re.compile(r"^.*?(?:小区|花园|家园|新村|苑|村|社区|大院|
 _ROAD = re.compile(r"^.*?(?:路|街|大道|巷)(?=\d)")
 
 
+# A unit or a room said alone (4单元401, 402室) corrects the same part of a home address.
+_UNIT = re.compile(r"\d+单元")
+_UNIT_ROOM = re.compile(r"\d+单元(?:\d{3,4}(?:室|号)?)?")
+_ROOM = re.compile(r"\d{3,4}(?:室|号)?")
+# A unit, a room or a part said as the correction at the end of a message (门牌号不对，是402).
+_HOME_PART_SAID = re.compile(
+    r"(?:^|是|在|改成|改为|换成)\s*(\d+单元(?:\d{3,4}(?:室|号)?)?|\d{3,4}(?:室|号)?)[吧呀啊了。.!！\s]*$"
+)
+_BUILDING_AT_END = re.compile(r"(?:号楼|栋|幢)$")
+_UNIT_AT_END = re.compile(r"(?:单元|号楼|栋|幢)$")
+_ROOM_AT_END = re.compile(r"(?:(?<=单元)|(?<=号楼)|(?<=[栋幢]))\d{3,4}(?:室|号)?$")
+
+
+def part_said(text: str) -> str | None:
+    """A part of a place said alone as a correction at the end of ``text`` (是南门, 改成6栋,
+    是4单元401, 是402), which the model does not take for a place; else None."""
+    said = _PART_SAID.search(text) or _HOME_PART_SAID.search(text)
+    return said.group(1) if said else None
+
+
 def within(old: str, new: str) -> str:
     """``new`` as a correction of ``old``: a part alone (5号楼, 南门) keeps ``old``'s estate
-    (金辉小区3号楼门口 → 金辉小区5号楼), a house number its road (幸福路88号 → 幸福路90号);
+    (金辉小区3号楼门口 → 金辉小区5号楼), a house number its road (幸福路88号 → 幸福路90号),
+    a unit or a room its building (金辉小区2号楼3单元401 → 金辉小区2号楼4单元401, → …402);
     the estate or road of a part said alone before goes in front of it (3号楼, then
     金辉小区 → 金辉小区3号楼); anything else replaces it."""
+    if old and _UNIT_ROOM.fullmatch(new):
+        if unit := _UNIT.search(old):
+            return old[: unit.start()] + new
+        if _BUILDING_AT_END.search(old):  # 金辉小区5号楼, then 3单元401
+            return old + new
+    if old and _ROOM.fullmatch(new):
+        if room := _ROOM_AT_END.search(old):
+            return old[: room.start()] + new
+        if _UNIT_AT_END.search(old):
+            return old + new
     if old and _PART_ALONE.fullmatch(old) and not _A_PART_IN.search(new):
         return new + old
     if not old or not _PART_ALONE.fullmatch(new):
@@ -163,11 +194,11 @@ def take_address(parse: Parse, slots: Slots, places: Places | None) -> bool:
     """
     entity = typed_address(parse)
     old = "" if slots.get("address_from_pin") else str(slots.get("address") or "")
-    said = _PART_SAID.search(parse.text) if old else None
+    said = part_said(parse.text) if old else None
     if entity is not None:
         typed = with_spot(parse, entity)
     elif said is not None:
-        typed = said.group(1)
+        typed = said
     else:
         return False
     value = within(old, typed)
