@@ -39,6 +39,7 @@ from handlers.flows.volunteer_done import (
     RecordFlow,
 )
 from handlers.flows.volunteer_items import (
+    MINE,
     WITHDRAW,
     BrowseFlow,
     ClaimFlow,
@@ -97,6 +98,7 @@ TRIGGERS: tuple[Trigger, ...] = (
     Trigger(REPORT_REQUEST, "complaint"),
     Trigger(RECORD_WORDS, "volunteer_record"),  # 我的服务记录
     Trigger(WITHDRAW, "volunteer_withdraw"),  # 这个我去不了了
+    Trigger(MINE, "volunteer_browse"),  # 我报了几个: a volunteer's held items (else declined)
     Trigger(CONFIRM_WORDS, "volunteer_confirm"),  # 确认完成 5分, after a volunteer's visit
     Trigger(CONSENT_WORDS, "volunteer_consent"),  # 同意告知电话, once a volunteer is coming
     Trigger(RATING_WORDS, "rating"),  # 满意 / 1分 / 根本没修好: answers a pending question

@@ -46,7 +46,8 @@ CLAIM, PAGE, DROP = f"{VOL}claim:", f"{VOL}page:", f"{VOL}drop:"
 MINE = words(
     "mine",
     "我(已经|都)?(认领|接|领|报名)(了)?的|我的(认领|岗位|任务|志愿服务项目)|"
-    "我(已经|都)?(认领|接|领|报名)了?(哪些|哪几个|什么|啥|几个)",
+    "我(已经|都)?(认领|接|领|报名)了?(哪些|哪几个|什么|啥|几个)|"
+    "我(已经|都|一共)?报了(几个|哪几个|哪些)(活|岗位|项目|志愿|服务)?$",  # not 报了几个问题
 )
 PICK = words("pick", ORDINAL.pattern)
 THIS = AnyOf(
@@ -159,8 +160,8 @@ class BrowseFlow:
         """The first page of items fitting the volunteer (all open ones for others); the
         items they hold when they ask about theirs (我认领的活动什么时候开始)."""
         inbound = turn.inbound
-        if MINE.search(turn.text):
-            return await self._held(turn)
+        if MINE.search(turn.text):  # asked, or a trigger (我报了几个, read as 我的进度)
+            return await self._held(turn, asked=turn.parse.intent == self.name)
         holding = await self._desk.holding(inbound)
         volunteer = holding[0] if holding else None
         held = {i.id for i in holding[1]} if holding else set()
@@ -186,10 +187,12 @@ class BrowseFlow:
         state.begin(self.name, "list", {"ids": [i.id for i in items], "page": 0})
         return await self._page(state, lead)
 
-    async def _held(self, turn: Turn) -> list[Outbound]:
+    async def _held(self, turn: Turn, *, asked: bool = True) -> list[Outbound]:
         t = self._t
         holding = await self._desk.holding(turn.inbound)
         if holding is None:
+            if not asked:  # no volunteer: their reports, bookings and requests instead
+                raise Declined
             return [Outbound(t("volunteer.not_volunteer"))]
         _, held = holding
         if not held:
