@@ -51,6 +51,9 @@ _WITH_MENU = frozenset(
 )
 
 
+# A greeting this soon after the last one is answered briefly (在的…).
+_GREET_AGAIN_SECONDS = 600
+
 # Services without a flow of their own yet: answered, and their follow-up questions too.
 _SERVICES = frozenset(SERVICE_INTENTS) - {"check_status", "rate_service", "ask_service_info"}
 
@@ -106,11 +109,21 @@ class ChatFlow(OneMessageFlow):
         if phone_alone(turn):
             return [Outbound(self._t("chat.phone_alone"), self.menu())]  # not 超出了范围
         key = _REPLIES.get(intent)
+        if intent == "greet" and self._greeted(turn, state):
+            key = "chat.greet_again"  # 在吗, then 有人吗: not the whole welcome twice
         if key is None:
             if intent in _SERVICES:
                 state.begin(self.name, "service", {"intent": intent})
             return [self._unsupported(intent)]
         return [Outbound(self._t(key), self.menu() if intent in _WITH_MENU else ())]
+
+    @staticmethod
+    def _greeted(turn: Turn, state: ConversationState) -> bool:
+        """Whether this chat was greeted a moment ago (and note that it is now)."""
+        now = turn.inbound.time.timestamp()
+        before = float(state.recent.get("greeted", 0))
+        state.recent["greeted"] = round(now)
+        return now - before < _GREET_AGAIN_SECONDS
 
     async def resume(self, turn: Turn, state: ConversationState) -> list[Outbound]:
         """A follow-up question about the service last asked about."""
