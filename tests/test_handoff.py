@@ -152,6 +152,9 @@ def test_everyday_reports_do_not_fire_a_rule() -> None:
         "我要投诉楼上装修太吵",
         "人工湖边路灯不亮",
         "我妈腿脚不好怕摔倒，想请人陪她去医院",
+        "楼道里堆满了杂物，着火了都跑不出去",  # a hazard said as what a fire would do
+        "要是着火就完了",
+        "楼道堆物，一旦起火后果不堪设想",
     ):
         assert escalation(text) is None, text
 

@@ -45,12 +45,14 @@ class Escalation:
 
 # Small and explainable on purpose: each rule has a name the console shows with the words.
 ESCALATIONS: tuple[Escalation, ...] = (
-    Escalation(  # 厨房着火了; not a hazard (纸箱堆在楼道怕着火, 火灾隐患): that is a report
+    Escalation(  # 厨房着火了; not a hazard (纸箱堆在楼道怕着火, 火灾隐患, 楼道堆满杂物，
+        # 着火了都跑不出去, 要是着火就完了): that is a report
         words(
             "fire",
             "(?<!怕)(?<!会)(?<!容易)(?<!担心)(?<!小心)(?<!万一)(?<!防止)(?<!防)(?<!可能)"
-            "(?<!引起)(?<!引发)(?<!导致)(?<!造成)"
-            "(着火|起火(?!灾)|失火|火灾|烧起来|冒浓烟)(?!隐患|风险|危险)",
+            "(?<!引起)(?<!引发)(?<!导致)(?<!造成)(?<!要是)(?<!如果)(?<!一旦)(?<!假如)"
+            "(着火|起火(?!灾)|失火|火灾|烧起来|冒浓烟)(?!隐患|风险|危险)"
+            "(?!了?人?(都|也)|了?就(完|麻烦|糟|危险|出不|跑不))",
         ),
         urgent=True,
     ),
