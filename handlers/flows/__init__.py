@@ -151,7 +151,7 @@ def standard_flows(
     )
     guide = GuideFlow(services, catalog, fallback=chat, booking=booking)
     proxy = ProxyFlow(desk, services, catalog, contacts, guide.matcher)
-    guide.proxy = proxy
+    guide.proxy, proxy.guide = proxy, guide
     if booking is not None:
         booking.proxy, booking.guide = proxy, guide
     items = items or MemoryItems()

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 from handlers.catalog import Catalog
 from handlers.flows.base import CANCEL, Expect, Turn
 from handlers.flows.booking_slots import (
+    ASKING_FIRST,
+    ASKS_PAPERS,
     PICKED,
     SLOT,
     AppointmentDesk,
@@ -59,17 +61,6 @@ CONFIRM, EDIT = "booking:confirm", "booking:edit"
 CONFIRM_WORDS = words("confirm", "(?<![不别没])(确认|确定|提交|就这个|就这样|可以|行)")
 EDIT_WORDS = words("edit", "修改|改一下|改下|改个|换个|换一个|重新选|别的时间|其他时间")
 WINDOW_WORD = "窗口"
-# A booking that also asks what to bring (还有身份证要带吗): told the list comes with it.
-ASKS_PAPERS = words(
-    "asks_papers", "要带|带什么|带啥|什么材料|啥材料|哪些材料|需要什么|需要哪些|要什么"
-)
-# Asked which service, a question about one instead of a choice (就是想问问低保, 居住证要带
-# 什么材料): its card, which offers 预约办理. 社保卡可以吗 or 低保能约明天吗 choose.
-ASKING_FIRST = words(
-    "asking_first",
-    "^(?!.*(约|挂号|排号|取号)).*(想问问|问一下|问问|咨询|了解|打听|怎么|怎样|如何|咋|要带|带什么|"
-    "带啥|什么材料|啥材料|需要什么|需要哪些|要什么|流程|条件|手续)",
-)
 _TIME_INTENTS = frozenset({"book_appointment"})
 # A day the resident cannot come after all (我明天去不了了, 周三有事): the days after it.
 CANNOT_COME = words(

@@ -23,6 +23,17 @@ from integration.services.calendar import LOCAL_TZ
 from integration.services.slots import SlotPlanner, Verdict
 from nlu.timeparse import TimeParseError, TimeValue, resolve
 
+# A booking that also asks what to bring (还有身份证要带吗): told the list comes with it.
+ASKS_PAPERS = words(
+    "asks_papers", "要带|带什么|带啥|什么材料|啥材料|哪些材料|需要什么|需要哪些|要什么"
+)
+# Asked which service, a question about one instead of a choice (就是想问问低保, 居住证要带
+# 什么材料): its card, which offers 预约办理. 社保卡可以吗 or 低保能约明天吗 choose.
+ASKING_FIRST = words(
+    "asking_first",
+    "^(?!.*(约|挂号|排号|取号)).*(想问问|问一下|问问|咨询|了解|打听|怎么|怎样|如何|咋|要带|带什么|"
+    "带啥|什么材料|啥材料|需要什么|需要哪些|要什么|流程|条件|手续)",
+)
 OFFERED = 4  # free slots offered as buttons
 SLOT = "booking:slot:"  # + the slot's ISO start; shared by booking and moving
 # 越早越好 / 随便 / 都行 at the slots offered: the first (the soonest) of them.

@@ -27,8 +27,6 @@ report; anything else ends it quietly and is routed as usual.
 
 from __future__ import annotations
 
-from datetime import date
-
 from handlers.catalog import Catalog
 from handlers.flows.base import OFFER_INTERRUPTS, Declined, Expect, Flow, Turn
 from handlers.flows.booking import BookingFlow
@@ -42,6 +40,7 @@ from handlers.flows.guide_follow_up import (
     lines_asked,
     lines_naming,
 )
+from handlers.flows.guide_hours import centre_hours, opening_hours
 from handlers.flows.guide_match import (
     BOOK,
     ERRAND_WORDS,
@@ -78,7 +77,6 @@ from nlu.types import FALLBACK_INTENT
 # named service, the card and the honest word that online booking/代办 is coming.
 ERRANDS = {"book_appointment": "book", "proxy_service": "proxy"}
 STARTS = frozenset({"ask_service_info", "out_of_scope", FALLBACK_INTENT, *ERRANDS})
-_WEEKDAYS = "一二三四五六日"
 _ECHO_CHARS = 20  # of the resident's words quoted back when nothing matches
 
 
@@ -448,47 +446,15 @@ class GuideFlow:
         return out_of_remit(self._t, self._services, position)
 
     def _centre_hours(self, turn: Turn) -> str:
-        centre = self._services.centre
-        text = self._t(
-            "guide.centre_hours",
-            centre=centre.name,
-            address=centre.address,
-            hours=self._hours(),
-            phone=centre.phone,
-        )
-        today = turn.inbound.time.astimezone(LOCAL_TZ).date()
-        closures, workdays = self._services.calendar.upcoming(today)
-        items = [
-            self._t("guide.closure", name=name, first=_day(first), last=_day(last))
-            if first != last
-            else self._t("guide.closure_day", name=name, day=_day(first))
-            for name, first, last in closures
-        ]
-        items += [
-            self._t("guide.make_up", day=_day(d), weekday=_WEEKDAYS[d.weekday()]) for d in workdays
-        ]
-        if not items:
-            return text
-        return f"{text}\n{self._t('guide.upcoming', items='；'.join(items))}"
+        return centre_hours(self._t, self._services, turn.inbound.time.astimezone(LOCAL_TZ).date())
 
     def _hours(self) -> str:
-        hours = self._services.hours
-        days = sorted(hours.weekdays)
-        if days == list(range(days[0], days[-1] + 1)) and len(days) > 1:
-            named = f"周{_WEEKDAYS[days[0] - 1]}至周{_WEEKDAYS[days[-1] - 1]}"
-        else:
-            named = "、".join(f"周{_WEEKDAYS[d - 1]}" for d in days)
-        sessions = "、".join(f"{a:%H:%M}-{b:%H:%M}" for a, b in hours.sessions)
-        return self._t("guide.hours", days=named, sessions=sessions)
+        return opening_hours(self._t, self._services)
 
     def _list(self, items: list[str]) -> str:
         return "\n".join(
             self._t("guide.material", number=n, item=item) for n, item in enumerate(items, 1)
         )
-
-
-def _day(day: date) -> str:
-    return f"{day.month}月{day.day}日"
 
 
 def _about_centre(text: str) -> bool:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from handlers.catalog import Catalog
 from handlers.flows.base import CANCEL, CaseDesk, Expect, Turn
@@ -65,6 +66,7 @@ from handlers.flows.proxy_steps import (
     REASON,
     SERVICE,
     confirm_buttons,
+    errand_asked,
     expectation,
     reason_buttons,
     reason_of,
@@ -78,6 +80,9 @@ from handlers.state import ConversationState
 from handlers.words import NO, YES, clean
 from integration.cases import CaseDraft, Consent
 from integration.services import Service, ServiceCatalogue
+
+if TYPE_CHECKING:
+    from handlers.flows.guide import GuideFlow
 
 CATEGORY = "proxy"
 # In the first message only a place that names a building or a number is taken as the
@@ -107,6 +112,7 @@ class ProxyFlow:
         self._t = catalog
         self._contacts = contacts
         self.matcher = matcher or ServiceMatcher(services)
+        self.guide: GuideFlow | None = None  # whose card answers a question about a service
 
     # -- the Flow protocol -------------------------------------------------------------
 
@@ -120,6 +126,9 @@ class ProxyFlow:
         if found is not None and found.kind == "remit" and found.score >= STRONG:
             state.finish()  # 能帮我把户口迁过来吗: not the street's, nor anyone's errand here
             return [out_of_remit(self._t, self._services, int(found.key))]
+        if service is not None and self.guide and not errand_asked(turn.text):
+            state.begin(self.guide.name, "answered", {"service": service.id})
+            return self.guide.ask(state)  # 给我家老人办个高龄补贴: how, 申请代办 on the card
         if service is not None:
             self._choose(service, found, state)
         return await self._took(turn, state)

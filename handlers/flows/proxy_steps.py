@@ -55,6 +55,24 @@ OTHER_REASON = words(
     "没法去|没办法去|(看|带)(孩子|小孩)|照顾",
 )
 
+# Staff asked to run the errand in words (代办, 帮我办, 派人, 上门).
+_ERRAND_ASKED = re.compile(
+    "代办|代为|代理|代缴|帮(我|忙|着)?(办|跑|弄|去|交|领)|替|派人|上门|跑腿|跑一趟|别人去|别人办"
+)
+
+
+def errand_asked(text: str) -> bool:
+    """Whether ``text`` asks staff to run the errand: in words, or with a reason one cannot
+    come (住院, 腿脚不好, 在外地; not old age alone, which 高龄津贴 and 老年证 are for:
+    我想给我家老人办个高龄补贴 asks how, and gets the card with 申请代办 on it)."""
+    cannot = ("disabled", "ill", "away")
+    return bool(
+        _ERRAND_ASKED.search(text)
+        or any(REASONS[k].search(text) for k in cannot)
+        or OTHER_REASON.search(text)
+    )
+
+
 # Whom it is for, when not the resident: 帮我妈代缴医保.
 _WHOM = re.compile(
     "(我家老人|家里老人|家中老人|老母亲|老父亲|母亲|父亲|我妈|俺妈|妈妈|老妈|我爸|俺爸|爸爸|老爸|爷爷|奶奶|姥姥|姥爷|外公|外婆|"
