@@ -87,6 +87,20 @@ class AnyOf:
         return any(m.search(text) for m in self.matchers)
 
 
+@dataclass(frozen=True, slots=True)
+class Brief:
+    """A matcher that says yes only for a short message its matcher finds words in (嗯,
+    好的, 不用了 answer a question; 杂物的事不用处理了，已经清走了 says more)."""
+
+    name: str
+    matcher: Matcher
+    chars: int
+
+    def search(self, text: str) -> bool:
+        """Whether ``text`` is at most ``chars`` characters, cleaned, and matches."""
+        return len(clean(text)) <= self.chars and self.matcher.search(text)
+
+
 # 可以 before a verb is "can do" (有啥活可以干, 可以帮我买菜吗), not a yes.
 _MODAL = "[干做帮办去来看买吃报问认领接参当用]"
 # Yes: unambiguous words anywhere, or a lone 好 / 对 / 是 / 嗯 (which inside other

@@ -47,7 +47,7 @@ from handlers.flows.volunteer_items import (
     WithdrawFlow,
 )
 from handlers.flows.volunteer_steps import VolunteerDesk
-from handlers.words import NO, REPORT_REQUEST, YES, AnyOf, Matcher, words
+from handlers.words import NO, REPORT_REQUEST, YES, AnyOf, Brief, Matcher, words
 from integration.contacts import MemoryContacts
 from integration.items_memory import MemoryItems
 from integration.services import ServiceCatalogue, load_catalogue
@@ -102,7 +102,7 @@ TRIGGERS: tuple[Trigger, ...] = (
     Trigger(CONFIRM_WORDS, "volunteer_confirm"),  # 确认完成 5分, after a volunteer's visit
     Trigger(CONSENT_WORDS, "volunteer_consent"),  # 同意告知电话, once a volunteer is coming
     Trigger(RATING_WORDS, "rating"),  # 满意 / 1分 / 根本没修好: answers a pending question
-    Trigger(AnyOf("yes_or_no", (YES, NO)), "rating"),  # 嗯 after a rating push: which?
+    Trigger(Brief("yes_or_no", AnyOf("yes_or_no", (YES, NO)), 6), "rating"),  # 嗯 after a push
     # A question the model took for small talk that names a service (退役军人优待证怎么办);
     # the guide declines any other. Last: a declined trigger ends the search.
     Trigger(GUIDE_WORDS, "guide"),  # 办事指南 / 我想办个事, typed
