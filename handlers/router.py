@@ -185,14 +185,17 @@ class Router:
 
     def _names_a_topic(self, turn: Turn) -> bool:
         """An unplaced or out-of-scope message that names a service or a topic the office
-        does not handle (帮我交一下电费), or a request for help at home that names one and
-        no help at home: the guide's card, or who handles it."""
+        does not handle (帮我交一下电费), a request for help at home that names one and
+        no help at home, or a status query that names a topic: the guide's card, or who
+        handles it."""
         guide = self._flows.get("guide")
         unplaced = turn.parse.intent in (FALLBACK_INTENT, "out_of_scope")
         # 我想给我爸申请个轮椅, read as help at home: the guide declines it when it names
         # help at home too (家里老人不会交电费), and the home flow takes it
         home = turn.parse.intent == "request_home_service"
-        return (unplaced or home) and isinstance(guide, GuideFlow) and guide.names(turn)
+        # 帮我查一下社保交了几年, read as 我的进度: who keeps the records (else declined)
+        query = turn.parse.intent == "check_status"
+        return (unplaced or home or query) and isinstance(guide, GuideFlow) and guide.names(turn)
 
     def _answers(self, turn: Turn, expect: Expect | None) -> bool:
         """Whether the active step (free text, words, entities…) or a trigger takes it."""

@@ -197,6 +197,8 @@ class ServiceMatcher:
         cleaned = clean(text)
         for value in entities:
             named = clean(value)
+            if f"{named}号" in cleaned:  # 我的身份证号是…: the number given, not the card asked
+                continue
             found = [w for w in self._words if w.text == named]
             if found:
                 # A longer catalogue word around it, as written, wins (医保卡 over 医保).
