@@ -38,6 +38,7 @@ from handlers.words import (
     PROCESS_QUESTION,
     WHO_ARE_YOU,
     WITHDRAW_CASE,
+    clean,
 )
 from handlers.words import CANCEL as CANCEL_WORDS
 from nlu.contract import REPORT_INTENTS
@@ -75,6 +76,10 @@ def withdraws_a_case(turn: Turn) -> bool:
 
 # The problem is back, or something else is wrong: 修好了又坏了, 修好了但是….
 _BACK_AGAIN = re.compile("又|还是|仍然|依然|但是|可是|不过|没几天|只.{0,3}(一天|一晚|两天)")
+
+
+# 我的进度, 查进度: a status query of no more characters names nothing to look up.
+_BARE_QUERY = 4
 
 
 def said_fixed(turn: Turn) -> bool:
@@ -194,7 +199,7 @@ class Router:
         # help at home too (家里老人不会交电费), and the home flow takes it
         home = turn.parse.intent == "request_home_service"
         # 帮我查一下社保交了几年, read as 我的进度: who keeps the records (else declined)
-        query = turn.parse.intent == "check_status"
+        query = turn.parse.intent == "check_status" and len(clean(turn.text)) > _BARE_QUERY
         return (unplaced or home or query) and isinstance(guide, GuideFlow) and guide.names(turn)
 
     def _answers(self, turn: Turn, expect: Expect | None) -> bool:
