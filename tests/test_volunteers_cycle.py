@@ -137,6 +137,10 @@ async def test_the_whole_cycle_with_a_resident_and_a_volunteer(chat: Chat) -> No
     await chat.say(resident, "13912345678")
     await chat.say(resident, "不用记")
     assert "已提交上门服务申请" in await chat.say(resident, "好的")
+    # said done before anyone came (the model reads a volunteer's report in it): not told
+    # to register as a volunteer, but that the confirmation comes after the visit
+    early = await chat.say(resident, "送饭的已经来过了，挺好的")
+    assert early == chat.catalog("volunteer.visit_noted")
     items = ItemBook(chat.sessions)
     [request] = await items.list_items([ItemStatus.pending])
 
@@ -180,8 +184,10 @@ async def test_the_whole_cycle_with_a_resident_and_a_volunteer(chat: Chat) -> No
     assert "不能自己确认" not in await chat.say(volunteer, "确认完成 5分")  # not theirs to confirm
     assert (await items.get(request.id)).status is ItemStatus.done
 
-    # 6. the resident confirms and rates
-    assert "评分5分" in await chat.say(resident, "确认完成，5分")
+    # 6. the resident confirms and rates, in their own words first
+    asked = await chat.say(resident, "送饭的已经来过了，挺好的")
+    assert chat.catalog("volunteer.ask_rating", number=request.id) in asked
+    assert "评分5分" in await chat.say(resident, "5分")
     confirmed = await items.get(request.id)
     assert (confirmed.status, confirmed.rating) == (ItemStatus.confirmed, 5)
 

@@ -65,7 +65,7 @@ class CompleteFlow(DeskFlow):
         t = self._t
         holding = await self._desk.holding(turn.inbound)
         if holding is None:
-            return [Outbound(t("volunteer.not_volunteer"))]
+            return await self._from_a_resident(turn, state)
         volunteer, all_held = holding
         number = item_number(turn.text)
         if number is not None and number not in [i.id for i in all_held]:
@@ -154,6 +154,19 @@ class CompleteFlow(DeskFlow):
             return [Outbound(t("volunteer.not_held", number=refused.item.id))]
         key = "volunteer.done_resident" if item.has_resident else "volunteer.done_staff"
         return [Outbound(t(key, number=item.id, what=what(t, item)))]
+
+    async def _from_a_resident(self, turn: Turn, state: ConversationState) -> list[Outbound]:
+        """送饭的已经来过了, from someone who is no volunteer: about their own help at home.
+        Waiting for their confirmation, it is asked for; otherwise they are told it comes
+        once the volunteer reports it done. Anyone else is told how to register."""
+        inbound = turn.inbound
+        waiting = await self._desk.claims.awaiting(inbound.channel, inbound.user_id)
+        if waiting:
+            state.begin(ConfirmFlow.name, "rate", {"item": waiting[0].id})
+            return ConfirmFlow(self._desk, self._t).ask(state)
+        if await self._desk.items.requested_by(inbound.channel, inbound.user_id):
+            return [Outbound(self._t("volunteer.visit_noted"))]
+        return [Outbound(self._t("volunteer.not_volunteer"))]
 
 
 class ConfirmFlow(DeskFlow):
