@@ -52,11 +52,13 @@ from handlers.flows.report_steps import (
     EDIT_ADDRESS,
     EDIT_DESCRIPTION,
     EDIT_WORDS,
+    INSTEAD,
     JOIN,
     JOIN_WORDS,
     MORE_WORDS,
     NEW,
     NEW_WORDS,
+    PHOTO_COMING,
     SAME_PLACE,
     SAME_PLACE_WORDS,
     SKIP_ALONE,
@@ -224,6 +226,8 @@ class ComplaintFlow:
             return await self._review(turn, state)
         if take_pin(turn.inbound, slots):
             return [self._msg("complaint.pin_added", photo_buttons(self._t))]
+        if PHOTO_COMING.search(turn.text) and not turn.payload:  # 等一下，我拍个照片
+            return [self._msg("complaint.photo_wait", photo_buttons(self._t), limit=MAX_PHOTOS)]
         if take_address(turn.parse, slots, self._places) or self._adds(turn, slots):
             return await self._review(turn, state)  # a repeated answer: go on without a photo
         if (
@@ -256,7 +260,12 @@ class ComplaintFlow:
             return await self._submit(turn, state)
         if SKIP_ALONE.search(text):  # 我没有照片: no photo, not a withdrawal
             return [self._summary(state)]
-        if NO.search(text) or turn.means("deny"):
+        if PHOTO_COMING.search(text):  # 等一下，我拍个照片: the summary waits for it
+            return [self._msg("complaint.photo_wait", confirm_buttons(self._t), limit=MAX_PHOTOS)]
+        saying_no = NO.search(text) or turn.means("deny")
+        if saying_no and INSTEAD.search(text) and add_detail(slots, text):
+            return [self._summary(state)]  # 描述不对，是楼道灯不是路灯: corrected, kept whole
+        if saying_no:
             state.finish()
             return [Outbound(self._t("complaint.cancelled"))]
         if YES.search(text) or turn.means("affirm"):

@@ -44,6 +44,15 @@ _MORE_LEAD = re.compile(f"^(我想|我再|我要|我)?({_MORE})[，,。.：:；;
 # 我刚才说错了，是自行车 / 不对，是在小区外面: the report corrected before it is sent,
 # added to its description in the resident's words (never a withdrawal or a new report).
 CORRECTION = words("correction", "说错了|写错了|打错了|搞错了|弄错了|讲错了|^不对|^不是|^更正")
+# What was meant instead, said with a no (描述不对，是楼道灯不是路灯): a correction, not a
+# withdrawal.
+INSTEAD = words("instead", "(?<![不还])(是|应该是|其实是|改成|改为)[^，,。；;！!？?]{2,}")
+# A photo on its way (等一下，我拍个照片): the step waits for it.
+PHOTO_COMING = words(
+    "photo_coming",
+    "^(?!.*(没|不用|不想|不能|不会|懒得|算了|发不了|拍不了)).*"
+    "((拍|照|发|传)(个|张|一张|几张|一下|下)?(照片|图片|相片|图)|等我拍|我去拍|我拍一下)",
+)
 JOIN_WORDS = words("join", "加入|跟进|关注|一起|同一个|就是这个")
 NEW_WORDS = words("new", "新建|新的|单独|重新提交|另外|不是这个|不是同一")
 # A place said too vaguely to dispatch to (就是我们小区门口啊, 在我家楼下): the whole
@@ -94,7 +103,7 @@ def expectation(step: str, category: str | None) -> Expect:
             media=True,
             location=True,
             entities=frozenset({"address"}),
-            words=(SKIP_WORDS, YES, NO, MORE_WORDS, CORRECTION),
+            words=(SKIP_WORDS, YES, NO, MORE_WORDS, CORRECTION, PHOTO_COMING),
             intents=same | _AFFIRM_DENY,
         )
     if step == "confirm":
@@ -103,7 +112,7 @@ def expectation(step: str, category: str | None) -> Expect:
             media=True,
             location=True,
             entities=frozenset({"address"}),
-            words=(EDIT_WORDS, SUBMIT_WORDS, YES, NO, MORE_WORDS, SKIP_ALONE),
+            words=(EDIT_WORDS, SUBMIT_WORDS, YES, NO, MORE_WORDS, SKIP_ALONE, PHOTO_COMING),
             intents=same | _AFFIRM_DENY,
         )
     if step == "edit":
