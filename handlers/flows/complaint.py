@@ -63,6 +63,7 @@ from handlers.flows.report_steps import (
     SAME_PLACE_WORDS,
     SKIP_ALONE,
     SKIP_PHOTO,
+    SKIP_PLACE,
     SUBMIT,
     SUBMIT_WORDS,
     UNKNOWN_PLACE,
@@ -213,6 +214,8 @@ class ComplaintFlow:
             return [self._msg("complaint.photo_on_where", count=len(slots["photos"]))]
         if UNKNOWN_PLACE.search(turn.text):
             return [self._msg("complaint.where_unknown")]
+        if SKIP_PLACE.search(turn.text):  # 跳过: the place cannot be skipped, and why
+            return [self._msg("complaint.where_needed")]
         if VAGUE_PLACE.search(turn.text):
             return [self._reprompt(state, "complaint.where_vague")]
         if self._adds(turn, slots):

@@ -66,6 +66,8 @@ VAGUE_PLACE = words(
     slack=1,
 )
 UNKNOWN_PLACE = words("unknown_place", "不知道|不清楚|说不清|不记得|不认识|叫不上")
+# 跳过 at the place question (the photo's is optional, the place is not): said so.
+SKIP_PLACE = words("skip_place", "跳过|不填|略过|先不说|不想说|skip", whole=True, slack=2)
 # The last report's place again (还是那个地方, 同一个地方, 同上), when it was offered.
 SAME_PLACE_WORDS = words(
     "same_place",
@@ -94,7 +96,14 @@ def expectation(step: str, category: str | None) -> Expect:
             media=True,
             location=True,
             entities=frozenset({"address"}),
-            words=(UNKNOWN_PLACE, VAGUE_PLACE, MORE_WORDS, SAME_PLACE_WORDS, CORRECTION),
+            words=(
+                UNKNOWN_PLACE,
+                VAGUE_PLACE,
+                MORE_WORDS,
+                SAME_PLACE_WORDS,
+                CORRECTION,
+                SKIP_PLACE,
+            ),
             intents=same,
         )
     if step == "photo":
