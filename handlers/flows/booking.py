@@ -210,8 +210,7 @@ class BookingFlow:
             state.reprompts += 1
             return [Outbound(self._t("booking.ask_service"), self._service_buttons(None))]
         if self.guide and not turn.payload and wanted is None and ASKING_FIRST.search(turn.text):
-            state.begin(self.guide.name, "answered", {"service": service.id})
-            return with_lead(self._t("booking.card_first"), self.guide.ask(state))
+            return with_lead(self._t("booking.card_first"), self.guide.show(service, state))
         return await self.book(service, turn, state)
 
     def _not_ours(self, found: Match, state: ConversationState) -> list[Outbound]:

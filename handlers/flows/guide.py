@@ -201,6 +201,12 @@ class GuideFlow:
             return [Outbound(self._t("guide.ask_which_again"), self._common_buttons())]
         return []
 
+    def show(self, service: Service, state: ConversationState) -> list[Outbound]:
+        """The service's card, the guide now answering follow-ups about it (another flow
+        hands a question over: 就是想问问低保 at a booking's which-service question)."""
+        state.begin(self.name, "answered", {"service": service.id})
+        return [self._card(service)]
+
     def also_asked(self, turn: Turn) -> Frame | None:
         """The guide's answer, waiting, when a message that starts something else also
         asks about a service in a clause of its own, the question right after its name

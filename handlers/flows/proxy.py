@@ -127,8 +127,7 @@ class ProxyFlow:
             state.finish()  # 能帮我把户口迁过来吗: not the street's, nor anyone's errand here
             return [out_of_remit(self._t, self._services, int(found.key))]
         if service is not None and self.guide and not errand_asked(turn.text):
-            state.begin(self.guide.name, "answered", {"service": service.id})
-            return self.guide.ask(state)  # 给我家老人办个高龄补贴: how, 申请代办 on the card
+            return self.guide.show(service, state)  # 给我家老人办个高龄补贴: 申请代办 on the card
         if service is not None:
             self._choose(service, found, state)
         return await self._took(turn, state)
