@@ -128,6 +128,7 @@ async def test_one_message_not_understood_then_a_real_one_does_not_hand_over(
         ("救命 我妈晕倒了", "rescue", "救命"),
         ("我妈一个人在家摔倒了起不来", "medical", "摔倒了起不来"),
         ("再不处理我就打12345投诉你们", "complaint_threat", "12345"),
+        ("我说了好几遍了你怎么听不懂", "not_understood", "说了好几遍"),
     ],
 )
 async def test_urgent_and_angry_messages_hand_over_and_say_which_rule_fired(
@@ -152,6 +153,7 @@ def test_everyday_reports_do_not_fire_a_rule() -> None:
         "我要投诉楼上装修太吵",
         "人工湖边路灯不亮",
         "我妈腿脚不好怕摔倒，想请人陪她去医院",
+        "我妈听不懂普通话，想请人陪她去医院",  # not said to the bot
         "楼道里堆满了杂物，着火了都跑不出去",  # a hazard said as what a fire would do
         "要是着火就完了",
         "楼道堆物，一旦起火后果不堪设想",

@@ -127,6 +127,14 @@ ESCALATIONS: tuple[Escalation, ...] = (
         words("anger", "气死我了|忍无可忍|欺人太甚|太过分了|(还|到底|究竟)管不管|没人管了?吗"),
         urgent=False,
     ),
+    Escalation(  # 我说了好几遍了你怎么听不懂: the bot has failed them; a person instead
+        words(
+            "not_understood",
+            "你.{0,4}(听不懂|没听懂|听不明白|看不懂|不明白我)|听没听懂|看不懂人话|答非所问|"
+            "牛头不对马嘴|驴唇不对马嘴|鸡同鸭讲|跟你说不通|说了(好几|多少|几|半天)遍",
+        ),
+        urgent=False,
+    ),
 )
 STATUS_WORDS = words("my_status", "^(我的)?(进度|进展)$|^查(一下|下)?进度$", whole=False)
 
