@@ -125,6 +125,10 @@ def aside(turn: Turn) -> str | None:
     return None
 
 
+# A place said as a correction of the one given (改成…, 地址不对，是…): never a new report.
+_PLACE_CORRECTED = re.compile("^(改成|改为|换成|应该是|地址|地点|位置).{0,6}|^不是.{1,12}是")
+
+
 def is_news(turn: Turn, state: ConversationState, expect: Expect) -> bool:
     """A report of another kind with its own place, once the step's place is known
     (幸福路88号路灯坏了 at a rubbish report's confirmation): a new report that interrupts,
@@ -134,6 +138,7 @@ def is_news(turn: Turn, state: ConversationState, expect: Expect) -> bool:
     return (
         parse.intent in REPORT_INTENTS
         and parse.confidence >= NEWS_CONFIDENCE
+        and not _PLACE_CORRECTED.search(turn.text)  # 改成金辉小区3号楼后面的空地
         and expect.interruption(parse.intent) is not None
         and bool(state.slots.get("address"))
         and not turn.only_a_value

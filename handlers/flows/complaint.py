@@ -59,6 +59,7 @@ from handlers.flows.report_steps import (
     NEW,
     NEW_WORDS,
     PHOTO_COMING,
+    PHOTO_SENT,
     SAME_PLACE,
     SAME_PLACE_WORDS,
     SKIP_ALONE,
@@ -231,6 +232,8 @@ class ComplaintFlow:
             return [self._msg("complaint.pin_added", photo_buttons(self._t))]
         if PHOTO_COMING.search(turn.text) and not turn.payload:  # 等一下，我拍个照片
             return [self._msg("complaint.photo_wait", photo_buttons(self._t), limit=MAX_PHOTOS)]
+        if PHOTO_SENT.search(turn.text) and not turn.payload:  # 这是照片, and none came
+            return [self._msg("complaint.photo_missing", photo_buttons(self._t))]
         if take_address(turn.parse, slots, self._places) or self._adds(turn, slots):
             return await self._review(turn, state)  # a repeated answer: go on without a photo
         if (
@@ -265,6 +268,10 @@ class ComplaintFlow:
             return [self._summary(state)]
         if PHOTO_COMING.search(text):  # 等一下，我拍个照片: the summary waits for it
             return [self._msg("complaint.photo_wait", confirm_buttons(self._t), limit=MAX_PHOTOS)]
+        if PHOTO_SENT.search(text):  # 这是照片: after the photo came, or instead of it
+            if slots.get("photos"):
+                return [self._summary(state)]
+            return [self._msg("complaint.photo_missing", confirm_buttons(self._t))]
         saying_no = NO.search(text) or turn.means("deny")
         if saying_no and INSTEAD.search(text) and add_detail(slots, text):
             return [self._summary(state)]  # 描述不对，是楼道灯不是路灯: corrected, kept whole

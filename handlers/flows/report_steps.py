@@ -47,6 +47,12 @@ CORRECTION = words("correction", "说错了|写错了|打错了|搞错了|弄错
 # What was meant instead, said with a no (描述不对，是楼道灯不是路灯): a correction, not a
 # withdrawal.
 INSTEAD = words("instead", "(?<![不还])(是|应该是|其实是|改成|改为)[^，,。；;！!？?]{2,}")
+# A photo said to be sent with none in the message (这是照片, 照片发过去了): not received.
+PHOTO_SENT = words(
+    "photo_sent",
+    "^(这|这个|这张|这几张|下面|上面)(是|就是)?(照片|图片|相片|图)|"
+    "(照片|图片|图)(发|传)(了|过去|给你)",
+)
 # A photo on its way (等一下，我拍个照片): the step waits for it.
 PHOTO_COMING = words(
     "photo_coming",
@@ -112,7 +118,7 @@ def expectation(step: str, category: str | None) -> Expect:
             media=True,
             location=True,
             entities=frozenset({"address"}),
-            words=(SKIP_WORDS, YES, NO, MORE_WORDS, CORRECTION, PHOTO_COMING),
+            words=(SKIP_WORDS, YES, NO, MORE_WORDS, CORRECTION, PHOTO_COMING, PHOTO_SENT),
             intents=same | _AFFIRM_DENY,
         )
     if step == "confirm":
@@ -121,7 +127,16 @@ def expectation(step: str, category: str | None) -> Expect:
             media=True,
             location=True,
             entities=frozenset({"address"}),
-            words=(EDIT_WORDS, SUBMIT_WORDS, YES, NO, MORE_WORDS, SKIP_ALONE, PHOTO_COMING),
+            words=(
+                EDIT_WORDS,
+                SUBMIT_WORDS,
+                YES,
+                NO,
+                MORE_WORDS,
+                SKIP_ALONE,
+                PHOTO_COMING,
+                PHOTO_SENT,
+            ),
             intents=same | _AFFIRM_DENY,
         )
     if step == "edit":
