@@ -148,7 +148,10 @@ class GuideFlow:
             if GUIDE_WORDS.search(turn.text):  # 办事指南 again (the menu): which service
                 return self._answer(turn, state)
             service = self._services.service(state.slots["service"])
-            eligible = aspect_asked(turn.text) == "eligible"
+            # 周六能办吗 asks when, not whether: the hours answer it (below)
+            eligible = aspect_asked(turn.text) == "eligible" and not HOURS_QUESTION.search(
+                clean(turn.text)
+            )
             if eligible and not ERRAND_WORDS.search(turn.text):  # before 代办: 他残疾，我没工作
                 found = self._match(turn)
                 if found is None or found.key == service.id:
