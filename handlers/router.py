@@ -126,7 +126,7 @@ def aside(turn: Turn) -> str | None:
 
 
 # A place said as a correction of the one given (改成…, 地址不对，是…): never a new report.
-_PLACE_CORRECTED = re.compile("^(改成|改为|换成|应该是|地址|地点|位置).{0,6}|^不是.{1,12}是")
+_PLACE_CORRECTED = re.compile("^(改成|改为|换成|应该是|地址|地点|位置)|^不是.{1,12}是")
 
 
 def is_news(turn: Turn, state: ConversationState, expect: Expect) -> bool:
