@@ -122,12 +122,11 @@ def skill_note(text: str) -> str:
     """
     kept = []
     for clause in re.split(r"[，,。；;、！!？?\s]+", text):
-        named = set(skills_of(clause))
         if not clause or _ANYTHING.search(clause) or _WHEN_CLAUSE.search(clause):
             continue
-        own = _OWN_LEAD.sub("", clause)
+        named, own = set(skills_of(clause)), _OWN_LEAD.sub("", clause)
         if named == {"other"} or (not named and own != clause and len(own) >= 2):
-            kept.append(own if own != clause else clause)
+            kept.append(own)
     return "，".join(kept)
 
 
